@@ -1,0 +1,38 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Dependencies point one way: PortSliceCore (pure) <- sockets <- store <- control/edge/agent/proxy
+// <- PortSliceCLI <- the `portslice` executable, which only wires things together.
+let package = Package(
+    name: "portslice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "portslice", targets: ["portslice"]),
+        .library(name: "PortSliceCore", targets: ["PortSliceCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
+        // sock_diag structures). Only the socket module may use it.
+        .target(name: "CPortSlice"),
+        // Pure model: addresses, prefixes, port slices, traits, geofeeds, lookup, egress choice.
+        .target(name: "PortSliceCore"),
+        // Our own benchmark harness, reachable as `portslice bench`.
+        .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore"]),
+        // Subcommands; the executable only calls `PortSliceCommand.main()`.
+        .target(
+            name: "PortSliceCLI",
+            dependencies: [
+                "PortSliceCore",
+                "PortSliceBenchmarks",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "portslice", dependencies: ["PortSliceCLI"]),
+        .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
+        .testTarget(name: "PortSliceCLITests", dependencies: ["PortSliceCLI", "PortSliceCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,174 @@
+/// An egress address and its traits.
+public struct EgressAddress: Hashable, Sendable, Codable {
+    public let address: IPv4Address
+    public let traits: Traits
+
+    public init(address: IPv4Address, traits: Traits) {
+        self.address = address
+        self.traits = traits
+    }
+}
+
+extension IPv4Address: Codable {
+    public init(from decoder: any Decoder) throws {
+        self = try IPv4Address(parsing: try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// How well an egress address's traits mirror a client's, compared field by field in order of
+/// importance: city, region, country, category, then reputation.
+public struct Closeness: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let sameCity: Bool
+    public let sameRegion: Bool
+    public let sameCountry: Bool
+    public let sameCategory: Bool
+    /// Steps between reputation tiers (0 = same); 3 when the address's tier is unknown.
+    public let reputationDistance: Int
+
+    /// One integer that orders like the fields above, most significant first.
+    var score: Int {
+        (sameCity ? 32 : 0) | (sameRegion ? 16 : 0) | (sameCountry ? 8 : 0) | (sameCategory ? 4 : 0)
+            | (3 - reputationDistance)
+    }
+
+    public static func < (lhs: Closeness, rhs: Closeness) -> Bool { lhs.score < rhs.score }
+
+    public var description: String {
+        let matched = [(sameCity, "city"), (sameRegion, "region"), (sameCountry, "country"), (sameCategory, "category")]
+            .filter(\.0).map(\.1)
+        let place = matched.isEmpty ? "no trait matched" : "same " + matched.joined(separator: ", ")
+        return "\(place); reputation \(reputationDistance == 0 ? "matched" : "\(reputationDistance) tier(s) off")"
+    }
+
+    /// - Parameters:
+    ///   - address: the egress address's traits.
+    ///   - client: the client's traits; a field the client lacks counts as matched by every
+    ///     address, so it never decides the choice.
+    public init(of address: Traits, to client: Traits) {
+        let sameCountry = client.country == nil || client.country == address.country
+        sameRegion = client.region == nil || (sameCountry && client.region == address.region)
+        if let city = client.city {
+            sameCity = sameCountry && address.city.map { Self.fold($0) == Self.fold(city) } == true
+        } else {
+            sameCity = true
+        }
+        self.sameCountry = sameCountry
+        sameCategory = client.category == .unknown || client.category == address.category
+        switch (client.reputation, address.reputation) {
+        case (nil, _): reputationDistance = 0
+        case (.some, nil): reputationDistance = 3
+        case (.some(let wanted), .some(let offered)): reputationDistance = abs(wanted.rank - offered.rank)
+        }
+    }
+
+    /// Case folding for city names ("Paris" and "PARIS" are one city).
+    static func fold(_ city: String) -> String { city.lowercased() }
+}
+
+/// A pool of egress addresses and the rule for choosing one for a client: the closest traits
+/// win, and among equally close addresses rendezvous (highest-random-weight) hashing on the
+/// client address decides. A client therefore keeps its address as long as the pool does not
+/// change (RFC 6888 REQ-2, paired pooling), and removing one address moves only its clients.
+public struct EgressPool: Sendable {
+    public let addresses: [EgressAddress]
+    /// Addresses grouped by identical traits, so closeness is computed once per group.
+    private let groups: [(traits: Traits, members: [Int])]
+    private let addressKeys: [UInt64]
+
+    /// - Throws: `EgressPoolError.duplicateAddress` when an address is listed twice.
+    public init(_ addresses: [EgressAddress]) throws(EgressPoolError) {
+        var seen: Set<IPv4Address> = []
+        var groupIndex: [Traits: Int] = [:]
+        var groups: [(traits: Traits, members: [Int])] = []
+        for (index, egress) in addresses.enumerated() {
+            guard seen.insert(egress.address).inserted else { throw .duplicateAddress(egress.address) }
+            if let group = groupIndex[egress.traits] {
+                groups[group].members.append(index)
+            } else {
+                groupIndex[egress.traits] = groups.count
+                groups.append((egress.traits, [index]))
+            }
+        }
+        self.addresses = addresses
+        self.groups = groups
+        addressKeys = addresses.map { RendezvousHash.key($0.address) }
+    }
+
+    /// The address a client with `traits` at `client` leaves from; nil only for an empty pool.
+    public func choose(for client: IPAddress, traits: Traits) -> EgressAddress? {
+        var best = -1
+        var candidates: [Int] = []
+        for group in groups {
+            let score = Closeness(of: group.traits, to: traits).score
+            if score > best {
+                best = score
+                candidates = group.members
+            } else if score == best {
+                candidates += group.members
+            }
+        }
+        let clientKey = RendezvousHash.key(client)
+        var winner: Int? = nil
+        var winningWeight: UInt64 = 0
+        for index in candidates {
+            let weight = RendezvousHash.weight(client: clientKey, target: addressKeys[index])
+            if winner == nil || weight > winningWeight
+                || (weight == winningWeight && addresses[index].address < addresses[winner!].address) {
+                winner = index
+                winningWeight = weight
+            }
+        }
+        return winner.map { addresses[$0] }
+    }
+
+    /// Every address in the order it would be tried for this client: closest first, then by
+    /// rendezvous weight. The first is what `choose` returns.
+    public func ranked(for client: IPAddress, traits: Traits) -> [(egress: EgressAddress, closeness: Closeness)] {
+        let clientKey = RendezvousHash.key(client)
+        return addresses.indices.map { index in
+            (index, Closeness(of: addresses[index].traits, to: traits),
+             RendezvousHash.weight(client: clientKey, target: addressKeys[index]))
+        }
+        .sorted { ($0.1.score, $0.2, addresses[$1.0].address) > ($1.1.score, $1.2, addresses[$0.0].address) }
+        .map { (addresses[$0.0], $0.1) }
+    }
+}
+
+public enum EgressPoolError: Error, Hashable, Sendable, CustomStringConvertible {
+    case duplicateAddress(IPv4Address)
+    case notIPv4(prefix: String, line: Int)
+    case prefixTooLarge(prefix: String, line: Int)
+
+    public var description: String {
+        switch self {
+        case .duplicateAddress(let address):
+            "egress address \(address) is listed more than once; give each address once"
+        case .notIPv4(let prefix, let line):
+            "line \(line): \(prefix) is IPv6; egress addresses are IPv4 (clients may be IPv6)"
+        case .prefixTooLarge(let prefix, let line):
+            "line \(line): \(prefix) holds more than 65536 addresses; list egress addresses as /16 or longer prefixes"
+        }
+    }
+}
+
+extension EgressPool {
+    /// A pool from a geofeed whose prefixes are egress addresses (a /30 lists four addresses).
+    public init(feed: Geofeed) throws(EgressPoolError) {
+        var addresses: [EgressAddress] = []
+        for entry in feed.entries {
+            guard case .v4(let prefix) = entry.prefix else {
+                throw .notIPv4(prefix: entry.prefix.description, line: entry.line)
+            }
+            guard prefix.length >= 16 else { throw .prefixTooLarge(prefix: prefix.description, line: entry.line) }
+            for bits in prefix.first.bits...prefix.last.bits {
+                addresses.append(EgressAddress(address: IPv4Address(bits: bits), traits: entry.traits))
+            }
+        }
+        try self.init(addresses)
+    }
+}

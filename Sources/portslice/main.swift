@@ -1,0 +1,3 @@
+import PortSliceCLI
+
+PortSliceCommand.main()
