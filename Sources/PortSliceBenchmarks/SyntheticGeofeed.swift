@@ -17,7 +17,7 @@ struct SyntheticGeofeed {
             if let outer = entries.last, entries.count % 10 == 0, case .v4(let outerPrefix) = outer.prefix,
                outerPrefix.length < 30 {
                 // A more specific prefix inside the previous one, as feeds carry for sub-allocations.
-                let length = Int(outerPrefix.length) + Int.random(in: 1...4, using: &random)
+                let length = min(32, Int(outerPrefix.length) + Int.random(in: 1...4, using: &random))
                 let offset = UInt32.random(in: 0...UInt32.max, using: &random) & ~IPv4Prefix.mask(Int(outerPrefix.length))
                 prefix = IPv4Prefix(containing: IPv4Address(bits: outerPrefix.network.bits | offset), length: length)
             } else {

@@ -25,6 +25,7 @@ public struct Prefix<Address: IPAddressFamily>: Hashable, Sendable, Comparable, 
 
     /// The prefix of `length` bits that contains `address`.
     public init(containing address: Address, length: Int) {
+        precondition((0...Self.maximumLength).contains(length), "prefix length \(length) out of range")
         self.init(uncheckedNetwork: Address(bits: address.bits & Self.mask(length)), length: length)
     }
 

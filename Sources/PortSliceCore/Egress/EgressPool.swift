@@ -50,14 +50,16 @@ public struct Closeness: Hashable, Sendable, Comparable, CustomStringConvertible
     ///   - client: the client's traits; a field the client lacks counts as matched by every
     ///     address, so it never decides the choice.
     public init(of address: Traits, to client: Traits) {
+        self.init(of: TraitKeys(address), to: TraitKeys(client))
+    }
+
+    /// The comparison itself, over any key type: text for one-off comparisons, interned
+    /// integers for a pool's hot path, so both always agree.
+    init<Key: Equatable & Sendable>(of address: TraitKeys<Key>, to client: TraitKeys<Key>) {
         let sameCountry = client.country == nil || client.country == address.country
-        sameRegion = client.region == nil || (sameCountry && client.region == address.region)
-        if let city = client.city {
-            sameCity = sameCountry && address.city.map { Self.fold($0) == Self.fold(city) } == true
-        } else {
-            sameCity = true
-        }
         self.sameCountry = sameCountry
+        sameRegion = client.region == nil || (sameCountry && client.region == address.region)
+        sameCity = client.city == nil || (sameCountry && client.city == address.city)
         sameCategory = client.category == .unknown || client.category == address.category
         switch (client.reputation, address.reputation) {
         case (nil, _): reputationDistance = 0
@@ -70,57 +72,110 @@ public struct Closeness: Hashable, Sendable, Comparable, CustomStringConvertible
     static func fold(_ city: String) -> String { city.lowercased() }
 }
 
+/// The fields of `Traits` that closeness compares, as keys of one type.
+struct TraitKeys<Key: Equatable & Sendable>: Equatable, Sendable {
+    var country: Key?
+    var region: Key?
+    var city: Key?
+    var category: Category
+    var reputation: ReputationTier?
+}
+
+extension TraitKeys<String> {
+    init(_ traits: Traits) {
+        self.init(
+            country: traits.country?.rawValue, region: traits.region?.rawValue,
+            city: traits.city.map(Closeness.fold), category: traits.category, reputation: traits.reputation)
+    }
+}
+
+/// Country, region and folded city names numbered once per pool, so choosing compares integers.
+struct TraitInterner: Sendable {
+    private var numbers: [String: Int32] = [:]
+
+    /// Numbers every name of `traits`, adding names not seen before.
+    mutating func intern(_ traits: Traits) -> TraitKeys<Int32> {
+        func number(_ name: String?) -> Int32? {
+            guard let name else { return nil }
+            if let known = numbers[name] { return known }
+            let next = Int32(numbers.count)
+            numbers[name] = next
+            return next
+        }
+        let text = TraitKeys<String>(traits)
+        return TraitKeys(
+            country: number(text.country), region: number(text.region), city: number(text.city),
+            category: text.category, reputation: text.reputation)
+    }
+
+    /// Keys for a client; a name no pool address has becomes -1, which matches nothing.
+    func keys(_ traits: Traits) -> TraitKeys<Int32> {
+        let text = TraitKeys<String>(traits)
+        func number(_ name: String?) -> Int32? { name.map { numbers[$0] ?? -1 } }
+        return TraitKeys(
+            country: number(text.country), region: number(text.region), city: number(text.city),
+            category: text.category, reputation: text.reputation)
+    }
+}
+
 /// A pool of egress addresses and the rule for choosing one for a client: the closest traits
 /// win, and among equally close addresses rendezvous (highest-random-weight) hashing on the
 /// client address decides. A client therefore keeps its address as long as the pool does not
 /// change (RFC 6888 REQ-2, paired pooling), and removing one address moves only its clients.
 public struct EgressPool: Sendable {
     public let addresses: [EgressAddress]
-    /// Addresses grouped by identical traits, so closeness is computed once per group.
-    private let groups: [(traits: Traits, members: [Int])]
+    /// Addresses grouped by identical traits, so closeness is computed once per group;
+    /// `groupKeys[g]` holds no references, so scanning it touches no reference counts.
+    private let groupKeys: [TraitKeys<Int32>]
+    private let groupMembers: [[Int]]
+    /// Groups by country. A group in the client's country always outranks one elsewhere
+    /// (country outweighs category and reputation, and region and city need the country), so
+    /// when the pool has the client's country only those groups are scored.
+    private let groupsByCountry: [Int32: [Int]]
+    private let interner: TraitInterner
     private let addressKeys: [UInt64]
 
     /// - Throws: `EgressPoolError.duplicateAddress` when an address is listed twice.
     public init(_ addresses: [EgressAddress]) throws(EgressPoolError) {
         var seen: Set<IPv4Address> = []
+        var interner = TraitInterner()
         var groupIndex: [Traits: Int] = [:]
-        var groups: [(traits: Traits, members: [Int])] = []
+        var groups: [(keys: TraitKeys<Int32>, members: [Int])] = []
         for (index, egress) in addresses.enumerated() {
             guard seen.insert(egress.address).inserted else { throw .duplicateAddress(egress.address) }
             if let group = groupIndex[egress.traits] {
                 groups[group].members.append(index)
             } else {
                 groupIndex[egress.traits] = groups.count
-                groups.append((egress.traits, [index]))
+                groups.append((interner.intern(egress.traits), [index]))
             }
         }
         self.addresses = addresses
-        self.groups = groups
+        groupKeys = groups.map(\.keys)
+        groupMembers = groups.map(\.members)
+        groupsByCountry = Dictionary(grouping: groups.indices.filter { groups[$0].keys.country != nil }) {
+            groups[$0].keys.country!
+        }
+        self.interner = interner
         addressKeys = addresses.map { RendezvousHash.key($0.address) }
     }
 
     /// The address a client with `traits` at `client` leaves from; nil only for an empty pool.
-    public func choose(for client: IPAddress, traits: Traits) -> EgressAddress? {
-        var best = -1
-        var candidates: [Int] = []
-        for group in groups {
-            let score = Closeness(of: group.traits, to: traits).score
-            if score > best {
-                best = score
-                candidates = group.members
-            } else if score == best {
-                candidates += group.members
-            }
-        }
-        let clientKey = RendezvousHash.key(client)
+    public func choose(for clientAddress: IPAddress, traits: Traits) -> EgressAddress? {
+        let client = interner.keys(traits)
+        let scored = client.country.flatMap { groupsByCountry[$0] } ?? Array(groupKeys.indices)
+        let best = scored.lazy.map { Closeness(of: groupKeys[$0], to: client).score }.max() ?? 0
+        let clientKey = RendezvousHash.key(clientAddress)
         var winner: Int? = nil
         var winningWeight: UInt64 = 0
-        for index in candidates {
-            let weight = RendezvousHash.weight(client: clientKey, target: addressKeys[index])
-            if winner == nil || weight > winningWeight
-                || (weight == winningWeight && addresses[index].address < addresses[winner!].address) {
-                winner = index
-                winningWeight = weight
+        for group in scored where Closeness(of: groupKeys[group], to: client).score == best {
+            for index in groupMembers[group] {
+                let weight = RendezvousHash.weight(client: clientKey, target: addressKeys[index])
+                if winner == nil || weight > winningWeight
+                    || (weight == winningWeight && addresses[index].address < addresses[winner!].address) {
+                    winner = index
+                    winningWeight = weight
+                }
             }
         }
         return winner.map { addresses[$0] }

@@ -16,6 +16,11 @@ struct GeofeedReader {
     mutating func read(_ bytes: UnsafeBufferPointer<UInt8>) {
         var start = 0
         if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { start = 3 }
+        // Room for every line up front: growing a 300,000-entry table step by step rehashes it
+        // many times over.
+        let lineCount = bytes.reduce(1) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+        entries.reserveCapacity(lineCount)
+        firstLineOfPrefix.reserveCapacity(lineCount)
         var lineNumber = 0
         while start < bytes.count {
             lineNumber += 1
@@ -35,11 +40,27 @@ struct GeofeedReader {
     private mutating func readLine(_ line: UnsafeBufferPointer<UInt8>, number: Int) {
         let content = trim(line, 0..<line.count)
         if content.isEmpty || line[content.lowerBound] == UInt8(ascii: "#") { return }
-        if line[content].contains(where: { $0 >= 0x80 }),
-           String(validating: line[content], as: UTF8.self) == nil {
+        // One pass splits at commas and notes what needs a closer look: non-ASCII bytes
+        // (validate UTF-8) and quotes (split again as RFC 4180 says).
+        fields.removeAll(keepingCapacity: true)
+        var fieldStart = content.lowerBound
+        var allBits: UInt8 = 0
+        var quoted = false
+        for index in content {
+            let byte = line[index]
+            allBits |= byte
+            if byte == UInt8(ascii: ",") {
+                fields.append(trim(line, fieldStart..<index))
+                fieldStart = index + 1
+            } else if byte == UInt8(ascii: "\"") {
+                quoted = true
+            }
+        }
+        fields.append(trim(line, fieldStart..<content.upperBound))
+        if allBits & 0x80 != 0, String(validating: line[content], as: UTF8.self) == nil {
             return fail(number, "the line is not valid UTF-8; geofeeds must be UTF-8 encoded")
         }
-        if line[content].contains(UInt8(ascii: "\"")) {
+        if quoted {
             guard let values = splitQuoted(line[content]) else {
                 return fail(number, "a quoted field is not closed; end it with '\"' on the same line")
             }
@@ -48,13 +69,6 @@ struct GeofeedReader {
                 self.parseFields(buffer, number: number)
             }
         } else {
-            fields.removeAll(keepingCapacity: true)
-            var fieldStart = content.lowerBound
-            for index in content where line[index] == UInt8(ascii: ",") {
-                fields.append(trim(line, fieldStart..<index))
-                fieldStart = index + 1
-            }
-            fields.append(trim(line, fieldStart..<content.upperBound))
             parseFields(line, number: number)
         }
     }
@@ -111,11 +125,17 @@ struct GeofeedReader {
         if let bytes = field(.region, line) {
             region = try RegionCode.parse(utf8: bytes, country: country).get()
         }
-        let category = try field(.category, line).map { bytes throws(TraitError) in
-            try Category(parsing: String(decoding: bytes, as: UTF8.self))
-        } ?? .unknown
-        let reputation = try field(.reputation, line).map { bytes throws(TraitError) in
-            try ReputationTier(parsing: String(decoding: bytes, as: UTF8.self))
+        var category = Category.unknown
+        if let bytes = field(.category, line) {
+            guard let named = Category(name: bytes) else { throw .unknownCategory(String(decoding: bytes, as: UTF8.self)) }
+            category = named
+        }
+        var reputation: ReputationTier? = nil
+        if let bytes = field(.reputation, line) {
+            guard let named = ReputationTier(name: bytes) else {
+                throw .unknownReputation(String(decoding: bytes, as: UTF8.self))
+            }
+            reputation = named
         }
         let tags = text(.tags, line).map { $0.split(separator: ";").map { String($0.trimmingSpaces) } } ?? []
         return try Traits(

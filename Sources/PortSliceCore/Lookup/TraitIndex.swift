@@ -4,18 +4,39 @@
 public struct TraitIndex: Sendable {
     public struct Match: Hashable, Sendable {
         public let prefix: IPPrefix
-        public let traits: Traits
+        private let record: Record
+        public var traits: Traits { record.traits }
+
+        init(prefix: IPPrefix, record: Record) {
+            self.prefix = prefix
+            self.record = record
+        }
+
+        public static func == (lhs: Match, rhs: Match) -> Bool {
+            lhs.prefix == rhs.prefix && lhs.traits == rhs.traits
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(prefix)
+            hasher.combine(traits)
+        }
+    }
+
+    /// One shared trait record: a match carries one reference instead of copying every field.
+    final class Record: Sendable {
+        let traits: Traits
+        init(_ traits: Traits) { self.traits = traits }
     }
 
     private let v4: PrefixTable<IPv4Address, UInt32>
     private let v6: PrefixTable<IPv6Address, UInt32>
-    private let records: [Traits]
+    private let records: [Record]
 
     /// - Parameter feeds: geofeeds in order; when several give the same prefix, the later one
     ///   wins, so a local override feed can be layered over a public one.
     public init(feeds: [Geofeed]) {
         var recordIndex: [Traits: UInt32] = [:]
-        var records: [Traits] = []
+        var records: [Record] = []
         var v4: [(IPv4Prefix, UInt32)] = []
         var v6: [(IPv6Prefix, UInt32)] = []
         for entry in feeds.lazy.flatMap(\.entries) {
@@ -25,7 +46,7 @@ public struct TraitIndex: Sendable {
             } else {
                 record = UInt32(records.count)
                 recordIndex[entry.traits] = record
-                records.append(entry.traits)
+                records.append(Record(entry.traits))
             }
             switch entry.prefix {
             case .v4(let prefix): v4.append((prefix, record))
@@ -44,12 +65,12 @@ public struct TraitIndex: Sendable {
         case .v6(let v6Address):
             // An IPv4-mapped client (a dual-stack listener's view of an IPv4 peer) is an IPv4 client.
             if let mapped = v6Address.ipv4Mapped { return lookup(mapped) }
-            return v6.lookup(v6Address).map { Match(prefix: .v6($0.prefix), traits: records[Int($0.value)]) }
+            return v6.lookup(v6Address).map { Match(prefix: .v6($0.prefix), record: records[Int($0.value)]) }
         }
     }
 
     public func lookup(_ address: IPv4Address) -> Match? {
-        v4.lookup(address).map { Match(prefix: .v4($0.prefix), traits: records[Int($0.value)]) }
+        v4.lookup(address).map { Match(prefix: .v4($0.prefix), record: records[Int($0.value)]) }
     }
 
     public var prefixCount: Int { v4.count + v6.count }

@@ -14,7 +14,7 @@ public struct CountryCode: Hashable, Sendable, Comparable, Codable, CustomString
         guard utf8.count == 2, let index = Self.tableIndex(utf8[0], utf8[1]), Self.assigned[index] else {
             return nil
         }
-        rawValue = String(decoding: [utf8[0] & 0xDF, utf8[1] & 0xDF], as: UTF8.self)
+        rawValue = String(asciiUppercasing: utf8)
     }
 
     /// Index into `assigned` for two ASCII letters of either case.
@@ -80,15 +80,10 @@ public struct RegionCode: Hashable, Sendable, Comparable, Codable, CustomStringC
         guard (4...6).contains(utf8.count), utf8[2] == UInt8(ascii: "-"),
               let country = CountryCode(utf8: UnsafeBufferPointer(rebasing: utf8[0..<2]))
         else { return .failure(.badRegion(text())) }
-        var upper = [UInt8](repeating: 0, count: utf8.count)
-        for (index, byte) in utf8.enumerated() {
-            let folded = (97...122).contains(byte) ? byte & 0xDF : byte
-            guard index < 3 || (48...57).contains(folded) || (65...90).contains(folded) else {
-                return .failure(.badRegion(text()))
-            }
-            upper[index] = folded
+        for byte in utf8[3...] {
+            guard (48...57).contains(byte) || (65...90).contains(byte & 0xDF) else { return .failure(.badRegion(text())) }
         }
-        let code = String(decoding: upper, as: UTF8.self)
+        let code = String(asciiUppercasing: utf8)
         if let expected, expected != country {
             return .failure(.regionOutsideCountry(region: code, country: expected.rawValue))
         }
@@ -111,5 +106,18 @@ public struct RegionCode: Hashable, Sendable, Comparable, Codable, CustomStringC
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(rawValue)
+    }
+}
+
+extension String {
+    /// The bytes with ASCII letters upper-cased, built in place (a short code stays a small
+    /// string and never touches the heap).
+    init(asciiUppercasing bytes: UnsafeBufferPointer<UInt8>) {
+        self.init(unsafeUninitializedCapacity: bytes.count) { buffer in
+            for (index, byte) in bytes.enumerated() {
+                buffer[index] = (97...122).contains(byte) ? byte & 0xDF : byte
+            }
+            return bytes.count
+        }
     }
 }

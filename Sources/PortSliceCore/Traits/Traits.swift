@@ -2,10 +2,9 @@
 public enum Category: String, Hashable, Sendable, Codable, CaseIterable, CustomStringConvertible {
     case residential, mobile, business, hosting, unknown
 
+    /// Parses the name in any letter case.
     public init(parsing text: some StringProtocol) throws(TraitError) {
-        guard let category = Category(rawValue: String(text).lowercased()) else {
-            throw .unknownCategory(String(text))
-        }
+        guard let category = Category(name: text.utf8) else { throw .unknownCategory(String(text)) }
         self = category
     }
 
@@ -16,10 +15,9 @@ public enum Category: String, Hashable, Sendable, Codable, CaseIterable, CustomS
 public enum ReputationTier: String, Hashable, Sendable, Codable, CaseIterable, Comparable, CustomStringConvertible {
     case high, medium, low
 
+    /// Parses the name in any letter case.
     public init(parsing text: some StringProtocol) throws(TraitError) {
-        guard let tier = ReputationTier(rawValue: String(text).lowercased()) else {
-            throw .unknownReputation(String(text))
-        }
+        guard let tier = ReputationTier(name: text.utf8) else { throw .unknownReputation(String(text)) }
         self = tier
     }
 
@@ -104,5 +102,17 @@ public enum TraitError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unknownReputation(let text):
             "reputation '\(text)' is not one of \(ReputationTier.allCases.map(\.rawValue).joined(separator: ", "))"
         }
+    }
+}
+
+extension CaseIterable where Self: RawRepresentable<String> {
+    /// The case whose lower-case name `bytes` spell in any letter case, without building a String.
+    init?(name bytes: some Collection<UInt8>) {
+        let match = Self.allCases.first { candidate in
+            candidate.rawValue.utf8.count == bytes.count
+                && zip(candidate.rawValue.utf8, bytes).allSatisfy { $0 == ((65...90).contains($1) ? $1 | 0x20 : $1) }
+        }
+        guard let match else { return nil }
+        self = match
     }
 }

@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+@Suite("portslice command line")
+struct CommandTests {
+    private func run(_ arguments: String...) async throws -> CommandRunner.Result {
+        try await CommandRunner.run(arguments)
+    }
+
+    @Test func everyCommandHasHelp() async throws {
+        let root = try await run("--help")
+        #expect(root.status == 0)
+        for name in ["plan", "geofeed", "lookup", "bench"] { #expect(root.output.contains(name)) }
+        for command in [["plan"], ["geofeed"], ["geofeed", "check"], ["geofeed", "format"], ["lookup"], ["bench"], ["bench", "core"]] {
+            let help = try await CommandRunner.run(command + ["--help"])
+            #expect(help.status == 0, "\(command) --help")
+            #expect(help.output.contains("OVERVIEW:") && help.output.contains("USAGE:"), "\(command) --help")
+        }
+    }
+
+    private func sysctls(range: String, reserved: String) throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory()
+        try directory.write("ip_local_port_range", "\(range)\n")
+        try directory.write("ip_local_reserved_ports", "\(reserved)\n")
+        return directory
+    }
+
+    @Test func planFailsAndSaysTheFixWhenTheKernelWouldIgnoreSlices() async throws {
+        let host = try sysctls(range: "32768\t60999", reserved: "")
+        let result = try await run("plan", "--slice-size", "4096", "--sysctl-directory", host.url.path)
+        #expect(result.status == 1)
+        #expect(result.output.contains("15 allocatable slices of 4096 ports in 1024-65535"))
+        #expect(result.output.contains("fix: sysctl -w net.ipv4.ip_local_port_range=\"1024 62463\""))
+    }
+
+    @Test func planPassesOnAWideRangeAndSkipsReservedPorts() async throws {
+        let host = try sysctls(range: "1024 65535", reserved: "5000-5001")
+        let result = try await run(
+            "plan", "--range", "4000-7000", "--slice-size", "1000", "--sysctl-directory", host.url.path, "--format", "json")
+        #expect(result.status == 0, "\(result.errorOutput)")
+        let report = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        let plan = try #require(report?["plan"] as? [String: Any])
+        let slices = try #require(plan["slices"] as? [[String: Any]])
+        // The reserved ports split the range: 4000-4999, then 5002-7000 holds one more slice.
+        #expect(slices.compactMap { $0["ports"] as? String } == ["4000-4999", "5002-6001"])
+        let findings = try #require(report?["hostCheck"] as? [[String: Any]])
+        #expect(findings.first?["severity"] as? String == "ok")
+    }
+
+    @Test func planRejectsConflictingLayouts() async throws {
+        let result = try await run("plan", "--slices", "4", "--slice-size", "100", "--no-host-check")
+        #expect(result.status == 64)
+        #expect(result.errorOutput.contains("Choose one layout"))
+        let bad = try await run("plan", "--range", "2000-1000", "--no-host-check")
+        #expect(bad.status == 1)
+        #expect(bad.errorOutput.contains("invalid port range '2000-1000': the lower bound is above the upper bound"))
+    }
+
+    @Test func planPrintsRFC7597PortSets() async throws {
+        let result = try await run("plan", "--psid-offset", "6", "--psid-length", "8", "--no-host-check")
+        #expect(result.status == 0)
+        #expect(result.output.contains("52     1232-1235,2256-2259,... (63 runs)  252    0x34  allocatable"))
+    }
+
+    @Test func geofeedCheckListsEveryErrorAndFails() async throws {
+        let files = try TemporaryDirectory()
+        let good = try files.write("good.csv", "# ok\n192.0.2.0/24,US,US-CA,Los Angeles,\n")
+        let bad = try files.write("bad.csv", "192.0.2.0/24,US,,,\n192.0.2.0/24,US,,,\n198.51.100.1/24,ZZ,,,\n")
+        let result = try await run("geofeed", "check", good, bad)
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(good): 1 entry, ok"))
+        #expect(result.output.contains("\(bad):2: duplicate prefix 192.0.2.0/24, first given on line 1"))
+        #expect(result.output.contains("\(bad):3: invalid prefix '198.51.100.1/24'"))
+        #expect(result.output.contains("\(bad): 1 entry, 2 errors"))
+        let clean = try await run("geofeed", "check", good)
+        #expect(clean.status == 0)
+        let missing = try await run("geofeed", "check", files.url.appendingPathComponent("nope.csv").path)
+        #expect(missing.status == 1)
+        #expect(missing.errorOutput.contains("geofeed '\(files.url.path)/nope.csv' does not exist"))
+    }
+
+    @Test func geofeedFormatCanonicalises() async throws {
+        let files = try TemporaryDirectory()
+        let feed = try files.write("f.csv", "2001:DB8:0::/48,de,de-be,Berlin,,MOBILE\n192.0.2.0/24,us,,,\n")
+        let result = try await run("geofeed", "format", feed)
+        #expect(result.status == 0)
+        #expect(result.output == "192.0.2.0/24,US,,,\n2001:db8::/48,DE,DE-BE,Berlin,,mobile\n")
+    }
+
+    @Test func lookupShowsTraitsAndEgress() async throws {
+        let files = try TemporaryDirectory()
+        let feed = try files.write("clients.csv", "2001:db8::/32,US,US-CA,Los Angeles,,residential,high\n")
+        let pool = try files.write("pool.csv", """
+            203.0.113.10/32,US,US-CA,Los Angeles,,residential,high
+            203.0.113.11/32,US,US-NY,New York,,residential,high
+            203.0.113.12/32,DE,DE-BE,Berlin,,hosting,low
+            """)
+        let result = try await run("lookup", "2001:db8::1", "--feed", feed, "--pool", pool)
+        #expect(result.status == 0, "\(result.errorOutput)")
+        #expect(result.output.contains("prefix        2001:db8::/32"))
+        #expect(result.output.contains("traits        US/US-CA/Los Angeles, residential, reputation high"))
+        #expect(result.output.contains("egress        203.0.113.10"))
+        let json = try await run("lookup", "198.51.100.1", "--feed", feed, "--pool", pool, "--format", "json")
+        let report = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+        #expect(report?["prefix"] == nil)
+        #expect((report?["egress"] as? [String: Any])?["address"] != nil)
+        let badAddress = try await run("lookup", "2001:db8:::1", "--feed", feed)
+        #expect(badAddress.status == 1)
+        #expect(badAddress.errorOutput.contains("invalid address '2001:db8:::1'"))
+        let noFeed = try await run("lookup", "192.0.2.1")
+        #expect(noFeed.status == 64)
+        #expect(noFeed.errorOutput.contains("Give at least one client geofeed with --feed FILE."))
+    }
+
+    @Test func benchCoreReportsEveryRowWithItsPeer() async throws {
+        let result = try await run("bench", "core", "--prefixes", "2000", "--pool", "50", "--seconds", "0.05", "--format", "json")
+        #expect(result.status == 0, "\(result.errorOutput)")
+        let rows = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [[String: Any]]
+        #expect(rows?.count == 4)
+        #expect(rows?.allSatisfy { ($0["peer"] as? String)?.isEmpty == false } == true)
+    }
+}
