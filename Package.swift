@@ -9,9 +9,11 @@ let package = Package(
     products: [
         .executable(name: "portslice", targets: ["portslice"]),
         .library(name: "PortSliceCore", targets: ["PortSliceCore"]),
+        .library(name: "PortSliceSockets", targets: ["PortSliceSockets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -19,19 +21,33 @@ let package = Package(
         .target(name: "CPortSlice"),
         // Pure model: addresses, prefixes, port slices, traits, geofeeds, lookup, egress choice.
         .target(name: "PortSliceCore"),
+        // Sockets from a port slice: TCP and connected UDP without duplicate 4-tuples, kernel
+        // probes, sock_diag. `Syscalls.swift` is the only file that calls libc.
+        .target(
+            name: "PortSliceSockets",
+            dependencies: [
+                "PortSliceCore", "CPortSlice",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         // Our own benchmark harness, reachable as `portslice bench`.
-        .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore"]),
+        .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets"]),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.
         .target(
             name: "PortSliceCLI",
             dependencies: [
                 "PortSliceCore",
+                "PortSliceSockets",
                 "PortSliceBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "portslice", dependencies: ["PortSliceCLI"]),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
+        .testTarget(
+            name: "PortSliceSocketsTests",
+            dependencies: ["PortSliceSockets", "PortSliceCore", .product(name: "SystemPackage", package: "swift-system")]
+        ),
         .testTarget(name: "PortSliceCLITests", dependencies: ["PortSliceCLI", "PortSliceCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -27,6 +27,33 @@ static const int cportslice_ip_bind_address_no_port = IP_BIND_ADDRESS_NO_PORT;
 /// `SO_COOKIE`: the socket's 64-bit kernel cookie, compared with sock_diag answers.
 static const int cportslice_so_cookie = SO_COOKIE;
 
+/// `SOCK_DIAG_BY_FAMILY` and `INET_DIAG_NOCOOKIE` as constants Swift can import.
+static const uint16_t cportslice_sock_diag_by_family = SOCK_DIAG_BY_FAMILY;
+static const uint32_t cportslice_inet_diag_nocookie = INET_DIAG_NOCOOKIE;
+
+/// One sock_diag request as it goes on the wire: netlink header, then the inet_diag request
+/// (72 bytes, no padding between them).
+struct cportslice_diag_request {
+    struct nlmsghdr header;
+    struct inet_diag_req_v2 request;
+};
+
+/// A sock_diag answer: either an inet_diag_msg or an nlmsgerr follows the header.
+struct cportslice_diag_answer {
+    struct nlmsghdr header;
+    union {
+        struct inet_diag_msg message;
+        struct nlmsgerr error;
+    } body;
+};
+
+/// `setns(2)` for network namespaces: Glibc declares setns only under _GNU_SOURCE, which the
+/// Swift overlay is not built with.
+extern int setns(int fd, int nstype);
+static inline int cportslice_enter_network_namespace(int fd) {
+    return setns(fd, 0x40000000 /* CLONE_NEWNET */);
+}
+
 /// Packs an inclusive port range the way `IP_LOCAL_PORT_RANGE` expects: `(hi << 16) | lo`.
 static inline uint32_t cportslice_pack_port_range(uint16_t lo, uint16_t hi) {
     return ((uint32_t)hi << 16) | (uint32_t)lo;

@@ -1,0 +1,98 @@
+import PortSliceCore
+import SystemPackage
+
+/// Why a flow could not be opened from a slice. Each case names what happened and, where
+/// there is one, what to do; the errno and system call are kept where one caused it.
+public enum DialError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Every port of the slice is in use towards this destination (4-tuple uniqueness).
+    case sliceExhausted(slice: PortSet, destination: Endpoint)
+    /// The requested local port already carries a flow to this destination, or another socket
+    /// holds it.
+    case conflict(port: UInt16, destination: Endpoint)
+    /// The shared address is not configured on this host (bind gave EADDRNOTAVAIL).
+    case addressNotLocal(IPv4Address)
+    /// The kernel chose a port outside the slice, or would: the slice lies outside
+    /// `net.ipv4.ip_local_port_range`, which clips per-socket ranges.
+    case rangeIgnored(slice: PortSet, netnsRange: PortRange?, chosenPort: UInt16?)
+    /// The kernel does not support `IP_LOCAL_PORT_RANGE` (Linux before 6.3) but its fast path
+    /// was forced.
+    case kernelRangeUnsupported
+    /// A port set that is not one contiguous run cannot use the kernel's range.
+    case notContiguous(PortSet)
+    /// EACCES or EPERM from a system call.
+    case permissionDenied(call: String, errno: Errno)
+    /// The destination did not answer in time.
+    case timedOut(destination: Endpoint)
+    /// Any other failure of a system call.
+    case system(call: String, errno: Errno)
+
+    public var description: String {
+        switch self {
+        case .sliceExhausted(let slice, let destination):
+            return "slice \(slice) is exhausted towards \(destination): every port already carries a flow to it; "
+                + "close flows, wait for TIME_WAIT to pass (60 s), or use a larger slice"
+        case .conflict(let port, let destination):
+            return "local port \(port) is already in use towards \(destination) (or held by another socket); choose another port"
+        case .addressNotLocal(let address):
+            return "\(address) is not an address of this host; add it first, for example: ip address add \(address)/32 dev lo"
+        case .rangeIgnored(let slice, let netns, let chosen):
+            var text = "the kernel ignored the slice \(slice)"
+            if let chosen { text += " and chose port \(chosen)" }
+            if let netns, let span = slice.span {
+                let lower = min(netns.lower, span.lower), upper = max(netns.upper, span.upper)
+                text += ": net.ipv4.ip_local_port_range is \(netns.lower)-\(netns.upper); "
+                    + "run: sysctl -w net.ipv4.ip_local_port_range=\"\(lower) \(upper)\""
+            }
+            return text
+        case .kernelRangeUnsupported:
+            return "this kernel has no IP_LOCAL_PORT_RANGE (needs Linux 6.3 or later); use the port-search strategy"
+        case .notContiguous(let set):
+            return "port set \(set) is not one contiguous range, so the kernel range cannot express it; use the port-search strategy"
+        case .permissionDenied(let call, let errno):
+            return "\(call) was denied (\(errno)); run with the needed capability (CAP_NET_BIND_SERVICE for ports below net.ipv4.ip_unprivileged_port_start)"
+        case .timedOut(let destination):
+            return "connecting to \(destination) timed out"
+        case .system(let call, let errno):
+            return "\(call) failed: \(errno)"
+        }
+    }
+
+    /// Maps a failed system call to the named cases that do not depend on context.
+    static func from(_ call: Syscalls.Call, _ errno: Errno) -> DialError {
+        if errno == .permissionDenied || errno == .notPermitted {
+            return .permissionDenied(call: call.rawValue, errno: errno)
+        }
+        return .system(call: call.rawValue, errno: errno)
+    }
+}
+
+/// An IPv4 address and port.
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPv4Address
+    public let port: UInt16
+
+    public init(_ address: IPv4Address, _ port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    /// Parses `A.B.C.D:PORT`.
+    public init(parsing text: String) throws {
+        guard let colon = text.lastIndex(of: ":") else {
+            throw EndpointParseError(text: text, reason: "write it as ADDRESS:PORT, such as 198.51.100.7:443")
+        }
+        let address = try IPv4Address(parsing: String(text[..<colon]))
+        guard let port = UInt16(text[text.index(after: colon)...]), port != 0 else {
+            throw EndpointParseError(text: text, reason: "the port must be 1-65535")
+        }
+        self.init(address, port)
+    }
+
+    public var description: String { "\(address):\(port)" }
+}
+
+public struct EndpointParseError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let text: String
+    public let reason: String
+    public var description: String { "invalid endpoint '\(text)': \(reason)" }
+}

@@ -1,0 +1,300 @@
+import CPortSlice
+import PortSliceCore
+import SystemPackage
+
+/// A shared IPv4 address and the ports of it that this host owns.
+public struct EgressSlice: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPv4Address
+    public let ports: PortSet
+
+    public init(address: IPv4Address, ports: PortSet) {
+        self.address = address
+        self.ports = ports
+    }
+
+    /// Parses `A.B.C.D:LO-HI`.
+    public init(parsing text: String) throws {
+        guard let colon = text.lastIndex(of: ":") else {
+            throw EndpointParseError(text: text, reason: "write a slice as ADDRESS:LOW-HIGH, such as 203.0.113.10:20000-20999")
+        }
+        address = try IPv4Address(parsing: String(text[..<colon]))
+        ports = PortSet(try PortRange(parsing: String(text[text.index(after: colon)...])))
+    }
+
+    public var description: String { "\(address):\(ports)" }
+}
+
+/// How the local port is chosen.
+public enum DialStrategy: String, Hashable, Sendable, CaseIterable {
+    /// The kernel's fast path where it works (Linux 6.3+, a contiguous slice inside
+    /// `net.ipv4.ip_local_port_range`), else `portSearch`.
+    case automatic
+    /// `IP_BIND_ADDRESS_NO_PORT` + `IP_LOCAL_PORT_RANGE` + `bind(ip, 0)` + `connect`: the
+    /// kernel picks the port at connect time and shares it across destinations.
+    case kernelRange
+    /// Our own search: explicit `bind(ip, port)` with `SO_REUSEADDR`, next port on a clash.
+    case portSearch
+}
+
+/// Opens TCP connections and connected UDP sockets from one slice, sharing each port across
+/// destinations and never creating a duplicate 4-tuple.
+///
+/// TCP uses the strategy chosen at creation. Connected UDP always takes the lock-and-check
+/// path: bind with `SO_REUSEADDR`, clear it (now no one else can bind the port), ask
+/// sock_diag which socket owns the 4-tuple, and connect only if it is ours; the kernel alone
+/// would silently create duplicates. Both give exactly N flows per destination from N ports.
+public final class SliceDialer: Sendable {
+    public let slice: EgressSlice
+    /// The strategy TCP connects use, resolved from the one asked for.
+    public let tcpStrategy: DialStrategy
+    /// The ports the search tries: the slice less the host's reserved ports.
+    private let search: PortSearch
+    private let sockDiag: SockDiag
+    private let netnsRange: PortRange?
+
+    /// - Parameters:
+    ///   - slice: the shared address and its ports.
+    ///   - strategy: `.automatic` unless a test or an operator forces one.
+    ///   - sockDiag: a shared sock_diag channel (one is opened when nil).
+    ///   - hostSettings: the netns port sysctls; read from `/proc` when nil.
+    ///   - kernelSupportsRange: the `IP_LOCAL_PORT_RANGE` probe result; probed when nil.
+    /// - Throws: `DialError.kernelRangeUnsupported`, `.notContiguous` or `.rangeIgnored` when
+    ///   the kernel range is forced but cannot work here; `.system` when sock_diag is missing.
+    public init(
+        slice: EgressSlice, strategy: DialStrategy = .automatic, sockDiag: SockDiag? = nil,
+        hostSettings: HostPortSettings? = nil, kernelSupportsRange: Bool? = nil
+    ) throws(DialError) {
+        let settings = hostSettings ?? (try? HostNetwork.portSettings())
+        let supported = kernelSupportsRange ?? HostNetwork.supportsLocalPortRange()
+        let insideNetns = settings.map { settings in slice.ports.runs.allSatisfy { settings.localPortRange.contains($0) } } ?? false
+        switch strategy {
+        case .portSearch:
+            tcpStrategy = .portSearch
+        case .kernelRange:
+            guard supported else { throw .kernelRangeUnsupported }
+            guard slice.ports.isContiguous else { throw .notContiguous(slice.ports) }
+            guard insideNetns else { throw .rangeIgnored(slice: slice.ports, netnsRange: settings?.localPortRange, chosenPort: nil) }
+            tcpStrategy = .kernelRange
+        case .automatic:
+            tcpStrategy = supported && slice.ports.isContiguous && insideNetns ? .kernelRange : .portSearch
+        }
+        self.slice = slice
+        netnsRange = settings?.localPortRange
+        search = PortSearch(ports: slice.ports.subtracting(settings?.reservedPorts ?? .empty))
+        if let sockDiag { self.sockDiag = sockDiag } else { self.sockDiag = try SockDiag() }
+    }
+
+    // MARK: - TCP
+
+    /// Opens a TCP connection and waits until it is established.
+    /// - Parameters:
+    ///   - localPort: a specific port of the slice; `.conflict` when it is taken towards
+    ///     `destination`.
+    ///   - timeout: how long to wait for the handshake.
+    ///   - nonBlocking: leave the returned socket in non-blocking mode (as SwiftNIO wants it).
+    public func connectTCP(
+        to destination: Endpoint, localPort: UInt16? = nil, timeout: Duration = .seconds(10), nonBlocking: Bool = false
+    ) throws(DialError) -> ConnectedSocket {
+        let pending = try startTCP(to: destination, localPort: localPort)
+        let socket = try pending.finish(timeout: timeout)
+        if !nonBlocking, case .failure(let errno) = Syscalls.setNonBlocking(socket.descriptor, false) {
+            throw DialError.from(.fcntl, errno)
+        }
+        return socket
+    }
+
+    /// Starts a TCP connection without waiting: the local port is chosen and checked before
+    /// this returns (the kernel picks it when it sends the SYN).
+    public func startTCP(to destination: Endpoint, localPort: UInt16? = nil) throws(DialError) -> PendingConnection {
+        if let localPort {
+            try requireInSlice(localPort)
+            guard let socket = try attemptTCP(to: destination, port: localPort) else {
+                throw .conflict(port: localPort, destination: destination)
+            }
+            return try pending(socket, to: destination)
+        }
+        if tcpStrategy == .kernelRange {
+            return try pending(try kernelRangeTCP(to: destination), to: destination)
+        }
+        let order = search.order(.tcp, from: slice.address, to: destination)
+        for attempt in 0..<search.count {
+            let port = search.port(order, attempt: attempt)
+            // After a clash, ask sock_diag before paying for a socket, bind and connect.
+            if attempt > 0, try sockDiag.lookup(.tcp, local: Endpoint(slice.address, port), remote: destination) != nil {
+                continue
+            }
+            if let socket = try attemptTCP(to: destination, port: port) {
+                search.finish(order, attempts: attempt + 1)
+                return try pending(socket, to: destination)
+            }
+        }
+        search.finish(order, attempts: search.count)
+        throw .sliceExhausted(slice: slice.ports, destination: destination)
+    }
+
+    private func kernelRangeTCP(to destination: Endpoint) throws(DialError) -> OwnedDescriptor {
+        let socket = try OwnedDescriptor(.tcp, nonBlocking: true)
+        let span = slice.ports.span!
+        try socket.set(.bindAddressNoPort, 1)
+        try socket.set(.localPortRange, cportslice_pack_port_range(span.lower, span.upper))
+        try bind(socket, port: 0)
+        switch Syscalls.connect(socket.raw, destination.address, destination.port) {
+        case .success:
+            return socket
+        case .failure(let errno) where errno == .nowInProgress || errno == .interrupted:
+            return socket
+        case .failure(let errno) where errno == .addressNotAvailable || errno == .resourceTemporarilyUnavailable:
+            throw .sliceExhausted(slice: slice.ports, destination: destination)
+        case .failure(let errno):
+            throw DialError.from(.connect, errno)
+        }
+    }
+
+    /// One explicit-port attempt; nil when the port is busy (bound by a non-sharing socket, or
+    /// the 4-tuple exists).
+    private func attemptTCP(to destination: Endpoint, port: UInt16) throws(DialError) -> OwnedDescriptor? {
+        let socket = try OwnedDescriptor(.tcp, nonBlocking: true)
+        try socket.set(.reuseAddress, 1)
+        guard try bindUnlessBusy(socket, port: port) else { return nil }
+        switch Syscalls.connect(socket.raw, destination.address, destination.port) {
+        case .success:
+            return socket
+        case .failure(let errno) where errno == .nowInProgress || errno == .interrupted:
+            return socket
+        case .failure(let errno) where errno == .addressNotAvailable:
+            return nil
+        case .failure(let errno):
+            throw DialError.from(.connect, errno)
+        }
+    }
+
+    private func pending(_ socket: consuming OwnedDescriptor, to destination: Endpoint) throws(DialError) -> PendingConnection {
+        let local = try checkedLocal(socket)
+        return PendingConnection(socket, local: local, remote: destination)
+    }
+
+    // MARK: - UDP
+
+    /// Opens a connected UDP socket whose 4-tuple no other socket has.
+    /// - Parameters:
+    ///   - localPort: a specific port of the slice; `.conflict` when it is taken towards
+    ///     `destination`.
+    ///   - nonBlocking: create the socket in non-blocking mode.
+    public func connectUDP(to destination: Endpoint, localPort: UInt16? = nil, nonBlocking: Bool = false) throws(DialError) -> ConnectedSocket {
+        if let localPort {
+            try requireInSlice(localPort)
+            guard let socket = try attemptUDP(to: destination, port: localPort, nonBlocking: nonBlocking) else {
+                throw .conflict(port: localPort, destination: destination)
+            }
+            return socket
+        }
+        let order = search.order(.udp, from: slice.address, to: destination)
+        for attempt in 0..<search.count {
+            let port = search.port(order, attempt: attempt)
+            // Any socket that would receive this tuple's packets now (a connected flow, or an
+            // unconnected one bound to the wildcard, even one that shares ports) keeps the
+            // port: once our socket is bound, the lookup below would rank it first and hide them.
+            if try sockDiag.lookup(.udp, local: Endpoint(slice.address, port), remote: destination) != nil {
+                continue
+            }
+            if let socket = try attemptUDP(to: destination, port: port, nonBlocking: nonBlocking) {
+                search.finish(order, attempts: attempt + 1)
+                return socket
+            }
+        }
+        search.finish(order, attempts: search.count)
+        throw .sliceExhausted(slice: slice.ports, destination: destination)
+    }
+
+    /// The lock-and-check sequence for one port; nil when another socket owns the 4-tuple.
+    private func attemptUDP(to destination: Endpoint, port: UInt16, nonBlocking: Bool) throws(DialError) -> ConnectedSocket? {
+        let socket = try OwnedDescriptor(.udp, nonBlocking: nonBlocking)
+        try socket.set(.reuseAddress, 1)
+        guard try bindUnlessBusy(socket, port: port) else { return nil }
+        try socket.set(.reuseAddress, 0)  // lock: no one else can bind this address and port now
+        let cookie = try socket.cookie()
+        let local = Endpoint(slice.address, port)
+        guard let owner = try sockDiag.lookup(.udp, local: local, remote: destination) else {
+            // Our own bound socket must answer; silence means the sock_diag channel looks at
+            // another network namespace than the socket lives in.
+            throw .system(call: "sock_diag lookup of our own socket (is the dialer used in another network namespace?)", errno: .noSuchFileOrDirectory)
+        }
+        guard owner.cookie == cookie else { return nil }
+        if case .failure(let errno) = Syscalls.connect(socket.raw, destination.address, destination.port) {
+            throw DialError.from(.connect, errno)
+        }
+        try socket.set(.reuseAddress, 1)  // unlock, so the port serves other destinations too
+        let checked = try checkedLocal(socket)
+        return ConnectedSocket(socket, transport: .udp, local: checked, remote: destination)
+    }
+
+    // MARK: - Shared steps
+
+    private func bind(_ socket: borrowing OwnedDescriptor, port: UInt16) throws(DialError) {
+        if case .failure(let errno) = Syscalls.bind(socket.raw, slice.address, port) {
+            throw errno == .addressNotAvailable ? .addressNotLocal(slice.address) : DialError.from(.bind, errno)
+        }
+    }
+
+    /// Binds to `port`; false when it is taken (EADDRINUSE).
+    private func bindUnlessBusy(_ socket: borrowing OwnedDescriptor, port: UInt16) throws(DialError) -> Bool {
+        switch Syscalls.bind(socket.raw, slice.address, port) {
+        case .success: return true
+        case .failure(let errno) where errno == .addressInUse: return false
+        case .failure(let errno) where errno == .addressNotAvailable: throw .addressNotLocal(slice.address)
+        case .failure(let errno): throw DialError.from(.bind, errno)
+        }
+    }
+
+    /// The socket's local endpoint, which must be the shared address and a port of the slice.
+    private func checkedLocal(_ socket: borrowing OwnedDescriptor) throws(DialError) -> Endpoint {
+        let local = try socket.localEndpoint()
+        guard local.address == slice.address, slice.ports.contains(local.port) else {
+            throw .rangeIgnored(slice: slice.ports, netnsRange: netnsRange, chosenPort: local.port)
+        }
+        return local
+    }
+
+    private func requireInSlice(_ port: UInt16) throws(DialError) {
+        guard slice.ports.contains(port) else { throw .conflict(port: port, destination: Endpoint(slice.address, port)) }
+    }
+}
+
+/// A TCP connection whose handshake may still be under way; its local port is final.
+public struct PendingConnection: ~Copyable, Sendable {
+    public let local: Endpoint
+    public let remote: Endpoint
+    private let descriptor: CInt
+
+    init(_ socket: consuming OwnedDescriptor, local: Endpoint, remote: Endpoint) {
+        descriptor = socket.release()
+        self.local = local
+        self.remote = remote
+    }
+
+    /// The non-blocking descriptor, still owned by this value: wait for it to become
+    /// writable (poll, epoll, an event loop), then call `finish`.
+    public var pollableDescriptor: CInt { descriptor }
+
+    /// Waits for the handshake to complete.
+    /// - Throws: `DialError.timedOut`, or `.system(connect, errno)` with the error the
+    ///   connection ended with (such as ECONNREFUSED).
+    public consuming func finish(timeout: Duration) throws(DialError) -> ConnectedSocket {
+        let owned = OwnedDescriptor(descriptor)
+        let local = local, remote = remote
+        discard self
+        let milliseconds = CInt(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        switch Syscalls.poll(owned.raw, events: Syscalls.pollOut, timeoutMilliseconds: milliseconds) {
+        case .success(0): throw .timedOut(destination: remote)
+        case .success: break
+        case .failure(let errno): throw DialError.from(.poll, errno)
+        }
+        switch Syscalls.getOption(owned.raw, .error, as: CInt.self) {
+        case .success(0): return ConnectedSocket(owned, transport: .tcp, local: local, remote: remote)
+        case .success(let code): throw DialError.from(.connect, Errno(rawValue: code))
+        case .failure(let errno): throw DialError.from(.getsockopt, errno)
+        }
+    }
+
+    deinit { Syscalls.close(descriptor) }
+}

@@ -1,0 +1,89 @@
+import PortSliceCore
+import SystemPackage
+
+/// TCP or UDP.
+public enum Transport: String, Hashable, Sendable, CustomStringConvertible {
+    case tcp, udp
+    public var description: String { rawValue }
+}
+
+/// A descriptor that is closed when the value goes away, so no error path can leak it.
+struct OwnedDescriptor: ~Copyable {
+    let raw: CInt
+
+    init(_ raw: CInt) { self.raw = raw }
+
+    /// Opens an IPv4 socket.
+    init(_ transport: Transport, nonBlocking: Bool) throws(DialError) {
+        switch Syscalls.socket(transport, nonBlocking: nonBlocking) {
+        case .success(let raw): self.raw = raw
+        case .failure(let errno): throw DialError.from(.socket, errno)
+        }
+    }
+
+    /// Hands the descriptor over without closing it.
+    consuming func release() -> CInt {
+        let raw = raw
+        discard self
+        return raw
+    }
+
+    func set(_ option: SocketOption, _ value: UInt32) throws(DialError) {
+        if case .failure(let errno) = Syscalls.setOption(raw, option, value) { throw DialError.from(.setsockopt, errno) }
+    }
+
+    func localEndpoint() throws(DialError) -> Endpoint {
+        switch Syscalls.localAddress(raw) {
+        case .success(let (address, port)): return Endpoint(address, port)
+        case .failure(let errno): throw DialError.from(.getsockname, errno)
+        }
+    }
+
+    func cookie() throws(DialError) -> UInt64 {
+        switch Syscalls.getOption(raw, .cookie, as: UInt64.self) {
+        case .success(let cookie): return cookie
+        case .failure(let errno): throw DialError.from(.getsockopt, errno)
+        }
+    }
+
+    deinit { Syscalls.close(raw) }
+}
+
+/// A connected TCP or UDP socket whose local port lies in the slice it was opened from.
+///
+/// The socket owns its descriptor and closes it when it goes away. To hand it to SwiftNIO,
+/// take the descriptor: `ClientBootstrap(group:).withConnectedSocket(socket.takeDescriptor())`
+/// for TCP, `DatagramBootstrap(group:).withBoundSocket(socket.takeDescriptor())` for UDP (the
+/// socket is already connected, so NIO's channel sends to its peer).
+public struct ConnectedSocket: ~Copyable, Sendable {
+    public let transport: Transport
+    public let local: Endpoint
+    public let remote: Endpoint
+    /// The descriptor, still owned by this value.
+    public let descriptor: CInt
+
+    init(_ owned: consuming OwnedDescriptor, transport: Transport, local: Endpoint, remote: Endpoint) {
+        descriptor = owned.release()
+        self.transport = transport
+        self.local = local
+        self.remote = remote
+    }
+
+    /// Gives up ownership: the caller must close the descriptor.
+    public consuming func takeDescriptor() -> CInt {
+        let descriptor = descriptor
+        discard self
+        return descriptor
+    }
+
+    /// Makes the next close send a TCP reset and skip TIME_WAIT, so the 4-tuple is free at
+    /// once (for load tests; a normal close is kinder to the peer).
+    public func resetOnClose() throws(DialError) {
+        if case .failure(let errno) = Syscalls.setResetOnClose(descriptor) { throw DialError.from(.setsockopt, errno) }
+    }
+
+    /// `protocol local -> remote`, the 4-tuple.
+    public var tuple: String { "\(transport) \(local) -> \(remote)" }
+
+    deinit { Syscalls.close(descriptor) }
+}

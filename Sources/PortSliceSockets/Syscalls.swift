@@ -1,0 +1,285 @@
+import CPortSlice
+import Glibc
+import PortSliceCore
+import SystemPackage
+
+/// The one door to libc: every system call of this module goes through here.
+///
+/// Each wrapper is `@inline(never)` so nothing can run between the call and the read of
+/// `errno`. Results come back as `Result<_, Errno>`; `EINTR` is retried except for `close`
+/// (the descriptor is gone either way) and `connect` (the attempt goes on in the kernel; the
+/// dialer waits for it instead). `EBADF` and `EFAULT` trap: they are our bugs, not the
+/// network's. Debug builds can inject errnos per call (`SyscallFaults`).
+enum Syscalls {
+    enum Call: String, Sendable, CaseIterable {
+        case socket, setsockopt, getsockopt, bind, connect, getsockname, close, poll, send, recv
+        case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo, sendto, recvfrom
+        case shutdown
+    }
+
+    // MARK: - Plumbing
+
+    /// Reads errno for `call`, retrying `EINTR` when `body` may be repeated.
+    @inline(__always)
+    private static func perform<T>(
+        _ call: Call, retryOnInterrupt: Bool = true, _ body: () -> T, failed: (T) -> Bool
+    ) -> Result<T, Errno> {
+        while true {
+            #if DEBUG
+            if let injected = SyscallFaults.take(call) {
+                if injected == .interrupted && retryOnInterrupt { continue }
+                return .failure(injected)
+            }
+            #endif
+            let value = body()
+            guard failed(value) else { return .success(value) }
+            let error = Errno(rawValue: Glibc.errno)
+            precondition(error != .badFileDescriptor && error != .badAddress, "\(call) failed with \(error): a bug in portslice")
+            if error == .interrupted && retryOnInterrupt { continue }
+            return .failure(error)
+        }
+    }
+
+    @inline(__always)
+    private static func performReturningInt32(_ call: Call, retryOnInterrupt: Bool = true, _ body: () -> CInt) -> Result<CInt, Errno> {
+        perform(call, retryOnInterrupt: retryOnInterrupt, body) { $0 < 0 }
+    }
+
+    private static func socketAddress(_ address: IPv4Address, _ port: UInt16) -> sockaddr_in {
+        var storage = sockaddr_in()
+        storage.sin_family = sa_family_t(AF_INET)
+        storage.sin_port = port.bigEndian
+        storage.sin_addr = in_addr(s_addr: address.bits.bigEndian)
+        return storage
+    }
+
+    private static func withSocketAddress<T>(_ address: IPv4Address, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        var storage = socketAddress(address, port)
+        return withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
+    // MARK: - Sockets
+
+    /// `socket(AF_INET, type | SOCK_CLOEXEC [| SOCK_NONBLOCK], 0)`.
+    @inline(never)
+    static func socket(_ transport: Transport, nonBlocking: Bool) -> Result<CInt, Errno> {
+        let flags = CInt(SOCK_CLOEXEC.rawValue) | (nonBlocking ? CInt(SOCK_NONBLOCK.rawValue) : 0)
+        let type = transport == .tcp ? CInt(SOCK_STREAM.rawValue) : CInt(SOCK_DGRAM.rawValue)
+        return performReturningInt32(.socket) { Glibc.socket(AF_INET, type | flags, 0) }
+    }
+
+    /// `socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)`.
+    @inline(never)
+    static func sockDiagSocket() -> Result<CInt, Errno> {
+        performReturningInt32(.socket) {
+            Glibc.socket(AF_NETLINK, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+        }
+    }
+
+    /// `close(2)`; never retried, since the descriptor is released even when it reports EINTR.
+    @inline(never)
+    static func close(_ descriptor: CInt) {
+        _ = performReturningInt32(.close, retryOnInterrupt: false) { Glibc.close(descriptor) }
+    }
+
+    /// `setsockopt(2)` with a 4-byte value.
+    @inline(never)
+    static func setOption(_ descriptor: CInt, _ option: SocketOption, _ value: UInt32) -> Result<Void, Errno> {
+        var value = value
+        return performReturningInt32(.setsockopt) {
+            Glibc.setsockopt(descriptor, option.level, option.name, &value, socklen_t(MemoryLayout<UInt32>.size))
+        }.map { _ in }
+    }
+
+    /// `setsockopt(SO_LINGER, {1, 0})`: close with a reset and leave no TIME_WAIT.
+    @inline(never)
+    static func setResetOnClose(_ descriptor: CInt) -> Result<Void, Errno> {
+        var value = linger(l_onoff: 1, l_linger: 0)
+        return performReturningInt32(.setsockopt) {
+            Glibc.setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size))
+        }.map { _ in }
+    }
+
+    /// `getsockopt(2)` of a fixed-size integer value.
+    @inline(never)
+    static func getOption<Value: FixedWidthInteger>(_ descriptor: CInt, _ option: SocketOption, as: Value.Type) -> Result<Value, Errno> {
+        var value: Value = 0
+        var length = socklen_t(MemoryLayout<Value>.size)
+        return performReturningInt32(.getsockopt) {
+            Glibc.getsockopt(descriptor, option.level, option.name, &value, &length)
+        }.map { _ in value }
+    }
+
+    /// `bind(2)` to an IPv4 address and port (0 lets the kernel choose, now or at connect).
+    @inline(never)
+    static func bind(_ descriptor: CInt, _ address: IPv4Address, _ port: UInt16) -> Result<Void, Errno> {
+        withSocketAddress(address, port) { pointer, length in
+            performReturningInt32(.bind) { Glibc.bind(descriptor, pointer, length) }
+        }.map { _ in }
+    }
+
+    /// `connect(2)`; `EINPROGRESS` and `EINTR` come back as failures for the caller to wait on.
+    @inline(never)
+    static func connect(_ descriptor: CInt, _ address: IPv4Address, _ port: UInt16) -> Result<Void, Errno> {
+        withSocketAddress(address, port) { pointer, length in
+            performReturningInt32(.connect, retryOnInterrupt: false) { Glibc.connect(descriptor, pointer, length) }
+        }.map { _ in }
+    }
+
+    /// `getsockname(2)` of an IPv4 socket.
+    @inline(never)
+    static func localAddress(_ descriptor: CInt) -> Result<(IPv4Address, UInt16), Errno> {
+        var storage = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                performReturningInt32(.getsockname) { Glibc.getsockname(descriptor, raw, &length) }
+            }
+        }.map { _ in (IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
+    }
+
+    /// `poll(2)` on one descriptor; returns the revents, or 0 on timeout.
+    @inline(never)
+    static func poll(_ descriptor: CInt, events: Int16, timeoutMilliseconds: CInt) -> Result<Int16, Errno> {
+        var entry = pollfd(fd: descriptor, events: events, revents: 0)
+        return performReturningInt32(.poll) { Glibc.poll(&entry, 1, timeoutMilliseconds) }.map { $0 == 0 ? 0 : entry.revents }
+    }
+
+    static let pollOut = Int16(POLLOUT)
+    static let pollIn = Int16(POLLIN)
+
+    /// `fcntl(F_SETFL)` to set or clear `O_NONBLOCK`.
+    @inline(never)
+    static func setNonBlocking(_ descriptor: CInt, _ nonBlocking: Bool) -> Result<Void, Errno> {
+        performReturningInt32(.fcntl) { Glibc.fcntl(descriptor, F_GETFL) }.flatMap { flags in
+            let updated = nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+            return performReturningInt32(.fcntl) { Glibc.fcntl(descriptor, F_SETFL, updated) }
+        }.map { _ in }
+    }
+
+    /// `listen(2)`.
+    @inline(never)
+    static func listen(_ descriptor: CInt, backlog: CInt) -> Result<Void, Errno> {
+        performReturningInt32(.listen) { Glibc.listen(descriptor, backlog) }.map { _ in }
+    }
+
+    /// `accept(2)`.
+    @inline(never)
+    static func accept(_ descriptor: CInt) -> Result<CInt, Errno> {
+        performReturningInt32(.accept) { Glibc.accept(descriptor, nil, nil) }
+    }
+
+    /// `shutdown(SHUT_RDWR)`: wakes a thread blocked in `accept` or `recv` on the descriptor.
+    @inline(never)
+    static func shutdown(_ descriptor: CInt) {
+        _ = performReturningInt32(.shutdown) { Glibc.shutdown(descriptor, CInt(SHUT_RDWR)) }
+    }
+
+    /// `send(2)` of a whole buffer on a datagram socket (netlink requests).
+    @inline(never)
+    static func send(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        perform(.send, { Glibc.send(descriptor, bytes.baseAddress, bytes.count, 0) }) { $0 < 0 }
+    }
+
+    /// `recv(2)` into a buffer; returns the byte count.
+    @inline(never)
+    static func receive(_ descriptor: CInt, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+        perform(.recv, { Glibc.recv(descriptor, buffer.baseAddress, buffer.count, 0) }) { $0 < 0 }
+    }
+
+    /// `recvfrom(2)` on an IPv4 datagram socket; returns the byte count and the sender.
+    @inline(never)
+    static func receiveFrom(_ descriptor: CInt, _ buffer: UnsafeMutableRawBufferPointer) -> Result<(Int, IPv4Address, UInt16), Errno> {
+        var storage = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                perform(.recvfrom, { Glibc.recvfrom(descriptor, buffer.baseAddress, buffer.count, 0, raw, &length) }) { $0 < 0 }
+            }
+        }.map { ($0, IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
+    }
+
+    /// `sendto(2)` of a datagram to an IPv4 address.
+    @inline(never)
+    static func sendTo(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer, _ address: IPv4Address, _ port: UInt16) -> Result<Int, Errno> {
+        withSocketAddress(address, port) { pointer, length in
+            perform(.sendto, { Glibc.sendto(descriptor, bytes.baseAddress, bytes.count, 0, pointer, length) }) { $0 < 0 }
+        }
+    }
+
+    // MARK: - Process and kernel
+
+    /// `uname(2)`: the kernel release, such as `6.18.44`.
+    @inline(never)
+    static func kernelRelease() -> Result<String, Errno> {
+        var names = utsname()
+        return performReturningInt32(.uname) { Glibc.uname(&names) }.map { _ in
+            withUnsafeBytes(of: names.release) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+        }
+    }
+
+    /// `setns(fd, CLONE_NEWNET)`: moves the calling thread into a network namespace.
+    @inline(never)
+    static func enterNetworkNamespace(_ descriptor: CInt) -> Result<Void, Errno> {
+        performReturningInt32(.setns) { cportslice_enter_network_namespace(descriptor) }.map { _ in }
+    }
+
+    /// `getrlimit(RLIMIT_NOFILE)`: (soft, hard).
+    @inline(never)
+    static func openFileLimit() -> Result<(UInt64, UInt64), Errno> {
+        var limit = rlimit()
+        return performReturningInt32(.getrlimit) { Glibc.getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) }.map { _ in
+            (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
+        }
+    }
+
+    /// `setrlimit(RLIMIT_NOFILE)` for the soft limit.
+    @inline(never)
+    static func setOpenFileLimit(soft: UInt64, hard: UInt64) -> Result<Void, Errno> {
+        var limit = rlimit(rlim_cur: rlim_t(soft), rlim_max: rlim_t(hard))
+        return performReturningInt32(.setrlimit) { Glibc.setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) }.map { _ in }
+    }
+
+    /// `getaddrinfo(3)` for IPv4 addresses of a host name.
+    @inline(never)
+    static func resolveIPv4(_ host: String) -> Result<[IPv4Address], ResolveFailure> {
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>? = nil
+        let status = Glibc.getaddrinfo(host, nil, &hints, &list)
+        guard status == 0 else { return .failure(ResolveFailure(message: String(cString: gai_strerror(status)))) }
+        defer { freeaddrinfo(list) }
+        var addresses: [IPv4Address] = []
+        var entry = list
+        while let current = entry {
+            if let address = current.pointee.ai_addr, current.pointee.ai_family == AF_INET {
+                let ipv4 = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                let parsed = IPv4Address(bits: UInt32(bigEndian: ipv4))
+                if !addresses.contains(parsed) { addresses.append(parsed) }
+            }
+            entry = current.pointee.ai_next
+        }
+        return .success(addresses)
+    }
+
+    struct ResolveFailure: Error {
+        let message: String
+    }
+}
+
+/// A socket option: level and name, as `setsockopt` takes them.
+struct SocketOption: Sendable {
+    let level: CInt
+    let name: CInt
+
+    static let reuseAddress = SocketOption(level: SOL_SOCKET, name: SO_REUSEADDR)
+    static let cookie = SocketOption(level: SOL_SOCKET, name: cportslice_so_cookie)
+    static let error = SocketOption(level: SOL_SOCKET, name: SO_ERROR)
+    static let bindAddressNoPort = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_bind_address_no_port)
+    static let localPortRange = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_local_port_range)
+}
