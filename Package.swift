@@ -43,6 +43,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "portslice", dependencies: ["PortSliceCLI"]),
+        // Test helper: concurrent UDP churn from a slice, run as separate processes.
+        .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
         .testTarget(
             name: "PortSliceSocketsTests",

@@ -116,8 +116,7 @@ public struct CoreBenchmark: Sendable {
             rounds += 1
             elapsed = clock.now - start
         } while elapsed < .seconds(minimumSeconds)
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Double(items * rounds) / seconds
+        return Double(items * rounds) / elapsed.seconds
     }
 
     /// The peer parse: Python's csv reader and ipaddress module over the same file, the usual

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PortSliceBenchmarks
 
 /// `portslice bench`: benchmarks that print a table with a peer measured in the same run.
@@ -6,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run benchmarks; each prints our numbers beside a peer's, measured in the same run.",
-        subcommands: [BenchCoreCommand.self]
+        subcommands: [BenchCoreCommand.self, BenchConnectCommand.self]
     )
 }
 
@@ -48,6 +49,56 @@ struct BenchCoreCommand: ParsableCommand {
             print(renderTable(
                 ["metric", "portslice", "peer", "peer measured", "target", "met"],
                 rows.map { [$0.metric, $0.portslice, $0.peer, $0.peerName, $0.target, $0.meetsTarget.map { $0 ? "yes" : "NO" } ?? "-"] }))
+        }
+    }
+}
+
+struct BenchConnectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connect",
+        abstract: "Flows per second from a slice 0/50/90/99% full, beside the plain kernel connect.",
+        discussion: """
+            TCP: the kernel's connect with no slice (the limit), the kernel-range fast path and \
+            the port-search fallback; UDP: plain connected-UDP creation and the lock-and-check \
+            path. Each flow is closed with a reset so the fill level stays put. As root the run \
+            uses a fresh network namespace (removed afterwards); otherwise 127.0.0.1 here.
+            Build with -c release: swift run -c release portslice bench connect
+            """
+    )
+
+    @Option(help: "Ports in the slice.")
+    var slicePorts = 1_000
+
+    @Option(help: "Seconds measured per method and fill level.")
+    var seconds = 1.0
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        guard (100...10_000).contains(slicePorts) else { throw ValidationError("--slice-ports must be 100-10000.") }
+        guard seconds > 0 && seconds <= 60 else { throw ValidationError("--seconds must be above 0 and at most 60.") }
+    }
+
+    func run() throws {
+        var benchmark = ConnectBenchmark()
+        benchmark.slicePorts = slicePorts
+        benchmark.secondsPerCell = seconds
+        let name = "portslice-bench-\(UInt32.random(in: 0...UInt32.max))"
+        let place = try benchmark.prepare(namespaceName: name)
+        defer { benchmark.tearDown(place, namespaceName: name) }
+        printToStandardError("bench: \(place.summary)")
+        let rows = try benchmark.run(in: place) { printToStandardError("bench: \($0)") }
+        switch format {
+        case .json:
+            print(try jsonText(rows))
+        case .table:
+            print(renderTable(
+                ["proto", "method", "fill", "flows/s", "x limit", "target", "met"],
+                rows.map {
+                    [$0.transport, $0.method, "\($0.fill)%", String(format: "%.0f", $0.operationsPerSecond),
+                     String(format: "%.2f", $0.ratioToLimit), $0.target, $0.meetsTarget.map { $0 ? "yes" : "NO" } ?? "-"]
+                }))
         }
     }
 }

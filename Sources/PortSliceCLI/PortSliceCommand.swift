@@ -10,7 +10,7 @@ public struct PortSliceCommand: ParsableCommand {
             front of the hosts returns traffic to the owner by destination port. No stateful NAT.
             """,
         version: "0.1.0",
-        subcommands: [PlanCommand.self, GeofeedCommand.self, LookupCommand.self, BenchCommand.self]
+        subcommands: [PlanCommand.self, GeofeedCommand.self, LookupCommand.self, DoctorCommand.self, ConnectCommand.self, BenchCommand.self]
     )
 
     public init() {}

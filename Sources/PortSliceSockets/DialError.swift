@@ -39,9 +39,9 @@ public enum DialError: Error, Hashable, Sendable, CustomStringConvertible {
             var text = "the kernel ignored the slice \(slice)"
             if let chosen { text += " and chose port \(chosen)" }
             if let netns, let span = slice.span {
-                let lower = min(netns.lower, span.lower), upper = max(netns.upper, span.upper)
+                let wanted = netns.covering(span)
                 text += ": net.ipv4.ip_local_port_range is \(netns.lower)-\(netns.upper); "
-                    + "run: sysctl -w net.ipv4.ip_local_port_range=\"\(lower) \(upper)\""
+                    + "run: sysctl -w net.ipv4.ip_local_port_range=\"\(wanted.lower) \(wanted.upper)\""
             }
             return text
         case .kernelRangeUnsupported:

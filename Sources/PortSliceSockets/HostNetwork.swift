@@ -71,6 +71,17 @@ public enum HostNetwork {
         return (try? Syscalls.setOpenFileLimit(soft: target, hard: hard).get()).map { target } ?? soft
     }
 
+    /// The IPv4 addresses of `host`: a dotted-decimal literal as it is, a name through the
+    /// system resolver.
+    public static func resolveIPv4(_ host: String) throws(HostNetworkError) -> [IPv4Address] {
+        if let literal = try? IPv4Address(parsing: host) { return [literal] }
+        switch Syscalls.resolveIPv4(host) {
+        case .success(let addresses) where !addresses.isEmpty: return addresses
+        case .success: throw .unresolvable(host: host, reason: "it has no IPv4 address")
+        case .failure(let failure): throw .unresolvable(host: host, reason: failure.message)
+        }
+    }
+
     static func readText(_ path: String) throws(HostNetworkError) -> String {
         do {
             let descriptor = try FileDescriptor.open(FilePath(path), .readOnly)
@@ -91,10 +102,12 @@ public enum HostNetwork {
 
 public enum HostNetworkError: Error, Hashable, Sendable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
+    case unresolvable(host: String, reason: String)
 
     public var description: String {
         switch self {
         case .unreadable(let path, let reason): "cannot read \(path): \(reason)"
+        case .unresolvable(let host, let reason): "cannot resolve '\(host)': \(reason)"
         }
     }
 }

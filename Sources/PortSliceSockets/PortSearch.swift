@@ -11,7 +11,13 @@ final class PortSearch: Sendable {
     let ports: PortSet
     private let runStarts: [Int]
     private let secret: (UInt64, UInt64)
-    private let perturbation: Mutex<[UInt32]>
+    private let tables: Mutex<Tables>
+    /// The perturbation counters, and the length of the last search that used each counter
+    /// (how full the slice looked then), both indexed by the destination's hash.
+    private struct Tables {
+        var perturbation: [UInt32]
+        var lastSearchLength: [UInt8]
+    }
     private static let tableSize = 4096
 
     init(ports: PortSet) {
@@ -25,7 +31,9 @@ final class PortSearch: Sendable {
         runStarts = starts
         var random = SystemRandomNumberGenerator()
         secret = (random.next(), random.next())
-        perturbation = Mutex([UInt32](repeating: 0, count: Self.tableSize))
+        tables = Mutex(Tables(
+            perturbation: [UInt32](repeating: 0, count: Self.tableSize),
+            lastSearchLength: [UInt8](repeating: 1, count: Self.tableSize)))
     }
 
     var count: Int { ports.count }
@@ -35,6 +43,8 @@ final class PortSearch: Sendable {
         let offset: Int
         let tableIndex: Int
         let base: UInt32
+        /// Ports the previous search towards this destination tried before it found one.
+        let lastSearchLength: Int
     }
 
     func order(_ transport: Transport, from local: IPv4Address, to destination: Endpoint) -> Order {
@@ -49,7 +59,10 @@ final class PortSearch: Sendable {
         }
         let offset = Int(UInt(bitPattern: keyed(secret.0)) % UInt(max(count, 1)))
         let index = Int(UInt(bitPattern: keyed(secret.1)) % UInt(Self.tableSize))
-        return Order(offset: offset, tableIndex: index, base: perturbation.withLock { $0[index] })
+        return tables.withLock { tables in
+            Order(offset: offset, tableIndex: index, base: tables.perturbation[index],
+                  lastSearchLength: Int(tables.lastSearchLength[index]))
+        }
     }
 
     /// The port tried at `attempt` (0-based) of a search.
@@ -63,8 +76,11 @@ final class PortSearch: Sendable {
         return UInt16(Int(ports.runs[low].lower) + position - runStarts[low])
     }
 
-    /// Advances the table by the attempts a search used.
+    /// Advances the table by the attempts a search used, and remembers how many it took.
     func finish(_ order: Order, attempts: Int) {
-        perturbation.withLock { $0[order.tableIndex] &+= UInt32(truncatingIfNeeded: attempts) }
+        tables.withLock { tables in
+            tables.perturbation[order.tableIndex] &+= UInt32(truncatingIfNeeded: attempts)
+            tables.lastSearchLength[order.tableIndex] = UInt8(clamping: attempts)
+        }
     }
 }

@@ -116,20 +116,11 @@ public final class SliceDialer: Sendable {
         if tcpStrategy == .kernelRange {
             return try pending(try kernelRangeTCP(to: destination), to: destination)
         }
-        let order = search.order(.tcp, from: slice.address, to: destination)
-        for attempt in 0..<search.count {
-            let port = search.port(order, attempt: attempt)
-            // After a clash, ask sock_diag before paying for a socket, bind and connect.
-            if attempt > 0, try sockDiag.lookup(.tcp, local: Endpoint(slice.address, port), remote: destination) != nil {
-                continue
-            }
-            if let socket = try attemptTCP(to: destination, port: port) {
-                search.finish(order, attempts: attempt + 1)
-                return try pending(socket, to: destination)
-            }
+        // A free port usually takes one try; after a clash sock_diag is asked first.
+        let socket = try firstFree(.tcp, to: destination, checkFirst: false) { port throws(DialError) in
+            try attemptTCP(to: destination, port: port)
         }
-        search.finish(order, attempts: search.count)
-        throw .sliceExhausted(slice: slice.ports, destination: destination)
+        return try pending(socket, to: destination)
     }
 
     private func kernelRangeTCP(to destination: Endpoint) throws(DialError) -> OwnedDescriptor {
@@ -188,22 +179,12 @@ public final class SliceDialer: Sendable {
             }
             return socket
         }
-        let order = search.order(.udp, from: slice.address, to: destination)
-        for attempt in 0..<search.count {
-            let port = search.port(order, attempt: attempt)
-            // Any socket that would receive this tuple's packets now (a connected flow, or an
-            // unconnected one bound to the wildcard, even one that shares ports) keeps the
-            // port: once our socket is bound, the lookup below would rank it first and hide them.
-            if try sockDiag.lookup(.udp, local: Endpoint(slice.address, port), remote: destination) != nil {
-                continue
-            }
-            if let socket = try attemptUDP(to: destination, port: port, nonBlocking: nonBlocking) {
-                search.finish(order, attempts: attempt + 1)
-                return socket
-            }
+        // Any socket that would receive this tuple's packets now (a connected flow, or an
+        // unconnected one bound to the wildcard, even one that shares ports) keeps the port:
+        // once our socket is bound, the lookup after the lock would rank ours first and hide it.
+        return try firstFree(.udp, to: destination, checkFirst: true) { port throws(DialError) in
+            try attemptUDP(to: destination, port: port, nonBlocking: nonBlocking)
         }
-        search.finish(order, attempts: search.count)
-        throw .sliceExhausted(slice: slice.ports, destination: destination)
     }
 
     /// The lock-and-check sequence for one port; nil when another socket owns the 4-tuple.
@@ -229,6 +210,44 @@ public final class SliceDialer: Sendable {
     }
 
     // MARK: - Shared steps
+
+    /// Tries the ports of the slice in this destination's search order until `attempt` opens
+    /// a flow. When the last search towards the destination found a port at once, the first
+    /// port is tried directly (TCP) or screened alone (UDP). Otherwise the slice is filling
+    /// up, and ports are screened with sock_diag in batches sized from that last search and
+    /// doubling, so a nearly full slice costs two system calls per batch, not a socket per
+    /// taken port. The attempt stays the authority: a port can be taken between screen and bind.
+    /// - Parameter checkFirst: screen even the first port (else it is attempted directly).
+    private func firstFree<Flow: ~Copyable>(
+        _ transport: Transport, to destination: Endpoint, checkFirst: Bool,
+        _ attempt: (UInt16) throws(DialError) -> Flow?
+    ) throws(DialError) -> Flow {
+        let order = search.order(transport, from: slice.address, to: destination)
+        var tried = 0
+        if !checkFirst && order.lastSearchLength <= 1 && search.count > 0 {
+            if let flow = try attempt(search.port(order, attempt: 0)) {
+                search.finish(order, attempts: 1)
+                return flow
+            }
+            tried = 1
+        }
+        var batch = order.lastSearchLength <= 1 ? 1 : min(max(4, order.lastSearchLength), SockDiag.batchLimit)
+        while tried < search.count {
+            let size = min(batch, search.count - tried)
+            let ports = (tried..<(tried + size)).map { search.port(order, attempt: $0) }
+            let owners = try sockDiag.lookup(transport, locals: ports.map { Endpoint(slice.address, $0) }, remote: destination)
+            for (offset, port) in ports.enumerated() where owners[offset] == nil {
+                if let flow = try attempt(port) {
+                    search.finish(order, attempts: tried + offset + 1)
+                    return flow
+                }
+            }
+            tried += size
+            batch = min(batch * 2, SockDiag.batchLimit)
+        }
+        search.finish(order, attempts: search.count)
+        throw .sliceExhausted(slice: slice.ports, destination: destination)
+    }
 
     private func bind(_ socket: borrowing OwnedDescriptor, port: UInt16) throws(DialError) {
         if case .failure(let errno) = Syscalls.bind(socket.raw, slice.address, port) {

@@ -38,6 +38,64 @@ public final class SockDiag: Sendable {
     /// The socket that owns the 4-tuple `local` <-> `remote`, or nil when none does. For UDP
     /// an unconnected socket bound to `local` (or the wildcard) answers too.
     public func lookup(_ transport: Transport, local: Endpoint, remote: Endpoint) throws(DialError) -> Answer? {
+        try lookup(transport, locals: [local], remote: remote)[0]
+    }
+
+    /// Most lookups one batch may carry.
+    public static let batchLimit = 64
+
+    /// Looks up several local ends towards one remote end at once: all requests go out in one
+    /// `send` and the answers come back in one `recvmmsg`, so a search through a nearly full
+    /// slice pays two system calls per batch instead of two per port.
+    /// - Returns: one answer per element of `locals`, in order.
+    public func lookup(_ transport: Transport, locals: [Endpoint], remote: Endpoint) throws(DialError) -> [Answer?] {
+        precondition((1...Self.batchLimit).contains(locals.count), "between 1 and \(Self.batchLimit) lookups per batch")
+        var requests = locals.map { local in Self.request(transport, local: local, remote: remote) }
+        return try channel.withLock { (channel: inout Channel) throws(DialError) -> [Answer?] in
+            let first = channel.sequence &+ 1
+            for index in requests.indices { requests[index].header.nlmsg_seq = first &+ UInt32(index) }
+            channel.sequence &+= UInt32(requests.count)
+            let descriptor = channel.descriptor.raw
+            if case .failure(let errno) = requests.withUnsafeBytes({ Syscalls.send(descriptor, $0) }) {
+                throw DialError.from(.send, errno)
+            }
+            var answers = [Answer?](repeating: nil, count: requests.count)
+            var pending = requests.count
+            let slotSize = 256
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: slotSize * pending, alignment: 8)
+            defer { buffer.deallocate() }
+            var lengths = [UInt32](repeating: 0, count: pending)
+            while pending > 0 {
+                let received = lengths.withUnsafeMutableBufferPointer { lengths in
+                    Syscalls.receiveDatagrams(descriptor, buffer, slotSize: slotSize, lengths: UnsafeMutableBufferPointer(rebasing: lengths[..<pending]))
+                }
+                let count: Int
+                switch received {
+                case .success(let value): count = value
+                case .failure(let errno) where errno == .resourceTemporarilyUnavailable:
+                    // The kernel answers while handling the send, so this is rare; wait briefly.
+                    if case .success(0) = Syscalls.poll(descriptor, events: Syscalls.pollIn, timeoutMilliseconds: 1000) {
+                        throw DialError.system(call: "sock_diag (no answer within 1 s)", errno: .timedOut)
+                    }
+                    continue
+                case .failure(let errno): throw DialError.from(.recvmmsg, errno)
+                }
+                for message in 0..<count {
+                    let slot = UnsafeRawBufferPointer(rebasing: buffer[(message * slotSize)..<((message + 1) * slotSize)])
+                    guard Int(lengths[message]) >= MemoryLayout<nlmsghdr>.size else { continue }
+                    let answer = slot.loadUnaligned(as: cportslice_diag_answer.self)
+                    // Answers to earlier, abandoned requests carry other sequence numbers.
+                    let index = Int(answer.header.nlmsg_seq &- first)
+                    guard index >= 0 && index < answers.count else { continue }
+                    answers[index] = try Self.decode(answer)
+                    pending -= 1
+                }
+            }
+            return answers
+        }
+    }
+
+    private static func request(_ transport: Transport, local: Endpoint, remote: Endpoint) -> cportslice_diag_request {
         var request = cportslice_diag_request()
         request.header.nlmsg_len = UInt32(MemoryLayout<cportslice_diag_request>.size)
         request.header.nlmsg_type = cportslice_sock_diag_by_family
@@ -53,38 +111,20 @@ public final class SockDiag: Sendable {
         request.request.id.idiag_src.0 = source.address.bits.bigEndian
         request.request.id.idiag_dst.0 = destination.address.bits.bigEndian
         request.request.id.idiag_cookie = (cportslice_inet_diag_nocookie, cportslice_inet_diag_nocookie)
+        return request
+    }
 
-        return try channel.withLock { (channel: inout Channel) throws(DialError) -> Answer? in
-            channel.sequence &+= 1
-            request.header.nlmsg_seq = channel.sequence
-            let descriptor = channel.descriptor.raw
-            let sent = withUnsafeBytes(of: &request) { Syscalls.send(descriptor, $0) }
-            if case .failure(let errno) = sent { throw DialError.from(.send, errno) }
-            var answer = cportslice_diag_answer()
-            while true {
-                let received = withUnsafeMutableBytes(of: &answer) { Syscalls.receive(descriptor, $0) }
-                let count: Int
-                switch received {
-                case .success(let value): count = value
-                case .failure(let errno): throw DialError.from(.recv, errno)
-                }
-                guard count >= MemoryLayout<nlmsghdr>.size else {
-                    throw DialError.system(call: "sock_diag", errno: .ioError)
-                }
-                // A late answer to an earlier request cannot arrive while the lock is held,
-                // but an answer with another sequence number is skipped all the same.
-                guard answer.header.nlmsg_seq == channel.sequence else { continue }
-                if answer.header.nlmsg_type == UInt16(NLMSG_ERROR) {
-                    let errno = Errno(rawValue: -answer.body.error.error)
-                    if errno == .noSuchFileOrDirectory { return nil }
-                    throw DialError.from(.recv, errno)
-                }
-                let message = answer.body.message
-                return Answer(
-                    cookie: UInt64(message.id.idiag_cookie.1) << 32 | UInt64(message.id.idiag_cookie.0),
-                    state: message.idiag_state,
-                    localPort: UInt16(bigEndian: message.id.idiag_sport))
-            }
+    /// nil for "no such socket" (ENOENT); any other error answer throws.
+    private static func decode(_ answer: cportslice_diag_answer) throws(DialError) -> Answer? {
+        if answer.header.nlmsg_type == UInt16(NLMSG_ERROR) {
+            let errno = Errno(rawValue: -answer.body.error.error)
+            if errno == .noSuchFileOrDirectory { return nil }
+            throw DialError.from(.recvmmsg, errno)
         }
+        let message = answer.body.message
+        return Answer(
+            cookie: UInt64(message.id.idiag_cookie.1) << 32 | UInt64(message.id.idiag_cookie.0),
+            state: message.idiag_state,
+            localPort: UInt16(bigEndian: message.id.idiag_sport))
     }
 }

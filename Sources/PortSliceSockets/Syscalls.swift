@@ -14,7 +14,7 @@ enum Syscalls {
     enum Call: String, Sendable, CaseIterable {
         case socket, setsockopt, getsockopt, bind, connect, getsockname, close, poll, send, recv
         case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo, sendto, recvfrom
-        case shutdown
+        case shutdown, recvmmsg
     }
 
     // MARK: - Plumbing
@@ -187,6 +187,17 @@ enum Syscalls {
     @inline(never)
     static func receive(_ descriptor: CInt, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
         perform(.recv, { Glibc.recv(descriptor, buffer.baseAddress, buffer.count, 0) }) { $0 < 0 }
+    }
+
+    /// `recvmmsg(2)` without waiting: up to `lengths.count` datagrams into equal slots of
+    /// `buffer`; returns how many arrived (`EAGAIN` when none had).
+    @inline(never)
+    static func receiveDatagrams(
+        _ descriptor: CInt, _ buffer: UnsafeMutableRawBufferPointer, slotSize: Int, lengths: UnsafeMutableBufferPointer<UInt32>
+    ) -> Result<Int, Errno> {
+        performReturningInt32(.recvmmsg) {
+            cportslice_receive_datagrams(descriptor, buffer.baseAddress, UInt32(slotSize), UInt32(lengths.count), lengths.baseAddress)
+        }.map(Int.init)
     }
 
     /// `recvfrom(2)` on an IPv4 datagram socket; returns the byte count and the sender.

@@ -39,6 +39,11 @@ enum Attempt: Equatable, Sendable, CustomStringConvertible {
     var isExhausted: Bool { if case .failed(.sliceExhausted) = self { true } else { false } }
 }
 
+extension [Attempt] {
+    /// The local ports of the attempts that opened a flow, in order.
+    var openedPorts: [UInt16] { compactMap { if case .opened(let port) = $0 { port } else { nil } } }
+}
+
 extension SliceDialer {
     /// Opens one flow and keeps it in `flows`.
     func open(_ transport: Transport, to destination: Endpoint, localPort: UInt16? = nil, keepingIn flows: OpenFlows) -> Attempt {
@@ -108,7 +113,7 @@ struct ReferenceMatrixTests {
                 return (opened, next)
             }
             for destination in destinations {
-                let ports = opened[destination]!.compactMap { if case .opened(let port) = $0 { port } else { nil } }
+                let ports = opened[destination]!.openedPorts
                 #expect(ports.sorted() == Array(40000..<(40000 + UInt16(size))), "\(transport) \(strategy) size \(size) to \(destination): \(opened[destination]!)")
             }
             #expect(next.allSatisfy { $0.isExhausted }, "\(next)")
@@ -126,7 +131,7 @@ struct ReferenceMatrixTests {
             let flows = OpenFlows()
             return (0..<4).map { _ in dialer.open(transport, to: Self.destinationA, keepingIn: flows) }
         }
-        let ports = attempts.compactMap { if case .opened(let port) = $0 { port } else { nil } }
+        let ports = attempts.openedPorts
         #expect(ports.sorted() == [40000, 40001, 40003], "\(attempts)")
         #expect(attempts.last?.isExhausted == true)
     }
@@ -151,7 +156,7 @@ struct ReferenceMatrixTests {
                 let flows = OpenFlows()
                 return (0..<5).map { _ in dialer.open(transport, to: Self.destinationA, keepingIn: flows) }
             }
-            let ports = attempts.compactMap { if case .opened(let port) = $0 { port } else { nil } }
+            let ports = attempts.openedPorts
             #expect(ports.sorted() == expectedPorts, "holder \(holder): \(attempts)")
             #expect(attempts.last?.isExhausted == true)
         }
@@ -169,7 +174,7 @@ struct ReferenceMatrixTests {
             let flows = OpenFlows()
             return (0..<4).map { _ in dialer.open(.udp, to: Self.destinationA, keepingIn: flows) }
         }
-        let ports = attempts.compactMap { if case .opened(let port) = $0 { port } else { nil } }
+        let ports = attempts.openedPorts
         #expect(ports.sorted() == [40000, 40002, 40003], "\(attempts)")
     }
 
@@ -182,7 +187,7 @@ struct ReferenceMatrixTests {
             let flows = OpenFlows()
             return (1...40).map { port in dialer.open(.udp, to: Endpoint(Self.destinationA.address, UInt16(port)), keepingIn: flows) }
         }
-        let ports = Set(firstPorts.compactMap { if case .opened(let port) = $0 { port } else { nil } })
+        let ports = Set(firstPorts.openedPorts)
         #expect(ports.count >= 35, "40 destinations should start at spread-out ports: \(ports.sorted())")
     }
 }

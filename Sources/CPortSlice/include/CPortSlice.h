@@ -54,6 +54,11 @@ static inline int cportslice_enter_network_namespace(int fd) {
     return setns(fd, 0x40000000 /* CLONE_NEWNET */);
 }
 
+/// Receives up to `count` datagrams in one `recvmmsg(2)` call (Glibc declares it only under
+/// _GNU_SOURCE), without waiting: message i lands at `buffer + i * slot_size` and its length
+/// in `lengths[i]`. Returns how many arrived, or -1 with errno set.
+int cportslice_receive_datagrams(int fd, void *buffer, unsigned int slot_size, unsigned int count, unsigned int *lengths);
+
 /// Packs an inclusive port range the way `IP_LOCAL_PORT_RANGE` expects: `(hi << 16) | lo`.
 static inline uint32_t cportslice_pack_port_range(uint16_t lo, uint16_t hi) {
     return ((uint32_t)hi << 16) | (uint32_t)lo;

@@ -35,19 +35,32 @@ public struct PlanFinding: Hashable, Sendable, Codable {
     public let message: String
     /// Commands that fix it, when there is something to change.
     public let fix: [String]
+
+    public init(severity: Severity, message: String, fix: [String] = []) {
+        self.severity = severity
+        self.message = message
+        self.fix = fix
+    }
 }
 
 extension SlicePlan {
     /// Checks that the kernel will honour these slices on a host with `settings`.
+    public func check(against settings: HostPortSettings) -> [PlanFinding] {
+        settings.check(slicePorts: PortSet(allocatable.flatMap(\.ports.runs)), allContiguous: allocatable.allSatisfy(\.ports.isContiguous))
+    }
+}
+
+extension HostPortSettings {
+    /// Checks that the kernel will honour slices holding `slicePorts`.
     ///
     /// The per-socket range is intersected with the netns range, and bounds outside it are
     /// silently ignored, so every slice must lie inside `ip_local_port_range`; reserved ports
     /// inside a slice are never picked, so they shrink it.
-    public func check(against settings: HostPortSettings) -> [PlanFinding] {
+    /// - Parameter allContiguous: false when some slice is an RFC 7597 port set.
+    public func check(slicePorts sliced: PortSet, allContiguous: Bool) -> [PlanFinding] {
         var findings: [PlanFinding] = []
-        let sliced = PortSet(allocatable.flatMap(\.ports.runs))
         guard let span = sliced.span else { return findings }
-        let netns = settings.localPortRange
+        let netns = localPortRange
         let sysctlFile = "/etc/sysctl.d/90-portslice.conf"
         if netns.contains(span) {
             findings.append(PlanFinding(
@@ -55,7 +68,7 @@ extension SlicePlan {
                 message: "net.ipv4.ip_local_port_range \(netns.lower)-\(netns.upper) covers every slice (\(span))",
                 fix: []))
         } else {
-            let lower = min(netns.lower, span.lower), upper = max(netns.upper, span.upper)
+            let wanted = netns.covering(span)
             let outside = sliced.subtracting(PortSet(netns))
             findings.append(PlanFinding(
                 severity: .error,
@@ -63,13 +76,13 @@ extension SlicePlan {
                     + "the kernel silently ignores per-socket bounds outside it, so \(outside.count) slice ports "
                     + "(\(outside)) would never be used and flows could leave from other hosts' ports",
                 fix: [
-                    "sysctl -w net.ipv4.ip_local_port_range=\"\(lower) \(upper)\"",
-                    "echo 'net.ipv4.ip_local_port_range = \(lower) \(upper)' > \(sysctlFile)",
+                    "sysctl -w net.ipv4.ip_local_port_range=\"\(wanted.lower) \(wanted.upper)\"",
+                    "echo 'net.ipv4.ip_local_port_range = \(wanted.lower) \(wanted.upper)' > \(sysctlFile)",
                 ]))
         }
-        let reservedInSlices = sliced.intersection(settings.reservedPorts)
+        let reservedInSlices = sliced.intersection(reservedPorts)
         if !reservedInSlices.isEmpty {
-            let kept = settings.reservedPorts.subtracting(sliced)
+            let kept = reservedPorts.subtracting(sliced)
             findings.append(PlanFinding(
                 severity: .warning,
                 message: "ports \(reservedInSlices) are in net.ipv4.ip_local_reserved_ports and inside slices: "
@@ -77,7 +90,7 @@ extension SlicePlan {
                     + "plan with them skipped (the default) or free them",
                 fix: ["sysctl -w net.ipv4.ip_local_reserved_ports=\"\(kept)\""]))
         }
-        if sliced.runs.count > 0, !allocatable.allSatisfy(\.ports.isContiguous) {
+        if !allContiguous {
             findings.append(PlanFinding(
                 severity: .note,
                 message: "RFC 7597 port sets are not contiguous: the data plane picks their ports itself "

@@ -51,6 +51,12 @@ public struct PortRange: Hashable, Sendable, Comparable, Codable, CustomStringCo
 
     public func overlaps(_ other: PortRange) -> Bool { lower <= other.upper && other.lower <= upper }
 
+    /// The smallest range holding both this one and `other`: what `ip_local_port_range` must
+    /// grow to so it covers a slice.
+    public func covering(_ other: PortRange) -> PortRange {
+        PortRange(uncheckedLower: min(lower, other.lower), upper: max(upper, other.upper))
+    }
+
     public static func < (lhs: PortRange, rhs: PortRange) -> Bool {
         (lhs.lower, lhs.upper) < (rhs.lower, rhs.upper)
     }

@@ -1,0 +1,90 @@
+import Foundation
+import PortSliceCore
+import Testing
+@testable import PortSliceSockets
+
+/// Two processes with several threads each open and close connected UDP flows on one slice
+/// for a bounded time; audits with `ss` while they run find no duplicate 4-tuple.
+@Suite("Concurrent UDP flows (root, network namespace)", .enabled(if: TestNamespace.isRoot, TestNamespace.skipReason))
+struct ConcurrencyTests {
+    struct Tally: Decodable {
+        let opened: Int
+        let exhausted: Int
+        let failures: [String]
+        let outsideSlice: Int
+        let descriptorsBefore: Int
+        let descriptorsAfter: Int
+    }
+
+    /// Connected UDP sockets in one `ss -u -a -n -H` snapshot, as (local, peer) text.
+    private func connectedTuples(_ snapshot: String) -> [String] {
+        snapshot.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 5, fields[0] == "ESTAB" else { return nil }
+            return "\(fields[3]) \(fields[4])"
+        }
+    }
+
+    @Test func twoProcessesNeverCreateADuplicateTuple() async throws {
+        let namespace = try TestNamespace(addresses: ["203.0.113.10", "198.51.100.1", "198.51.100.2", "198.51.100.3"])
+        let helper = CommandLineHelper.path("slice-churn")
+        // 16 ports x 3 destinations = 48 flows; 2 processes x 4 threads x up to 8 flows want 64.
+        let arguments = [
+            "ip", "netns", "exec", namespace.name, helper, "203.0.113.10:40000-40015", "3", "4", "40000",
+            "198.51.100.1:7000", "198.51.100.2:7000", "198.51.100.3:7000",
+        ]
+        let processes = try (0..<2).map { _ in try CommandLineHelper.start(arguments) }
+
+        var snapshots = 0
+        var duplicates: Set<String> = []
+        var outside: Set<String> = []
+        while processes.contains(where: { $0.process.isRunning }) && snapshots < 200 {
+            let tuples = connectedTuples(try namespace.command("ss", "-u", "-a", "-n", "-H"))
+            snapshots += 1
+            var seen: Set<String> = []
+            for tuple in tuples where !seen.insert(tuple).inserted { duplicates.insert(tuple) }
+            for tuple in tuples {
+                let port = tuple.split(separator: " ")[0].split(separator: ":")[1]
+                if !(40000...40015).contains(Int(port) ?? 0) { outside.insert(tuple) }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let tallies = try processes.map { running in
+            running.process.waitUntilExit()
+            #expect(running.process.terminationStatus == 0)
+            return try JSONDecoder().decode(Tally.self, from: running.output.fileHandleForReading.readDataToEndOfFile())
+        }
+        #expect(snapshots >= 10, "the audit must see the churn while it runs")
+        #expect(duplicates.isEmpty, "duplicate 4-tuples: \(duplicates)")
+        #expect(outside.isEmpty, "flows outside the slice: \(outside)")
+        for tally in tallies {
+            #expect(tally.failures.isEmpty, "\(tally.failures)")
+            #expect(tally.opened > 100)
+            #expect(tally.exhausted > 0, "the slice should run out under this load")
+            #expect(tally.outsideSlice == 0)
+            #expect(tally.descriptorsAfter == tally.descriptorsBefore, "descriptors leaked")
+        }
+    }
+}
+
+/// Starts programs built beside the test bundle.
+enum CommandLineHelper {
+    struct Running {
+        let process: Process
+        let output: Pipe
+    }
+
+    static func path(_ name: String) -> String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    static func start(_ arguments: [String]) throws -> Running {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        return Running(process: process, output: output)
+    }
+}

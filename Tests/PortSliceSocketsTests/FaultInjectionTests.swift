@@ -1,0 +1,110 @@
+import Glibc
+import PortSliceCore
+import SystemPackage
+import Testing
+@testable import PortSliceSockets
+
+/// Error paths, reached by injecting errnos into the syscall layer (debug builds). These run
+/// without root, on loopback in the current namespace, with a slice inside its port range.
+@Suite("Dialer error paths (injected errnos)")
+struct FaultInjectionTests {
+    static let loopback = IPv4Address(127, 0, 0, 1)
+
+    /// A four-port slice inside this namespace's range and a listener to connect to.
+    private func setUp() throws -> (SliceDialer, SliceDialer, Listener, Endpoint) {
+        let settings = try HostNetwork.portSettings()
+        let lower = settings.localPortRange.lower &+ UInt16.random(in: 100...2000)
+        let slice = EgressSlice(address: Self.loopback, ports: PortSet(try PortRange(lower, lower + 3)))
+        let listener = try Listener(Endpoint(Self.loopback, 0))
+        let port = try Syscalls.localAddress(listener.descriptor).get().1
+        return (
+            try SliceDialer(slice: slice, strategy: .portSearch),
+            try SliceDialer(slice: slice, strategy: HostNetwork.supportsLocalPortRange() ? .kernelRange : .portSearch),
+            listener, Endpoint(Self.loopback, port))
+    }
+
+    @Test func interruptedCallsAreRetried() throws {
+        let (search, _, listener, destination) = try setUp()
+        defer { withExtendedLifetime(listener) {} }
+        let before = openDescriptorCount()
+        try SyscallFaults.inject([.bind: [.interrupted, .interrupted], .setsockopt: [.interrupted]]) {
+            let socket = try search.connectUDP(to: destination)
+            #expect(search.slice.ports.contains(socket.local.port))
+            #expect(SyscallFaults.plan?.remaining == 0)
+        }
+        #expect(openDescriptorCount() == before)
+    }
+
+    @Test func busyPortsAreSkipped() throws {
+        let (search, _, listener, destination) = try setUp()
+        defer { withExtendedLifetime(listener) {} }
+        let before = openDescriptorCount()
+        // The first three ports tried report EADDRINUSE at bind: the fourth serves.
+        try SyscallFaults.inject([.bind: [.addressInUse, .addressInUse, .addressInUse]]) {
+            let socket = try search.connectTCP(to: destination, timeout: .seconds(5))
+            #expect(search.slice.ports.contains(socket.local.port))
+            #expect(SyscallFaults.plan?.remaining == 0)
+        }
+        #expect(openDescriptorCount() == before)
+    }
+
+    @Test func clashesOnEveryPortExhaustTheSlice() throws {
+        let (search, kernel, listener, destination) = try setUp()
+        defer { withExtendedLifetime(listener) {} }
+        let before = openDescriptorCount()
+        #expect(throws: DialError.sliceExhausted(slice: search.slice.ports, destination: destination)) {
+            try SyscallFaults.inject([.connect: Array(repeating: .addressNotAvailable, count: 4)]) {
+                _ = try search.connectTCP(to: destination)
+            }
+        }
+        #expect(throws: DialError.sliceExhausted(slice: search.slice.ports, destination: destination)) {
+            try SyscallFaults.inject([.connect: [.resourceTemporarilyUnavailable]]) {
+                _ = try kernel.connectTCP(to: destination)
+            }
+        }
+        #expect(throws: DialError.sliceExhausted(slice: search.slice.ports, destination: destination)) {
+            try SyscallFaults.inject([.bind: Array(repeating: .addressInUse, count: 4)]) {
+                _ = try search.connectUDP(to: destination)
+            }
+        }
+        #expect(openDescriptorCount() == before)
+    }
+
+    @Test func bindFailuresAreNamed() throws {
+        let (search, kernel, listener, destination) = try setUp()
+        defer { withExtendedLifetime(listener) {} }
+        let before = openDescriptorCount()
+        #expect(throws: DialError.addressNotLocal(Self.loopback)) {
+            try SyscallFaults.inject([.bind: [.addressNotAvailable]]) { _ = try kernel.connectTCP(to: destination) }
+        }
+        #expect(throws: DialError.permissionDenied(call: "bind", errno: .permissionDenied)) {
+            try SyscallFaults.inject([.bind: [.permissionDenied]]) { _ = try search.connectUDP(to: destination) }
+        }
+        #expect(throws: DialError.system(call: "socket", errno: .tooManyOpenFiles)) {
+            try SyscallFaults.inject([.socket: [.tooManyOpenFiles]]) { _ = try search.connectTCP(to: destination) }
+        }
+        #expect(openDescriptorCount() == before)
+    }
+
+    @Test func explicitPortsConflictPerDestination() throws {
+        let (search, _, listener, destination) = try setUp()
+        defer { withExtendedLifetime(listener) {} }
+        let port = search.slice.ports.runs[0].lower
+        let first = try search.connectUDP(to: destination, localPort: port)
+        #expect(first.local.port == port)
+        #expect(throws: DialError.conflict(port: port, destination: destination)) {
+            _ = try search.connectUDP(to: destination, localPort: port)
+        }
+        let elsewhere = try search.connectUDP(to: Endpoint(destination.address, destination.port &+ 1), localPort: port)
+        #expect(elsewhere.local.port == port)
+    }
+
+    @Test func refusedConnectionsReportTheErrno() throws {
+        let (search, _, listener, _) = try setUp()
+        let closedPort = try Syscalls.localAddress(listener.descriptor).get().1
+        let unused = Endpoint(Self.loopback, closedPort &+ 1)
+        #expect(throws: DialError.system(call: "connect", errno: .connectionRefused)) {
+            _ = try search.connectTCP(to: unused, timeout: .seconds(5))
+        }
+    }
+}
