@@ -50,7 +50,7 @@ let package = Package(
             name: "PortSliceSocketsTests",
             dependencies: ["PortSliceSockets", "PortSliceCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
-        .testTarget(name: "PortSliceCLITests", dependencies: ["PortSliceCLI", "PortSliceCore"]),
+        .testTarget(name: "PortSliceCLITests", dependencies: ["PortSliceCLI", "PortSliceCore", "PortSliceSockets"]),
     ],
     swiftLanguageModes: [.v6]
 )

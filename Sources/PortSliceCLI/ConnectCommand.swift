@@ -48,9 +48,17 @@ struct ConnectCommand: ParsableCommand {
         let address = try HostNetwork.resolveIPv4(String(destination[..<colon]))[0]
         let dialer = try SliceDialer(slice: slice, strategy: strategy)
         let target = Endpoint(address, port)
-        let socket = udp
-            ? try dialer.connectUDP(to: target, localPort: localPort)
-            : try dialer.connectTCP(to: target, localPort: localPort, timeout: .milliseconds(Int(timeout * 1000)))
+        let socket: ConnectedSocket
+        do {
+            socket = udp
+                ? try dialer.connectUDP(to: target, localPort: localPort)
+                : try dialer.connectTCP(to: target, localPort: localPort, timeout: .milliseconds(Int(timeout * 1000)))
+        } catch let error as DialError {
+            if case .system("connect", let errno) = error {
+                throw CommandFailure("connecting to \(target) from \(slice) failed: \(errno)")
+            }
+            throw error
+        }
         let how = udp ? "port search, checked with sock_diag" : dialer.tcpStrategy.rawValue
         print("\(socket.tuple) (\(how))")
     }

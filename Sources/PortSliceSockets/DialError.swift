@@ -9,6 +9,8 @@ public enum DialError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The requested local port already carries a flow to this destination, or another socket
     /// holds it.
     case conflict(port: UInt16, destination: Endpoint)
+    /// A specific local port was asked for that the slice does not hold.
+    case portOutsideSlice(port: UInt16, slice: PortSet)
     /// The shared address is not configured on this host (bind gave EADDRNOTAVAIL).
     case addressNotLocal(IPv4Address)
     /// The kernel chose a port outside the slice, or would: the slice lies outside
@@ -33,6 +35,8 @@ public enum DialError: Error, Hashable, Sendable, CustomStringConvertible {
                 + "close flows, wait for TIME_WAIT to pass (60 s), or use a larger slice"
         case .conflict(let port, let destination):
             return "local port \(port) is already in use towards \(destination) (or held by another socket); choose another port"
+        case .portOutsideSlice(let port, let slice):
+            return "local port \(port) is not in the slice \(slice); choose a port of the slice"
         case .addressNotLocal(let address):
             return "\(address) is not an address of this host; add it first, for example: ip address add \(address)/32 dev lo"
         case .rangeIgnored(let slice, let netns, let chosen):

@@ -275,7 +275,7 @@ public final class SliceDialer: Sendable {
     }
 
     private func requireInSlice(_ port: UInt16) throws(DialError) {
-        guard slice.ports.contains(port) else { throw .conflict(port: port, destination: Endpoint(slice.address, port)) }
+        guard slice.ports.contains(port) else { throw .portOutsideSlice(port: port, slice: slice.ports) }
     }
 }
 

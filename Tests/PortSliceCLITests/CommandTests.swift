@@ -1,4 +1,6 @@
 import Foundation
+import PortSliceCore
+import PortSliceSockets
 import Testing
 
 @Suite("portslice command line")
@@ -10,8 +12,11 @@ struct CommandTests {
     @Test func everyCommandHasHelp() async throws {
         let root = try await run("--help")
         #expect(root.status == 0)
-        for name in ["plan", "geofeed", "lookup", "bench"] { #expect(root.output.contains(name)) }
-        for command in [["plan"], ["geofeed"], ["geofeed", "check"], ["geofeed", "format"], ["lookup"], ["bench"], ["bench", "core"]] {
+        for name in ["plan", "geofeed", "lookup", "doctor", "connect", "bench"] { #expect(root.output.contains(name)) }
+        for command in [
+            ["plan"], ["geofeed"], ["geofeed", "check"], ["geofeed", "format"], ["lookup"], ["doctor"], ["connect"],
+            ["bench"], ["bench", "core"], ["bench", "connect"],
+        ] {
             let help = try await CommandRunner.run(command + ["--help"])
             #expect(help.status == 0, "\(command) --help")
             #expect(help.output.contains("OVERVIEW:") && help.output.contains("USAGE:"), "\(command) --help")
@@ -110,6 +115,50 @@ struct CommandTests {
         let noFeed = try await run("lookup", "192.0.2.1")
         #expect(noFeed.status == 64)
         #expect(noFeed.errorOutput.contains("Give at least one client geofeed with --feed FILE."))
+    }
+
+    /// A slice of this namespace's own range on 127.0.0.1: usable without root.
+    private func loopbackSlice() throws -> String {
+        let range = try HostNetwork.portSettings().localPortRange
+        let lower = range.lower + UInt16.random(in: 0...1000)
+        return "127.0.0.1:\(lower)-\(lower + 15)"
+    }
+
+    @Test func doctorPassesForAUsableSliceAndNamesTheFixOtherwise() async throws {
+        let good = try await run("doctor", "--slice", try loopbackSlice())
+        #expect(good.status == 0, "\(good.output)")
+        #expect(good.output.contains("ok: 127.0.0.1 is an address of this host"))
+        #expect(good.output.contains("sock_diag answers exact lookups"))
+        let notLocal = try await run("doctor", "--slice", "192.0.2.77:40000-40015")
+        #expect(notLocal.status == 1)
+        #expect(notLocal.output.contains("fix: ip address add 192.0.2.77/32 dev lo"))
+        let bad = try await run("doctor", "--slice", "192.0.2.77")
+        #expect(bad.status == 1)
+        #expect(bad.errorOutput.contains("invalid endpoint '192.0.2.77': write a slice as ADDRESS:LOW-HIGH"))
+    }
+
+    @Test func connectPrintsTheTupleFromTheSlice() async throws {
+        let listener = try ClosingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let slice = try loopbackSlice()
+        for extra in [[], ["--strategy", "portSearch"], ["--udp"]] {
+            let result = try await CommandRunner.run(["connect", "--from", slice] + extra + ["127.0.0.1:\(listener.endpoint.port)"])
+            #expect(result.status == 0, "\(extra): \(result.errorOutput)")
+            let fields = result.output.split(separator: " ")
+            let local = try Endpoint(parsing: String(fields[1]))
+            let sliceRange = try EgressSlice(parsing: slice).ports
+            #expect(fields[0] == (extra == ["--udp"] ? "udp" : "tcp"))
+            #expect(sliceRange.contains(local.port), "\(result.output)")
+            #expect(fields[3] == "127.0.0.1:\(listener.endpoint.port)")
+        }
+        let refused = try await run("connect", "--from", slice, "--local-port", "80", "127.0.0.1:\(listener.endpoint.port)")
+        #expect(refused.status == 1)
+        #expect(refused.errorOutput.contains("local port 80 is not in the slice"))
+        let closed = try await run("connect", "--from", slice, "127.0.0.1:\(listener.endpoint.port &+ 1)")
+        #expect(closed.status == 1)
+        #expect(closed.errorOutput.contains("connecting to 127.0.0.1:\(listener.endpoint.port &+ 1) from \(slice) failed: Connection refused"))
+        let unknown = try await run("connect", "--from", slice, "no-such-host.invalid:80")
+        #expect(unknown.status == 1)
+        #expect(unknown.errorOutput.contains("cannot resolve 'no-such-host.invalid'"))
     }
 
     @Test func benchCoreReportsEveryRowWithItsPeer() async throws {
