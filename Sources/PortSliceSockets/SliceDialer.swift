@@ -212,38 +212,50 @@ public final class SliceDialer: Sendable {
     // MARK: - Shared steps
 
     /// Tries the ports of the slice in this destination's search order until `attempt` opens
-    /// a flow. When the last search towards the destination found a port at once, the first
-    /// port is tried directly (TCP) or screened alone (UDP). Otherwise the slice is filling
-    /// up, and ports are screened with sock_diag in batches sized from that last search and
-    /// doubling, so a nearly full slice costs two system calls per batch, not a socket per
-    /// taken port. The attempt stays the authority: a port can be taken between screen and bind.
+    /// a flow. Ports are screened with sock_diag in growing batches (1, 4, 16, 64), so a
+    /// nearly full slice costs two system calls per batch instead of a socket per taken port,
+    /// and ports reported busy lately are skipped without asking (`PortSearch`). The attempt
+    /// stays the authority: a port can be taken between screen and bind. Before the slice is
+    /// called exhausted, every port is asked about once more, remembered or not.
     /// - Parameter checkFirst: screen even the first port (else it is attempted directly).
     private func firstFree<Flow: ~Copyable>(
         _ transport: Transport, to destination: Endpoint, checkFirst: Bool,
         _ attempt: (UInt16) throws(DialError) -> Flow?
     ) throws(DialError) -> Flow {
         let order = search.order(transport, from: slice.address, to: destination)
-        var tried = 0
-        if !checkFirst && order.lastSearchLength <= 1 && search.count > 0 {
+        var next = 0
+        if !checkFirst && search.count > 0 && !search.knownBusy(order, attempt: 0) {
             if let flow = try attempt(search.port(order, attempt: 0)) {
                 search.finish(order, attempts: 1)
                 return flow
             }
-            tried = 1
+            next = 1
         }
-        var batch = order.lastSearchLength <= 1 ? 1 : min(max(4, order.lastSearchLength), SockDiag.batchLimit)
-        while tried < search.count {
-            let size = min(batch, search.count - tried)
-            let ports = (tried..<(tried + size)).map { search.port(order, attempt: $0) }
+        var batch = 1
+        var skipped = false
+        var trustMemory = true
+        while true {
+            var attempts: [Int] = []
+            while attempts.count < batch && next < search.count {
+                if trustMemory && search.knownBusy(order, attempt: next) { skipped = true } else { attempts.append(next) }
+                next += 1
+            }
+            if attempts.isEmpty {
+                guard trustMemory && skipped else { break }
+                trustMemory = false  // the last pass asks about every port
+                next = 0
+                continue
+            }
+            let ports = attempts.map { search.port(order, attempt: $0) }
             let owners = try sockDiag.lookup(transport, locals: ports.map { Endpoint(slice.address, $0) }, remote: destination)
-            for (offset, port) in ports.enumerated() where owners[offset] == nil {
-                if let flow = try attempt(port) {
-                    search.finish(order, attempts: tried + offset + 1)
+            search.rememberBusy(order, attempts: attempts.indices.filter { owners[$0] != nil }.map { attempts[$0] })
+            for index in attempts.indices where owners[index] == nil {
+                if let flow = try attempt(ports[index]) {
+                    search.finish(order, attempts: attempts[index] + 1)
                     return flow
                 }
             }
-            tried += size
-            batch = min(batch * 2, SockDiag.batchLimit)
+            batch = min(batch * 4, SockDiag.batchLimit)
         }
         search.finish(order, attempts: search.count)
         throw .sliceExhausted(slice: slice.ports, destination: destination)

@@ -15,12 +15,21 @@ enum SyscallFaults {
     }
 
     static func take(_ call: Syscalls.Call) -> Errno? { plan?.take(call) }
+
+    static func record(_ call: Syscalls.Call) { plan?.record(call) }
 }
 
 final class FaultPlan: Sendable {
     private let pending: Mutex<[Syscalls.Call: [Errno]]>
+    private let completed = Mutex<[Syscalls.Call: Int]>([:])
 
     init(_ faults: [Syscalls.Call: [Errno]]) { pending = Mutex(faults) }
+
+    func record(_ call: Syscalls.Call) { completed.withLock { $0[call, default: 0] += 1 } }
+
+    /// How many `call`s succeeded under this plan (`close` counts every call), so a test can
+    /// check that every socket it opened was closed, whatever other tests do meanwhile.
+    func succeeded(_ call: Syscalls.Call) -> Int { completed.withLock { $0[call, default: 0] } }
 
     func take(_ call: Syscalls.Call) -> Errno? {
         pending.withLock { pending in

@@ -32,6 +32,9 @@ enum Syscalls {
             }
             #endif
             let value = body()
+            #if DEBUG
+            if call == .close || !failed(value) { SyscallFaults.record(call) }
+            #endif
             guard failed(value) else { return .success(value) }
             let error = Errno(rawValue: Glibc.errno)
             precondition(error != .badFileDescriptor && error != .badAddress, "\(call) failed with \(error): a bug in portslice")

@@ -16,16 +16,20 @@ struct ConcurrencyTests {
         let descriptorsAfter: Int
     }
 
-    /// Connected UDP sockets in one `ss -u -a -n -H` snapshot, as (local, peer) text.
-    private func connectedTuples(_ snapshot: String) -> [String] {
+    /// Connected UDP sockets in one `ss -u -a -n -H -e` snapshot: (local, peer) text and the
+    /// socket's inode. A dump that resumes after the table changed can list one socket twice,
+    /// so a duplicate 4-tuple counts only when two different sockets (inodes) hold it.
+    private func connectedSockets(_ snapshot: String) -> [(tuple: String, inode: String)] {
         snapshot.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 5, fields[0] == "ESTAB" else { return nil }
-            return "\(fields[3]) \(fields[4])"
+            guard fields.count >= 5, fields[0] == "ESTAB", let inode = fields.first(where: { $0.hasPrefix("ino:") }) else { return nil }
+            return ("\(fields[3]) \(fields[4])", String(inode))
         }
     }
 
-    @Test func twoProcessesNeverCreateADuplicateTuple() async throws {
+    // Synchronous on purpose: the audit must not wait for a turn on the shared task pool,
+    // which other tests keep busy, while the churn runs.
+    @Test func twoProcessesNeverCreateADuplicateTuple() throws {
         let namespace = try TestNamespace(addresses: ["203.0.113.10", "198.51.100.1", "198.51.100.2", "198.51.100.3"])
         let helper = CommandLineHelper.path("slice-churn")
         // 16 ports x 3 destinations = 48 flows; 2 processes x 4 threads x up to 8 flows want 64.
@@ -39,15 +43,16 @@ struct ConcurrencyTests {
         var duplicates: Set<String> = []
         var outside: Set<String> = []
         while processes.contains(where: { $0.process.isRunning }) && snapshots < 200 {
-            let tuples = connectedTuples(try TestNamespace.command("ss", "-N", namespace.name, "-u", "-a", "-n", "-H"))
+            let sockets = connectedSockets(try TestNamespace.command("ss", "-N", namespace.name, "-u", "-a", "-n", "-H", "-e"))
             snapshots += 1
-            var seen: Set<String> = []
-            for tuple in tuples where !seen.insert(tuple).inserted { duplicates.insert(tuple) }
-            for tuple in tuples {
+            var holders: [String: Set<String>] = [:]
+            for socket in sockets { holders[socket.tuple, default: []].insert(socket.inode) }
+            for (tuple, inodes) in holders where inodes.count > 1 { duplicates.insert("\(tuple) held by \(inodes.sorted())") }
+            for (tuple, _) in sockets {
                 let port = tuple.split(separator: " ")[0].split(separator: ":")[1]
                 if !(40000...40015).contains(Int(port) ?? 0) { outside.insert(tuple) }
             }
-            try await Task.sleep(for: .milliseconds(20))
+            Thread.sleep(forTimeInterval: 0.02)
         }
         let tallies = try processes.map { running in
             running.process.waitUntilExit()

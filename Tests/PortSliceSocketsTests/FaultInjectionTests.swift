@@ -6,6 +6,7 @@ import Testing
 
 /// Error paths, reached by injecting errnos into the syscall layer (debug builds). These run
 /// without root, on loopback in the current namespace, with a slice inside its port range.
+/// Every injection also checks that each socket opened under it was closed again.
 @Suite("Dialer error paths (injected errnos)")
 struct FaultInjectionTests {
     static let loopback = IPv4Address(127, 0, 0, 1)
@@ -23,67 +24,68 @@ struct FaultInjectionTests {
             listener, Endpoint(Self.loopback, port))
     }
 
+    /// Runs `body` with `faults` injected, then checks that every fault was reached and that
+    /// every socket opened under them was closed.
+    private func injecting<T>(_ faults: [Syscalls.Call: [Errno]], _ body: () throws -> T) throws -> T {
+        let plan = FaultPlan(faults)
+        defer {
+            #expect(plan.remaining == 0, "every injected fault is reached")
+            #expect(plan.succeeded(.socket) == plan.succeeded(.close), "every socket opened is closed")
+        }
+        return try SyscallFaults.$plan.withValue(plan) { try body() }
+    }
+
     @Test func interruptedCallsAreRetried() throws {
         let (search, _, listener, destination) = try setUp()
         defer { withExtendedLifetime(listener) {} }
-        let before = openDescriptorCount()
-        try SyscallFaults.inject([.bind: [.interrupted, .interrupted], .setsockopt: [.interrupted]]) {
+        try injecting([.bind: [.interrupted, .interrupted], .setsockopt: [.interrupted]]) {
             let socket = try search.connectUDP(to: destination)
             #expect(search.slice.ports.contains(socket.local.port))
-            #expect(SyscallFaults.plan?.remaining == 0)
         }
-        #expect(openDescriptorCount() == before)
     }
 
     @Test func busyPortsAreSkipped() throws {
         let (search, _, listener, destination) = try setUp()
         defer { withExtendedLifetime(listener) {} }
-        let before = openDescriptorCount()
         // The first three ports tried report EADDRINUSE at bind: the fourth serves.
-        try SyscallFaults.inject([.bind: [.addressInUse, .addressInUse, .addressInUse]]) {
+        try injecting([.bind: [.addressInUse, .addressInUse, .addressInUse]]) {
             let socket = try search.connectTCP(to: destination, timeout: .seconds(5))
             #expect(search.slice.ports.contains(socket.local.port))
-            #expect(SyscallFaults.plan?.remaining == 0)
         }
-        #expect(openDescriptorCount() == before)
     }
 
     @Test func clashesOnEveryPortExhaustTheSlice() throws {
         let (search, kernel, listener, destination) = try setUp()
         defer { withExtendedLifetime(listener) {} }
-        let before = openDescriptorCount()
         #expect(throws: DialError.sliceExhausted(slice: search.slice.ports, destination: destination)) {
-            try SyscallFaults.inject([.connect: Array(repeating: .addressNotAvailable, count: 4)]) {
+            try injecting([.connect: Array(repeating: .addressNotAvailable, count: 4)]) {
                 _ = try search.connectTCP(to: destination)
             }
         }
         #expect(throws: DialError.sliceExhausted(slice: search.slice.ports, destination: destination)) {
-            try SyscallFaults.inject([.connect: [.resourceTemporarilyUnavailable]]) {
+            try injecting([.connect: [.resourceTemporarilyUnavailable]]) {
                 _ = try kernel.connectTCP(to: destination)
             }
         }
         #expect(throws: DialError.sliceExhausted(slice: search.slice.ports, destination: destination)) {
-            try SyscallFaults.inject([.bind: Array(repeating: .addressInUse, count: 4)]) {
+            try injecting([.bind: Array(repeating: .addressInUse, count: 4)]) {
                 _ = try search.connectUDP(to: destination)
             }
         }
-        #expect(openDescriptorCount() == before)
     }
 
     @Test func bindFailuresAreNamed() throws {
         let (search, kernel, listener, destination) = try setUp()
         defer { withExtendedLifetime(listener) {} }
-        let before = openDescriptorCount()
         #expect(throws: DialError.addressNotLocal(Self.loopback)) {
-            try SyscallFaults.inject([.bind: [.addressNotAvailable]]) { _ = try kernel.connectTCP(to: destination) }
+            try injecting([.bind: [.addressNotAvailable]]) { _ = try kernel.connectTCP(to: destination) }
         }
         #expect(throws: DialError.permissionDenied(call: "bind", errno: .permissionDenied)) {
-            try SyscallFaults.inject([.bind: [.permissionDenied]]) { _ = try search.connectUDP(to: destination) }
+            try injecting([.bind: [.permissionDenied]]) { _ = try search.connectUDP(to: destination) }
         }
         #expect(throws: DialError.system(call: "socket", errno: .tooManyOpenFiles)) {
-            try SyscallFaults.inject([.socket: [.tooManyOpenFiles]]) { _ = try search.connectTCP(to: destination) }
+            try injecting([.socket: [.tooManyOpenFiles]]) { _ = try search.connectTCP(to: destination) }
         }
-        #expect(openDescriptorCount() == before)
     }
 
     @Test func explicitPortsConflictPerDestination() throws {

@@ -14,6 +14,15 @@ final class OpenFlows: @unchecked Sendable {
         flows.append((socket.takeDescriptor(), local, remote))
     }
 
+    /// Closes one flow with a reset (no TIME_WAIT, so its 4-tuple is free at once) and
+    /// returns its local end.
+    func close(at index: Int) -> Endpoint {
+        let flow = flows.remove(at: index)
+        _ = Syscalls.setResetOnClose(flow.descriptor)
+        Syscalls.close(flow.descriptor)
+        return flow.local
+    }
+
     func closeAll() {
         for flow in flows { Syscalls.close(flow.descriptor) }
         flows = []
@@ -176,6 +185,24 @@ struct ReferenceMatrixTests {
         }
         let ports = attempts.openedPorts
         #expect(ports.sorted() == [40000, 40002, 40003], "\(attempts)")
+    }
+
+    /// The search remembers ports reported busy for a second; a port freed meanwhile is still
+    /// found at once, since the slice is only called exhausted after asking about every port.
+    @Test(arguments: [Transport.tcp, .udp])
+    func aFreedPortIsFoundDespiteTheBusyMemory(transport: Transport) throws {
+        let namespace = try TestNamespace(addresses: Self.addresses)
+        let (full, afterClose) = try namespace.run {
+            let listener = try Listener(Self.destinationA)
+            defer { withExtendedLifetime(listener) {} }
+            let dialer = try SliceDialer(slice: Self.slice(40000, 40003), strategy: .portSearch)
+            let flows = OpenFlows()
+            let full = (0..<5).map { _ in dialer.open(transport, to: Self.destinationA, keepingIn: flows) }
+            let freed = flows.close(at: 2)
+            return (full, [dialer.open(transport, to: Self.destinationA, keepingIn: flows), Attempt.opened(freed.port)])
+        }
+        #expect(full.last?.isExhausted == true, "\(full)")
+        #expect(afterClose[0] == afterClose[1], "the freed port \(afterClose[1]) must serve the next flow: \(afterClose[0])")
     }
 
     /// Ports are chosen from the slice but not in order: the search starts at a keyed hash of
