@@ -72,7 +72,7 @@ struct ConcurrencyTests {
     }
 }
 
-/// Starts programs built beside the test bundle.
+/// Starts programs (through `env`, so PATH applies), such as those built beside the test bundle.
 enum CommandLineHelper {
     struct Running {
         let process: Process
@@ -83,12 +83,14 @@ enum CommandLineHelper {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
     }
 
-    static func start(_ arguments: [String]) throws -> Running {
+    /// - Parameter includingErrors: send standard error into `output` too.
+    static func start(_ arguments: [String], includingErrors: Bool = false) throws -> Running {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
+        if includingErrors { process.standardError = output }
         try process.run()
         return Running(process: process, output: output)
     }

@@ -35,18 +35,11 @@ final class TestNamespace: @unchecked Sendable {
 
     @discardableResult
     static func command(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw CommandFailed(description: "\(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        let running = try CommandLineHelper.start(arguments, includingErrors: true)
+        let text = String(decoding: running.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        running.process.waitUntilExit()
+        guard running.process.terminationStatus == 0 else {
+            throw CommandFailed(description: "\(arguments.joined(separator: " ")) exited \(running.process.terminationStatus): \(text)")
         }
         return text
     }
@@ -75,9 +68,4 @@ final class Listener: @unchecked Sendable {
     }
 
     deinit { Syscalls.close(descriptor) }
-}
-
-/// Number of open descriptors of this process.
-func openDescriptorCount() -> Int {
-    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }
