@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -48,7 +49,12 @@ let package = Package(
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
         .testTarget(
             name: "PortSliceSocketsTests",
-            dependencies: ["PortSliceSockets", "PortSliceCore", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: [
+                "PortSliceSockets", "PortSliceCore",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(name: "PortSliceCLITests", dependencies: ["PortSliceCLI", "PortSliceCore", "PortSliceSockets"]),
     ],
