@@ -52,8 +52,14 @@ public final class ClosingListener: Sendable {
         descriptor = socket.release()
         let descriptor = descriptor, stopped = stopped
         Thread {
-            while case .success(let accepted) = Syscalls.accept(descriptor) { Syscalls.close(accepted) }
-            stopped.signal()
+            // Accept until `shutdown` (EINVAL); out of descriptors or buffers is waited out.
+            while true {
+                switch Syscalls.accept(descriptor) {
+                case .success(let accepted): Syscalls.close(accepted)
+                case .failure(let errno) where errno == .invalidArgument: stopped.signal(); return
+                case .failure: Thread.sleep(forTimeInterval: 0.001)
+                }
+            }
         }.start()
     }
 

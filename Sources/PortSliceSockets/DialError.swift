@@ -9,6 +9,11 @@ public enum DialError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The requested local port already carries a flow to this destination, or another socket
     /// holds it.
     case conflict(port: UInt16, destination: Endpoint)
+    /// A specific TCP port was asked of a kernel-range dialer on a kernel before 6.18, where the
+    /// explicit bind would keep that port from the kernel's own choice afterwards.
+    case explicitPortNeedsNewerKernel(kernel: String)
+    /// sock_diag does not answer (the inet_diag, tcp_diag or udp_diag modules are missing).
+    case sockDiagUnavailable(reason: String)
     /// A specific local port was asked for that the slice does not hold.
     case portOutsideSlice(port: UInt16, slice: PortSet)
     /// The shared address is not configured on this host (bind gave EADDRNOTAVAIL).
@@ -35,6 +40,13 @@ public enum DialError: Error, Hashable, Sendable, CustomStringConvertible {
                 + "close flows, wait for TIME_WAIT to pass (60 s), or use a larger slice"
         case .conflict(let port, let destination):
             return "local port \(port) is already in use towards \(destination) (or held by another socket); choose another port"
+        case .explicitPortNeedsNewerKernel(let kernel):
+            return "kernel \(kernel) keeps an explicitly bound port out of the kernel's own port choice afterwards "
+                + "(fixed in Linux 6.18), so a specific TCP port would shrink the slice for good; "
+                + "let the kernel choose, or use the port-search strategy for this slice"
+        case .sockDiagUnavailable(let reason):
+            return "sock_diag does not answer (\(reason)), so UDP flows cannot be checked for duplicate 4-tuples; "
+                + "load the modules: modprobe -a inet_diag tcp_diag udp_diag"
         case .portOutsideSlice(let port, let slice):
             return "local port \(port) is not in the slice \(slice); choose a port of the slice"
         case .addressNotLocal(let address):
@@ -53,7 +65,13 @@ public enum DialError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notContiguous(let set):
             return "port set \(set) is not one contiguous range, so the kernel range cannot express it; use the port-search strategy"
         case .permissionDenied(let call, let errno):
-            return "\(call) was denied (\(errno)); run with the needed capability (CAP_NET_BIND_SERVICE for ports below net.ipv4.ip_unprivileged_port_start)"
+            let hint = switch call {
+            case "bind": "binding ports below net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE"
+            case "connect": "a firewall rule (or a security policy) refused the connection"
+            case "setns": "entering a network namespace needs CAP_SYS_ADMIN"
+            default: "a security policy (seccomp, LSM) or missing capability forbids it"
+            }
+            return "\(call) was denied (\(errno)): \(hint)"
         case .timedOut(let destination):
             return "connecting to \(destination) timed out"
         case .system(let call, let errno):

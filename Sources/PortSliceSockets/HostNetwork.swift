@@ -32,6 +32,13 @@ public enum HostNetwork {
         try? Syscalls.kernelRelease().get()
     }
 
+    /// The kernel's major and minor version, parsed from the release.
+    public static var kernelVersion: (Int, Int)? {
+        guard let release = kernelRelease() else { return nil }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        return numbers.count == 2 ? (numbers[0], numbers[1]) : nil
+    }
+
     /// Effective capabilities of this process (the `CapEff` mask of `/proc/self/status`).
     public static func effectiveCapabilities() throws -> UInt64 {
         let status = try readText("/proc/self/status")

@@ -51,6 +51,8 @@ public final class SliceDialer: Sendable {
     private let search: PortSearch
     private let sockDiag: SockDiag
     private let netnsRange: PortRange?
+    /// Linux 6.18 and later: an explicit bind no longer keeps a port from the kernel's choice.
+    private let explicitBindsLeaveNoTrace: Bool
 
     /// - Parameters:
     ///   - slice: the shared address and its ports.
@@ -80,6 +82,7 @@ public final class SliceDialer: Sendable {
         }
         self.slice = slice
         netnsRange = settings?.localPortRange
+        explicitBindsLeaveNoTrace = HostNetwork.kernelVersion.map { $0 >= (6, 18) } ?? false
         search = PortSearch(ports: slice.ports.subtracting(settings?.reservedPorts ?? .empty))
         if let sockDiag { self.sockDiag = sockDiag } else { self.sockDiag = try SockDiag() }
     }
@@ -108,6 +111,11 @@ public final class SliceDialer: Sendable {
     public func startTCP(to destination: Endpoint, localPort: UInt16? = nil) throws(DialError) -> PendingConnection {
         if let localPort {
             try requireInSlice(localPort)
+            // Before Linux 6.18 a port once bound explicitly stayed unusable for the kernel's
+            // own choice at connect time, so it would leave the fast path's slice for good.
+            if tcpStrategy == .kernelRange && !explicitBindsLeaveNoTrace {
+                throw .explicitPortNeedsNewerKernel(kernel: HostNetwork.kernelRelease() ?? "unknown")
+            }
             guard let socket = try attemptTCP(to: destination, port: localPort) else {
                 throw .conflict(port: localPort, destination: destination)
             }
@@ -174,9 +182,10 @@ public final class SliceDialer: Sendable {
     public func connectUDP(to destination: Endpoint, localPort: UInt16? = nil, nonBlocking: Bool = false) throws(DialError) -> ConnectedSocket {
         if let localPort {
             try requireInSlice(localPort)
-            guard let socket = try attemptUDP(to: destination, port: localPort, nonBlocking: nonBlocking) else {
-                throw .conflict(port: localPort, destination: destination)
-            }
+            // The same screen as below: a socket that would receive this tuple keeps it.
+            guard try sockDiag.lookup(.udp, local: Endpoint(slice.address, localPort), remote: destination) == nil,
+                  let socket = try attemptUDP(to: destination, port: localPort, nonBlocking: nonBlocking)
+            else { throw .conflict(port: localPort, destination: destination) }
             return socket
         }
         // Any socket that would receive this tuple's packets now (a connected flow, or an
@@ -196,9 +205,9 @@ public final class SliceDialer: Sendable {
         let cookie = try socket.cookie()
         let local = Endpoint(slice.address, port)
         guard let owner = try sockDiag.lookup(.udp, local: local, remote: destination) else {
-            // Our own bound socket must answer; silence means the sock_diag channel looks at
-            // another network namespace than the socket lives in.
-            throw .system(call: "sock_diag lookup of our own socket (is the dialer used in another network namespace?)", errno: .noSuchFileOrDirectory)
+            // Our own bound socket must answer (SockDiag checked that lookups work); silence
+            // means the netlink socket lives in another network namespace than this one.
+            throw .sockDiagUnavailable(reason: "our own socket was not found; is the dialer used in another network namespace than it was created in?")
         }
         guard owner.cookie == cookie else { return nil }
         if case .failure(let errno) = Syscalls.connect(socket.raw, destination.address, destination.port) {
@@ -314,11 +323,17 @@ public struct PendingConnection: ~Copyable, Sendable {
         let owned = OwnedDescriptor(descriptor)
         let local = local, remote = remote
         discard self
-        let milliseconds = CInt(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        switch Syscalls.poll(owned.raw, events: Syscalls.pollOut, timeoutMilliseconds: milliseconds) {
-        case .success(0): throw .timedOut(destination: remote)
-        case .success: break
-        case .failure(let errno): throw DialError.from(.poll, errno)
+        let deadline = ContinuousClock.now + max(timeout, .zero)
+        while true {
+            let left = max(deadline - ContinuousClock.now, .zero)
+            let milliseconds = CInt(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            switch Syscalls.poll(owned.raw, events: Syscalls.pollOut, timeoutMilliseconds: milliseconds) {
+            case .success(0): throw .timedOut(destination: remote)
+            case .success: break
+            case .failure(let errno) where errno == .interrupted: continue
+            case .failure(let errno): throw DialError.from(.poll, errno)
+            }
+            break
         }
         switch Syscalls.getOption(owned.raw, .error, as: CInt.self) {
         case .success(0): return ConnectedSocket(owned, transport: .tcp, local: local, remote: remote)

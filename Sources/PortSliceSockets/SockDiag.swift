@@ -25,13 +25,25 @@ public final class SockDiag: Sendable {
 
     private let channel: Mutex<Channel>
 
-    /// Opens the netlink socket.
-    /// - Throws: `DialError.system` when sock_diag is unavailable (a kernel without
-    ///   `CONFIG_INET_DIAG`, or a seccomp policy that forbids netlink).
+    /// Opens the netlink socket and checks that UDP lookups work.
+    ///
+    /// The netlink family is always there, but without the udp_diag module every lookup
+    /// answers "no such socket", which would make every port look free; so a socket of our own
+    /// is looked up first, and must be found.
+    /// - Throws: `DialError.sockDiagUnavailable` when lookups find nothing;
+    ///   `.permissionDenied` or `.system` when the netlink socket cannot be opened (a seccomp
+    ///   policy, or a kernel without netlink).
     public init() throws(DialError) {
         switch Syscalls.sockDiagSocket() {
         case .success(let raw): channel = Mutex(Channel(descriptor: OwnedDescriptor(raw)))
         case .failure(let errno): throw DialError.from(.socket, errno)
+        }
+        let probe = try OwnedDescriptor(.udp, nonBlocking: true)
+        if case .failure(let errno) = Syscalls.bind(probe.raw, IPv4Address(bits: 0), 0) { throw DialError.from(.bind, errno) }
+        let port = try probe.localEndpoint().port
+        let answer = try lookup(.udp, local: Endpoint(IPv4Address(127, 0, 0, 1), port), remote: Endpoint(IPv4Address(127, 0, 0, 1), 9))
+        guard answer?.cookie == (try probe.cookie()) else {
+            throw .sockDiagUnavailable(reason: "a UDP socket of our own was not found")
         }
     }
 
@@ -60,9 +72,11 @@ public final class SockDiag: Sendable {
                 throw DialError.from(.send, errno)
             }
             var answers = [Answer?](repeating: nil, count: requests.count)
+            var answered = [Bool](repeating: false, count: requests.count)
             var pending = requests.count
             let slotSize = 256
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: slotSize * pending, alignment: 8)
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
             defer { buffer.deallocate() }
             var lengths = [UInt32](repeating: 0, count: pending)
             while pending > 0 {
@@ -83,11 +97,17 @@ public final class SockDiag: Sendable {
                 for message in 0..<count {
                     let slot = UnsafeRawBufferPointer(rebasing: buffer[(message * slotSize)..<((message + 1) * slotSize)])
                     guard Int(lengths[message]) >= MemoryLayout<nlmsghdr>.size else { continue }
-                    let answer = slot.loadUnaligned(as: cportslice_diag_answer.self)
-                    // Answers to earlier, abandoned requests carry other sequence numbers.
-                    let index = Int(answer.header.nlmsg_seq &- first)
-                    guard index >= 0 && index < answers.count else { continue }
-                    answers[index] = try Self.decode(answer)
+                    let header = slot.loadUnaligned(as: nlmsghdr.self)
+                    // Only whole answers of the two expected kinds count; anything else (and an
+                    // answer to an earlier, abandoned request) is skipped.
+                    let needed = MemoryLayout<nlmsghdr>.size + (header.nlmsg_type == UInt16(NLMSG_ERROR)
+                        ? MemoryLayout<Int32>.size : MemoryLayout<inet_diag_msg>.size)
+                    guard header.nlmsg_type == UInt16(NLMSG_ERROR) || header.nlmsg_type == cportslice_sock_diag_by_family,
+                          Int(lengths[message]) >= needed else { continue }
+                    let index = Int(header.nlmsg_seq &- first)
+                    guard index >= 0 && index < answers.count && !answered[index] else { continue }
+                    answers[index] = try Self.decode(slot.loadUnaligned(as: cportslice_diag_answer.self))
+                    answered[index] = true
                     pending -= 1
                 }
             }
@@ -119,7 +139,8 @@ public final class SockDiag: Sendable {
         if answer.header.nlmsg_type == UInt16(NLMSG_ERROR) {
             let errno = Errno(rawValue: -answer.body.error.error)
             if errno == .noSuchFileOrDirectory { return nil }
-            throw DialError.from(.recvmmsg, errno)
+            if errno == .permissionDenied || errno == .notPermitted { throw .permissionDenied(call: "sock_diag", errno: errno) }
+            throw .system(call: "sock_diag", errno: errno)
         }
         let message = answer.body.message
         return Answer(

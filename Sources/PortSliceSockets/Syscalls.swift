@@ -5,10 +5,11 @@ import SystemPackage
 
 /// The one door to libc: every system call of this module goes through here.
 ///
-/// Each wrapper is `@inline(never)` so nothing can run between the call and the read of
-/// `errno`. Results come back as `Result<_, Errno>`; `EINTR` is retried except for `close`
-/// (the descriptor is gone either way) and `connect` (the attempt goes on in the kernel; the
-/// dialer waits for it instead). `EBADF` and `EFAULT` trap: they are our bugs, not the
+/// Each wrapper is `@inline(never)` and reads `errno` right after the call, before any other
+/// code (debug bookkeeping included) can change it. Results come back as `Result<_, Errno>`;
+/// `EINTR` is retried except for `close` (the descriptor is gone either way), `connect` (the
+/// attempt goes on in the kernel; the dialer waits for it instead) and `poll` (the caller
+/// waits again for what is left of its deadline). `EBADF` and `EFAULT` trap: they are our bugs, not the
 /// network's. Debug builds can inject errnos per call (`SyscallFaults`).
 enum Syscalls {
     enum Call: String, Sendable, CaseIterable {
@@ -26,17 +27,20 @@ enum Syscalls {
     ) -> Result<T, Errno> {
         while true {
             #if DEBUG
-            if let injected = SyscallFaults.take(call) {
-                if injected == .interrupted && retryOnInterrupt { continue }
+            // A descriptor must really be closed, and an EINTR that is not retried stands for
+            // work the kernel goes on with, which an injected fault cannot imitate.
+            if call != .close, let injected = SyscallFaults.take(call) {
+                precondition(injected != .interrupted || retryOnInterrupt, "EINTR can be injected only into calls that retry it")
+                if injected == .interrupted { continue }
                 return .failure(injected)
             }
             #endif
             let value = body()
+            let error = failed(value) ? Errno(rawValue: Glibc.errno) : nil  // read before anything else runs
             #if DEBUG
-            if call == .close || !failed(value) { SyscallFaults.record(call) }
+            if call == .close || error == nil { SyscallFaults.record(call) }
             #endif
-            guard failed(value) else { return .success(value) }
-            let error = Errno(rawValue: Glibc.errno)
+            guard let error else { return .success(value) }
             precondition(error != .badFileDescriptor && error != .badAddress, "\(call) failed with \(error): a bug in portslice")
             if error == .interrupted && retryOnInterrupt { continue }
             return .failure(error)
@@ -143,11 +147,13 @@ enum Syscalls {
         }.map { _ in (IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
     }
 
-    /// `poll(2)` on one descriptor; returns the revents, or 0 on timeout.
+    /// `poll(2)` on one descriptor; returns the revents, or 0 on timeout. EINTR comes back to
+    /// the caller, which knows how much of its deadline is left.
     @inline(never)
     static func poll(_ descriptor: CInt, events: Int16, timeoutMilliseconds: CInt) -> Result<Int16, Errno> {
         var entry = pollfd(fd: descriptor, events: events, revents: 0)
-        return performReturningInt32(.poll) { Glibc.poll(&entry, 1, timeoutMilliseconds) }.map { $0 == 0 ? 0 : entry.revents }
+        return performReturningInt32(.poll, retryOnInterrupt: false) { Glibc.poll(&entry, 1, timeoutMilliseconds) }
+            .map { $0 == 0 ? 0 : entry.revents }
     }
 
     static let pollOut = Int16(POLLOUT)

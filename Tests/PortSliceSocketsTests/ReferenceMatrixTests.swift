@@ -182,9 +182,11 @@ struct ReferenceMatrixTests {
             let dialer = try SliceDialer(slice: Self.slice(40000, 40003))
             let flows = OpenFlows()
             return (0..<4).map { _ in dialer.open(.udp, to: Self.destinationA, keepingIn: flows) }
+                + [dialer.open(.udp, to: Self.destinationB, localPort: 40001, keepingIn: flows)]
         }
-        let ports = attempts.openedPorts
+        let ports = Array(attempts.dropLast()).openedPorts
         #expect(ports.sorted() == [40000, 40002, 40003], "\(attempts)")
+        #expect(attempts.last == .failed(.conflict(port: 40001, destination: Self.destinationB)), "an explicit port is screened too")
     }
 
     /// The search remembers ports reported busy for a second; a port freed meanwhile is still
