@@ -134,6 +134,9 @@ public final class SliceDialer: Sendable {
     private func kernelRangeTCP(to destination: Endpoint) throws(DialError) -> OwnedDescriptor {
         let socket = try OwnedDescriptor(.tcp, nonBlocking: true)
         let span = slice.ports.span!
+        // SO_REUSEADDR lets an explicit request for this port towards another destination
+        // bind beside this flow; the kernel's own choice ignores it.
+        try socket.set(.reuseAddress, 1)
         try socket.set(.bindAddressNoPort, 1)
         try socket.set(.localPortRange, cportslice_pack_port_range(span.lower, span.upper))
         try bind(socket, port: 0)

@@ -6,10 +6,11 @@ import Testing
 
 /// Error paths, reached by injecting errnos into the syscall layer (debug builds). These run
 /// without root, on loopback in the current namespace, with a slice inside its port range.
-/// Every injection also checks that each socket opened under it was closed again.
+/// Every injection also checks that each socket opened under it was closed again. The shared
+/// address is 127.0.0.3, which no other test binds, so their sockets cannot take our ports.
 @Suite("Dialer error paths (injected errnos)")
 struct FaultInjectionTests {
-    static let loopback = IPv4Address(127, 0, 0, 1)
+    static let loopback = IPv4Address(127, 0, 0, 3)
 
     /// A four-port slice inside this namespace's range and a listener to connect to.
     private func setUp() throws -> (SliceDialer, SliceDialer, Listener, Endpoint) {

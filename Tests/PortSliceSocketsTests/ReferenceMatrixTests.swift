@@ -102,6 +102,21 @@ struct ReferenceMatrixTests {
         #expect(attempts == expected)
     }
 
+    /// A port the kernel chose for one destination can be asked for explicitly towards another.
+    @Test func kernelChosenPortsServeExplicitRequestsElsewhere() throws {
+        let namespace = try TestNamespace(addresses: Self.addresses)
+        let attempts = try namespace.run {
+            let listeners = [try Listener(Self.destinationA), try Listener(Self.destinationB)]
+            defer { withExtendedLifetime(listeners) {} }
+            let dialer = try SliceDialer(slice: Self.slice(40000, 40003), strategy: .kernelRange)
+            let flows = OpenFlows()
+            let first = dialer.open(.tcp, to: Self.destinationA, keepingIn: flows)
+            guard case .opened(let port) = first else { return [first] }
+            return [first, dialer.open(.tcp, to: Self.destinationB, localPort: port, keepingIn: flows)]
+        }
+        #expect(attempts.count == 2 && attempts[0] == attempts[1], "\(attempts)")
+    }
+
     /// A slice of N ports carries exactly N flows per destination and N x D over D
     /// destinations; the next attempt to any of them is refused as exhausted.
     @Test(arguments: cases)
