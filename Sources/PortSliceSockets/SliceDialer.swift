@@ -124,8 +124,8 @@ public final class SliceDialer: Sendable {
         if tcpStrategy == .kernelRange {
             return try pending(try kernelRangeTCP(to: destination), to: destination)
         }
-        // A free port usually takes one try; after a clash sock_diag is asked first.
-        let socket = try firstFree(.tcp, to: destination, checkFirst: false) { port throws(DialError) in
+        // The first port is tried directly; after a clash sock_diag is asked first (firstFree).
+        let socket = try firstFree(.tcp, to: destination) { port throws(DialError) in
             try attemptTCP(to: destination, port: port)
         }
         return try pending(socket, to: destination)
@@ -185,21 +185,21 @@ public final class SliceDialer: Sendable {
     public func connectUDP(to destination: Endpoint, localPort: UInt16? = nil, nonBlocking: Bool = false) throws(DialError) -> ConnectedSocket {
         if let localPort {
             try requireInSlice(localPort)
-            // The same screen as below: a socket that would receive this tuple keeps it.
-            guard try sockDiag.lookup(.udp, local: Endpoint(slice.address, localPort), remote: destination) == nil,
-                  let socket = try attemptUDP(to: destination, port: localPort, nonBlocking: nonBlocking)
-            else { throw .conflict(port: localPort, destination: destination) }
+            guard let socket = try attemptUDP(to: destination, port: localPort, nonBlocking: nonBlocking) else {
+                throw .conflict(port: localPort, destination: destination)
+            }
             return socket
         }
-        // Any socket that would receive this tuple's packets now (a connected flow, or an
-        // unconnected one bound to the wildcard, even one that shares ports) keeps the port:
-        // once our socket is bound, the lookup after the lock would rank ours first and hide it.
-        return try firstFree(.udp, to: destination, checkFirst: true) { port throws(DialError) in
+        return try firstFree(.udp, to: destination) { port throws(DialError) in
             try attemptUDP(to: destination, port: port, nonBlocking: nonBlocking)
         }
     }
 
-    /// The lock-and-check sequence for one port; nil when another socket owns the 4-tuple.
+    /// The lock-and-check sequence for one port; nil when another socket would receive the
+    /// tuple's packets: a connected flow on it (it outranks ours in the lookup), or an
+    /// unconnected socket bound to the wildcard on this port, even one that shares ports (ours,
+    /// bound to the shared address, would outrank it and hide it, so it is looked up apart, as
+    /// 0.0.0.0:port, in the same round trip).
     private func attemptUDP(to destination: Endpoint, port: UInt16, nonBlocking: Bool) throws(DialError) -> ConnectedSocket? {
         let socket = try OwnedDescriptor(.udp, nonBlocking: nonBlocking)
         try socket.set(.reuseAddress, 1)
@@ -207,36 +207,36 @@ public final class SliceDialer: Sendable {
         try socket.set(.reuseAddress, 0)  // lock: no one else can bind this address and port now
         let cookie = try socket.cookie()
         let local = Endpoint(slice.address, port)
-        guard let owner = try sockDiag.lookup(.udp, local: local, remote: destination) else {
+        let owners = try sockDiag.lookup(.udp, locals: [local, Endpoint(IPv4Address(bits: 0), port)], remote: destination)
+        guard let owner = owners[0] else {
             // Our own bound socket must answer (SockDiag checked that lookups work); silence
             // means the netlink socket lives in another network namespace than this one.
             throw .sockDiagUnavailable(reason: "our own socket was not found; is the dialer used in another network namespace than it was created in?")
         }
-        guard owner.cookie == cookie else { return nil }
+        guard owner.cookie == cookie, owners[1] == nil else { return nil }
         if case .failure(let errno) = Syscalls.connect(socket.raw, destination.address, destination.port) {
             throw DialError.from(.connect, errno)
         }
         try socket.set(.reuseAddress, 1)  // unlock, so the port serves other destinations too
-        let checked = try checkedLocal(socket)
-        return ConnectedSocket(socket, transport: .udp, local: checked, remote: destination)
+        // Bound explicitly to a port of the slice: no need to ask the kernel where it is.
+        return ConnectedSocket(socket, transport: .udp, local: local, remote: destination)
     }
 
     // MARK: - Shared steps
 
     /// Tries the ports of the slice in this destination's search order until `attempt` opens
-    /// a flow. Ports are screened with sock_diag in growing batches (1, 4, 16, 64), so a
+    /// a flow. The first port is attempted directly (in a lightly used slice it is free);
+    /// after that, ports are screened with sock_diag in growing batches (1, 4, 16, 64), so a
     /// nearly full slice costs two system calls per batch instead of a socket per taken port,
     /// and ports reported busy lately are skipped without asking (`PortSearch`). The attempt
     /// stays the authority: a port can be taken between screen and bind. Before the slice is
     /// called exhausted, every port is asked about once more, remembered or not.
-    /// - Parameter checkFirst: screen even the first port (else it is attempted directly).
     private func firstFree<Flow: ~Copyable>(
-        _ transport: Transport, to destination: Endpoint, checkFirst: Bool,
-        _ attempt: (UInt16) throws(DialError) -> Flow?
+        _ transport: Transport, to destination: Endpoint, _ attempt: (UInt16) throws(DialError) -> Flow?
     ) throws(DialError) -> Flow {
         let order = search.order(transport, from: slice.address, to: destination)
         var next = 0
-        if !checkFirst && search.count > 0 && !search.knownBusy(order, attempt: 0) {
+        if search.count > 0 && !search.knownBusy(order, attempt: 0) {
             if let flow = try attempt(search.port(order, attempt: 0)) {
                 search.finish(order, attempts: 1)
                 return flow
