@@ -34,3 +34,15 @@ enum RendezvousHash {
         mix(client ^ target)
     }
 }
+
+extension RendezvousHash {
+    /// FNV-1a over the UTF-8 bytes, mixed: a stable key for a host name.
+    static func key(name: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in name.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return mix(hash)
+    }
+}

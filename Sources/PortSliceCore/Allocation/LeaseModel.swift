@@ -1,0 +1,108 @@
+/// A point in time, in milliseconds since 1970-01-01 UTC: what the store writes and what a
+/// controllable test clock advances.
+public struct Moment: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let milliseconds: Int64
+
+    public init(milliseconds: Int64) { self.milliseconds = milliseconds }
+
+    public static func + (moment: Moment, duration: Duration) -> Moment {
+        Moment(milliseconds: moment.milliseconds + duration.components.seconds * 1000
+            + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    public static func < (lhs: Moment, rhs: Moment) -> Bool { lhs.milliseconds < rhs.milliseconds }
+
+    public var description: String { "\(milliseconds) ms" }
+}
+
+/// One slice of one address: the unit that is leased.
+public struct SliceID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let address: IPv4Address
+    public let index: Int
+
+    public init(address: IPv4Address, index: Int) {
+        self.address = address
+        self.index = index
+    }
+
+    public static func < (lhs: SliceID, rhs: SliceID) -> Bool { (lhs.address, lhs.index) < (rhs.address, rhs.index) }
+
+    public var description: String { "\(address)#\(index)" }
+}
+
+/// A slice held by one host until `expires`.
+public struct Lease: Hashable, Sendable, Codable {
+    public let id: Int64
+    public let host: String
+    public let slice: SliceID
+    public let ports: PortSet
+    public let start: Moment
+    public var expires: Moment
+}
+
+/// What a slice is doing now.
+public enum SliceState: Hashable, Sendable {
+    case free
+    case leased(Lease)
+    /// Released or expired; nobody may have it before `until` (RFC 6888 REQ-8, TIME_WAIT).
+    case quarantined(until: Moment)
+    /// Free, but its address takes no new leases.
+    case draining
+}
+
+/// One line of the append-only assignment log (RFC 6888 section 4, RFC 7422): who held which
+/// ports of which address, for both TCP and UDP, from `start` until `end` (nil while held).
+public struct AssignmentRecord: Hashable, Sendable, Codable {
+    public let leaseID: Int64
+    public let host: String
+    public let slice: SliceID
+    public let ports: PortSet
+    /// Leases cover both transports of their ports.
+    public let protocols: String
+    public let start: Moment
+    public var end: Moment?
+
+    /// True when the record's host held `port` of `address` at `moment`.
+    public func covers(address: IPv4Address, port: UInt16, at moment: Moment) -> Bool {
+        slice.address == address && ports.contains(port) && start <= moment && (end.map { moment < $0 } ?? true)
+    }
+}
+
+/// Why an allocation request was refused. Each case maps to one HTTP status in the API.
+public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible {
+    case quarantineTooShort(seconds: Int64)
+    case duplicateAddress(IPv4Address)
+    case unknownAddress(IPv4Address)
+    case addressInUse(IPv4Address, leases: Int, quarantined: Int)
+    case badCount(Int)
+    case badTimeToLive(seconds: Int64)
+    case noCapacity(wanted: Int, granted: Int, traits: String)
+    case unknownLease(Int64)
+    case notYourLease(Int64, host: String)
+    case leaseExpired(Int64)
+
+    public var description: String {
+        switch self {
+        case .quarantineTooShort(let seconds):
+            "quarantine of \(seconds) s is below the 120 s minimum (RFC 6888 REQ-8, TIME_WAIT); use 120 s or more"
+        case .duplicateAddress(let address):
+            "address \(address) is already in the pool"
+        case .unknownAddress(let address):
+            "address \(address) is not in the pool"
+        case .addressInUse(let address, let leases, let quarantined):
+            "address \(address) still has \(leases) lease(s) and \(quarantined) quarantined slice(s); drain it and wait until they run out"
+        case .badCount(let count):
+            "count \(count) must be from 1 to 64"
+        case .badTimeToLive(let seconds):
+            "lease time \(seconds) s must be from 10 s to 1 day"
+        case .noCapacity(let wanted, let granted, let traits):
+            "only \(granted) of \(wanted) slice(s) are free for \(traits); add addresses to that trait class or release leases"
+        case .unknownLease(let id):
+            "lease \(id) does not exist"
+        case .notYourLease(let id, let host):
+            "lease \(id) belongs to another host than \(host)"
+        case .leaseExpired(let id):
+            "lease \(id) has expired; acquire a new slice"
+        }
+    }
+}
