@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -30,6 +31,12 @@ let package = Package(
                 "PortSliceCore", "CPortSlice",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
+        ),
+        // Where leases live: the allocator's rules (PortSliceCore's AllocatorModel) kept in a
+        // database, SQLite embedded.
+        .target(
+            name: "PortSliceStore",
+            dependencies: ["PortSliceCore", .product(name: "SQLiteNIO", package: "sqlite-nio")]
         ),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets"]),
@@ -47,6 +54,7 @@ let package = Package(
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
+        .testTarget(name: "PortSliceStoreTests", dependencies: ["PortSliceStore", "PortSliceCore"]),
         .testTarget(
             name: "PortSliceSocketsTests",
             dependencies: [

@@ -28,8 +28,13 @@ public struct AllocatorModel: Sendable {
 
     /// - Throws: `AllocationError.quarantineTooShort` below 120 s.
     public init(quarantine: Duration = .seconds(240)) throws(AllocationError) {
-        guard quarantine >= Self.minimumQuarantine else { throw .quarantineTooShort(seconds: quarantine.components.seconds) }
+        try Self.validate(quarantine: quarantine)
         self.quarantine = quarantine
+    }
+
+    /// Quarantine lasts at least 120 s (RFC 6888 REQ-8, and longer than TIME_WAIT).
+    public static func validate(quarantine: Duration) throws(AllocationError) {
+        guard quarantine >= minimumQuarantine else { throw .quarantineTooShort(seconds: quarantine.components.seconds) }
     }
 
     // MARK: - Pool
@@ -68,8 +73,8 @@ public struct AllocatorModel: Sendable {
     public mutating func acquire(
         host: String, traits: Traits, count: Int = 1, timeToLive: Duration, now: Moment
     ) throws(AllocationError) -> [Lease] {
-        guard (1...64).contains(count) else { throw .badCount(count) }
-        try Self.check(timeToLive)
+        try Self.validate(count: count)
+        try Self.validate(timeToLive: timeToLive)
         advance(to: now)
         var chosen: [SliceID] = []
         var heldByHost = Dictionary(grouping: leases.values.filter { $0.host == host }, by: \.slice.address).mapValues(\.count)
@@ -91,7 +96,7 @@ public struct AllocatorModel: Sendable {
 
     /// Extends a lease to `now + timeToLive`.
     public mutating func renew(_ id: Int64, host: String, timeToLive: Duration, now: Moment) throws(AllocationError) -> Lease {
-        try Self.check(timeToLive)
+        try Self.validate(timeToLive: timeToLive)
         advance(to: now)
         var lease = try owned(id, by: host)
         lease.expires = now + timeToLive
@@ -152,7 +157,13 @@ public struct AllocatorModel: Sendable {
 
     // MARK: - Internals
 
-    private static func check(_ timeToLive: Duration) throws(AllocationError) {
+    /// A request may ask for 1 to 64 slices.
+    public static func validate(count: Int) throws(AllocationError) {
+        guard (1...64).contains(count) else { throw .badCount(count) }
+    }
+
+    /// Leases last from 10 s to a day.
+    public static func validate(timeToLive: Duration) throws(AllocationError) {
         guard timeToLive >= .seconds(10) && timeToLive <= .seconds(86_400) else {
             throw .badTimeToLive(seconds: timeToLive.components.seconds)
         }
@@ -197,6 +208,12 @@ public enum Placement {
         public let egress: EgressAddress
         public let freeSlices: Int
         public let heldByHost: Int
+
+        public init(egress: EgressAddress, freeSlices: Int, heldByHost: Int) {
+            self.egress = egress
+            self.freeSlices = freeSlices
+            self.heldByHost = heldByHost
+        }
     }
 
     public static func best(for host: String, traits: Traits, among candidates: [Candidate]) -> IPv4Address? {

@@ -38,6 +38,15 @@ public struct Lease: Hashable, Sendable, Codable {
     public let ports: PortSet
     public let start: Moment
     public var expires: Moment
+
+    public init(id: Int64, host: String, slice: SliceID, ports: PortSet, start: Moment, expires: Moment) {
+        self.id = id
+        self.host = host
+        self.slice = slice
+        self.ports = ports
+        self.start = start
+        self.expires = expires
+    }
 }
 
 /// What a slice is doing now.
@@ -61,6 +70,16 @@ public struct AssignmentRecord: Hashable, Sendable, Codable {
     public let protocols: String
     public let start: Moment
     public var end: Moment?
+
+    public init(leaseID: Int64, host: String, slice: SliceID, ports: PortSet, protocols: String, start: Moment, end: Moment?) {
+        self.leaseID = leaseID
+        self.host = host
+        self.slice = slice
+        self.ports = ports
+        self.protocols = protocols
+        self.start = start
+        self.end = end
+    }
 
     /// True when the record's host held `port` of `address` at `moment`.
     public func covers(address: IPv4Address, port: UInt16, at moment: Moment) -> Bool {

@@ -1,0 +1,25 @@
+import PortSliceCore
+
+/// Leases kept in a database, with the same rules as `AllocatorModel`, which is the reference
+/// the stores are tested against. Every change runs in one transaction: it applies whole or
+/// not at all.
+public protocol SliceStore: Sendable {
+    func add(_ egress: EgressAddress, plan: SlicePlan) async throws
+    func drain(_ address: IPv4Address, now: Moment) async throws
+    func remove(_ address: IPv4Address, now: Moment) async throws
+    func acquire(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease]
+    func renew(_ id: Int64, host: String, timeToLive: Duration, now: Moment) async throws -> Lease
+    func release(_ id: Int64, host: String, now: Moment) async throws
+    /// Applies expiries and quarantine ends up to `now`.
+    func advance(to now: Moment) async throws
+    func leases(of host: String) async throws -> [Lease]
+    func allLeases() async throws -> [Lease]
+    /// Who held `port` of `address` at `moment`, from the assignment log.
+    func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord]
+}
+
+/// A failure of the database itself (not a refused request: those are `AllocationError`).
+public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import PortSliceCore
+import Testing
+@testable import PortSliceStore
+
+/// The SQLite store against the reference model: the same random sequences of requests and
+/// clock jumps must give the same answers, the same errors, the same leases and the same log.
+@Suite("SQLite store against the allocator model")
+struct SQLiteStoreTests {
+    static let start = Moment(milliseconds: 1_800_000_000_000)
+
+    private static func traits(_ country: String, _ category: PortSliceCore.Category = .residential) -> Traits {
+        try! Traits(country: try! CountryCode(parsing: country), category: category)
+    }
+
+    private static let pool: [(EgressAddress, SlicePlan)] = {
+        let plan = try! SlicePlan(range: try! PortRange(20000, 23999), layout: .sliceCount(4))
+        return [
+            (EgressAddress(address: IPv4Address(203, 0, 113, 10), traits: traits("US")), plan),
+            (EgressAddress(address: IPv4Address(203, 0, 113, 11), traits: traits("US")), plan),
+            (EgressAddress(address: IPv4Address(203, 0, 113, 12), traits: traits("DE", .hosting)), plan),
+        ]
+    }()
+
+    /// What one request gave: the leases, or the error.
+    private enum Outcome: Equatable {
+        case leases([Lease])
+        case done
+        case failed(AllocationError)
+    }
+
+    private func outcome(_ body: () async throws -> [Lease]) async throws -> Outcome {
+        do { return .leases(try await body()) } catch let error as AllocationError { return .failed(error) }
+    }
+
+    private func outcome(_ body: () throws -> [Lease]) throws -> Outcome {
+        do { return .leases(try body()) } catch let error as AllocationError { return .failed(error) }
+    }
+
+    @Test func agreesWithTheModelOverRandomSequences() async throws {
+        var random = SplitMix64(seed: 7422)
+        for round in 0..<6 {
+            let store = try await SQLiteSliceStore.open(path: nil, quarantine: .seconds(120))
+            var model = try AllocatorModel(quarantine: .seconds(120))
+            for (egress, plan) in Self.pool {
+                try model.add(egress, plan: plan)
+                try await store.add(egress, plan: plan)
+            }
+            var now = Self.start
+            let hosts = ["h1", "h2", "h3", "h4"]
+            for step in 0..<150 {
+                now = now + .milliseconds(Int64.random(in: 0...40_000, using: &random))
+                // Usually a live lease and its holder, sometimes any id and any host.
+                let live = Bool.random(using: &random) ? model.allLeases.randomElement(using: &random) : nil
+                let host = live?.host ?? hosts.randomElement(using: &random)!
+                let id = live?.id ?? Int64.random(in: 1...20, using: &random)
+                let expected: Outcome, actual: Outcome
+                switch Int.random(in: 0..<12, using: &random) {
+                case 0..<5:
+                    let wanted = Self.traits(Bool.random(using: &random) ? "US" : "DE", Bool.random(using: &random) ? .residential : .hosting)
+                    let count = Int.random(in: 0..<10, using: &random) == 0 ? 0 : Int.random(in: 1...3, using: &random)
+                    let ttl = Duration.seconds(Int64.random(in: 5...90, using: &random))
+                    expected = try outcome { try model.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now) }
+                    actual = try await outcome { try await store.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now) }
+                case 5..<8:
+                    expected = try outcome { [try model.renew(id, host: host, timeToLive: .seconds(60), now: now)] }
+                    actual = try await outcome { [try await store.renew(id, host: host, timeToLive: .seconds(60), now: now)] }
+                case 8..<10:
+                    expected = try outcome { try model.release(id, host: host, now: now); return [] }
+                    actual = try await outcome { try await store.release(id, host: host, now: now); return [] }
+                case 10 where step > 120:  // draining early would leave nothing to lease
+                    let address = Self.pool.randomElement(using: &random)!.0.address
+                    expected = try outcome { try model.drain(address, now: now); return [] }
+                    actual = try await outcome { try await store.drain(address, now: now); return [] }
+                default:
+                    model.advance(to: now)
+                    try await store.advance(to: now)
+                    expected = .done
+                    actual = .done
+                }
+                #expect(actual == expected, "round \(round) step \(step)")
+                model.advance(to: now)
+                try await store.advance(to: now)
+                #expect(try await store.allLeases() == model.allLeases, "round \(round) step \(step)")
+                let probe = Self.pool.randomElement(using: &random)!.0.address
+                let port = UInt16.random(in: 20000...23999, using: &random)
+                let moment = Moment(milliseconds: Int64.random(in: Self.start.milliseconds...now.milliseconds, using: &random))
+                #expect(try await store.who(address: probe, port: port, at: moment) == model.who(address: probe, port: port, at: moment))
+            }
+            try await store.close()
+        }
+    }
+
+    @Test func removeWaitsForLeasesAndQuarantine() async throws {
+        let store = try await SQLiteSliceStore.open(path: nil)
+        let (egress, plan) = Self.pool[2]
+        try await store.add(egress, plan: plan)
+        let lease = try #require(try await store.acquire(host: "h1", traits: Self.traits("DE", .hosting), count: 1, timeToLive: .seconds(60), now: Self.start).first)
+        await #expect(throws: AllocationError.addressInUse(egress.address, leases: 1, quarantined: 0)) {
+            try await store.remove(egress.address, now: Self.start)
+        }
+        try await store.release(lease.id, host: "h1", now: Self.start + .seconds(1))
+        await #expect(throws: AllocationError.addressInUse(egress.address, leases: 0, quarantined: 1)) {
+            try await store.remove(egress.address, now: Self.start + .seconds(2))
+        }
+        try await store.remove(egress.address, now: Self.start + .seconds(241))
+        // The log keeps the history after the address is gone.
+        #expect(try await store.who(address: egress.address, port: lease.ports.runs[0].lower, at: Self.start).map(\.leaseID) == [lease.id])
+        await #expect(throws: AllocationError.unknownAddress(egress.address)) { try await store.drain(egress.address, now: Self.start) }
+        try await store.close()
+    }
+
+    @Test func aFileKeepsItsLeasesAcrossRestartsAndMigratesOnce() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("portslice.sqlite").path
+        let first = try await SQLiteSliceStore.open(path: path)
+        for (egress, plan) in Self.pool { try await first.add(egress, plan: plan) }
+        let leases = try await first.acquire(host: "h1", traits: Self.traits("US"), count: 3, timeToLive: .seconds(600), now: Self.start)
+        try await first.close()
+        let second = try await SQLiteSliceStore.open(path: path)
+        #expect(try await second.allLeases() == leases)
+        await #expect(throws: AllocationError.duplicateAddress(Self.pool[0].0.address)) {
+            try await second.add(Self.pool[0].0, plan: Self.pool[0].1)
+        }
+        try await second.close()
+        await #expect(throws: AllocationError.quarantineTooShort(seconds: 60)) {
+            _ = try await SQLiteSliceStore.open(path: path, quarantine: .seconds(60))
+        }
+    }
+}
