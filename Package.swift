@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -33,10 +34,14 @@ let package = Package(
             ]
         ),
         // Where leases live: the allocator's rules (PortSliceCore's AllocatorModel) kept in a
-        // database, SQLite embedded.
+        // database, SQLite embedded or PostgreSQL shared by replicas.
         .target(
             name: "PortSliceStore",
-            dependencies: ["PortSliceCore", .product(name: "SQLiteNIO", package: "sqlite-nio")]
+            dependencies: [
+                "PortSliceCore",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets"]),
@@ -54,7 +59,10 @@ let package = Package(
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
-        .testTarget(name: "PortSliceStoreTests", dependencies: ["PortSliceStore", "PortSliceCore"]),
+        .testTarget(
+            name: "PortSliceStoreTests",
+            dependencies: ["PortSliceStore", "PortSliceCore", .product(name: "PostgresNIO", package: "postgres-nio")]
+        ),
         .testTarget(
             name: "PortSliceSocketsTests",
             dependencies: [

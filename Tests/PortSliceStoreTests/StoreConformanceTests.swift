@@ -1,12 +1,68 @@
 import Foundation
+import Logging
 import PortSliceCore
+import PostgresNIO
 import Testing
 @testable import PortSliceStore
 
-/// The SQLite store against the reference model: the same random sequences of requests and
-/// clock jumps must give the same answers, the same errors, the same leases and the same log.
+/// Where a test's store lives: SQLite in memory (or a file), or a fresh PostgreSQL database.
+enum Engine: String, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    /// Set by .ci/run, which starts a PostgreSQL server for the tests.
+    static let postgresURL = ProcessInfo.processInfo.environment["PORTSLICE_TEST_POSTGRES_URL"]
+    static let postgresMissing: Comment = "PORTSLICE_TEST_POSTGRES_URL is not set; .ci/run starts a PostgreSQL server and sets it"
+
+    /// A new, empty store and the way to reopen it (a restarted allocator, or a second replica).
+    func makeStore(quarantine: Duration = .seconds(240)) async throws -> (store: SQLSliceStore, reopen: @Sendable (Duration) async throws -> SQLSliceStore) {
+        switch self {
+        case .sqlite:
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-store-\(UUID().uuidString).sqlite").path
+            return (try await SQLSliceStore.openSQLite(path: path, quarantine: quarantine),
+                    { try await SQLSliceStore.openSQLite(path: path, quarantine: $0) })
+        case .postgres:
+            let base = try #require(Self.postgresURL)
+            let name = "portslice_test_\(UInt32.random(in: 0...UInt32.max))"
+            try await Self.administer(base, "CREATE DATABASE \(name)")
+            let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"
+            return (try await SQLSliceStore.openPostgres(url: url, quarantine: quarantine),
+                    { try await SQLSliceStore.openPostgres(url: url, quarantine: $0) })
+        }
+    }
+
+    /// Runs one statement on the server's default database (CREATE DATABASE cannot run in a
+    /// transaction, and the store opens none for it).
+    private static func administer(_ url: String, _ statement: String) async throws {
+        let components = try #require(URLComponents(string: url))
+        let configuration = PostgresConnection.Configuration(
+            host: components.host ?? "127.0.0.1", port: components.port ?? 5432, username: components.user ?? "postgres",
+            password: components.password, database: String(components.path.dropFirst()), tls: .disable)
+        let logger = Logger(label: "portslice.tests")
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        try await connection.close()
+    }
+}
+
 @Suite("SQLite store against the allocator model")
 struct SQLiteStoreTests {
+    @Test func agreesWithTheModel() async throws { try await StoreConformance.agreesWithTheModelOverRandomSequences(.sqlite) }
+    @Test func removeWaitsForLeasesAndQuarantine() async throws { try await StoreConformance.removeWaitsForLeasesAndQuarantine(.sqlite) }
+    @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.sqlite) }
+}
+
+@Suite("PostgreSQL store against the allocator model", .enabled(if: Engine.postgresURL != nil, Engine.postgresMissing))
+struct PostgresStoreTests {
+    @Test func agreesWithTheModel() async throws { try await StoreConformance.agreesWithTheModelOverRandomSequences(.postgres) }
+    @Test func removeWaitsForLeasesAndQuarantine() async throws { try await StoreConformance.removeWaitsForLeasesAndQuarantine(.postgres) }
+    @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.postgres) }
+}
+
+/// The store conformance suite, run against each engine: the same random sequences of
+/// requests and clock jumps must give the same answers, errors, leases and log as the model.
+enum StoreConformance {
     static let start = Moment(milliseconds: 1_800_000_000_000)
 
     private static func traits(_ country: String, _ category: PortSliceCore.Category = .residential) -> Traits {
@@ -23,24 +79,24 @@ struct SQLiteStoreTests {
     }()
 
     /// What one request gave: the leases, or the error.
-    private enum Outcome: Equatable {
+    enum Outcome: Equatable {
         case leases([Lease])
         case done
         case failed(AllocationError)
     }
 
-    private func outcome(_ body: () async throws -> [Lease]) async throws -> Outcome {
+    static func outcome(_ body: () async throws -> [Lease]) async throws -> Outcome {
         do { return .leases(try await body()) } catch let error as AllocationError { return .failed(error) }
     }
 
-    private func outcome(_ body: () throws -> [Lease]) throws -> Outcome {
+    static func outcome(_ body: () throws -> [Lease]) throws -> Outcome {
         do { return .leases(try body()) } catch let error as AllocationError { return .failed(error) }
     }
 
-    @Test func agreesWithTheModelOverRandomSequences() async throws {
+    static func agreesWithTheModelOverRandomSequences(_ engine: Engine) async throws {
         var random = SplitMix64(seed: 7422)
-        for round in 0..<6 {
-            let store = try await SQLiteSliceStore.open(path: nil, quarantine: .seconds(120))
+        for round in 0..<(engine == .sqlite ? 6 : 3) {
+            let store = try await engine.makeStore(quarantine: .seconds(120)).store
             var model = try AllocatorModel(quarantine: .seconds(120))
             for (egress, plan) in Self.pool {
                 try model.add(egress, plan: plan)
@@ -91,8 +147,8 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test func removeWaitsForLeasesAndQuarantine() async throws {
-        let store = try await SQLiteSliceStore.open(path: nil)
+    static func removeWaitsForLeasesAndQuarantine(_ engine: Engine) async throws {
+        let store = try await engine.makeStore().store
         let (egress, plan) = Self.pool[2]
         try await store.add(egress, plan: plan)
         let lease = try #require(try await store.acquire(host: "h1", traits: Self.traits("DE", .hosting), count: 1, timeToLive: .seconds(60), now: Self.start).first)
@@ -110,23 +166,17 @@ struct SQLiteStoreTests {
         try await store.close()
     }
 
-    @Test func aFileKeepsItsLeasesAcrossRestartsAndMigratesOnce() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-store-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("portslice.sqlite").path
-        let first = try await SQLiteSliceStore.open(path: path)
+    static func keepsLeasesAcrossRestartsAndMigratesOnce(_ engine: Engine) async throws {
+        let (first, reopen) = try await engine.makeStore()
         for (egress, plan) in Self.pool { try await first.add(egress, plan: plan) }
         let leases = try await first.acquire(host: "h1", traits: Self.traits("US"), count: 3, timeToLive: .seconds(600), now: Self.start)
         try await first.close()
-        let second = try await SQLiteSliceStore.open(path: path)
+        let second = try await reopen(.seconds(240))
         #expect(try await second.allLeases() == leases)
         await #expect(throws: AllocationError.duplicateAddress(Self.pool[0].0.address)) {
             try await second.add(Self.pool[0].0, plan: Self.pool[0].1)
         }
         try await second.close()
-        await #expect(throws: AllocationError.quarantineTooShort(seconds: 60)) {
-            _ = try await SQLiteSliceStore.open(path: path, quarantine: .seconds(60))
-        }
+        await #expect(throws: AllocationError.quarantineTooShort(seconds: 60)) { _ = try await reopen(.seconds(60)) }
     }
 }

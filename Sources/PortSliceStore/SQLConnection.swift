@@ -1,0 +1,42 @@
+/// A value bound into, or read from, a SQL statement.
+public enum SQLValue: Hashable, Sendable {
+    case integer(Int64)
+    case text(String)
+    case null
+
+    static func int(_ value: some BinaryInteger) -> SQLValue { .integer(Int64(value)) }
+}
+
+/// One result row, by column name.
+public struct SQLRow: Sendable {
+    let values: [String: SQLValue]
+
+    func integer(_ column: String) -> Int64? {
+        if case .integer(let value) = values[column] { value } else { nil }
+    }
+
+    func text(_ column: String) -> String? {
+        if case .text(let value) = values[column] { value } else { nil }
+    }
+}
+
+/// The SQL both engines understand, and what differs between them.
+public enum SQLDialect: Sendable {
+    case sqlite, postgres
+
+    /// Starts a transaction that writes: SQLite takes the write lock at once; PostgreSQL
+    /// serialises allocators (replicas included) on one advisory lock for the transaction.
+    var beginWrite: [String] {
+        switch self {
+        case .sqlite: ["BEGIN IMMEDIATE"]
+        case .postgres: ["BEGIN", "SELECT pg_advisory_xact_lock(\(SQLSliceStore.lockKey))"]
+        }
+    }
+}
+
+/// One database connection, as the store uses it. Statements use `?` placeholders.
+public protocol SQLConnection: Sendable {
+    var dialect: SQLDialect { get }
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+    func close() async throws
+}

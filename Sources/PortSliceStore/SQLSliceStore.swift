@@ -1,0 +1,360 @@
+import Foundation
+import PortSliceCore
+
+/// Leases in a SQL database, with the rules of `AllocatorModel`: SQLite embedded, or
+/// PostgreSQL shared by several allocator replicas.
+///
+/// Each slice of the fixed plan is one row with one state, so two leases or quarantines on the
+/// same slice cannot exist: the primary key forbids it, not only the code; on PostgreSQL an
+/// exclusion constraint also keeps the port ranges of one address's slices from overlapping.
+/// Every change runs in one write transaction (see `SQLDialect.beginWrite`) and applies whole
+/// or not at all. The assignment log is append-only: rows are inserted, and closed once.
+public final class SQLSliceStore: SliceStore {
+    private let connection: any SQLConnection
+    private let gate = TransactionGate()
+    public let quarantine: Duration
+    /// The PostgreSQL advisory lock that serialises writers.
+    static let lockKey: Int64 = 0x706f_7274_736c_6963
+
+    init(connection: any SQLConnection, quarantine: Duration) async throws {
+        self.connection = connection
+        self.quarantine = quarantine
+        try await migrate()
+    }
+
+    public func close() async throws { try await connection.close() }
+
+    // MARK: - Schema
+
+    /// Versioned schema steps per dialect; a released step never changes.
+    static func migrations(_ dialect: SQLDialect) -> [(version: Int, statements: [String])] {
+        let integer = dialect == .sqlite ? "INTEGER" : "BIGINT"
+        let leaseKey = dialect == .sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY"
+        var slices = """
+            CREATE TABLE slices (
+                address \(integer) NOT NULL REFERENCES addresses(address),
+                slice_index \(integer) NOT NULL,
+                ports TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('free', 'leased', 'quarantined', 'draining')),
+                lease_id \(integer) UNIQUE,
+                host TEXT,
+                expires \(integer),
+                quarantine_until \(integer),
+                PRIMARY KEY (address, slice_index),
+                CHECK ((state = 'leased') = (lease_id IS NOT NULL AND host IS NOT NULL AND expires IS NOT NULL)),
+                CHECK ((state = 'quarantined') = (quarantine_until IS NOT NULL))
+            """
+        var extensions: [String] = []
+        if dialect == .postgres {
+            extensions = ["CREATE EXTENSION IF NOT EXISTS btree_gist"]
+            slices += """
+                ,
+                    port_ranges int4multirange NOT NULL,
+                    EXCLUDE USING gist (address WITH =, port_ranges WITH &&)
+                """
+        }
+        return [
+            (1, extensions + [
+                """
+                CREATE TABLE addresses (
+                    address \(integer) PRIMARY KEY,
+                    traits TEXT NOT NULL,
+                    plan TEXT NOT NULL,
+                    draining \(integer) NOT NULL DEFAULT 0 CHECK (draining IN (0, 1)))
+                """,
+                slices + ")",
+                """
+                CREATE TABLE assignments (
+                    lease_id \(leaseKey),
+                    host TEXT NOT NULL,
+                    address \(integer) NOT NULL,
+                    slice_index \(integer) NOT NULL,
+                    ports TEXT NOT NULL,
+                    protocols TEXT NOT NULL,
+                    started \(integer) NOT NULL,
+                    ended \(integer) CHECK (ended IS NULL OR ended >= started))
+                """,
+                "CREATE INDEX assignments_by_address ON assignments (address, started)",
+            ]),
+        ]
+    }
+
+    /// Brings the schema up to date, inside the write lock, so replicas starting together
+    /// apply each step once.
+    private func migrate() async throws {
+        try await transaction {
+            try await self.run("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            let applied = Set(try await self.query("SELECT version FROM schema_migrations").compactMap { $0.integer("version") })
+            for migration in Self.migrations(self.connection.dialect) where !applied.contains(Int64(migration.version)) {
+                for statement in migration.statements { try await self.run(statement) }
+                try await self.run(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    [.int(migration.version), .int(Int64(Date().timeIntervalSince1970))])
+            }
+        }
+    }
+
+    // MARK: - Pool
+
+    public func add(_ egress: EgressAddress, plan: SlicePlan) async throws {
+        let traits = try Self.json(egress.traits), planText = try Self.json(plan)
+        let postgres = connection.dialect == .postgres
+        try await transaction {
+            guard try await self.poolRow(egress.address) == nil else { throw AllocationError.duplicateAddress(egress.address) }
+            try await self.run(
+                "INSERT INTO addresses (address, traits, plan) VALUES (?, ?, ?)",
+                [.int(egress.address.bits), .text(traits), .text(planText)])
+            for slice in plan.allocatable {
+                var binds: [SQLValue] = [.int(egress.address.bits), .int(slice.index), .text(slice.ports.description)]
+                if postgres { binds.append(.text(Self.multirange(slice.ports))) }
+                try await self.run(
+                    postgres
+                        ? "INSERT INTO slices (address, slice_index, ports, state, port_ranges) VALUES (?, ?, ?, 'free', CAST(? AS int4multirange))"
+                        : "INSERT INTO slices (address, slice_index, ports, state) VALUES (?, ?, ?, 'free')",
+                    binds)
+            }
+        }
+    }
+
+    public func drain(_ address: IPv4Address, now: Moment) async throws {
+        try await transaction {
+            guard try await self.poolRow(address) != nil else { throw AllocationError.unknownAddress(address) }
+            try await self.advanceInTransaction(to: now)
+            try await self.run("UPDATE addresses SET draining = 1 WHERE address = ?", [.int(address.bits)])
+            try await self.run("UPDATE slices SET state = 'draining' WHERE address = ? AND state = 'free'", [.int(address.bits)])
+        }
+    }
+
+    public func remove(_ address: IPv4Address, now: Moment) async throws {
+        try await transaction {
+            guard try await self.poolRow(address) != nil else { throw AllocationError.unknownAddress(address) }
+            try await self.advanceInTransaction(to: now)
+            let counts = try await self.query(
+                """
+                SELECT CAST(COALESCE(SUM(CASE WHEN state = 'leased' THEN 1 ELSE 0 END), 0) AS BIGINT) AS leased,
+                       CAST(COALESCE(SUM(CASE WHEN state = 'quarantined' THEN 1 ELSE 0 END), 0) AS BIGINT) AS quarantined
+                FROM slices WHERE address = ?
+                """, [.int(address.bits)])
+            let leased = Int(counts.first?.integer("leased") ?? 0), quarantined = Int(counts.first?.integer("quarantined") ?? 0)
+            guard leased == 0 && quarantined == 0 else {
+                throw AllocationError.addressInUse(address, leases: leased, quarantined: quarantined)
+            }
+            // The assignment log keeps the address's history.
+            try await self.run("DELETE FROM slices WHERE address = ?", [.int(address.bits)])
+            try await self.run("DELETE FROM addresses WHERE address = ?", [.int(address.bits)])
+        }
+    }
+
+    // MARK: - Leases
+
+    public func acquire(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
+        try AllocatorModel.validate(count: count)
+        try AllocatorModel.validate(timeToLive: timeToLive)
+        return try await transaction {
+            try await self.advanceInTransaction(to: now)
+            var addressTraits: [IPv4Address: Traits] = [:]
+            for row in try await self.query("SELECT address, traits FROM addresses WHERE draining = 0") {
+                addressTraits[Self.address(row)] = try Self.decode(Traits.self, row.text("traits"))
+            }
+            var free: [IPv4Address: [(index: Int, ports: PortSet)]] = [:]
+            for row in try await self.query("SELECT address, slice_index, ports FROM slices WHERE state = 'free' ORDER BY address, slice_index") {
+                free[Self.address(row), default: []].append((Int(row.integer("slice_index") ?? 0), try Self.ports(row)))
+            }
+            var held: [IPv4Address: Int] = [:]
+            for row in try await self.query(
+                "SELECT address, COUNT(*) AS held FROM slices WHERE state = 'leased' AND host = ? GROUP BY address", [.text(host)]) {
+                held[Self.address(row)] = Int(row.integer("held") ?? 0)
+            }
+            var chosen: [(slice: SliceID, ports: PortSet)] = []
+            for _ in 0..<count {
+                let candidates = addressTraits.compactMap { address, traits -> Placement.Candidate? in
+                    let slices = free[address] ?? []
+                    return slices.isEmpty ? nil : Placement.Candidate(
+                        egress: EgressAddress(address: address, traits: traits), freeSlices: slices.count, heldByHost: held[address, default: 0])
+                }
+                guard let address = Placement.best(for: host, traits: traits, among: candidates) else {
+                    throw AllocationError.noCapacity(wanted: count, granted: chosen.count, traits: traits.summary)
+                }
+                let slice = free[address]!.removeFirst()
+                chosen.append((SliceID(address: address, index: slice.index), slice.ports))
+                held[address, default: 0] += 1
+            }
+            var leases: [Lease] = []
+            let expires = now + timeToLive
+            for (slice, ports) in chosen {
+                let inserted = try await self.query(
+                    "INSERT INTO assignments (host, address, slice_index, ports, protocols, started) VALUES (?, ?, ?, ?, 'tcp,udp', ?) RETURNING lease_id",
+                    [.text(host), .int(slice.address.bits), .int(slice.index), .text(ports.description), .integer(now.milliseconds)])
+                guard let id = inserted.first?.integer("lease_id") else { throw StoreError("the new log record returned no lease id") }
+                try await self.run(
+                    "UPDATE slices SET state = 'leased', lease_id = ?, host = ?, expires = ? WHERE address = ? AND slice_index = ? AND state = 'free'",
+                    [.integer(id), .text(host), .integer(expires.milliseconds), .int(slice.address.bits), .int(slice.index)])
+                leases.append(Lease(id: id, host: host, slice: slice, ports: ports, start: now, expires: expires))
+            }
+            return leases
+        }
+    }
+
+    public func renew(_ id: Int64, host: String, timeToLive: Duration, now: Moment) async throws -> Lease {
+        try AllocatorModel.validate(timeToLive: timeToLive)
+        return try await transaction {
+            try await self.advanceInTransaction(to: now)
+            var lease = try await self.owned(id, by: host)
+            lease.expires = now + timeToLive
+            try await self.run("UPDATE slices SET expires = ? WHERE lease_id = ?", [.integer(lease.expires.milliseconds), .integer(id)])
+            return lease
+        }
+    }
+
+    public func release(_ id: Int64, host: String, now: Moment) async throws {
+        try await transaction {
+            try await self.advanceInTransaction(to: now)
+            _ = try await self.owned(id, by: host)
+            try await self.end(leasesWhere: "lease_id = ?", [.integer(id)], at: now)
+        }
+    }
+
+    public func advance(to now: Moment) async throws {
+        try await transaction { try await self.advanceInTransaction(to: now) }
+    }
+
+    public func leases(of host: String) async throws -> [Lease] {
+        try await gate.run { try await self.leases(where: "s.host = ?", [.text(host)]) }
+    }
+
+    public func allLeases() async throws -> [Lease] {
+        try await gate.run { try await self.leases(where: "TRUE", []) }
+    }
+
+    public func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord] {
+        let rows = try await gate.run {
+            try await self.query(
+                "SELECT * FROM assignments WHERE address = ? AND started <= ? AND (ended IS NULL OR ended > ?) ORDER BY lease_id",
+                [.int(address.bits), .integer(moment.milliseconds), .integer(moment.milliseconds)])
+        }
+        return try rows.map { row in
+            AssignmentRecord(
+                leaseID: row.integer("lease_id") ?? 0, host: row.text("host") ?? "",
+                slice: SliceID(address: Self.address(row), index: Int(row.integer("slice_index") ?? 0)),
+                ports: try Self.ports(row), protocols: row.text("protocols") ?? "",
+                start: Moment(milliseconds: row.integer("started") ?? 0),
+                end: row.integer("ended").map { Moment(milliseconds: $0) })
+        }.filter { $0.ports.contains(port) }
+    }
+
+    // MARK: - Internals
+
+    /// Ends expired leases at their expiry, quarantining their slices from then on, and frees
+    /// the slices whose quarantine is over: the same steps as `AllocatorModel.advance`.
+    private func advanceInTransaction(to now: Moment) async throws {
+        try await end(leasesWhere: "state = 'leased' AND expires <= ?", [.integer(now.milliseconds)], at: nil)
+        try await run(
+            """
+            UPDATE slices SET state = CASE WHEN (SELECT draining FROM addresses a WHERE a.address = slices.address) = 1
+                THEN 'draining' ELSE 'free' END, quarantine_until = NULL
+            WHERE state = 'quarantined' AND quarantine_until <= ?
+            """, [.integer(now.milliseconds)])
+    }
+
+    /// Closes the log records of the matching leased slices and quarantines the slices, at
+    /// `moment`, or at each lease's own expiry when `moment` is nil.
+    private func end(leasesWhere condition: String, _ binds: [SQLValue], at moment: Moment?) async throws {
+        let quarantineMilliseconds = quarantine.components.seconds * 1000
+        let leased = "SELECT lease_id FROM slices WHERE \(condition)"
+        if let moment {
+            try await run("UPDATE assignments SET ended = ? WHERE lease_id IN (\(leased))", [.integer(moment.milliseconds)] + binds)
+            try await run(
+                "UPDATE slices SET state = 'quarantined', quarantine_until = ?, lease_id = NULL, host = NULL, expires = NULL WHERE \(condition)",
+                [.integer(moment.milliseconds + quarantineMilliseconds)] + binds)
+        } else {
+            try await run(
+                "UPDATE assignments SET ended = (SELECT s.expires FROM slices s WHERE s.lease_id = assignments.lease_id) WHERE lease_id IN (\(leased))",
+                binds)
+            try await run(
+                "UPDATE slices SET state = 'quarantined', quarantine_until = expires + \(quarantineMilliseconds), lease_id = NULL, host = NULL, expires = NULL WHERE \(condition)",
+                binds)
+        }
+    }
+
+    private func owned(_ id: Int64, by host: String) async throws -> Lease {
+        guard let lease = try await leases(where: "s.lease_id = ?", [.integer(id)]).first else {
+            let known = try await query("SELECT lease_id FROM assignments WHERE lease_id = ?", [.integer(id)])
+            throw known.isEmpty ? AllocationError.unknownLease(id) : AllocationError.leaseExpired(id)
+        }
+        guard lease.host == host else { throw AllocationError.notYourLease(id, host: host) }
+        return lease
+    }
+
+    /// Leased slices with their log records; the caller holds the gate.
+    private func leases(where condition: String, _ binds: [SQLValue]) async throws -> [Lease] {
+        let rows = try await query(
+            """
+            SELECT s.lease_id, s.host, s.address, s.slice_index, s.ports, s.expires, a.started
+            FROM slices s JOIN assignments a ON a.lease_id = s.lease_id
+            WHERE s.state = 'leased' AND \(condition) ORDER BY s.lease_id
+            """, binds)
+        return try rows.map { row in
+            Lease(
+                id: row.integer("lease_id") ?? 0, host: row.text("host") ?? "",
+                slice: SliceID(address: Self.address(row), index: Int(row.integer("slice_index") ?? 0)),
+                ports: try Self.ports(row),
+                start: Moment(milliseconds: row.integer("started") ?? 0),
+                expires: Moment(milliseconds: row.integer("expires") ?? 0))
+        }
+    }
+
+    private func poolRow(_ address: IPv4Address) async throws -> SQLRow? {
+        try await query("SELECT address FROM addresses WHERE address = ?", [.int(address.bits)]).first
+    }
+
+    /// Runs `body` in one write transaction, rolled back on any error.
+    private func transaction<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await gate.run {
+            for statement in self.connection.dialect.beginWrite { try await self.run(statement) }
+            do {
+                let result = try await body()
+                try await self.run("COMMIT")
+                return result
+            } catch {
+                try? await self.run("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    private func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        do {
+            return try await connection.query(sql, binds)
+        } catch {
+            throw StoreError("\(connection.dialect): \(String(reflecting: error)) in: \(sql.prefix(100))")
+        }
+    }
+
+    private func run(_ sql: String, _ binds: [SQLValue] = []) async throws {
+        _ = try await query(sql, binds)
+    }
+
+    private static func address(_ row: SQLRow) -> IPv4Address {
+        IPv4Address(bits: UInt32(truncatingIfNeeded: row.integer("address") ?? 0))
+    }
+
+    private static func ports(_ row: SQLRow) throws -> PortSet {
+        try PortSet(parsing: row.text("ports") ?? "")
+    }
+
+    /// A port set as PostgreSQL's `int4multirange` literal: `{[20000,21000),[22000,22004)}`.
+    static func multirange(_ ports: PortSet) -> String {
+        "{" + ports.runs.map { "[\($0.lower),\(Int($0.upper) + 1))" }.joined(separator: ",") + "}"
+    }
+
+    private static func json(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ text: String?) throws -> T {
+        guard let text else { throw StoreError("a stored \(T.self) is missing") }
+        return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+    }
+}

@@ -1,0 +1,49 @@
+import PortSliceCore
+import SQLiteNIO
+
+/// sqlite-nio's connection as a `SQLConnection`.
+struct SQLiteConnectionAdapter: SQLConnection {
+    let connection: SQLiteConnection
+    var dialect: SQLDialect { .sqlite }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        let rows = try await connection.query(sql, binds.map { value -> SQLiteData in
+            switch value {
+            case .integer(let integer): .integer(Int(integer))
+            case .text(let text): .text(text)
+            case .null: .null
+            }
+        })
+        return rows.map { row in
+            SQLRow(values: Dictionary(row.columns.map { column -> (String, SQLValue) in
+                switch column.data {
+                case .integer(let integer): (column.name, .integer(Int64(integer)))
+                case .text(let text): (column.name, .text(text))
+                case .float(let double): (column.name, .integer(Int64(double)))
+                case .blob, .null: (column.name, .null)
+                }
+            }, uniquingKeysWith: { first, _ in first }))
+        }
+    }
+
+    func close() async throws { try await connection.close() }
+}
+
+extension SQLSliceStore {
+    /// The embedded store: one SQLite file (or memory, when `path` is nil), no server to run.
+    /// Changes run in `BEGIN IMMEDIATE` transactions, which also serialise several processes
+    /// sharing the file.
+    public static func openSQLite(path: String?, quarantine: Duration = .seconds(240)) async throws -> SQLSliceStore {
+        try AllocatorModel.validate(quarantine: quarantine)
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: path.map { .file(path: $0) } ?? .memory)
+        } catch {
+            throw StoreError("cannot open the SQLite database \(path ?? ":memory:"): \(error)")
+        }
+        let adapter = SQLiteConnectionAdapter(connection: connection)
+        _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
+        _ = try await adapter.query("PRAGMA foreign_keys = ON", [])
+        return try await SQLSliceStore(connection: adapter, quarantine: quarantine)
+    }
+}
