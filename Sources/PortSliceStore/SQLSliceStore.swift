@@ -76,6 +76,15 @@ public final class SQLSliceStore: SliceStore {
                 """,
                 "CREATE INDEX assignments_by_address ON assignments (address, started)",
             ]),
+            (2, [
+                """
+                CREATE TABLE hosts (
+                    name TEXT PRIMARY KEY,
+                    labels TEXT NOT NULL,
+                    token_hash TEXT NOT NULL,
+                    created \(integer) NOT NULL)
+                """,
+            ]),
         ]
     }
 
@@ -143,6 +152,30 @@ public final class SQLSliceStore: SliceStore {
             try await self.run("DELETE FROM slices WHERE address = ?", [.int(address.bits)])
             try await self.run("DELETE FROM addresses WHERE address = ?", [.int(address.bits)])
         }
+    }
+
+    // MARK: - Hosts
+
+    public func addHost(_ name: String, labels: [String: String], now: Moment) async throws -> String {
+        try HostToken.validate(name: name)
+        let token = HostToken.make(for: name)
+        let labelsText = try Self.json(labels)
+        try await transaction {
+            guard try await self.query("SELECT name FROM hosts WHERE name = ?", [.text(name)]).isEmpty else {
+                throw AllocationError.duplicateHost(name)
+            }
+            try await self.run(
+                "INSERT INTO hosts (name, labels, token_hash, created) VALUES (?, ?, ?, ?)",
+                [.text(name), .text(labelsText), .text(HostToken.hash(of: token)), .integer(now.milliseconds)])
+        }
+        return token
+    }
+
+    public func host(authenticatedBy token: String) async throws -> String? {
+        guard let name = HostToken.hostName(in: token) else { return nil }
+        let rows = try await gate.run { try await self.query("SELECT token_hash FROM hosts WHERE name = ?", [.text(name)]) }
+        guard let stored = rows.first?.text("token_hash") else { return nil }
+        return HostToken.matches(token, hash: stored) ? name : nil
     }
 
     // MARK: - Leases

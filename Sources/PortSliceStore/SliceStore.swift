@@ -12,6 +12,11 @@ public protocol SliceStore: Sendable {
     func release(_ id: Int64, host: String, now: Moment) async throws
     /// Applies expiries and quarantine ends up to `now`.
     func advance(to now: Moment) async throws
+    /// Registers a host and returns its token, which is stored only as a hash: this is the one
+    /// time it can be read.
+    func addHost(_ name: String, labels: [String: String], now: Moment) async throws -> String
+    /// The host a token belongs to, or nil for any token that is not a current host's.
+    func host(authenticatedBy token: String) async throws -> String?
     func leases(of host: String) async throws -> [Lease]
     func allLeases() async throws -> [Lease]
     /// Who held `port` of `address` at `moment`, from the assignment log.

@@ -51,6 +51,7 @@ struct SQLiteStoreTests {
     @Test func agreesWithTheModel() async throws { try await StoreConformance.agreesWithTheModelOverRandomSequences(.sqlite) }
     @Test func removeWaitsForLeasesAndQuarantine() async throws { try await StoreConformance.removeWaitsForLeasesAndQuarantine(.sqlite) }
     @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.sqlite) }
+    @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.sqlite) }
 }
 
 @Suite("PostgreSQL store against the allocator model", .enabled(if: Engine.postgresURL != nil, Engine.postgresMissing))
@@ -58,6 +59,7 @@ struct PostgresStoreTests {
     @Test func agreesWithTheModel() async throws { try await StoreConformance.agreesWithTheModelOverRandomSequences(.postgres) }
     @Test func removeWaitsForLeasesAndQuarantine() async throws { try await StoreConformance.removeWaitsForLeasesAndQuarantine(.postgres) }
     @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.postgres) }
+    @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.postgres) }
 }
 
 /// The store conformance suite, run against each engine: the same random sequences of
@@ -164,6 +166,30 @@ enum StoreConformance {
         #expect(try await store.who(address: egress.address, port: lease.ports.runs[0].lower, at: Self.start).map(\.leaseID) == [lease.id])
         await #expect(throws: AllocationError.unknownAddress(egress.address)) { try await store.drain(egress.address, now: Self.start) }
         try await store.close()
+    }
+
+    /// A token is shown once, stored as a hash, and only that token names its host.
+    static func hostsAndTokens(_ engine: Engine) async throws {
+        let (store, reopen) = try await engine.makeStore()
+        let token = try await store.addHost("edge-1.example", labels: ["rack": "a"], now: Self.start)
+        #expect(token.hasPrefix("edge-1.example."))
+        #expect(try await store.host(authenticatedBy: token) == "edge-1.example")
+        var tampered = Array(token)
+        tampered[tampered.count - 1] = tampered.last == "0" ? "1" : "0"
+        for wrong in [String(tampered), "edge-1.example", "edge-2.example.\(token.split(separator: ".").last!)", "", "no dots", String(token.dropLast())] {
+            #expect(try await store.host(authenticatedBy: wrong) == nil, "\(wrong)")
+        }
+        await #expect(throws: AllocationError.duplicateHost("edge-1.example")) {
+            _ = try await store.addHost("edge-1.example", labels: [:], now: Self.start)
+        }
+        for bad in ["", "Edge", "a b", String(repeating: "x", count: 64), "ümlaut"] {
+            await #expect(throws: AllocationError.badHostName(bad)) { _ = try await store.addHost(bad, labels: [:], now: Self.start) }
+        }
+        try await store.close()
+        // The token still works after a restart.
+        let again = try await reopen(.seconds(240))
+        #expect(try await again.host(authenticatedBy: token) == "edge-1.example")
+        try await again.close()
     }
 
     static func keepsLeasesAcrossRestartsAndMigratesOnce(_ engine: Engine) async throws {

@@ -99,6 +99,8 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
     case unknownLease(Int64)
     case notYourLease(Int64, host: String)
     case leaseExpired(Int64)
+    case badHostName(String)
+    case duplicateHost(String)
 
     public var description: String {
         switch self {
@@ -122,6 +124,10 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
             "lease \(id) belongs to another host than \(host)"
         case .leaseExpired(let id):
             "lease \(id) has expired; acquire a new slice"
+        case .badHostName(let name):
+            "host name '\(name)' must be 1-63 characters of lower-case letters, digits, '-' and '.'"
+        case .duplicateHost(let name):
+            "host '\(name)' already exists"
         }
     }
 }

@@ -1,0 +1,41 @@
+import Crypto
+import PortSliceCore
+
+/// Host tokens: `NAME.SECRET`, 256 random bits of secret. Only the SHA-256 of the token is
+/// stored, and it is compared in constant time.
+enum HostToken {
+    static func validate(name: String) throws(AllocationError) {
+        let allowed = name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 45 || $0 == 46 }
+        guard (1...63).contains(name.utf8.count), allowed else { throw .badHostName(name) }
+    }
+
+    static func make(for name: String) -> String {
+        var random = SystemRandomNumberGenerator()
+        let secret = (0..<4).map { _ in String(random.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
+        return "\(name).\(secret)"
+    }
+
+    static func hash(of token: String) -> String {
+        SHA256.hash(data: Array(token.utf8)).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+    }
+
+    /// The host part of a well-formed token.
+    static func hostName(in token: String) -> String? {
+        guard let dot = token.lastIndex(of: "."), token.utf8.count <= 200 else { return nil }
+        let name = String(token[..<dot])
+        return (try? validate(name: name)) != nil ? name : nil
+    }
+
+    /// Compares the token's hash with the stored one without stopping at the first difference.
+    static func matches(_ token: String, hash stored: String) -> Bool {
+        let computed = Array(hash(of: token).utf8), expected = Array(stored.utf8)
+        guard computed.count == expected.count else { return false }
+        return zip(computed, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}
+
+extension String {
+    func leftPadded(to length: Int) -> String {
+        count >= length ? self : String(repeating: "0", count: length - count) + self
+    }
+}
