@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -45,6 +46,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The allocator's HTTP API (Hummingbird): leases, hosts, pool, who.
+        .target(
+            name: "PortSliceControl",
+            dependencies: ["PortSliceCore", "PortSliceStore", .product(name: "Hummingbird", package: "hummingbird")]
+        ),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets"]),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.
@@ -61,6 +67,13 @@ let package = Package(
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
+        .testTarget(
+            name: "PortSliceControlTests",
+            dependencies: [
+                "PortSliceControl", "PortSliceStore", "PortSliceCore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(
             name: "PortSliceStoreTests",
             dependencies: ["PortSliceStore", "PortSliceCore", .product(name: "PostgresNIO", package: "postgres-nio")]

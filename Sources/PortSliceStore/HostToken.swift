@@ -3,7 +3,7 @@ import PortSliceCore
 
 /// Host tokens: `NAME.SECRET`, 256 random bits of secret. Only the SHA-256 of the token is
 /// stored, and it is compared in constant time.
-enum HostToken {
+public enum HostToken {
     static func validate(name: String) throws(AllocationError) {
         let allowed = name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 45 || $0 == 46 }
         guard (1...63).contains(name.utf8.count), allowed else { throw .badHostName(name) }
@@ -15,7 +15,7 @@ enum HostToken {
         return "\(name).\(secret)"
     }
 
-    static func hash(of token: String) -> String {
+    public static func hash(of token: String) -> String {
         SHA256.hash(data: Array(token.utf8)).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
     }
 
@@ -27,7 +27,7 @@ enum HostToken {
     }
 
     /// Compares the token's hash with the stored one without stopping at the first difference.
-    static func matches(_ token: String, hash stored: String) -> Bool {
+    public static func matches(_ token: String, hash stored: String) -> Bool {
         let computed = Array(hash(of: token).utf8), expected = Array(stored.utf8)
         guard computed.count == expected.count else { return false }
         return zip(computed, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0

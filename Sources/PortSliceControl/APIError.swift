@@ -1,0 +1,60 @@
+import Foundation
+import Hummingbird
+import PortSliceCore
+import PortSliceStore
+
+/// An error answer: a status and a JSON body `{"error": MESSAGE, "field": NAME}` that says
+/// what was wrong and, for bad input, which field.
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let message: String
+    let field: String?
+
+    init(_ status: HTTPResponse.Status, _ message: String, field: String? = nil) {
+        self.status = status
+        self.message = message
+        self.field = field
+    }
+
+    static let unauthorized = APIError(.unauthorized, "send 'Authorization: Bearer TOKEN' with a host or admin token")
+    static let adminOnly = APIError(.forbidden, "this needs the admin token")
+    static let hostOnly = APIError(.forbidden, "this needs a host token")
+
+    private struct Body: Encodable {
+        let error: String
+        let field: String?
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var response = try JSONEncoder().encode(Body(error: message, field: field), from: request, context: context)
+        response.status = status
+        return response
+    }
+
+    /// The answer for a refused allocation request.
+    init(_ error: AllocationError) {
+        switch error {
+        case .quarantineTooShort, .badCount, .badTimeToLive, .badHostName:
+            self.init(.badRequest, error.description, field: Self.field(of: error))
+        case .duplicateAddress, .duplicateHost, .addressInUse:
+            self.init(.conflict, error.description)
+        case .unknownAddress, .unknownLease:
+            self.init(.notFound, error.description)
+        case .notYourLease:
+            self.init(.forbidden, error.description)
+        case .leaseExpired:
+            self.init(.gone, error.description)
+        case .noCapacity:
+            self.init(.serviceUnavailable, error.description)
+        }
+    }
+
+    private static func field(of error: AllocationError) -> String? {
+        switch error {
+        case .badCount: "count"
+        case .badTimeToLive: "ttlSeconds"
+        case .badHostName: "name"
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,300 @@
+import Foundation
+import Hummingbird
+import PortSliceCore
+import PortSliceStore
+
+/// The allocator's HTTP API, versioned under `/v1`, JSON in and out.
+///
+/// Hosts authenticate with their own token (`Authorization: Bearer NAME.SECRET`) and may only
+/// renew or release their own leases; the operator uses the admin token, which is known here
+/// only as a SHA-256 hash and compared in constant time. Bodies above 64 KiB are refused.
+public struct ControlAPI: Sendable {
+    public let store: any SliceStore
+    private let adminTokenHash: String
+    private let now: @Sendable () -> Moment
+    /// Lease time when a request names none.
+    public var defaultTimeToLive = Duration.seconds(300)
+    public static let maximumBodyBytes = 64 * 1024
+
+    /// - Parameters:
+    ///   - adminTokenHash: `HostToken.hash(of: adminToken)`.
+    ///   - now: the clock; tests pass one they control.
+    public init(store: any SliceStore, adminTokenHash: String, now: @escaping @Sendable () -> Moment = { .current }) {
+        self.store = store
+        self.adminTokenHash = adminTokenHash
+        self.now = now
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("healthz") { _, _ in "ok" }
+        let v1 = router.group("v1")
+        v1.post("hosts") { request, context in try await self.addHost(request, context) }
+        v1.post("leases") { request, context in try await self.acquire(request, context) }
+        v1.get("leases") { request, _ in try await self.listLeases(request) }
+        v1.post("leases/:id/renew") { request, context in try await self.renew(request, context) }
+        v1.delete("leases/:id") { request, context in try await self.release(request, context) }
+        v1.post("pool") { request, context in try await self.addAddress(request, context) }
+        v1.post("pool/:address/drain") { request, context in try await self.drain(request, context) }
+        v1.delete("pool/:address") { request, context in try await self.removeAddress(request, context) }
+        v1.get("who") { request, _ in try await self.who(request) }
+        return router
+    }
+
+    // MARK: - Routes
+
+    struct NewHost: Decodable {
+        let name: String
+        let labels: [String: String]?
+    }
+
+    struct HostCreated: ResponseEncodable {
+        let name: String
+        /// Shown once: only its hash is stored.
+        let token: String
+    }
+
+    private func addHost(_ request: Request, _ context: BasicRequestContext) async throws -> EditedResponse<HostCreated> {
+        try await requireAdmin(request)
+        let body = try await decode(NewHost.self, request, context)
+        let token = try await allocation { try await store.addHost(body.name, labels: body.labels ?? [:], now: now()) }
+        return EditedResponse(status: .created, response: HostCreated(name: body.name, token: token))
+    }
+
+    struct AcquireRequest: Decodable {
+        let country: String?
+        let region: String?
+        let city: String?
+        let category: String?
+        let reputation: String?
+        let tags: [String]?
+        let count: Int?
+        let ttlSeconds: Int64?
+    }
+
+    private func acquire(_ request: Request, _ context: BasicRequestContext) async throws -> EditedResponse<LeaseList> {
+        let host = try await requireHost(request)
+        let body = try await decode(AcquireRequest.self, request, context)
+        let traits = try Self.traits(
+            country: body.country, region: body.region, city: body.city, category: body.category,
+            reputation: body.reputation, tags: body.tags ?? [])
+        let leases = try await allocation {
+            try await store.acquire(
+                host: host, traits: traits, count: body.count ?? 1,
+                timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
+        }
+        return EditedResponse(status: .created, response: LeaseList(leases: leases.map(LeaseBody.init)))
+    }
+
+    private func listLeases(_ request: Request) async throws -> LeaseList {
+        let caller = try await authenticate(request)
+        try await store.advance(to: now())
+        let leases = switch caller {
+        case .admin: try await store.allLeases()
+        case .host(let host): try await store.leases(of: host)
+        }
+        return LeaseList(leases: leases.map(LeaseBody.init))
+    }
+
+    struct RenewRequest: Decodable {
+        let ttlSeconds: Int64?
+    }
+
+    private func renew(_ request: Request, _ context: BasicRequestContext) async throws -> LeaseBody {
+        let host = try await requireHost(request)
+        let id = try Self.leaseID(context)
+        let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest(ttlSeconds: nil)
+            : try await decode(RenewRequest.self, request, context)
+        let lease = try await allocation {
+            try await store.renew(id, host: host, timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
+        }
+        return LeaseBody(lease)
+    }
+
+    private func release(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
+        let host = try await requireHost(request)
+        let id = try Self.leaseID(context)
+        try await allocation { try await store.release(id, host: host, now: now()) }
+        return .noContent
+    }
+
+    struct NewAddress: Decodable {
+        let address: String
+        let country: String?
+        let region: String?
+        let city: String?
+        let category: String?
+        let reputation: String?
+        let tags: [String]?
+        /// Ports to slice, `LOW-HIGH`; 1024-65535 by default.
+        let range: String?
+        let sliceSize: Int?
+        let slices: Int?
+    }
+
+    private func addAddress(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
+        try await requireAdmin(request)
+        let body = try await decode(NewAddress.self, request, context)
+        let address = try Self.field("address") { try IPv4Address(parsing: body.address) }
+        let traits = try Self.traits(
+            country: body.country, region: body.region, city: body.city, category: body.category,
+            reputation: body.reputation, tags: body.tags ?? [])
+        let range = try Self.field("range") { try PortRange(parsing: body.range ?? PortRange.nonSystemPorts.description) }
+        if body.sliceSize != nil && body.slices != nil {
+            throw APIError(.badRequest, "give sliceSize or slices, not both", field: "slices")
+        }
+        let layout: SlicePlan.Layout = body.slices.map { .sliceCount($0) } ?? .portsPerSlice(body.sliceSize ?? 2048)
+        let plan = try Self.field(body.slices != nil ? "slices" : "sliceSize") { try SlicePlan(range: range, layout: layout) }
+        try await allocation { try await store.add(EgressAddress(address: address, traits: traits), plan: plan) }
+        return .created
+    }
+
+    private func drain(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
+        try await requireAdmin(request)
+        let address = try Self.addressParameter(context)
+        try await allocation { try await store.drain(address, now: now()) }
+        return .noContent
+    }
+
+    private func removeAddress(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
+        try await requireAdmin(request)
+        let address = try Self.addressParameter(context)
+        try await allocation { try await store.remove(address, now: now()) }
+        return .noContent
+    }
+
+    struct Holders: ResponseEncodable {
+        let records: [AssignmentRecord]
+    }
+
+    /// `GET /v1/who?address=IP&port=P&at=MILLISECONDS`: who held that port then.
+    private func who(_ request: Request) async throws -> Holders {
+        try await requireAdmin(request)
+        let query = request.uri.queryParameters
+        let address = try Self.field("address") { try IPv4Address(parsing: String(query["address"] ?? "")) }
+        guard let port = query["port"].flatMap({ UInt16($0) }) else {
+            throw APIError(.badRequest, "port must be a number 0-65535", field: "port")
+        }
+        guard let at = query["at"].flatMap({ Int64($0) }) else {
+            throw APIError(.badRequest, "at must be a time in milliseconds since 1970", field: "at")
+        }
+        return Holders(records: try await store.who(address: address, port: port, at: Moment(milliseconds: at)))
+    }
+
+    // MARK: - Authentication
+
+    enum Caller { case admin, host(String) }
+
+    private func authenticate(_ request: Request) async throws -> Caller {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
+        let token = String(header.dropFirst("Bearer ".count))
+        if HostToken.matches(token, hash: adminTokenHash) { return .admin }
+        if let host = try await store.host(authenticatedBy: token) { return .host(host) }
+        throw APIError.unauthorized
+    }
+
+    private func requireAdmin(_ request: Request) async throws {
+        guard case .admin = try await authenticate(request) else { throw APIError.adminOnly }
+    }
+
+    private func requireHost(_ request: Request) async throws -> String {
+        guard case .host(let host) = try await authenticate(request) else { throw APIError.hostOnly }
+        return host
+    }
+
+    // MARK: - Input
+
+    /// The JSON body as `T`, at most `maximumBodyBytes`; a bad field is named in the answer.
+    private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: Self.maximumBodyBytes)
+        } catch {
+            throw APIError(.contentTooLarge, "the body is larger than \(Self.maximumBodyBytes) bytes")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw Self.apiError(error)
+        } catch {
+            throw APIError(.badRequest, "the body is not valid JSON: \(error)")
+        }
+    }
+
+    private static func apiError(_ error: DecodingError) -> APIError {
+        func name(_ path: [any CodingKey]) -> String? { path.isEmpty ? nil : path.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return APIError(.badRequest, "'\(key.stringValue)' is missing", field: name(context.codingPath + [key]))
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return APIError(.badRequest, "'\(name(context.codingPath) ?? "body")' has the wrong type", field: name(context.codingPath))
+        case .dataCorrupted(let context):
+            return APIError(.badRequest, "the body is not valid JSON: \(context.debugDescription)", field: name(context.codingPath))
+        @unknown default:
+            return APIError(.badRequest, "the body could not be read")
+        }
+    }
+
+    /// Runs `body`, naming `field` when its input is refused.
+    private static func field<T>(_ field: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw APIError(.badRequest, "\(error)", field: field) }
+    }
+
+    private static func traits(
+        country: String?, region: String?, city: String?, category: String?, reputation: String?, tags: [String]
+    ) throws -> Traits {
+        let countryCode = try field("country") { try country.map { try CountryCode(parsing: $0) } }
+        let regionCode = try field("region") { try region.map { try RegionCode(parsing: $0, country: countryCode) } }
+        let categoryValue = try field("category") { try category.map { try Category(parsing: $0) } ?? .unknown }
+        let tier = try field("reputation") { try reputation.map { try ReputationTier(parsing: $0) } }
+        return try field("region") {
+            try Traits(country: countryCode, region: regionCode, city: city, category: categoryValue, reputation: tier, tags: tags)
+        }
+    }
+
+    private static func leaseID(_ context: BasicRequestContext) throws -> Int64 {
+        guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else {
+            throw APIError(.badRequest, "the lease id in the path must be a number", field: "id")
+        }
+        return id
+    }
+
+    private static func addressParameter(_ context: BasicRequestContext) throws -> IPv4Address {
+        try field("address") { try IPv4Address(parsing: context.parameters.get("address") ?? "") }
+    }
+
+    /// Maps refused allocation requests to their HTTP answers.
+    private func allocation<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as AllocationError { throw APIError(error) }
+    }
+}
+
+/// A lease as the API shows it.
+struct LeaseBody: ResponseEncodable {
+    let id: Int64
+    let host: String
+    let address: String
+    let slice: Int
+    let ports: String
+    let start: Int64
+    let expires: Int64
+
+    init(_ lease: Lease) {
+        id = lease.id
+        host = lease.host
+        address = lease.slice.address.description
+        slice = lease.slice.index
+        ports = lease.ports.description
+        start = lease.start.milliseconds
+        expires = lease.expires.milliseconds
+    }
+}
+
+struct LeaseList: ResponseEncodable {
+    let leases: [LeaseBody]
+}
+
+extension Moment {
+    /// The wall clock now.
+    public static var current: Moment { Moment(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
+}

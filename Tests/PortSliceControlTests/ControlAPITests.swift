@@ -1,0 +1,139 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PortSliceCore
+import PortSliceStore
+import Synchronization
+import Testing
+@testable import PortSliceControl
+
+/// The HTTP API in-process, on an in-memory SQLite store with a clock the test moves.
+@Suite("Control API")
+struct ControlAPITests {
+    static let adminToken = "admin-secret-for-tests"
+    static let start = Moment(milliseconds: 1_800_000_000_000)
+
+    final class TestClock: Sendable {
+        let moment = Mutex(ControlAPITests.start)
+        func advance(_ duration: Duration) { moment.withLock { $0 = $0 + duration } }
+        var now: Moment { moment.withLock { $0 } }
+    }
+
+    private func withAPI(_ body: @Sendable (any TestClientProtocol, TestClock) async throws -> Void) async throws {
+        let store = try await SQLSliceStore.openSQLite(path: nil)
+        let clock = TestClock()
+        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken), now: { clock.now })
+        let app = Application(router: api.router())
+        try await app.test(.router) { client in try await body(client, clock) }
+        try await store.close()
+    }
+
+    private func headers(_ token: String?) -> HTTPFields {
+        var fields: HTTPFields = [.contentType: "application/json"]
+        if let token { fields[.authorization] = "Bearer \(token)" }
+        return fields
+    }
+
+    /// Sends a request and returns the status and the JSON body.
+    private func call(
+        _ client: any TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, token: String?, json: String? = nil
+    ) async throws -> (HTTPResponse.Status, [String: Any]) {
+        try await client.execute(uri: uri, method: method, headers: headers(token), body: json.map { ByteBuffer(string: $0) }) { response in
+            let object = (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView))) as? [String: Any]
+            return (response.status, object ?? [:])
+        }
+    }
+
+    /// A pool of one US residential address (4 slices) and a host; returns the host's token.
+    private func setUp(_ client: any TestClientProtocol) async throws -> String {
+        let (added, _) = try await call(client, .post, "/v1/pool", token: Self.adminToken,
+            json: #"{"address": "203.0.113.10", "country": "US", "category": "residential", "range": "20000-23999", "slices": 4}"#)
+        #expect(added == .created)
+        let (created, body) = try await call(client, .post, "/v1/hosts", token: Self.adminToken, json: #"{"name": "h1"}"#)
+        #expect(created == .created)
+        return try #require(body["token"] as? String)
+    }
+
+    @Test func healthAndAuthentication() async throws {
+        try await withAPI { client, _ in
+            let health = try await client.execute(uri: "/healthz", method: .get) { String(buffer: $0.body) }
+            #expect(health == "ok")
+            let host = try await setUp(client)
+            #expect(try await call(client, .get, "/v1/leases", token: nil).0 == .unauthorized)
+            #expect(try await call(client, .get, "/v1/leases", token: "h1.0000").0 == .unauthorized)
+            #expect(try await call(client, .get, "/v1/leases", token: "wrong-admin").0 == .unauthorized)
+            #expect(try await call(client, .post, "/v1/hosts", token: host, json: #"{"name": "h2"}"#).0 == .forbidden)
+            #expect(try await call(client, .post, "/v1/leases", token: Self.adminToken, json: "{}").0 == .forbidden)
+            #expect(try await call(client, .get, "/v1/leases", token: host).0 == .ok)
+        }
+    }
+
+    @Test func leasesBelongToTheirHost() async throws {
+        try await withAPI { client, clock in
+            let h1 = try await setUp(client)
+            let (_, other) = try await call(client, .post, "/v1/hosts", token: Self.adminToken, json: #"{"name": "h2"}"#)
+            let h2 = try #require(other["token"] as? String)
+            let (acquired, body) = try await call(client, .post, "/v1/leases", token: h1, json: #"{"country": "US", "count": 2, "ttlSeconds": 60}"#)
+            #expect(acquired == .created)
+            let leases = try #require(body["leases"] as? [[String: Any]])
+            #expect(leases.count == 2)
+            let id = try #require(leases.first?["id"] as? Int)
+            #expect(leases.first?["address"] as? String == "203.0.113.10")
+            clock.advance(.seconds(10))
+            #expect(try await call(client, .post, "/v1/leases/\(id)/renew", token: h2, json: "{}").0 == .forbidden)
+            #expect(try await call(client, .delete, "/v1/leases/\(id)", token: h2).0 == .forbidden)
+            let (renewed, renewal) = try await call(client, .post, "/v1/leases/\(id)/renew", token: h1, json: #"{"ttlSeconds": 120}"#)
+            #expect(renewed == .ok)
+            #expect(renewal["expires"] as? Int == Int(Self.start.milliseconds) + 130_000)
+            #expect((try await call(client, .get, "/v1/leases", token: h2).1["leases"] as? [Any])?.count == 0)
+            #expect((try await call(client, .get, "/v1/leases", token: Self.adminToken).1["leases"] as? [Any])?.count == 2)
+            #expect(try await call(client, .delete, "/v1/leases/\(id)", token: h1).0 == .noContent)
+            #expect(try await call(client, .delete, "/v1/leases/\(id)", token: h1).0 == .gone)
+            #expect(try await call(client, .delete, "/v1/leases/99999", token: h1).0 == .notFound)
+            // Two left free, one quarantined: three more cannot be had until the quarantine ends.
+            #expect(try await call(client, .post, "/v1/leases", token: h2, json: #"{"count": 3}"#).0 == .serviceUnavailable)
+            clock.advance(.seconds(241))
+            #expect(try await call(client, .post, "/v1/leases", token: h2, json: #"{"count": 3}"#).0 == .created)
+            let port = try #require((leases.first?["ports"] as? String)?.split(separator: "-").first)
+            let (found, holders) = try await call(
+                client, .get, "/v1/who?address=203.0.113.10&port=\(port)&at=\(Self.start.milliseconds + 5_000)", token: Self.adminToken)
+            #expect(found == .ok)
+            #expect((holders["records"] as? [[String: Any]])?.first?["host"] as? String == "h1", "\(holders) port \(port)")
+        }
+    }
+
+    @Test(arguments: [
+        ("/v1/leases", #"{"count": 0}"#, "count"),
+        ("/v1/leases", #"{"ttlSeconds": 1}"#, "ttlSeconds"),
+        ("/v1/leases", #"{"country": "XX"}"#, "country"),
+        ("/v1/leases", #"{"country": "US", "region": "DE-BE"}"#, "region"),
+        ("/v1/leases", #"{"category": "cellular"}"#, "category"),
+        ("/v1/leases", #"{"count": "two"}"#, "count"),
+        ("/v1/pool", #"{"address": "203.0.113.300"}"#, "address"),
+        ("/v1/pool", #"{"address": "203.0.113.20", "range": "9-2"}"#, "range"),
+        ("/v1/pool", #"{"address": "203.0.113.20", "sliceSize": 0}"#, "sliceSize"),
+        ("/v1/pool", #"{"country": "US"}"#, "address"),
+        ("/v1/hosts", #"{"name": "Bad Name"}"#, "name"),
+    ])
+    func badInputNamesTheField(uri: String, json: String, field: String) async throws {
+        try await withAPI { client, _ in
+            let host = try await setUp(client)
+            let (status, body) = try await call(client, .post, uri, token: uri == "/v1/leases" ? host : Self.adminToken, json: json)
+            #expect(status == .badRequest)
+            #expect(body["field"] as? String == field, "\(body)")
+            #expect((body["error"] as? String)?.isEmpty == false)
+        }
+    }
+
+    @Test func malformedAndOversizedBodiesAreRefused() async throws {
+        try await withAPI { client, _ in
+            let host = try await setUp(client)
+            #expect(try await call(client, .post, "/v1/leases", token: host, json: "{not json").0 == .badRequest)
+            let large = "{\"tags\": [\"" + String(repeating: "x", count: 70_000) + "\"]}"
+            #expect(try await call(client, .post, "/v1/leases", token: host, json: large).0 == .contentTooLarge)
+            #expect(try await call(client, .post, "/v1/hosts", token: Self.adminToken, json: #"{"name": "h1"}"#).0 == .conflict)
+            #expect(try await call(client, .post, "/v1/pool/203.0.113.99/drain", token: Self.adminToken).0 == .notFound)
+            #expect(try await call(client, .delete, "/v1/leases/abc", token: host).0 == .badRequest)
+        }
+    }
+}
