@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -49,7 +50,11 @@ let package = Package(
         // The allocator's HTTP API (Hummingbird): leases, hosts, pool, who.
         .target(
             name: "PortSliceControl",
-            dependencies: ["PortSliceCore", "PortSliceStore", .product(name: "Hummingbird", package: "hummingbird")]
+            dependencies: [
+                "PortSliceCore", "PortSliceStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets"]),
@@ -59,6 +64,8 @@ let package = Package(
             dependencies: [
                 "PortSliceCore",
                 "PortSliceSockets",
+                "PortSliceStore",
+                "PortSliceControl",
                 "PortSliceBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -1,3 +1,3 @@
 import PortSliceCLI
 
-PortSliceCommand.main()
+await PortSliceCommand.runFromCommandLine()

@@ -12,9 +12,9 @@ struct CommandTests {
     @Test func everyCommandHasHelp() async throws {
         let root = try await run("--help")
         #expect(root.status == 0)
-        for name in ["plan", "geofeed", "lookup", "doctor", "connect", "bench"] { #expect(root.output.contains(name)) }
+        for name in ["serve", "plan", "geofeed", "lookup", "doctor", "connect", "bench"] { #expect(root.output.contains(name)) }
         for command in [
-            ["plan"], ["geofeed"], ["geofeed", "check"], ["geofeed", "format"], ["lookup"], ["doctor"], ["connect"],
+            ["serve"], ["plan"], ["geofeed"], ["geofeed", "check"], ["geofeed", "format"], ["lookup"], ["doctor"], ["connect"],
             ["bench"], ["bench", "core"], ["bench", "connect"],
         ] {
             let help = try await CommandRunner.run(command + ["--help"])

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import PortSliceControl
+import PortSliceCore
+import PortSliceStore
+
+/// `portslice serve`: the allocator and its HTTP API.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the slice allocator and its HTTP API.",
+        discussion: """
+            With no options: leases in SQLite under ./portslice-data, the API on 127.0.0.1:7300. \
+            Each option can also come from an environment variable (named beside it); an option \
+            given on the command line wins. The admin token comes from PORTSLICE_ADMIN_TOKEN, or \
+            from DATA-DIR/admin-token, which is created with a random token on first start. \
+            Stops gracefully on SIGTERM or SIGINT.
+
+            Example:
+              PORTSLICE_ADMIN_TOKEN=... portslice serve --pool pool.csv
+              curl -H "Authorization: Bearer $PORTSLICE_ADMIN_TOKEN" -d '{"name":"h1"}' http://127.0.0.1:7300/v1/hosts
+            """
+    )
+
+    @Option(help: ArgumentHelp("Directory for the SQLite database and the admin token (PORTSLICE_DATA_DIR).", valueName: "dir"))
+    var dataDir: String?
+
+    @Option(help: ArgumentHelp("Address and port to listen on (PORTSLICE_LISTEN); port 0 picks one.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("PostgreSQL URL, for several replicas sharing one database (PORTSLICE_DATABASE).", valueName: "url"))
+    var database: String?
+
+    @Option(help: ArgumentHelp("Pool geofeed to add at start; addresses already present are kept (PORTSLICE_POOL).", valueName: "file"))
+    var pool: String?
+
+    @Option(help: "Ports per slice for addresses added from --pool.")
+    var sliceSize = 2048
+
+    @Option(help: "Seconds a released or expired slice waits before anyone else may have it (at least 120).")
+    var quarantine: Int64 = 240
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let dataDir = dataDir ?? environment["PORTSLICE_DATA_DIR"] ?? "./portslice-data"
+        let listen = listen ?? environment["PORTSLICE_LISTEN"] ?? "127.0.0.1:7300"
+        let database = database ?? environment["PORTSLICE_DATABASE"]
+        let pool = pool ?? environment["PORTSLICE_POOL"]
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw CommandFailure("listen address '\(listen)' must be HOST:PORT, such as 127.0.0.1:7300")
+        }
+        let host = String(listen[..<colon])
+
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let adminToken = try environment["PORTSLICE_ADMIN_TOKEN"] ?? Self.adminToken(in: dataDir)
+        let store = if let database {
+            try await SQLSliceStore.openPostgres(url: database, quarantine: .seconds(quarantine))
+        } else {
+            try await SQLSliceStore.openSQLite(path: "\(dataDir)/portslice.sqlite", quarantine: .seconds(quarantine))
+        }
+        if let pool { try await Self.importPool(pool, sliceSize: sliceSize, into: store) }
+
+        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken))
+        let app = Application(
+            router: api.router(),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "portslice"),
+            services: [ExpiryReaper(store: store)],
+            onServerRunning: { channel in
+                let bound = channel.localAddress?.port.map(String.init) ?? "?"
+                // Written straight to the descriptor, so scripts and tests see it at once.
+                FileHandle.standardOutput.write(Data("portslice allocator listening on \(host):\(bound)\n".utf8))
+            })
+        do {
+            try await app.runService()
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
+    }
+
+    /// The admin token kept in the data directory, created (readable by its owner only) the
+    /// first time.
+    private static func adminToken(in dataDir: String) throws -> String {
+        let path = "\(dataDir)/admin-token"
+        if let existing = FileManager.default.contents(atPath: path) {
+            return String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var random = SystemRandomNumberGenerator()
+        let token = (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CommandFailure("cannot write the admin token to \(path); check the directory's permissions")
+        }
+        print("portslice: new admin token written to \(path)")
+        return token
+    }
+
+    /// Adds the pool file's addresses that the store does not have yet.
+    private static func importPool(_ path: String, sliceSize: Int, into store: SQLSliceStore) async throws {
+        let feed = try Geofeed.read(readFile(path, what: "pool file"), source: path)
+        let egress: EgressPool
+        do { egress = try EgressPool(feed: feed) } catch { throw CommandFailure("\(path): \(error)") }
+        let plan = try SlicePlan(layout: .portsPerSlice(sliceSize))
+        var added = 0
+        for address in egress.addresses {
+            do {
+                try await store.add(address, plan: plan)
+                added += 1
+            } catch AllocationError.duplicateAddress {
+                continue
+            }
+        }
+        print("portslice: pool \(path): \(added) address(es) added, \(egress.addresses.count - added) already present")
+    }
+}

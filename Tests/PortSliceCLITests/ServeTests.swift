@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+
+/// `portslice serve` as an operator runs it: starts, answers, stops cleanly on SIGTERM, and
+/// finds its data again on the next start.
+@Suite("portslice serve")
+struct ServeTests {
+    /// A running `portslice serve` and the port it listens on.
+    final class Server {
+        let process = Process()
+        let output = Pipe()
+        private(set) var port = 0
+        private var text = ""
+
+        init(dataDir: String, environment: [String: String] = [:]) throws {
+            process.executableURL = CommandRunner.executable
+            process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir]
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(30)
+            while port == 0 && Date() < deadline && process.isRunning {
+                text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+                if let range = text.range(of: #"allocator listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                    port = Int(text[range].split(separator: ":").last!) ?? 0
+                }
+            }
+            guard port != 0 else {
+                process.terminate()
+                throw CommandRunner.RunnerError("serve did not report its port within 30 s: \(text)")
+            }
+        }
+
+        /// `curl` against the server: the HTTP status and the body.
+        func request(_ path: String, token: String? = nil, json: String? = nil) throws -> (Int, String) {
+            var arguments = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+            if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+            if let json { arguments += ["-H", "Content-Type: application/json", "-d", json] }
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            curl.arguments = arguments
+            let pipe = Pipe()
+            curl.standardOutput = pipe
+            try curl.run()
+            let answer = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            curl.waitUntilExit()
+            let lines = answer.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
+
+        /// SIGTERM, then the exit status.
+        func stop() -> Int32 {
+            process.terminate()
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+    }
+
+    @Test func servesStopsCleanlyAndKeepsItsData() throws {
+        let directory = try TemporaryDirectory()
+        let dataDir = directory.url.appendingPathComponent("data").path
+        let first = try Server(dataDir: dataDir)
+        #expect(try first.request("/healthz") == (200, "ok"))
+        let adminToken = try String(contentsOfFile: "\(dataDir)/admin-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(adminToken.count >= 32)
+        let (created, body) = try first.request("/v1/hosts", token: adminToken, json: #"{"name": "h1"}"#)
+        #expect(created == 201, "\(body)")
+        #expect(try first.request("/v1/hosts", token: "not-the-token", json: #"{"name": "h2"}"#).0 == 401)
+        #expect(first.stop() == 0)
+
+        let second = try Server(dataDir: dataDir)
+        #expect(try second.request("/v1/hosts", token: adminToken, json: #"{"name": "h1"}"#).0 == 409, "the host survived the restart")
+        #expect(second.stop() == 0)
+
+        let fromEnvironment = try Server(dataDir: dataDir, environment: ["PORTSLICE_ADMIN_TOKEN": "from-the-environment"])
+        #expect(try fromEnvironment.request("/v1/hosts", token: "from-the-environment", json: #"{"name": "h3"}"#).0 == 201)
+        #expect(fromEnvironment.stop() == 0)
+    }
+}
