@@ -14,6 +14,8 @@ public struct ControlAPI: Sendable {
     private let now: @Sendable () -> Moment
     /// Lease time when a request names none.
     public var defaultTimeToLive = Duration.seconds(300)
+    /// How long `GET /v1/slices?since=V` waits for a newer table before answering anyway.
+    public var longPollTimeout = Duration.seconds(25)
     public static let maximumBodyBytes = 64 * 1024
 
     /// - Parameters:
@@ -38,6 +40,7 @@ public struct ControlAPI: Sendable {
         v1.post("pool/:address/drain") { request, context in try await self.drain(request, context) }
         v1.delete("pool/:address") { request, context in try await self.removeAddress(request, context) }
         v1.get("who") { request, _ in try await self.who(request) }
+        v1.get("slices") { request, _ in try await self.sliceTable(request) }
         return router
     }
 
@@ -181,6 +184,21 @@ public struct ControlAPI: Sendable {
         return Holders(records: try await store.who(address: address, port: port, at: Moment(milliseconds: at)))
     }
 
+    /// `GET /v1/slices[?since=VERSION]`: the slice table edges steer by. With `since`, the
+    /// answer waits (up to `longPollTimeout`) until the table is newer than that version; the
+    /// version is read from the database, so a change made through another replica counts too.
+    private func sliceTable(_ request: Request) async throws -> SliceTable {
+        try await requireAdmin(request)
+        if let text = request.uri.queryParameters["since"] {
+            guard let since = Int64(text) else { throw APIError(.badRequest, "since must be a table version number", field: "since") }
+            let deadline = ContinuousClock.now + longPollTimeout
+            while try await store.tableVersion() <= since && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        return try await store.sliceTable()
+    }
+
     // MARK: - Authentication
 
     enum Caller { case admin, host(String) }
@@ -293,6 +311,8 @@ struct LeaseBody: ResponseEncodable {
 struct LeaseList: ResponseEncodable {
     let leases: [LeaseBody]
 }
+
+extension SliceTable: ResponseEncodable {}
 
 extension Moment {
     /// The wall clock now.

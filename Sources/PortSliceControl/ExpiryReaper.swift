@@ -2,14 +2,14 @@ import PortSliceCore
 import PortSliceStore
 import ServiceLifecycle
 
-/// Closes expired leases and ends quarantines on a timer, so the log and the slice states are
-/// current even when no request arrives.
+/// Closes expired leases and ends quarantines on a timer, so the log, the slice states and
+/// the slice table's version are current within a second even when no request arrives.
 public struct ExpiryReaper: Service {
     let store: any SliceStore
     let interval: Duration
     let now: @Sendable () -> Moment
 
-    public init(store: any SliceStore, interval: Duration = .seconds(5), now: @escaping @Sendable () -> Moment = { .current }) {
+    public init(store: any SliceStore, interval: Duration = .seconds(1), now: @escaping @Sendable () -> Moment = { .current }) {
         self.store = store
         self.interval = interval
         self.now = now

@@ -85,6 +85,10 @@ public final class SQLSliceStore: SliceStore {
                     created \(integer) NOT NULL)
                 """,
             ]),
+            (3, [
+                "CREATE TABLE table_version (id \(integer) PRIMARY KEY CHECK (id = 1), version \(integer) NOT NULL)",
+                "INSERT INTO table_version (id, version) VALUES (1, 0)",
+            ]),
         ]
     }
 
@@ -122,6 +126,7 @@ public final class SQLSliceStore: SliceStore {
                         : "INSERT INTO slices (address, slice_index, ports, state) VALUES (?, ?, ?, 'free')",
                     binds)
             }
+            try await self.bumpVersion()
         }
     }
 
@@ -151,6 +156,7 @@ public final class SQLSliceStore: SliceStore {
             // The assignment log keeps the address's history.
             try await self.run("DELETE FROM slices WHERE address = ?", [.int(address.bits)])
             try await self.run("DELETE FROM addresses WHERE address = ?", [.int(address.bits)])
+            try await self.bumpVersion()
         }
     }
 
@@ -224,6 +230,7 @@ public final class SQLSliceStore: SliceStore {
                     [.integer(id), .text(host), .integer(expires.milliseconds), .int(slice.address.bits), .int(slice.index)])
                 leases.append(Lease(id: id, host: host, slice: slice, ports: ports, start: now, expires: expires))
             }
+            try await self.bumpVersion()
             return leases
         }
     }
@@ -244,6 +251,7 @@ public final class SQLSliceStore: SliceStore {
             try await self.advanceInTransaction(to: now)
             _ = try await self.owned(id, by: host)
             try await self.end(leasesWhere: "lease_id = ?", [.integer(id)], at: now)
+            try await self.bumpVersion()
         }
     }
 
@@ -275,12 +283,39 @@ public final class SQLSliceStore: SliceStore {
         }.filter { $0.ports.contains(port) }
     }
 
+    // MARK: - Slice table
+
+    public func sliceTable() async throws -> SliceTable {
+        try await gate.run {
+            let version = try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0
+            let rows = try await self.query("SELECT address, slice_index, ports, state, host FROM slices ORDER BY address, slice_index")
+            return SliceTable(version: version, slices: try rows.map { row in
+                SliceTable.Entry(
+                    address: Self.address(row), index: Int(row.integer("slice_index") ?? 0), ports: try Self.ports(row),
+                    state: row.text("state") ?? "", host: row.text("host"))
+            })
+        }
+    }
+
+    public func tableVersion() async throws -> Int64 {
+        try await gate.run { try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0 }
+    }
+
+    /// Marks a change edges must learn of: who owns which ports, or which addresses exist.
+    private func bumpVersion() async throws {
+        try await run("UPDATE table_version SET version = version + 1 WHERE id = 1")
+    }
+
     // MARK: - Internals
 
     /// Ends expired leases at their expiry, quarantining their slices from then on, and frees
     /// the slices whose quarantine is over: the same steps as `AllocatorModel.advance`.
     private func advanceInTransaction(to now: Moment) async throws {
-        try await end(leasesWhere: "state = 'leased' AND expires <= ?", [.integer(now.milliseconds)], at: nil)
+        let expired = "state = 'leased' AND expires <= ?"
+        if try await !query("SELECT lease_id FROM slices WHERE \(expired)", [.integer(now.milliseconds)]).isEmpty {
+            try await end(leasesWhere: expired, [.integer(now.milliseconds)], at: nil)
+            try await bumpVersion()
+        }
         try await run(
             """
             UPDATE slices SET state = CASE WHEN (SELECT draining FROM addresses a WHERE a.address = slices.address) = 1

@@ -19,8 +19,27 @@ public protocol SliceStore: Sendable {
     func host(authenticatedBy token: String) async throws -> String?
     func leases(of host: String) async throws -> [Lease]
     func allLeases() async throws -> [Lease]
+    /// Every slice with its state and holder, and the version of that picture: it grows
+    /// whenever a slice changes hands or addresses come and go.
+    func sliceTable() async throws -> SliceTable
+    func tableVersion() async throws -> Int64
     /// Who held `port` of `address` at `moment`, from the assignment log.
     func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord]
+}
+
+/// What edges steer by: every slice, its state and, when leased, its holder.
+public struct SliceTable: Hashable, Sendable, Codable {
+    public struct Entry: Hashable, Sendable, Codable {
+        public let address: IPv4Address
+        public let index: Int
+        public let ports: PortSet
+        /// free, leased, quarantined or draining.
+        public let state: String
+        public let host: String?
+    }
+
+    public let version: Int64
+    public let slices: [Entry]
 }
 
 /// A failure of the database itself (not a refused request: those are `AllocationError`).

@@ -22,7 +22,8 @@ struct ControlAPITests {
     private func withAPI(_ body: @Sendable (any TestClientProtocol, TestClock) async throws -> Void) async throws {
         let store = try await SQLSliceStore.openSQLite(path: nil)
         let clock = TestClock()
-        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken), now: { clock.now })
+        var api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken), now: { clock.now })
+        api.longPollTimeout = .seconds(2)
         let app = Application(router: api.router())
         try await app.test(.router) { client in try await body(client, clock) }
         try await store.close()
@@ -122,6 +123,30 @@ struct ControlAPITests {
             #expect(status == .badRequest)
             #expect(body["field"] as? String == field, "\(body)")
             #expect((body["error"] as? String)?.isEmpty == false)
+        }
+    }
+
+    /// An edge waiting with `since` hears of a new lease at once, and gets the same version
+    /// back when nothing changed before the wait ran out.
+    @Test func sliceTableLongPoll() async throws {
+        try await withAPI { client, _ in
+            let host = try await setUp(client)
+            let (status, table) = try await call(client, .get, "/v1/slices", token: Self.adminToken)
+            #expect(status == .ok)
+            let version = try #require(table["version"] as? Int)
+            #expect((table["slices"] as? [Any])?.count == 4)
+            let clock = ContinuousClock()
+            let started = clock.now
+            async let waited = call(client, .get, "/v1/slices?since=\(version)", token: Self.adminToken)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await call(client, .post, "/v1/leases", token: host, json: "{}").0 == .created)
+            let (_, newer) = try await waited
+            #expect((newer["version"] as? Int ?? 0) > version)
+            #expect(clock.now - started < .seconds(1.5), "the change arrives well within the wait")
+            let (_, unchanged) = try await call(client, .get, "/v1/slices?since=\(newer["version"] as? Int ?? 0)", token: Self.adminToken)
+            #expect(unchanged["version"] as? Int == newer["version"] as? Int)
+            #expect(try await call(client, .get, "/v1/slices?since=x", token: Self.adminToken).0 == .badRequest)
+            #expect(try await call(client, .get, "/v1/slices", token: host).0 == .forbidden)
         }
     }
 

@@ -52,6 +52,7 @@ struct SQLiteStoreTests {
     @Test func removeWaitsForLeasesAndQuarantine() async throws { try await StoreConformance.removeWaitsForLeasesAndQuarantine(.sqlite) }
     @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.sqlite) }
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.sqlite) }
+    @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.sqlite) }
 }
 
 @Suite("PostgreSQL store against the allocator model", .enabled(if: Engine.postgresURL != nil, Engine.postgresMissing))
@@ -60,6 +61,7 @@ struct PostgresStoreTests {
     @Test func removeWaitsForLeasesAndQuarantine() async throws { try await StoreConformance.removeWaitsForLeasesAndQuarantine(.postgres) }
     @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.postgres) }
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.postgres) }
+    @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.postgres) }
 }
 
 /// The store conformance suite, run against each engine: the same random sequences of
@@ -165,6 +167,32 @@ enum StoreConformance {
         // The log keeps the history after the address is gone.
         #expect(try await store.who(address: egress.address, port: lease.ports.runs[0].lower, at: Self.start).map(\.leaseID) == [lease.id])
         await #expect(throws: AllocationError.unknownAddress(egress.address)) { try await store.drain(egress.address, now: Self.start) }
+        try await store.close()
+    }
+
+    /// The table shows every slice and its holder, and its version grows exactly when holders
+    /// change: a lease, a release, an expiry, an address added or removed (not a renewal).
+    static func sliceTableVersions(_ engine: Engine) async throws {
+        let store = try await engine.makeStore().store
+        let initial = try await store.tableVersion()
+        try await store.add(Self.pool[0].0, plan: Self.pool[0].1)
+        let afterAdd = try await store.tableVersion()
+        #expect(afterAdd > initial)
+        let lease = try #require(try await store.acquire(host: "h1", traits: Self.traits("US"), count: 1, timeToLive: .seconds(60), now: Self.start).first)
+        let table = try await store.sliceTable()
+        #expect(table.version > afterAdd)
+        #expect(table.slices.count == 4)
+        #expect(table.slices.filter { $0.host == "h1" }.map(\.index) == [lease.slice.index])
+        #expect(table.slices.first { $0.index == lease.slice.index }?.state == "leased")
+        _ = try await store.renew(lease.id, host: "h1", timeToLive: .seconds(60), now: Self.start + .seconds(10))
+        #expect(try await store.tableVersion() == table.version, "a renewal changes no holder")
+        try await store.advance(to: Self.start + .seconds(71))
+        let expired = try await store.sliceTable()
+        #expect(expired.version > table.version)
+        #expect(expired.slices.first { $0.index == lease.slice.index }?.state == "quarantined")
+        #expect(expired.slices.allSatisfy { $0.host == nil })
+        try await store.advance(to: Self.start + .seconds(72))
+        #expect(try await store.tableVersion() == expired.version, "nothing changed hands")
         try await store.close()
     }
 
