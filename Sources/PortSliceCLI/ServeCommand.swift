@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import Metrics
 import PortSliceControl
 import PortSliceCore
 import PortSliceStore
+import Prometheus
 
 /// `portslice serve`: the allocator and its HTTP API.
 struct ServeCommand: AsyncParsableCommand {
@@ -61,7 +63,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let pool { try await Self.importPool(pool, sliceSize: sliceSize, into: store) }
 
-        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken))
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry)
         let app = Application(
             router: api.router(),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "portslice"),

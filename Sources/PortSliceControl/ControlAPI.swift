@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import PortSliceCore
 import PortSliceStore
+import Prometheus
 
 /// The allocator's HTTP API, versioned under `/v1`, JSON in and out.
 ///
@@ -12,6 +13,7 @@ public struct ControlAPI: Sendable {
     public let store: any SliceStore
     private let adminTokenHash: String
     private let now: @Sendable () -> Moment
+    private let registry: PrometheusCollectorRegistry
     /// Lease time when a request names none.
     public var defaultTimeToLive = Duration.seconds(300)
     /// How long `GET /v1/slices?since=V` waits for a newer table before answering anyway.
@@ -21,15 +23,23 @@ public struct ControlAPI: Sendable {
     /// - Parameters:
     ///   - adminTokenHash: `HostToken.hash(of: adminToken)`.
     ///   - now: the clock; tests pass one they control.
-    public init(store: any SliceStore, adminTokenHash: String, now: @escaping @Sendable () -> Moment = { .current }) {
+    ///   - registry: where `/metrics` reads from; the executable also bootstraps swift-metrics
+    ///     with it, so request counts and latencies land there too.
+    public init(
+        store: any SliceStore, adminTokenHash: String, now: @escaping @Sendable () -> Moment = { .current },
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+    ) {
         self.store = store
         self.adminTokenHash = adminTokenHash
         self.now = now
+        self.registry = registry
     }
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: MetricsMiddleware())
         router.get("healthz") { _, _ in "ok" }
+        router.get("metrics") { _, _ in try await self.metrics() }
         let v1 = router.group("v1")
         v1.post("hosts") { request, context in try await self.addHost(request, context) }
         v1.post("leases") { request, context in try await self.acquire(request, context) }
@@ -197,6 +207,24 @@ public struct ControlAPI: Sendable {
             }
         }
         return try await store.sliceTable()
+    }
+
+    /// `GET /metrics`: Prometheus text. Slice counts per trait class and state are read from
+    /// the store at each scrape; request counts and latencies come from swift-metrics.
+    private func metrics() async throws -> String {
+        try await store.advance(to: now())
+        var leased = 0
+        for count in try await store.capacity() {
+            registry.makeGauge(
+                name: "portslice_slices", labels: [("traits", count.traits.summary), ("state", count.state)],
+                help: "Slices per trait class and state"
+            ).set(Double(count.count))
+            if count.state == "leased" { leased += count.count }
+        }
+        registry.makeGauge(name: "portslice_leases", help: "Leases held now").set(Double(leased))
+        var text: [UInt8] = []
+        registry.emit(into: &text)
+        return String(decoding: text, as: UTF8.self)
     }
 
     // MARK: - Authentication

@@ -301,6 +301,26 @@ public final class SQLSliceStore: SliceStore {
         try await gate.run { try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0 }
     }
 
+    public func capacity() async throws -> [SliceCount] {
+        let rows = try await gate.run {
+            try await self.query(
+                "SELECT a.traits, s.state, COUNT(*) AS slices FROM slices s JOIN addresses a ON a.address = s.address GROUP BY a.traits, s.state")
+        }
+        // Equal traits may be spelled by different JSON texts over time; merge after decoding.
+        var counts: [SliceCountKey: Int] = [:]
+        for row in rows {
+            let key = SliceCountKey(traits: try Self.decode(Traits.self, row.text("traits")), state: row.text("state") ?? "")
+            counts[key, default: 0] += Int(row.integer("slices") ?? 0)
+        }
+        return counts.map { SliceCount(traits: $0.key.traits, state: $0.key.state, count: $0.value) }
+            .sorted { ($0.traits.summary, $0.state) < ($1.traits.summary, $1.state) }
+    }
+
+    private struct SliceCountKey: Hashable {
+        let traits: Traits
+        let state: String
+    }
+
     /// Marks a change edges must learn of: who owns which ports, or which addresses exist.
     private func bumpVersion() async throws {
         try await run("UPDATE table_version SET version = version + 1 WHERE id = 1")

@@ -23,6 +23,8 @@ public protocol SliceStore: Sendable {
     /// whenever a slice changes hands or addresses come and go.
     func sliceTable() async throws -> SliceTable
     func tableVersion() async throws -> Int64
+    /// Slices per trait class and state, for capacity reports and metrics.
+    func capacity() async throws -> [SliceCount]
     /// Who held `port` of `address` at `moment`, from the assignment log.
     func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord]
 }
@@ -40,6 +42,13 @@ public struct SliceTable: Hashable, Sendable, Codable {
 
     public let version: Int64
     public let slices: [Entry]
+}
+
+/// How many slices of one trait class are in one state.
+public struct SliceCount: Hashable, Sendable {
+    public let traits: Traits
+    public let state: String
+    public let count: Int
 }
 
 /// A failure of the database itself (not a refused request: those are `AllocationError`).

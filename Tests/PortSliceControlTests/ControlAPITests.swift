@@ -126,6 +126,17 @@ struct ControlAPITests {
         }
     }
 
+    @Test func metricsCountSlicesPerTraitClassAndState() async throws {
+        try await withAPI { client, _ in
+            let host = try await setUp(client)
+            #expect(try await call(client, .post, "/v1/leases", token: host, json: #"{"count": 3}"#).0 == .created)
+            let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(text.contains(#"portslice_slices{traits="US, residential",state="leased"} 3"#), "\(text)")
+            #expect(text.contains(#"portslice_slices{traits="US, residential",state="free"} 1"#))
+            #expect(text.contains("portslice_leases 3"))
+        }
+    }
+
     /// An edge waiting with `since` hears of a new lease at once, and gets the same version
     /// back when nothing changed before the wait ran out.
     @Test func sliceTableLongPoll() async throws {
