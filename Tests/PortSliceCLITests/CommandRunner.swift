@@ -15,13 +15,14 @@ struct CommandRunner {
         return buildDirectory.appendingPathComponent("portslice")
     }()
 
-    static func run(_ arguments: [String]) async throws -> Result {
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw RunnerError("portslice is not built at \(executable.path); run `swift build` first")
         }
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe(), errorOutput = Pipe()
         process.standardOutput = output
         process.standardError = errorOutput

@@ -77,4 +77,39 @@ struct ServeTests {
         #expect(try fromEnvironment.request("/v1/hosts", token: "from-the-environment", json: #"{"name": "h3"}"#).0 == 201)
         #expect(fromEnvironment.stop() == 0)
     }
+
+    /// The operator's commands against a running allocator.
+    @Test func adminCommandsDriveTheAllocator() async throws {
+        let directory = try TemporaryDirectory()
+        let server = try Server(dataDir: directory.url.appendingPathComponent("data").path, environment: ["PORTSLICE_ADMIN_TOKEN": "adm"])
+        defer { _ = server.stop() }
+        let environment = ["PORTSLICE_SERVER": "http://127.0.0.1:\(server.port)", "PORTSLICE_TOKEN": "adm"]
+        func run(_ arguments: String...) async throws -> CommandRunner.Result {
+            try await CommandRunner.run(arguments, environment: environment)
+        }
+        let pool = try directory.write("pool.csv", "203.0.113.10/31,US,US-CA,Los Angeles,,residential,high\n")
+        let imported = try await run("pool", "import", pool, "--slice-size", "8192")
+        #expect(imported.output.contains("2 address(es) added, 0 already in the pool"), "\(imported.errorOutput)")
+        #expect(try await run("pool", "import", pool).output.contains("0 address(es) added, 2 already in the pool"))
+        let added = try await run("hosts", "add", "proxy-1", "--label", "rack=a")
+        let token = added.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.hasPrefix("proxy-1."))
+        let (leased, _) = try server.request("/v1/leases", token: token, json: #"{"country": "US", "count": 2}"#)
+        #expect(leased == 201)
+        let leases = try await run("leases")
+        #expect(leases.output.split(separator: "\n").filter { $0.contains("proxy-1") }.count == 2)
+        let status = try await run("status")
+        #expect(status.output.contains("203.0.113.10  7       1       6     0            0         proxy-1"), "\(status.output)")
+        let who = try await run("who", "203.0.113.10", "1024", "--at", "now")
+        #expect(who.output.contains("proxy-1") && who.output.contains("1024-9215"))
+        let refused = try await run("pool", "remove", "203.0.113.10")
+        #expect(refused.status == 1)
+        #expect(refused.errorOutput.contains("HTTP 409"))
+        let bad = try await run("hosts", "add", "Bad Name")
+        #expect(bad.errorOutput.contains("(field 'name')"))
+        let wrongToken = try await CommandRunner.run(["leases"], environment: ["PORTSLICE_SERVER": environment["PORTSLICE_SERVER"]!, "PORTSLICE_TOKEN": "nope"])
+        #expect(wrongToken.errorOutput.contains("HTTP 401"))
+        let nowhere = try await CommandRunner.run(["status"], environment: ["PORTSLICE_SERVER": "http://127.0.0.1:1", "PORTSLICE_TOKEN": "adm"])
+        #expect(nowhere.errorOutput.contains("cannot reach the allocator at http://127.0.0.1:1"))
+    }
 }

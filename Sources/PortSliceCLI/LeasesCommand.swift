@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import PortSliceCore
+import PortSliceStore
+
+/// A lease as the API shows it.
+struct LeaseView: Decodable {
+    let id: Int64
+    let host: String
+    let address: String
+    let slice: Int
+    let ports: String
+    let start: Int64
+    let expires: Int64
+}
+
+/// Milliseconds since 1970 as an ISO 8601 UTC time.
+func isoTime(_ milliseconds: Int64) -> String {
+    let formatter = ISO8601DateFormatter()
+    return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+}
+
+struct LeasesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leases", abstract: "List the leases held now (all of them with the admin token, a host's own with its token).")
+
+    @OptionGroup var server: ServerOptions
+
+    struct List: Decodable { let leases: [LeaseView] }
+
+    func run() async throws {
+        let list = try await server.client().call(.GET, "/v1/leases", as: List.self)
+        print(renderTable(
+            ["lease", "host", "address", "slice", "ports", "since", "expires"],
+            list.leases.map { ["\($0.id)", $0.host, $0.address, "\($0.slice)", $0.ports, isoTime($0.start), isoTime($0.expires)] }))
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Slices leased, free, quarantined and draining, per address (admin).")
+
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        let table = try await server.client().call(.GET, "/v1/slices", as: SliceTable.self)
+        let byAddress = Dictionary(grouping: table.slices, by: \.address)
+        let rows = byAddress.keys.sorted().map { address -> [String] in
+            let slices = byAddress[address]!
+            func count(_ state: String) -> String { "\(slices.filter { $0.state == state }.count)" }
+            let hosts = Set(slices.compactMap(\.host)).sorted().joined(separator: ",")
+            return [address.description, "\(slices.count)", count("leased"), count("free"), count("quarantined"), count("draining"), hosts]
+        }
+        print(renderTable(["address", "slices", "leased", "free", "quarantined", "draining", "hosts"], rows))
+        print("\ntable version \(table.version)")
+    }
+}
+
+struct WhoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "who",
+        abstract: "Who held an address and port at a moment, from the assignment log (admin).",
+        discussion: "Example: portslice who 203.0.113.10 40123 --at 2026-11-27T14:02:00Z"
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Argument(help: ArgumentHelp("The shared address.", valueName: "ip"))
+    var address: String
+
+    @Argument(help: ArgumentHelp("The port.", valueName: "port"))
+    var port: UInt16
+
+    @Option(help: ArgumentHelp("The moment: ISO 8601 (2026-11-27T14:02:00Z), milliseconds since 1970, or 'now'.", valueName: "time"))
+    var at = "now"
+
+    struct Holders: Decodable { let records: [AssignmentRecord] }
+
+    func run() async throws {
+        let address = try IPv4Address(parsing: address)
+        let moment: Int64
+        if at == "now" {
+            moment = Int64(Date().timeIntervalSince1970 * 1000)
+        } else if let milliseconds = Int64(at) {
+            moment = milliseconds
+        } else if let date = ISO8601DateFormatter().date(from: at) {
+            moment = Int64(date.timeIntervalSince1970 * 1000)
+        } else {
+            throw ValidationError("--at '\(at)' must be ISO 8601 (2026-11-27T14:02:00Z), milliseconds since 1970, or 'now'.")
+        }
+        let holders = try await server.client().call(.GET, "/v1/who?address=\(address)&port=\(port)&at=\(moment)", as: Holders.self)
+        if holders.records.isEmpty {
+            print("nobody held \(address) port \(port) at \(isoTime(moment))")
+            return
+        }
+        print(renderTable(
+            ["host", "lease", "ports", "protocols", "from", "until"],
+            holders.records.map {
+                [$0.host, "\($0.leaseID)", $0.ports.description, $0.protocols, isoTime($0.start.milliseconds), $0.end.map { isoTime($0.milliseconds) } ?? "now"]
+            }))
+    }
+}
