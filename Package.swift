@@ -101,7 +101,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "PortSliceCLITests", dependencies: ["PortSliceCLI", "PortSliceCore", "PortSliceSockets"]),
+        .testTarget(
+            name: "PortSliceCLITests",
+            dependencies: [
+                "PortSliceCLI", "PortSliceCore", "PortSliceSockets",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
