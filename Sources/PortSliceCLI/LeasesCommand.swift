@@ -38,7 +38,8 @@ struct LeasesCommand: AsyncParsableCommand {
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Slices leased, free, quarantined and draining, per address (admin).")
+        commandName: "status",
+        abstract: "Slices leased, free, quarantined and draining, per address and per trait class, with warnings for classes running out (admin).")
 
     @OptionGroup var server: ServerOptions
 
@@ -52,7 +53,27 @@ struct StatusCommand: AsyncParsableCommand {
             return [address.description, "\(slices.count)", count("leased"), count("free"), count("quarantined"), count("draining"), hosts]
         }
         print(renderTable(["address", "slices", "leased", "free", "quarantined", "draining", "hosts"], rows))
-        print("\ntable version \(table.version)")
+        print("\ntable version \(table.version)\n")
+        let report = try await server.client().call(.GET, "/v1/capacity", as: CapacityReport.self)
+        print(renderTable(
+            ["trait class", "free", "leased", "quarantined", "draining"],
+            report.classes.map { [$0.traits, "\($0.free)", "\($0.leased)", "\($0.quarantined)", "\($0.draining)"] }))
+        for trait in report.classes {
+            if let warning = trait.warning { print("warning: \(trait.traits): \(warning)") }
+        }
+    }
+
+    struct CapacityReport: Decodable {
+        struct TraitClass: Decodable {
+            let traits: String
+            let free: Int
+            let leased: Int
+            let quarantined: Int
+            let draining: Int
+            let warning: String?
+        }
+
+        let classes: [TraitClass]
     }
 }
 

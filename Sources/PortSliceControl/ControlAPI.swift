@@ -51,6 +51,7 @@ public struct ControlAPI: Sendable {
         v1.delete("pool/:address") { request, context in try await self.removeAddress(request, context) }
         v1.get("who") { request, _ in try await self.who(request) }
         v1.get("slices") { request, _ in try await self.sliceTable(request) }
+        v1.get("capacity") { request, _ in try await self.capacity(request) }
         return router
     }
 
@@ -207,6 +208,44 @@ public struct ControlAPI: Sendable {
             }
         }
         return try await store.sliceTable()
+    }
+
+    /// Slices of one trait class, with a warning when few are left.
+    struct ClassCapacity: Encodable {
+        let traits: String
+        let free: Int
+        let leased: Int
+        let quarantined: Int
+        let draining: Int
+        let warning: String?
+    }
+
+    struct CapacityReport: ResponseEncodable {
+        let classes: [ClassCapacity]
+    }
+
+    /// A class is about to run out when fewer than this share of its slices are free.
+    public static let lowCapacityShare = 0.1
+
+    /// `GET /v1/capacity`: per trait class, how many slices are free, leased, quarantined and
+    /// draining, and a warning for a class that is (nearly) exhausted.
+    private func capacity(_ request: Request) async throws -> CapacityReport {
+        try await requireAdmin(request)
+        try await store.advance(to: now())
+        let counts = Dictionary(grouping: try await store.capacity(), by: \.traits.summary)
+        return CapacityReport(classes: counts.keys.sorted().map { traits in
+            func count(_ state: String) -> Int { counts[traits]!.filter { $0.state == state }.reduce(0) { $0 + $1.count } }
+            let free = count("free"), leased = count("leased"), quarantined = count("quarantined"), draining = count("draining")
+            let usable = free + leased + quarantined
+            let warning: String? = if free == 0 {
+                "no free slice: requests for this class get 503 until slices are released or addresses are added"
+            } else if Double(free) < Double(usable) * Self.lowCapacityShare {
+                "only \(free) of \(usable) slices free: add addresses to this class"
+            } else {
+                nil
+            }
+            return ClassCapacity(traits: traits, free: free, leased: leased, quarantined: quarantined, draining: draining, warning: warning)
+        })
     }
 
     /// `GET /metrics`: Prometheus text. Slice counts per trait class and state are read from

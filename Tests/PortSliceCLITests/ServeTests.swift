@@ -100,6 +100,7 @@ struct ServeTests {
         #expect(leases.output.split(separator: "\n").filter { $0.contains("proxy-1") }.count == 2)
         let status = try await run("status")
         #expect(status.output.contains("203.0.113.10  7       1       6     0            0         proxy-1"), "\(status.output)")
+        #expect(status.output.contains("US/US-CA/Los Angeles, residential, reputation high  12    2       0            0"), "\(status.output)")
         let who = try await run("who", "203.0.113.10", "1024", "--at", "now")
         #expect(who.output.contains("proxy-1") && who.output.contains("1024-9215"))
         let refused = try await run("pool", "remove", "203.0.113.10")

@@ -137,6 +137,20 @@ struct ControlAPITests {
         }
     }
 
+    @Test func capacityWarnsBeforeAClassRunsOut() async throws {
+        try await withAPI { client, _ in
+            let host = try await setUp(client)
+            let (_, roomy) = try await call(client, .get, "/v1/capacity", token: Self.adminToken)
+            let before = try #require((roomy["classes"] as? [[String: Any]])?.first)
+            #expect(before["free"] as? Int == 4 && before["warning"] == nil)
+            #expect(try await call(client, .post, "/v1/leases", token: host, json: #"{"count": 4}"#).0 == .created)
+            let (_, full) = try await call(client, .get, "/v1/capacity", token: Self.adminToken)
+            let after = try #require((full["classes"] as? [[String: Any]])?.first)
+            #expect(after["leased"] as? Int == 4)
+            #expect((after["warning"] as? String)?.hasPrefix("no free slice") == true)
+        }
+    }
+
     /// An edge waiting with `since` hears of a new lease at once, and gets the same version
     /// back when nothing changed before the wait ran out.
     @Test func sliceTableLongPoll() async throws {
