@@ -1,4 +1,5 @@
 import ArgumentParser
+import PortSliceControl
 
 /// `portslice hosts`: the hosts that may lease slices.
 struct HostsCommand: AsyncParsableCommand {
@@ -32,18 +33,13 @@ struct HostsAddCommand: AsyncParsableCommand {
         let labels: [String: String]
     }
 
-    struct Created: Decodable {
-        let name: String
-        let token: String
-    }
-
     func run() async throws {
         let pairs = labels.map { label in
             let parts = label.split(separator: "=", maxSplits: 1)
             return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
         }
         let created = try await server.client().call(
-            .POST, "/v1/hosts", body: NewHost(name: name, labels: Dictionary(pairs) { $1 }), as: Created.self)
+            .POST, "/v1/hosts", body: NewHost(name: name, labels: Dictionary(pairs) { $1 }), as: ControlAPI.HostCreated.self)
         print(created.token)
     }
 }

@@ -1,18 +1,8 @@
 import ArgumentParser
 import Foundation
+import PortSliceControl
 import PortSliceCore
 import PortSliceStore
-
-/// A lease as the API shows it.
-struct LeaseView: Decodable {
-    let id: Int64
-    let host: String
-    let address: String
-    let slice: Int
-    let ports: String
-    let start: Int64
-    let expires: Int64
-}
 
 /// Milliseconds since 1970 as an ISO 8601 UTC time.
 func isoTime(_ milliseconds: Int64) -> String {
@@ -26,10 +16,8 @@ struct LeasesCommand: AsyncParsableCommand {
 
     @OptionGroup var server: ServerOptions
 
-    struct List: Decodable { let leases: [LeaseView] }
-
     func run() async throws {
-        let list = try await server.client().call(.GET, "/v1/leases", as: List.self)
+        let list = try await server.client().call(.GET, "/v1/leases", as: LeaseList.self)
         print(renderTable(
             ["lease", "host", "address", "slice", "ports", "since", "expires"],
             list.leases.map { ["\($0.id)", $0.host, $0.address, "\($0.slice)", $0.ports, isoTime($0.start), isoTime($0.expires)] }))
@@ -54,7 +42,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         print(renderTable(["address", "slices", "leased", "free", "quarantined", "draining", "hosts"], rows))
         print("\ntable version \(table.version)\n")
-        let report = try await server.client().call(.GET, "/v1/capacity", as: CapacityReport.self)
+        let report = try await server.client().call(.GET, "/v1/capacity", as: ControlAPI.CapacityReport.self)
         print(renderTable(
             ["trait class", "free", "leased", "quarantined", "draining"],
             report.classes.map { [$0.traits, "\($0.free)", "\($0.leased)", "\($0.quarantined)", "\($0.draining)"] }))
@@ -63,18 +51,6 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-    struct CapacityReport: Decodable {
-        struct TraitClass: Decodable {
-            let traits: String
-            let free: Int
-            let leased: Int
-            let quarantined: Int
-            let draining: Int
-            let warning: String?
-        }
-
-        let classes: [TraitClass]
-    }
 }
 
 struct WhoCommand: AsyncParsableCommand {
@@ -95,8 +71,6 @@ struct WhoCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The moment: ISO 8601 (2026-11-27T14:02:00Z), milliseconds since 1970, or 'now'.", valueName: "time"))
     var at = "now"
 
-    struct Holders: Decodable { let records: [AssignmentRecord] }
-
     func run() async throws {
         let address = try IPv4Address(parsing: address)
         let moment: Int64
@@ -109,7 +83,7 @@ struct WhoCommand: AsyncParsableCommand {
         } else {
             throw ValidationError("--at '\(at)' must be ISO 8601 (2026-11-27T14:02:00Z), milliseconds since 1970, or 'now'.")
         }
-        let holders = try await server.client().call(.GET, "/v1/who?address=\(address)&port=\(port)&at=\(moment)", as: Holders.self)
+        let holders = try await server.client().call(.GET, "/v1/who?address=\(address)&port=\(port)&at=\(moment)", as: ControlAPI.Holders.self)
         if holders.records.isEmpty {
             print("nobody held \(address) port \(port) at \(isoTime(moment))")
             return

@@ -62,10 +62,10 @@ public struct ControlAPI: Sendable {
         let labels: [String: String]?
     }
 
-    struct HostCreated: ResponseEncodable {
-        let name: String
+    public struct HostCreated: ResponseEncodable, Decodable, Sendable {
+        public let name: String
         /// Shown once: only its hash is stored.
-        let token: String
+        public let token: String
     }
 
     private func addHost(_ request: Request, _ context: BasicRequestContext) async throws -> EditedResponse<HostCreated> {
@@ -177,8 +177,8 @@ public struct ControlAPI: Sendable {
         return .noContent
     }
 
-    struct Holders: ResponseEncodable {
-        let records: [AssignmentRecord]
+    public struct Holders: ResponseEncodable, Decodable, Sendable {
+        public let records: [AssignmentRecord]
     }
 
     /// `GET /v1/who?address=IP&port=P&at=MILLISECONDS`: who held that port then.
@@ -211,17 +211,17 @@ public struct ControlAPI: Sendable {
     }
 
     /// Slices of one trait class, with a warning when few are left.
-    struct ClassCapacity: Encodable {
-        let traits: String
-        let free: Int
-        let leased: Int
-        let quarantined: Int
-        let draining: Int
-        let warning: String?
+    public struct ClassCapacity: Codable, Sendable {
+        public let traits: String
+        public let free: Int
+        public let leased: Int
+        public let quarantined: Int
+        public let draining: Int
+        public let warning: String?
     }
 
-    struct CapacityReport: ResponseEncodable {
-        let classes: [ClassCapacity]
+    public struct CapacityReport: ResponseEncodable, Decodable, Sendable {
+        public let classes: [ClassCapacity]
     }
 
     /// A class is about to run out when fewer than this share of its slices are free.
@@ -354,15 +354,15 @@ public struct ControlAPI: Sendable {
     }
 }
 
-/// A lease as the API shows it.
-struct LeaseBody: ResponseEncodable {
-    let id: Int64
-    let host: String
-    let address: String
-    let slice: Int
-    let ports: String
-    let start: Int64
-    let expires: Int64
+/// A lease as the API shows it (times in milliseconds since 1970).
+public struct LeaseBody: ResponseEncodable, Decodable, Sendable {
+    public let id: Int64
+    public let host: String
+    public let address: String
+    public let slice: Int
+    public let ports: String
+    public let start: Int64
+    public let expires: Int64
 
     init(_ lease: Lease) {
         id = lease.id
@@ -375,8 +375,8 @@ struct LeaseBody: ResponseEncodable {
     }
 }
 
-struct LeaseList: ResponseEncodable {
-    let leases: [LeaseBody]
+public struct LeaseList: ResponseEncodable, Decodable, Sendable {
+    public let leases: [LeaseBody]
 }
 
 extension SliceTable: ResponseEncodable {}
