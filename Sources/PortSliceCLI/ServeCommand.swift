@@ -14,10 +14,11 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the slice allocator and its HTTP API.",
         discussion: """
             With no options: leases in SQLite under ./portslice-data, the API on 127.0.0.1:7300. \
-            Each option can also come from an environment variable (named beside it); an option \
-            given on the command line wins. The admin token comes from PORTSLICE_ADMIN_TOKEN, or \
-            from DATA-DIR/admin-token, which is created with a random token on first start. \
-            Stops gracefully on SIGTERM or SIGINT.
+            Each setting can come from the command line, an environment variable (named beside \
+            it) or a TOML file given with --config (keys data_dir, listen, database, pool, \
+            slice_size, quarantine_seconds), in that order of precedence. The admin token comes \
+            from PORTSLICE_ADMIN_TOKEN, or from DATA-DIR/admin-token, which is created with a \
+            random token on first start. Stops gracefully on SIGTERM or SIGINT.
 
             Example:
               PORTSLICE_ADMIN_TOKEN=... portslice serve --pool pool.csv
@@ -37,18 +38,37 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Pool geofeed to add at start; addresses already present are kept (PORTSLICE_POOL).", valueName: "file"))
     var pool: String?
 
-    @Option(help: "Ports per slice for addresses added from --pool.")
-    var sliceSize = 2048
+    @Option(help: ArgumentHelp("Ports per slice for addresses added from --pool, 2048 by default (PORTSLICE_SLICE_SIZE).", valueName: "ports"))
+    var sliceSize: Int?
 
-    @Option(help: "Seconds a released or expired slice waits before anyone else may have it (at least 120).")
-    var quarantine: Int64 = 240
+    @Option(help: ArgumentHelp(
+        "Seconds a released or expired slice waits before anyone else may have it, at least 120, 240 by default (PORTSLICE_QUARANTINE_SECONDS).",
+        valueName: "seconds"))
+    var quarantine: Int64?
+
+    @Option(help: ArgumentHelp("A TOML file with settings (PORTSLICE_CONFIG).", valueName: "file"))
+    var config: String?
+
+    static let configKeys = ["data_dir", "listen", "database", "pool", "slice_size", "quarantine_seconds"]
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let dataDir = dataDir ?? environment["PORTSLICE_DATA_DIR"] ?? "./portslice-data"
-        let listen = listen ?? environment["PORTSLICE_LISTEN"] ?? "127.0.0.1:7300"
-        let database = database ?? environment["PORTSLICE_DATABASE"]
-        let pool = pool ?? environment["PORTSLICE_POOL"]
+        let file = try (config ?? environment["PORTSLICE_CONFIG"]).map { path in
+            try ConfigFile(text: String(decoding: readFile(path, what: "config file"), as: UTF8.self), source: path, allowed: Self.configKeys)
+        }
+        func number(_ text: String?, _ name: String) throws -> Int? {
+            guard let text else { return nil }
+            guard let value = Int(text) else { throw CommandFailure("\(name) '\(text)' must be a whole number") }
+            return value
+        }
+        let dataDir = try dataDir ?? environment["PORTSLICE_DATA_DIR"] ?? file?.string("data_dir") ?? "./portslice-data"
+        let listen = try listen ?? environment["PORTSLICE_LISTEN"] ?? file?.string("listen") ?? "127.0.0.1:7300"
+        let database = try database ?? environment["PORTSLICE_DATABASE"] ?? file?.string("database")
+        let pool = try pool ?? environment["PORTSLICE_POOL"] ?? file?.string("pool")
+        let sliceSize = try sliceSize ?? number(environment["PORTSLICE_SLICE_SIZE"], "PORTSLICE_SLICE_SIZE")
+            ?? file?.integer("slice_size") ?? 2048
+        let quarantine = try quarantine ?? number(environment["PORTSLICE_QUARANTINE_SECONDS"], "PORTSLICE_QUARANTINE_SECONDS").map(Int64.init)
+            ?? file?.integer("quarantine_seconds").map(Int64.init) ?? 240
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw CommandFailure("listen address '\(listen)' must be HOST:PORT, such as 127.0.0.1:7300")
         }

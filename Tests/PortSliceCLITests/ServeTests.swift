@@ -12,9 +12,9 @@ struct ServeTests {
         private(set) var port = 0
         private var text = ""
 
-        init(dataDir: String, environment: [String: String] = [:]) throws {
+        init(dataDir: String?, environment: [String: String] = [:], extra: [String] = []) throws {
             process.executableURL = CommandRunner.executable
-            process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir]
+            process.arguments = ["serve"] + (dataDir.map { ["--listen", "127.0.0.1:0", "--data-dir", $0] } ?? []) + extra
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
@@ -76,6 +76,24 @@ struct ServeTests {
         let fromEnvironment = try Server(dataDir: dataDir, environment: ["PORTSLICE_ADMIN_TOKEN": "from-the-environment"])
         #expect(try fromEnvironment.request("/v1/hosts", token: "from-the-environment", json: #"{"name": "h3"}"#).0 == 201)
         #expect(fromEnvironment.stop() == 0)
+    }
+
+    /// Settings from a TOML file, below the command line and the environment in precedence.
+    @Test func readsSettingsFromAConfigFile() async throws {
+        let directory = try TemporaryDirectory()
+        let dataDir = directory.url.appendingPathComponent("from-config").path
+        let config = try directory.write("serve.toml", "data_dir = \"\(dataDir)\"\nlisten = \"127.0.0.1:0\"\nquarantine_seconds = 300\n")
+        let server = try Server(dataDir: nil, environment: ["PORTSLICE_ADMIN_TOKEN": "adm"], extra: ["--config", config])
+        #expect(try server.request("/healthz") == (200, "ok"))
+        #expect(FileManager.default.fileExists(atPath: "\(dataDir)/portslice.sqlite"))
+        #expect(server.stop() == 0)
+        let bad = try directory.write("bad.toml", "listen = \"127.0.0.1:0\"\nquarantine_seconds = 60\n")
+        let refused = try await CommandRunner.run(["serve", "--config", bad, "--data-dir", dataDir])
+        #expect(refused.status == 1)
+        #expect(refused.errorOutput.contains("quarantine of 60 s is below the 120 s minimum"))
+        let unknown = try directory.write("unknown.toml", "colour = \"blue\"\n")
+        let rejected = try await CommandRunner.run(["serve", "--config", unknown])
+        #expect(rejected.errorOutput.contains("unknown.toml:1: unknown setting 'colour'"))
     }
 
     /// The operator's commands against a running allocator.
