@@ -75,23 +75,37 @@ public struct ControlAPI: Sendable {
         return EditedResponse(status: .created, response: HostCreated(name: body.name, token: token))
     }
 
-    struct AcquireRequest: Decodable {
+    /// The trait fields a request body may carry beside its own (acquire, pool add).
+    struct TraitFields: Decodable {
         let country: String?
         let region: String?
         let city: String?
         let category: String?
         let reputation: String?
         let tags: [String]?
+
+        /// The traits, each field checked and named when it is refused.
+        func traits() throws -> Traits {
+            let countryCode = try ControlAPI.field("country") { try country.map { try CountryCode(parsing: $0) } }
+            let regionCode = try ControlAPI.field("region") { try region.map { try RegionCode(parsing: $0, country: countryCode) } }
+            let categoryValue = try ControlAPI.field("category") { try category.map { try Category(parsing: $0) } ?? .unknown }
+            let tier = try ControlAPI.field("reputation") { try reputation.map { try ReputationTier(parsing: $0) } }
+            return try ControlAPI.field("region") {
+                try Traits(country: countryCode, region: regionCode, city: city, category: categoryValue, reputation: tier, tags: tags ?? [])
+            }
+        }
+    }
+
+    struct AcquireRequest: Decodable {
         let count: Int?
         let ttlSeconds: Int64?
     }
 
     private func acquire(_ request: Request, _ context: BasicRequestContext) async throws -> EditedResponse<LeaseList> {
         let host = try await requireHost(request)
-        let body = try await decode(AcquireRequest.self, request, context)
-        let traits = try Self.traits(
-            country: body.country, region: body.region, city: body.city, category: body.category,
-            reputation: body.reputation, tags: body.tags ?? [])
+        let json = try await bodyBytes(request)
+        let body = try Self.decode(AcquireRequest.self, json)
+        let traits = try Self.decode(TraitFields.self, json).traits()
         let leases = try await allocation {
             try await store.acquire(
                 host: host, traits: traits, count: body.count ?? 1,
@@ -134,12 +148,6 @@ public struct ControlAPI: Sendable {
 
     struct NewAddress: Decodable {
         let address: String
-        let country: String?
-        let region: String?
-        let city: String?
-        let category: String?
-        let reputation: String?
-        let tags: [String]?
         /// Ports to slice, `LOW-HIGH`; 1024-65535 by default.
         let range: String?
         let sliceSize: Int?
@@ -148,11 +156,10 @@ public struct ControlAPI: Sendable {
 
     private func addAddress(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
         try await requireAdmin(request)
-        let body = try await decode(NewAddress.self, request, context)
+        let json = try await bodyBytes(request)
+        let body = try Self.decode(NewAddress.self, json)
         let address = try Self.field("address") { try IPv4Address(parsing: body.address) }
-        let traits = try Self.traits(
-            country: body.country, region: body.region, city: body.city, category: body.category,
-            reputation: body.reputation, tags: body.tags ?? [])
+        let traits = try Self.decode(TraitFields.self, json).traits()
         let range = try Self.field("range") { try PortRange(parsing: body.range ?? PortRange.nonSystemPorts.description) }
         if body.sliceSize != nil && body.slices != nil {
             throw APIError(.badRequest, "give sliceSize or slices, not both", field: "slices")
@@ -291,16 +298,22 @@ public struct ControlAPI: Sendable {
 
     /// The JSON body as `T`, at most `maximumBodyBytes`; a bad field is named in the answer.
     private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
-        let buffer: ByteBuffer
+        try Self.decode(T.self, try await bodyBytes(request))
+    }
+
+    private func bodyBytes(_ request: Request) async throws -> Data {
         do {
-            buffer = try await request.body.collect(upTo: Self.maximumBodyBytes)
+            return Data(try await request.body.collect(upTo: Self.maximumBodyBytes).readableBytesView)
         } catch {
             throw APIError(.contentTooLarge, "the body is larger than \(Self.maximumBodyBytes) bytes")
         }
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ json: Data) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(T.self, from: json)
         } catch let error as DecodingError {
-            throw Self.apiError(error)
+            throw apiError(error)
         } catch {
             throw APIError(.badRequest, "the body is not valid JSON: \(error)")
         }
@@ -321,20 +334,8 @@ public struct ControlAPI: Sendable {
     }
 
     /// Runs `body`, naming `field` when its input is refused.
-    private static func field<T>(_ field: String, _ body: () throws -> T) throws -> T {
+    fileprivate static func field<T>(_ field: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch { throw APIError(.badRequest, "\(error)", field: field) }
-    }
-
-    private static func traits(
-        country: String?, region: String?, city: String?, category: String?, reputation: String?, tags: [String]
-    ) throws -> Traits {
-        let countryCode = try field("country") { try country.map { try CountryCode(parsing: $0) } }
-        let regionCode = try field("region") { try region.map { try RegionCode(parsing: $0, country: countryCode) } }
-        let categoryValue = try field("category") { try category.map { try Category(parsing: $0) } ?? .unknown }
-        let tier = try field("reputation") { try reputation.map { try ReputationTier(parsing: $0) } }
-        return try field("region") {
-            try Traits(country: countryCode, region: regionCode, city: city, category: categoryValue, reputation: tier, tags: tags)
-        }
     }
 
     private static func leaseID(_ context: BasicRequestContext) throws -> Int64 {

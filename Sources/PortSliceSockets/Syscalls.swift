@@ -14,7 +14,7 @@ import SystemPackage
 enum Syscalls {
     enum Call: String, Sendable, CaseIterable {
         case socket, setsockopt, getsockopt, bind, connect, getsockname, close, poll, send, recv
-        case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo, sendto, recvfrom
+        case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo
         case shutdown, recvmmsg
     }
 
@@ -207,26 +207,6 @@ enum Syscalls {
         performReturningInt32(.recvmmsg) {
             cportslice_receive_datagrams(descriptor, buffer.baseAddress, UInt32(slotSize), UInt32(lengths.count), lengths.baseAddress)
         }.map(Int.init)
-    }
-
-    /// `recvfrom(2)` on an IPv4 datagram socket; returns the byte count and the sender.
-    @inline(never)
-    static func receiveFrom(_ descriptor: CInt, _ buffer: UnsafeMutableRawBufferPointer) -> Result<(Int, IPv4Address, UInt16), Errno> {
-        var storage = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        return withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                perform(.recvfrom, { Glibc.recvfrom(descriptor, buffer.baseAddress, buffer.count, 0, raw, &length) }) { $0 < 0 }
-            }
-        }.map { ($0, IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
-    }
-
-    /// `sendto(2)` of a datagram to an IPv4 address.
-    @inline(never)
-    static func sendTo(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer, _ address: IPv4Address, _ port: UInt16) -> Result<Int, Errno> {
-        withSocketAddress(address, port) { pointer, length in
-            perform(.sendto, { Glibc.sendto(descriptor, bytes.baseAddress, bytes.count, 0, pointer, length) }) { $0 < 0 }
-        }
     }
 
     // MARK: - Process and kernel

@@ -91,11 +91,6 @@ public struct Prefix<Address: IPAddressFamily>: Hashable, Sendable, Comparable, 
         address.bits & Self.mask(Int(length)) == network.bits
     }
 
-    /// True when `other` lies wholly inside this prefix (a prefix contains itself).
-    public func contains(_ other: Prefix) -> Bool {
-        other.length >= length && contains(other.network)
-    }
-
     /// Number of addresses, saturating at `Int.max` for very short IPv6 prefixes.
     public var addressCount: Int {
         let hostBits = Self.maximumLength - Int(length)

@@ -49,8 +49,6 @@ public struct PortRange: Hashable, Sendable, Comparable, Codable, CustomStringCo
 
     public func contains(_ other: PortRange) -> Bool { lower <= other.lower && other.upper <= upper }
 
-    public func overlaps(_ other: PortRange) -> Bool { lower <= other.upper && other.lower <= upper }
-
     /// The smallest range holding both this one and `other`: what `ip_local_port_range` must
     /// grow to so it covers a slice.
     public func covering(_ other: PortRange) -> PortRange {
