@@ -44,6 +44,7 @@ public struct ControlAPI: Sendable {
         v1.post("hosts") { request, context in try await self.addHost(request, context) }
         v1.post("leases") { request, context in try await self.acquire(request, context) }
         v1.get("leases") { request, _ in try await self.listLeases(request) }
+        v1.post("leases/renew") { request, context in try await self.renewAll(request, context) }
         v1.post("leases/:id/renew") { request, context in try await self.renew(request, context) }
         v1.delete("leases/:id") { request, context in try await self.release(request, context) }
         v1.post("pool") { request, context in try await self.addAddress(request, context) }
@@ -128,15 +129,26 @@ public struct ControlAPI: Sendable {
         let ttlSeconds: Int64?
     }
 
+    /// The lease time a renewal asks for; an empty body asks for the default.
+    private func renewalTime(_ request: Request, _ context: BasicRequestContext) async throws -> Duration {
+        let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest(ttlSeconds: nil)
+            : try await decode(RenewRequest.self, request, context)
+        return body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
+    }
+
     private func renew(_ request: Request, _ context: BasicRequestContext) async throws -> LeaseBody {
         let host = try await requireHost(request)
         let id = try Self.leaseID(context)
-        let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest(ttlSeconds: nil)
-            : try await decode(RenewRequest.self, request, context)
-        let lease = try await allocation {
-            try await store.renew(id, host: host, timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
-        }
-        return LeaseBody(lease)
+        let timeToLive = try await renewalTime(request, context)
+        return LeaseBody(try await allocation { try await store.renew(id, host: host, timeToLive: timeToLive, now: now()) })
+    }
+
+    /// Renews every lease of the calling host in one transaction: what an agent sends each period.
+    private func renewAll(_ request: Request, _ context: BasicRequestContext) async throws -> LeaseList {
+        let host = try await requireHost(request)
+        let timeToLive = try await renewalTime(request, context)
+        let leases = try await allocation { try await store.renewAll(host: host, timeToLive: timeToLive, now: now()) }
+        return LeaseList(leases: leases.map(LeaseBody.init))
     }
 
     private func release(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {

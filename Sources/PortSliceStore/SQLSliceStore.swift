@@ -1,5 +1,6 @@
 import Foundation
 import PortSliceCore
+import Synchronization
 
 /// Leases in a SQL database, with the rules of `AllocatorModel`: SQLite embedded, or
 /// PostgreSQL shared by several allocator replicas.
@@ -12,6 +13,7 @@ import PortSliceCore
 public final class SQLSliceStore: SliceStore {
     private let connection: any SQLConnection
     private let gate = TransactionGate()
+    private let traitsByText = Mutex<[String: Traits]>([:])
     public let quarantine: Duration
     /// The PostgreSQL advisory lock that serialises writers.
     static let lockKey: Int64 = 0x706f_7274_736c_6963
@@ -88,6 +90,14 @@ public final class SQLSliceStore: SliceStore {
             (3, [
                 "CREATE TABLE table_version (id \(integer) PRIMARY KEY CHECK (id = 1), version \(integer) NOT NULL)",
                 "INSERT INTO table_version (id, version) VALUES (1, 0)",
+            ]),
+            // Every request looks up slices by state (expiry, quarantine end, free slices per
+            // address) and by holder; without these each one scans the whole table.
+            (4, [
+                "CREATE INDEX slices_by_state ON slices (state, address, slice_index)",
+                "CREATE INDEX slices_by_expiry ON slices (state, expires)",
+                "CREATE INDEX slices_by_quarantine ON slices (state, quarantine_until)",
+                "CREATE INDEX slices_by_host ON slices (host, state)",
             ]),
         ]
     }
@@ -191,33 +201,41 @@ public final class SQLSliceStore: SliceStore {
         try AllocatorModel.validate(timeToLive: timeToLive)
         return try await transaction {
             try await self.advanceInTransaction(to: now)
-            var addressTraits: [IPv4Address: Traits] = [:]
-            for row in try await self.query("SELECT address, traits FROM addresses WHERE draining = 0") {
-                addressTraits[Self.address(row)] = try Self.decode(Traits.self, row.text("traits"))
-            }
-            var free: [IPv4Address: [(index: Int, ports: PortSet)]] = [:]
-            for row in try await self.query("SELECT address, slice_index, ports FROM slices WHERE state = 'free' ORDER BY address, slice_index") {
-                free[Self.address(row), default: []].append((Int(row.integer("slice_index") ?? 0), try Self.ports(row)))
-            }
-            var held: [IPv4Address: Int] = [:]
+            // One row per address with free slices (free slices never lie on a draining address).
+            var candidates: [IPv4Address: Placement.Candidate] = [:]
             for row in try await self.query(
-                "SELECT address, COUNT(*) AS held FROM slices WHERE state = 'leased' AND host = ? GROUP BY address", [.text(host)]) {
-                held[Self.address(row)] = Int(row.integer("held") ?? 0)
+                """
+                SELECT a.address, a.traits, f.free FROM addresses a
+                JOIN (SELECT address, COUNT(*) AS free FROM slices WHERE state = 'free' GROUP BY address) f ON f.address = a.address
+                """) {
+                let address = Self.address(row)
+                candidates[address] = Placement.Candidate(
+                    egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
+                    freeSlices: Int(row.integer("free") ?? 0), heldByHost: 0)
             }
-            var chosen: [(slice: SliceID, ports: PortSet)] = []
-            for _ in 0..<count {
-                let candidates = addressTraits.compactMap { address, traits -> Placement.Candidate? in
-                    let slices = free[address] ?? []
-                    return slices.isEmpty ? nil : Placement.Candidate(
-                        egress: EgressAddress(address: address, traits: traits), freeSlices: slices.count, heldByHost: held[address, default: 0])
-                }
-                guard let address = Placement.best(for: host, traits: traits, among: candidates) else {
-                    throw AllocationError.noCapacity(wanted: count, granted: chosen.count, traits: traits.summary)
-                }
-                let slice = free[address]!.removeFirst()
-                chosen.append((SliceID(address: address, index: slice.index), slice.ports))
-                held[address, default: 0] += 1
+            for row in try await self.query(
+                "SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address", [.text(host)]) {
+                candidates[Self.address(row)]?.heldByHost = Int(row.integer("held") ?? 0)
             }
+            var picks: [IPv4Address] = []
+            for granted in 0..<count {
+                guard let address = Placement.best(for: host, traits: traits, among: Array(candidates.values)) else {
+                    throw AllocationError.noCapacity(wanted: count, granted: granted, traits: traits.summary)
+                }
+                picks.append(address)
+                candidates[address]!.freeSlices -= 1
+                candidates[address]!.heldByHost += 1
+                if candidates[address]!.freeSlices == 0 { candidates[address] = nil }
+            }
+            // Each address's lowest free slices, granted in the order they were picked, as the model does.
+            var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
+            for (address, wanted) in Dictionary(picks.map { ($0, 1) }, uniquingKeysWith: +) {
+                lowestFree[address] = try await self.query(
+                    "SELECT slice_index, ports FROM slices WHERE state = 'free' AND address = ? ORDER BY slice_index LIMIT ?",
+                    [.int(address.bits), .int(wanted)]
+                ).map { (SliceID(address: address, index: Int($0.integer("slice_index") ?? 0)), try Self.ports($0)) }.reversed()
+            }
+            let chosen = picks.map { lowestFree[$0]!.removeLast() }
             var leases: [Lease] = []
             let expires = now + timeToLive
             for (slice, ports) in chosen {
@@ -243,6 +261,17 @@ public final class SQLSliceStore: SliceStore {
             lease.expires = now + timeToLive
             try await self.run("UPDATE slices SET expires = ? WHERE lease_id = ?", [.integer(lease.expires.milliseconds), .integer(id)])
             return lease
+        }
+    }
+
+    public func renewAll(host: String, timeToLive: Duration, now: Moment) async throws -> [Lease] {
+        try AllocatorModel.validate(timeToLive: timeToLive)
+        return try await transaction {
+            try await self.advanceInTransaction(to: now)
+            let expires = now + timeToLive
+            try await self.run(
+                "UPDATE slices SET expires = ? WHERE host = ? AND state = 'leased'", [.integer(expires.milliseconds), .text(host)])
+            return try await self.leases(where: "s.host = ?", [.text(host)])
         }
     }
 
@@ -439,6 +468,16 @@ public final class SQLSliceStore: SliceStore {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    /// Decoded trait records by their stored text: an address's traits are read on every
+    /// acquire, and there are far fewer trait classes than addresses.
+    private func traits(_ text: String?) throws -> Traits {
+        guard let text else { throw StoreError("a stored Traits is missing") }
+        if let known = traitsByText.withLock({ $0[text] }) { return known }
+        let decoded = try Self.decode(Traits.self, text)
+        traitsByText.withLock { $0[text] = decoded }
+        return decoded
     }
 
     private static func decode<T: Decodable>(_ type: T.Type, _ text: String?) throws -> T {

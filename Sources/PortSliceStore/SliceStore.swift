@@ -9,6 +9,8 @@ public protocol SliceStore: Sendable {
     func remove(_ address: IPv4Address, now: Moment) async throws
     func acquire(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease]
     func renew(_ id: Int64, host: String, timeToLive: Duration, now: Moment) async throws -> Lease
+    /// Extends every live lease of `host`; see `AllocatorModel.renewAll`.
+    func renewAll(host: String, timeToLive: Duration, now: Moment) async throws -> [Lease]
     func release(_ id: Int64, host: String, now: Moment) async throws
     /// Applies expiries and quarantine ends up to `now`.
     func advance(to now: Moment) async throws

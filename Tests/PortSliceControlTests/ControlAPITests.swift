@@ -87,6 +87,12 @@ struct ControlAPITests {
             #expect(renewed == .ok)
             #expect(renewal["expires"] as? Int == Int(Self.start.milliseconds) + 130_000)
             #expect((try await call(client, .get, "/v1/leases", token: h2).1["leases"] as? [Any])?.count == 0)
+            // Renewing all leases at once touches only the caller's.
+            #expect((try await call(client, .post, "/v1/leases/renew", token: h2, json: "{}").1["leases"] as? [Any])?.count == 0)
+            let (renewedAll, all) = try await call(client, .post, "/v1/leases/renew", token: h1, json: #"{"ttlSeconds": 90}"#)
+            #expect(renewedAll == .ok)
+            #expect((all["leases"] as? [[String: Any]])?.compactMap { $0["expires"] as? Int } == [Int(Self.start.milliseconds) + 100_000, Int(Self.start.milliseconds) + 100_000])
+            #expect(try await call(client, .post, "/v1/leases/renew", token: h1, json: #"{"ttlSeconds": 1}"#).0 == .badRequest)
             #expect((try await call(client, .get, "/v1/leases", token: Self.adminToken).1["leases"] as? [Any])?.count == 2)
             #expect(try await call(client, .delete, "/v1/leases/\(id)", token: h1).0 == .noContent)
             #expect(try await call(client, .delete, "/v1/leases/\(id)", token: h1).0 == .gone)

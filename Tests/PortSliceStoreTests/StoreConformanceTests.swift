@@ -122,9 +122,12 @@ enum StoreConformance {
                     let ttl = Duration.seconds(Int64.random(in: 5...90, using: &random))
                     expected = try outcome { try model.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now) }
                     actual = try await outcome { try await store.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now) }
-                case 5..<8:
+                case 5..<7:
                     expected = try outcome { [try model.renew(id, host: host, timeToLive: .seconds(60), now: now)] }
                     actual = try await outcome { [try await store.renew(id, host: host, timeToLive: .seconds(60), now: now)] }
+                case 7:
+                    expected = try outcome { try model.renewAll(host: host, timeToLive: .seconds(45), now: now) }
+                    actual = try await outcome { try await store.renewAll(host: host, timeToLive: .seconds(45), now: now) }
                 case 8..<10:
                     expected = try outcome { try model.release(id, host: host, now: now); return [] }
                     actual = try await outcome { try await store.release(id, host: host, now: now); return [] }

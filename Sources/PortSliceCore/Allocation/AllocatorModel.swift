@@ -105,6 +105,20 @@ public struct AllocatorModel: Sendable {
         return lease
     }
 
+    /// Extends every live lease of `host` to `now + timeToLive`: what an agent sends each
+    /// period, one request for all its slices. Returns them by id; none is not an error.
+    public mutating func renewAll(host: String, timeToLive: Duration, now: Moment) throws(AllocationError) -> [Lease] {
+        try Self.validate(timeToLive: timeToLive)
+        advance(to: now)
+        return leases(of: host).map { lease in
+            var lease = lease
+            lease.expires = now + timeToLive
+            leases[lease.id] = lease
+            states[lease.slice] = .leased(lease)
+            return lease
+        }
+    }
+
     /// Ends a lease now; its slice is quarantined before anyone else may have it.
     public mutating func release(_ id: Int64, host: String, now: Moment) throws(AllocationError) {
         advance(to: now)
@@ -206,8 +220,8 @@ public struct AllocatorModel: Sendable {
 public enum Placement {
     public struct Candidate: Sendable {
         public let egress: EgressAddress
-        public let freeSlices: Int
-        public let heldByHost: Int
+        public var freeSlices: Int
+        public var heldByHost: Int
 
         public init(egress: EgressAddress, freeSlices: Int, heldByHost: Int) {
             self.egress = egress
