@@ -61,7 +61,7 @@ let package = Package(
             ]
         ),
         // Our own benchmark harness, reachable as `portslice bench`.
-        .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets"]),
+        .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore"]),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.
         .target(
             name: "PortSliceCLI",

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run benchmarks; each prints our numbers beside a peer's, measured in the same run.",
-        subcommands: [BenchCoreCommand.self, BenchConnectCommand.self]
+        subcommands: [BenchCoreCommand.self, BenchConnectCommand.self, BenchAllocCommand.self]
     )
 }
 
@@ -98,6 +98,76 @@ struct BenchConnectCommand: ParsableCommand {
                 rows.map {
                     [$0.transport, $0.method, "\($0.fill)%", String(format: "%.0f", $0.operationsPerSecond),
                      String(format: "%.2f", $0.ratioToLimit), $0.target, $0.meetsTarget.map { $0 ? "yes" : "NO" } ?? "-"]
+                }))
+        }
+    }
+}
+
+struct BenchAllocCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "alloc",
+        abstract: "Acquire and renew requests per second on the allocator's store, beside plain-SQL first fit.",
+        discussion: """
+            Every host acquires its slices in one request, then renews all of them in one \
+            request, straight against the store (no HTTP), on SQLite in a temporary directory \
+            and, with --postgres, on scratch databases created on that server and dropped \
+            afterwards. The peer is first-fit allocation in plain SQL on the same engine, with \
+            the same log row and commit but no trait matching or spreading.
+            Build with -c release: swift run -c release portslice bench alloc --postgres postgres://postgres@127.0.0.1:55432/postgres
+            """
+    )
+
+    @Option(help: "Hosts; each acquires once and renews once.")
+    var hosts = 10_000
+
+    @Option(help: "Egress addresses, 31 slices each.")
+    var addresses = 1_000
+
+    @Option(help: "Slices each host acquires in its request.")
+    var slicesPerHost = 3
+
+    @Option(help: "Also measure on this PostgreSQL server (postgres://USER@HOST:PORT/DATABASE); scratch databases are created beside DATABASE.")
+    var postgres: String?
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        guard (1...100_000).contains(hosts) else { throw ValidationError("--hosts must be 1-100000.") }
+        guard (1...65_536).contains(addresses) else { throw ValidationError("--addresses must be 1-65536.") }
+        guard (1...64).contains(slicesPerHost) else { throw ValidationError("--slices-per-host must be 1-64.") }
+        guard hosts * slicesPerHost <= addresses * 31 else {
+            throw ValidationError("--hosts x --slices-per-host (\(hosts * slicesPerHost)) is more than the pool's \(addresses * 31) slices; add --addresses.")
+        }
+    }
+
+    func run() async throws {
+        var benchmark = AllocBenchmark()
+        benchmark.hosts = hosts
+        benchmark.addresses = addresses
+        benchmark.slicesPerHost = slicesPerHost
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var engines: [AllocBenchmark.Engine] = [.sqlite(directory: directory.path)]
+        if let postgres { engines.append(.postgres(url: postgres)) }
+        var rows: [AllocBenchmark.Row] = []
+        for engine in engines {
+            rows += try await benchmark.run(on: engine) { printToStandardError("bench: \($0)") }
+        }
+        switch format {
+        case .json:
+            print(try jsonText(rows))
+        case .table:
+            print(renderTable(
+                ["engine", "request", "req/s", "p50 ms", "p99 ms", "CPU per period", "peer req/s", "peer p99 ms", "peer CPU per period", "target", "met"],
+                rows.map {
+                    [$0.engine, $0.operation, String(format: "%.0f", $0.operationsPerSecond),
+                     String(format: "%.2f", $0.p50Milliseconds), String(format: "%.2f", $0.p99Milliseconds),
+                     $0.corePercentPerPeriod.map { String(format: "%.1f%% of a core", $0) } ?? "-",
+                     String(format: "%.0f", $0.peerOperationsPerSecond), String(format: "%.2f", $0.peerP99Milliseconds),
+                     $0.peerCorePercentPerPeriod.map { String(format: "%.1f%% of a core", $0) } ?? "-",
+                     $0.target, $0.meetsTarget ? "yes" : "NO"]
                 }))
         }
     }

@@ -54,11 +54,10 @@ struct PostgresConnectionAdapter: SQLConnection {
     }
 }
 
-extension SQLSliceStore {
-    /// A store in a PostgreSQL database that several allocator replicas share.
+extension SQLConnections {
+    /// A connection to PostgreSQL.
     /// - Parameter url: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (no TLS).
-    public static func openPostgres(url: String, quarantine: Duration = .seconds(240)) async throws -> SQLSliceStore {
-        try AllocatorModel.validate(quarantine: quarantine)
+    public static func postgres(url: String) async throws -> any SQLConnection {
         guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",
               let host = components.host, let user = components.user
         else {
@@ -69,12 +68,20 @@ extension SQLSliceStore {
             host: host, port: components.port ?? 5432, username: user, password: components.password,
             database: database.isEmpty ? nil : database, tls: .disable)
         let logger = Logger(label: "portslice.store.postgres")
-        let connection: PostgresConnection
         do {
-            connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+            let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+            return PostgresConnectionAdapter(connection: connection, logger: logger)
         } catch {
             throw StoreError("cannot connect to PostgreSQL at \(host):\(components.port ?? 5432): \(String(reflecting: error))")
         }
-        return try await SQLSliceStore(connection: PostgresConnectionAdapter(connection: connection, logger: logger), quarantine: quarantine)
+    }
+}
+
+extension SQLSliceStore {
+    /// A store in a PostgreSQL database that several allocator replicas share.
+    /// - Parameter url: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (no TLS).
+    public static func openPostgres(url: String, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow) async throws -> SQLSliceStore {
+        try AllocatorModel.validate(quarantine: quarantine)
+        return try await SQLSliceStore(connection: try await SQLConnections.postgres(url: url), quarantine: quarantine, renewalWindow: renewalWindow)
     }
 }

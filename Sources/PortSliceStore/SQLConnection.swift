@@ -11,11 +11,11 @@ public enum SQLValue: Hashable, Sendable {
 public struct SQLRow: Sendable {
     let values: [String: SQLValue]
 
-    func integer(_ column: String) -> Int64? {
+    public func integer(_ column: String) -> Int64? {
         if case .integer(let value) = values[column] { value } else { nil }
     }
 
-    func text(_ column: String) -> String? {
+    public func text(_ column: String) -> String? {
         if case .text(let value) = values[column] { value } else { nil }
     }
 }
@@ -26,7 +26,7 @@ public enum SQLDialect: Sendable {
 
     /// Starts a transaction that writes: SQLite takes the write lock at once; PostgreSQL
     /// serialises allocators (replicas included) on one advisory lock for the transaction.
-    var beginWrite: [String] {
+    public var beginWrite: [String] {
         switch self {
         case .sqlite: ["BEGIN IMMEDIATE"]
         case .postgres: ["BEGIN", "SELECT pg_advisory_xact_lock(\(SQLSliceStore.lockKey))"]

@@ -14,17 +14,31 @@ public final class SQLSliceStore: SliceStore {
     private let connection: any SQLConnection
     private let gate = TransactionGate()
     private let traitsByText = Mutex<[String: Traits]>([:])
+    private let renewals: Coalescer<Renewal, [Lease]>
     public let quarantine: Duration
     /// The PostgreSQL advisory lock that serialises writers.
     static let lockKey: Int64 = 0x706f_7274_736c_6963
 
-    init(connection: any SQLConnection, quarantine: Duration) async throws {
+    /// How long a renewal waits, by default, for others to be made with it: renewals are not
+    /// urgent (a lease runs for minutes) and one statement for many hosts costs little more
+    /// than one for a single host.
+    public static let defaultRenewalWindow = Duration.milliseconds(100)
+
+    init(connection: any SQLConnection, quarantine: Duration, renewalWindow: Duration) async throws {
         self.connection = connection
         self.quarantine = quarantine
+        renewals = Coalescer(window: renewalWindow)
         try await migrate()
     }
 
     public func close() async throws { try await connection.close() }
+
+    /// The PostgreSQL server process serving this store's connection (for measuring its CPU);
+    /// nil for SQLite, which runs in this process.
+    public func serverProcessID() async throws -> Int? {
+        guard connection.dialect == .postgres else { return nil }
+        return try await gate.run { try await self.query("SELECT pg_backend_pid() AS pid").first?.integer("pid").map(Int.init) }
+    }
 
     // MARK: - Schema
 
@@ -94,12 +108,64 @@ public final class SQLSliceStore: SliceStore {
             // Every request looks up slices by state (expiry, quarantine end, free slices per
             // address) and by holder; without these each one scans the whole table.
             (4, [
-                "CREATE INDEX slices_by_state ON slices (state, address, slice_index)",
-                "CREATE INDEX slices_by_expiry ON slices (state, expires)",
-                "CREATE INDEX slices_by_quarantine ON slices (state, quarantine_until)",
-                "CREATE INDEX slices_by_host ON slices (host, state)",
-            ]),
+                // Partial indexes, one per state that is searched, so that a query by holder is
+                // never planned over a state index that covers every leased slice.
+                "CREATE INDEX slices_free ON slices (address, slice_index) WHERE state = 'free'",
+                "CREATE INDEX slices_by_expiry ON slices (expires) WHERE state = 'leased'",
+                "CREATE INDEX slices_by_quarantine ON slices (quarantine_until) WHERE state = 'quarantined'",
+                "CREATE INDEX slices_by_host ON slices (host)",
+                // A leased slice carries its lease's start, so a renewal is one statement.
+                "ALTER TABLE slices ADD COLUMN started \(integer)",
+                "UPDATE slices SET started = (SELECT a.started FROM assignments a WHERE a.lease_id = slices.lease_id) WHERE state = 'leased'",
+                // Free slices per address, kept by the database on every change of a slice's
+                // state, so placement reads one row per address instead of counting slices.
+                "ALTER TABLE addresses ADD COLUMN free_slices \(integer) NOT NULL DEFAULT 0 CHECK (free_slices >= 0)",
+                "UPDATE addresses SET free_slices = (SELECT COUNT(*) FROM slices s WHERE s.address = addresses.address AND s.state = 'free')",
+            ] + freeSliceCounting(dialect)),
         ]
+    }
+
+    /// Triggers that keep `addresses.free_slices` equal to the address's slices in state free.
+    private static func freeSliceCounting(_ dialect: SQLDialect) -> [String] {
+        switch dialect {
+        case .sqlite:
+            return [
+                """
+                CREATE TRIGGER slices_free_inserted AFTER INSERT ON slices WHEN NEW.state = 'free'
+                BEGIN UPDATE addresses SET free_slices = free_slices + 1 WHERE address = NEW.address; END
+                """,
+                """
+                CREATE TRIGGER slices_free_changed AFTER UPDATE OF state ON slices WHEN (OLD.state = 'free') <> (NEW.state = 'free')
+                BEGIN
+                    UPDATE addresses SET free_slices = free_slices + (CASE WHEN NEW.state = 'free' THEN 1 ELSE -1 END)
+                    WHERE address = NEW.address;
+                END
+                """,
+                """
+                CREATE TRIGGER slices_free_deleted AFTER DELETE ON slices WHEN OLD.state = 'free'
+                BEGIN UPDATE addresses SET free_slices = free_slices - 1 WHERE address = OLD.address; END
+                """,
+            ]
+        case .postgres:
+            return [
+                """
+                CREATE FUNCTION portslice_count_free_slices() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state = 'free' THEN
+                        UPDATE addresses SET free_slices = free_slices - 1 WHERE address = OLD.address;
+                    END IF;
+                    IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state = 'free' THEN
+                        UPDATE addresses SET free_slices = free_slices + 1 WHERE address = NEW.address;
+                    END IF;
+                    RETURN NULL;
+                END $$
+                """,
+                """
+                CREATE TRIGGER slices_count_free AFTER INSERT OR UPDATE OF state OR DELETE ON slices
+                FOR EACH ROW EXECUTE FUNCTION portslice_count_free_slices()
+                """,
+            ]
+        }
     }
 
     /// Brings the schema up to date, inside the write lock, so replicas starting together
@@ -203,15 +269,11 @@ public final class SQLSliceStore: SliceStore {
             try await self.advanceInTransaction(to: now)
             // One row per address with free slices (free slices never lie on a draining address).
             var candidates: [IPv4Address: Placement.Candidate] = [:]
-            for row in try await self.query(
-                """
-                SELECT a.address, a.traits, f.free FROM addresses a
-                JOIN (SELECT address, COUNT(*) AS free FROM slices WHERE state = 'free' GROUP BY address) f ON f.address = a.address
-                """) {
+            for row in try await self.query("SELECT address, traits, free_slices FROM addresses WHERE free_slices > 0") {
                 let address = Self.address(row)
                 candidates[address] = Placement.Candidate(
                     egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
-                    freeSlices: Int(row.integer("free") ?? 0), heldByHost: 0)
+                    freeSlices: Int(row.integer("free_slices") ?? 0), heldByHost: 0)
             }
             for row in try await self.query(
                 "SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address", [.text(host)]) {
@@ -235,7 +297,12 @@ public final class SQLSliceStore: SliceStore {
                     [.int(address.bits), .int(wanted)]
                 ).map { (SliceID(address: address, index: Int($0.integer("slice_index") ?? 0)), try Self.ports($0)) }.reversed()
             }
-            let chosen = picks.map { lowestFree[$0]!.removeLast() }
+            let chosen = try picks.map { address in
+                guard let slice = lowestFree[address]!.popLast() else {
+                    throw StoreError("free slices of \(address) counted but not found: the free_slices triggers are missing")
+                }
+                return slice
+            }
             var leases: [Lease] = []
             let expires = now + timeToLive
             for (slice, ports) in chosen {
@@ -244,8 +311,8 @@ public final class SQLSliceStore: SliceStore {
                     [.text(host), .int(slice.address.bits), .int(slice.index), .text(ports.description), .integer(now.milliseconds)])
                 guard let id = inserted.first?.integer("lease_id") else { throw StoreError("the new log record returned no lease id") }
                 try await self.run(
-                    "UPDATE slices SET state = 'leased', lease_id = ?, host = ?, expires = ? WHERE address = ? AND slice_index = ? AND state = 'free'",
-                    [.integer(id), .text(host), .integer(expires.milliseconds), .int(slice.address.bits), .int(slice.index)])
+                    "UPDATE slices SET state = 'leased', lease_id = ?, host = ?, expires = ?, started = ? WHERE address = ? AND slice_index = ? AND state = 'free'",
+                    [.integer(id), .text(host), .integer(expires.milliseconds), .integer(now.milliseconds), .int(slice.address.bits), .int(slice.index)])
                 leases.append(Lease(id: id, host: host, slice: slice, ports: ports, start: now, expires: expires))
             }
             try await self.bumpVersion()
@@ -264,15 +331,42 @@ public final class SQLSliceStore: SliceStore {
         }
     }
 
+    /// Renewals arriving within `renewalWindow` of each other are made together, one statement
+    /// per lease time asked for: every host sends one each period, so they must be cheap.
+    /// They are not a transaction with the expiry step first: leases that expired are left as
+    /// they are (the next change or the reaper ends them), as the model does.
     public func renewAll(host: String, timeToLive: Duration, now: Moment) async throws -> [Lease] {
         try AllocatorModel.validate(timeToLive: timeToLive)
-        return try await transaction {
-            try await self.advanceInTransaction(to: now)
-            let expires = now + timeToLive
-            try await self.run(
-                "UPDATE slices SET expires = ? WHERE host = ? AND state = 'leased'", [.integer(expires.milliseconds), .text(host)])
-            return try await self.leases(where: "s.host = ?", [.text(host)])
+        return try await renewals.submit(Renewal(host: host, timeToLive: timeToLive, now: now)) { try await self.renew($0) }
+    }
+
+    struct Renewal: Sendable {
+        let host: String
+        let timeToLive: Duration
+        let now: Moment
+    }
+
+    /// Makes a batch of renewals at the latest of their times, which is when the batch runs.
+    private func renew(_ batch: [Renewal]) async throws -> [[Lease]] {
+        let now = batch.map(\.now).max()!
+        let renewed = try await gate.run {
+            var renewed: [String: [Lease]] = [:]
+            for (timeToLive, renewals) in Dictionary(grouping: batch, by: \.timeToLive) {
+                let hosts = Array(Set(renewals.map(\.host)))
+                for first in stride(from: 0, to: hosts.count, by: 500) {
+                    let chunk = hosts[first..<min(first + 500, hosts.count)]
+                    let rows = try await self.query(
+                        """
+                        UPDATE slices SET expires = ? WHERE state = 'leased' AND expires > ?
+                        AND host IN (\(Array(repeating: "?", count: chunk.count).joined(separator: ", "))) RETURNING \(Self.leaseColumns)
+                        """,
+                        [.integer((now + timeToLive).milliseconds), .integer(now.milliseconds)] + chunk.map { .text($0) })
+                    for lease in try rows.map(Self.lease) { renewed[lease.host, default: []].append(lease) }
+                }
+            }
+            return renewed
         }
+        return batch.map { renewed[$0.host, default: []].sorted { $0.id < $1.id } }
     }
 
     public func release(_ id: Int64, host: String, now: Moment) async throws {
@@ -381,14 +475,14 @@ public final class SQLSliceStore: SliceStore {
         if let moment {
             try await run("UPDATE assignments SET ended = ? WHERE lease_id IN (\(leased))", [.integer(moment.milliseconds)] + binds)
             try await run(
-                "UPDATE slices SET state = 'quarantined', quarantine_until = ?, lease_id = NULL, host = NULL, expires = NULL WHERE \(condition)",
+                "UPDATE slices SET state = 'quarantined', quarantine_until = ?, lease_id = NULL, host = NULL, expires = NULL, started = NULL WHERE \(condition)",
                 [.integer(moment.milliseconds + quarantineMilliseconds)] + binds)
         } else {
             try await run(
                 "UPDATE assignments SET ended = (SELECT s.expires FROM slices s WHERE s.lease_id = assignments.lease_id) WHERE lease_id IN (\(leased))",
                 binds)
             try await run(
-                "UPDATE slices SET state = 'quarantined', quarantine_until = expires + \(quarantineMilliseconds), lease_id = NULL, host = NULL, expires = NULL WHERE \(condition)",
+                "UPDATE slices SET state = 'quarantined', quarantine_until = expires + \(quarantineMilliseconds), lease_id = NULL, host = NULL, expires = NULL, started = NULL WHERE \(condition)",
                 binds)
         }
     }
@@ -402,22 +496,22 @@ public final class SQLSliceStore: SliceStore {
         return lease
     }
 
-    /// Leased slices with their log records; the caller holds the gate.
+    /// Leased slices; the caller holds the gate.
     private func leases(where condition: String, _ binds: [SQLValue]) async throws -> [Lease] {
-        let rows = try await query(
-            """
-            SELECT s.lease_id, s.host, s.address, s.slice_index, s.ports, s.expires, a.started
-            FROM slices s JOIN assignments a ON a.lease_id = s.lease_id
-            WHERE s.state = 'leased' AND \(condition) ORDER BY s.lease_id
-            """, binds)
-        return try rows.map { row in
-            Lease(
-                id: row.integer("lease_id") ?? 0, host: row.text("host") ?? "",
-                slice: SliceID(address: Self.address(row), index: Int(row.integer("slice_index") ?? 0)),
-                ports: try Self.ports(row),
-                start: Moment(milliseconds: row.integer("started") ?? 0),
-                expires: Moment(milliseconds: row.integer("expires") ?? 0))
-        }
+        try await query("SELECT \(Self.leaseColumns) FROM slices s WHERE s.state = 'leased' AND \(condition) ORDER BY s.lease_id", binds)
+            .map(Self.lease)
+    }
+
+    /// The columns of a leased slice that make its `Lease`.
+    private static let leaseColumns = "lease_id, host, address, slice_index, ports, expires, started"
+
+    private static func lease(_ row: SQLRow) throws -> Lease {
+        Lease(
+            id: row.integer("lease_id") ?? 0, host: row.text("host") ?? "",
+            slice: SliceID(address: address(row), index: Int(row.integer("slice_index") ?? 0)),
+            ports: try ports(row),
+            start: Moment(milliseconds: row.integer("started") ?? 0),
+            expires: Moment(milliseconds: row.integer("expires") ?? 0))
     }
 
     private func poolRow(_ address: IPv4Address) async throws -> SQLRow? {

@@ -29,12 +29,12 @@ struct SQLiteConnectionAdapter: SQLConnection {
     func close() async throws { try await connection.close() }
 }
 
-extension SQLSliceStore {
-    /// The embedded store: one SQLite file (or memory, when `path` is nil), no server to run.
-    /// Changes run in `BEGIN IMMEDIATE` transactions, which also serialise several processes
-    /// sharing the file.
-    public static func openSQLite(path: String?, quarantine: Duration = .seconds(240)) async throws -> SQLSliceStore {
-        try AllocatorModel.validate(quarantine: quarantine)
+/// Opens database connections for the store, or for anything else that wants the same
+/// engine with the same settings (the allocation benchmark's plain-SQL peer).
+public enum SQLConnections {
+    /// One SQLite file (or memory, when `path` is nil) in write-ahead-log mode: a commit is one
+    /// durable append to the log rather than a rollback journal written and removed.
+    public static func sqlite(path: String?) async throws -> any SQLConnection {
         let connection: SQLiteConnection
         do {
             connection = try await SQLiteConnection.open(storage: path.map { .file(path: $0) } ?? .memory)
@@ -42,8 +42,22 @@ extension SQLSliceStore {
             throw StoreError("cannot open the SQLite database \(path ?? ":memory:"): \(error)")
         }
         let adapter = SQLiteConnectionAdapter(connection: connection)
+        if path != nil { _ = try await adapter.query("PRAGMA journal_mode = WAL", []) }
+        // Up to 64 MiB of pages in memory (the default is 2 MiB): a pool of thousands of
+        // addresses is read on every acquire and should not come through read(2) each time.
+        _ = try await adapter.query("PRAGMA cache_size = -65536", [])
         _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
         _ = try await adapter.query("PRAGMA foreign_keys = ON", [])
-        return try await SQLSliceStore(connection: adapter, quarantine: quarantine)
+        return adapter
+    }
+}
+
+extension SQLSliceStore {
+    /// The embedded store: one SQLite file (or memory, when `path` is nil), no server to run.
+    /// Changes run in `BEGIN IMMEDIATE` transactions, which also serialise several processes
+    /// sharing the file.
+    public static func openSQLite(path: String?, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow) async throws -> SQLSliceStore {
+        try AllocatorModel.validate(quarantine: quarantine)
+        return try await SQLSliceStore(connection: try await SQLConnections.sqlite(path: path), quarantine: quarantine, renewalWindow: renewalWindow)
     }
 }

@@ -16,19 +16,20 @@ enum Engine: String, Sendable, CustomTestStringConvertible {
     static let postgresMissing: Comment = "PORTSLICE_TEST_POSTGRES_URL is not set; .ci/run starts a PostgreSQL server and sets it"
 
     /// A new, empty store and the way to reopen it (a restarted allocator, or a second replica).
-    func makeStore(quarantine: Duration = .seconds(240)) async throws -> (store: SQLSliceStore, reopen: @Sendable (Duration) async throws -> SQLSliceStore) {
+    /// Renewals are made at once unless a test asks for a window to gather them in.
+    func makeStore(quarantine: Duration = .seconds(240), renewalWindow: Duration = .zero) async throws -> (store: SQLSliceStore, reopen: @Sendable (Duration) async throws -> SQLSliceStore) {
         switch self {
         case .sqlite:
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-store-\(UUID().uuidString).sqlite").path
-            return (try await SQLSliceStore.openSQLite(path: path, quarantine: quarantine),
-                    { try await SQLSliceStore.openSQLite(path: path, quarantine: $0) })
+            return (try await SQLSliceStore.openSQLite(path: path, quarantine: quarantine, renewalWindow: renewalWindow),
+                    { try await SQLSliceStore.openSQLite(path: path, quarantine: $0, renewalWindow: renewalWindow) })
         case .postgres:
             let base = try #require(Self.postgresURL)
             let name = "portslice_test_\(UInt32.random(in: 0...UInt32.max))"
             try await Self.administer(base, "CREATE DATABASE \(name)")
             let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"
-            return (try await SQLSliceStore.openPostgres(url: url, quarantine: quarantine),
-                    { try await SQLSliceStore.openPostgres(url: url, quarantine: $0) })
+            return (try await SQLSliceStore.openPostgres(url: url, quarantine: quarantine, renewalWindow: renewalWindow),
+                    { try await SQLSliceStore.openPostgres(url: url, quarantine: $0, renewalWindow: renewalWindow) })
         }
     }
 
@@ -53,6 +54,7 @@ struct SQLiteStoreTests {
     @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.sqlite) }
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.sqlite) }
     @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.sqlite) }
+    @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.sqlite) }
 }
 
 @Suite("PostgreSQL store against the allocator model", .enabled(if: Engine.postgresURL != nil, Engine.postgresMissing))
@@ -62,6 +64,7 @@ struct PostgresStoreTests {
     @Test func keepsLeasesAcrossRestarts() async throws { try await StoreConformance.keepsLeasesAcrossRestartsAndMigratesOnce(.postgres) }
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.postgres) }
     @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.postgres) }
+    @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.postgres) }
 }
 
 /// The store conformance suite, run against each engine: the same random sequences of
@@ -171,6 +174,38 @@ enum StoreConformance {
         #expect(try await store.who(address: egress.address, port: lease.ports.runs[0].lower, at: Self.start).map(\.leaseID) == [lease.id])
         await #expect(throws: AllocationError.unknownAddress(egress.address)) { try await store.drain(egress.address, now: Self.start) }
         try await store.close()
+    }
+
+    /// Renewals from several hosts within one window are made by one statement per lease time;
+    /// each caller still gets exactly its own live leases, as the model would answer it.
+    static func renewalsMadeTogether(_ engine: Engine) async throws {
+        let batching = try await engine.makeStore(renewalWindow: .milliseconds(200)).store
+        var model = try AllocatorModel(quarantine: .seconds(240))
+        for (egress, plan) in Self.pool {
+            try model.add(egress, plan: plan)
+            try await batching.add(egress, plan: plan)
+        }
+        let hosts = ["h1", "h2", "h3", "h4"]
+        for (index, host) in hosts.dropLast().enumerated() {
+            let ttl = Duration.seconds(index == 0 ? 20 : 60)  // h1's leases will have expired
+            let expected = try model.acquire(host: host, traits: Self.traits("US"), count: index + 1, timeToLive: ttl, now: Self.start)
+            #expect(try await batching.acquire(host: host, traits: Self.traits("US"), count: index + 1, timeToLive: ttl, now: Self.start) == expected)
+        }
+        let now = Self.start + .seconds(30)
+        let answers = try await withThrowingTaskGroup(of: (String, Duration, [Lease]).self) { group in
+            for (index, host) in hosts.enumerated() {
+                let ttl = Duration.seconds(index % 2 == 0 ? 90 : 120)  // two lease times: two statements
+                group.addTask { (host, ttl, try await batching.renewAll(host: host, timeToLive: ttl, now: now)) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for (host, ttl, leases) in answers {
+            #expect(leases == (try model.renewAll(host: host, timeToLive: ttl, now: now)), "\(host)")
+        }
+        #expect(answers.first { $0.0 == "h3" }?.2.count == 3)
+        #expect(answers.first { $0.0 == "h1" }?.2.isEmpty == true, "an expired lease is not renewed")
+        #expect(try await batching.allLeases() == model.allLeases)
+        try await batching.close()
     }
 
     /// The table shows every slice and its holder, and its version grows exactly when holders

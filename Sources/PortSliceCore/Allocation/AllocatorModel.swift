@@ -105,12 +105,13 @@ public struct AllocatorModel: Sendable {
         return lease
     }
 
-    /// Extends every live lease of `host` to `now + timeToLive`: what an agent sends each
-    /// period, one request for all its slices. Returns them by id; none is not an error.
+    /// Extends every lease of `host` still live at `now` to `now + timeToLive`: what an agent
+    /// sends each period, one request for all its slices. Returns them by id; none is not an
+    /// error. Unlike the other changes it applies no other expiry or quarantine end: it only
+    /// touches the caller's live leases, so stores can do it in one statement.
     public mutating func renewAll(host: String, timeToLive: Duration, now: Moment) throws(AllocationError) -> [Lease] {
         try Self.validate(timeToLive: timeToLive)
-        advance(to: now)
-        return leases(of: host).map { lease in
+        return leases(of: host).filter { $0.expires > now }.map { lease in
             var lease = lease
             lease.expires = now + timeToLive
             leases[lease.id] = lease
@@ -232,13 +233,15 @@ public enum Placement {
 
     public static func best(for host: String, traits: Traits, among candidates: [Candidate]) -> IPv4Address? {
         let hostKey = RendezvousHash.key(name: host)
-        return candidates.max { a, b in
-            let closenessA = Closeness(of: a.egress.traits, to: traits), closenessB = Closeness(of: b.egress.traits, to: traits)
-            if closenessA != closenessB { return closenessA < closenessB }
-            if a.heldByHost != b.heldByHost { return a.heldByHost > b.heldByHost }
-            if a.freeSlices != b.freeSlices { return a.freeSlices < b.freeSlices }
-            return RendezvousHash.weight(client: hostKey, target: RendezvousHash.key(a.egress.address))
-                < RendezvousHash.weight(client: hostKey, target: RendezvousHash.key(b.egress.address))
-        }?.egress.address
+        let wanted = TraitKeys(traits)
+        // Each candidate's rank is computed once; tuples compare field by field.
+        var best: (rank: (Int, Int, Int, UInt64), address: IPv4Address)?
+        for candidate in candidates {
+            let rank = (
+                Closeness(of: TraitKeys(candidate.egress.traits), to: wanted).score, -candidate.heldByHost, candidate.freeSlices,
+                RendezvousHash.weight(client: hostKey, target: RendezvousHash.key(candidate.egress.address)))
+            if best == nil || rank > best!.rank { best = (rank, candidate.egress.address) }
+        }
+        return best?.address
     }
 }
