@@ -53,7 +53,7 @@ struct ConnectCommand: ParsableCommand {
             socket = udp
                 ? try dialer.connectUDP(to: target, localPort: localPort)
                 : try dialer.connectTCP(to: target, localPort: localPort, timeout: .milliseconds(Int(timeout * 1000)))
-        } catch let error as DialError {
+        } catch {
             if case .system("connect", let errno) = error {
                 throw CommandFailure("connecting to \(target) from \(slice) failed: \(errno)")
             }

@@ -267,17 +267,20 @@ public final class SQLSliceStore: SliceStore {
         try AllocatorModel.validate(timeToLive: timeToLive)
         return try await transaction {
             try await self.advanceInTransaction(to: now)
-            // One row per address with free slices (free slices never lie on a draining address).
+            // One row per address with free slices (free slices never lie on a draining
+            // address), with how many slices this host holds there.
             var candidates: [IPv4Address: Placement.Candidate] = [:]
-            for row in try await self.query("SELECT address, traits, free_slices FROM addresses WHERE free_slices > 0") {
+            for row in try await self.query(
+                """
+                SELECT a.address, a.traits, a.free_slices, COALESCE(h.held, 0) AS held FROM addresses a
+                LEFT JOIN (SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address) h
+                ON h.address = a.address
+                WHERE a.free_slices > 0
+                """, [.text(host)]) {
                 let address = Self.address(row)
                 candidates[address] = Placement.Candidate(
                     egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
-                    freeSlices: Int(row.integer("free_slices") ?? 0), heldByHost: 0)
-            }
-            for row in try await self.query(
-                "SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address", [.text(host)]) {
-                candidates[Self.address(row)]?.heldByHost = Int(row.integer("held") ?? 0)
+                    freeSlices: Int(row.integer("free_slices") ?? 0), heldByHost: Int(row.integer("held") ?? 0))
             }
             var picks: [IPv4Address] = []
             for granted in 0..<count {
@@ -290,31 +293,49 @@ public final class SQLSliceStore: SliceStore {
                 if candidates[address]!.freeSlices == 0 { candidates[address] = nil }
             }
             // Each address's lowest free slices, granted in the order they were picked, as the model does.
+            let addresses = Array(Set(picks))
             var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
-            for (address, wanted) in Dictionary(picks.map { ($0, 1) }, uniquingKeysWith: +) {
-                lowestFree[address] = try await self.query(
-                    "SELECT slice_index, ports FROM slices WHERE state = 'free' AND address = ? ORDER BY slice_index LIMIT ?",
-                    [.int(address.bits), .int(wanted)]
-                ).map { (SliceID(address: address, index: Int($0.integer("slice_index") ?? 0)), try Self.ports($0)) }.reversed()
+            for row in try await self.query(
+                "SELECT address, slice_index, ports FROM slices WHERE state = 'free' AND address IN (\(Self.placeholders(addresses.count))) ORDER BY address, slice_index",
+                addresses.map { .int($0.bits) }) {
+                let address = Self.address(row)
+                lowestFree[address, default: []].append((SliceID(address: address, index: Int(row.integer("slice_index") ?? 0)), try Self.ports(row)))
             }
+            var taken: [IPv4Address: Int] = [:]
             let chosen = try picks.map { address in
-                guard let slice = lowestFree[address]!.popLast() else {
+                let next = taken[address, default: 0]
+                guard let free = lowestFree[address], next < free.count else {
                     throw StoreError("free slices of \(address) counted but not found: the free_slices triggers are missing")
                 }
-                return slice
+                taken[address] = next + 1
+                return free[next]
             }
-            var leases: [Lease] = []
+            // One log record per slice and one update for all of them; lease ids follow the
+            // order of the records, which is the order of the picks.
+            let records = Array(repeating: "(?, ?, ?, ?, 'tcp,udp', ?)", count: chosen.count).joined(separator: ", ")
+            var ids: [SliceID: Int64] = [:]
+            for row in try await self.query(
+                "INSERT INTO assignments (host, address, slice_index, ports, protocols, started) VALUES \(records) RETURNING lease_id, address, slice_index",
+                chosen.flatMap { slice, ports -> [SQLValue] in
+                    [.text(host), .int(slice.address.bits), .int(slice.index), .text(ports.description), .integer(now.milliseconds)]
+                }) {
+                ids[SliceID(address: Self.address(row), index: Int(row.integer("slice_index") ?? 0))] = row.integer("lease_id")
+            }
             let expires = now + timeToLive
-            for (slice, ports) in chosen {
-                let inserted = try await self.query(
-                    "INSERT INTO assignments (host, address, slice_index, ports, protocols, started) VALUES (?, ?, ?, ?, 'tcp,udp', ?) RETURNING lease_id",
-                    [.text(host), .int(slice.address.bits), .int(slice.index), .text(ports.description), .integer(now.milliseconds)])
-                guard let id = inserted.first?.integer("lease_id") else { throw StoreError("the new log record returned no lease id") }
-                try await self.run(
-                    "UPDATE slices SET state = 'leased', lease_id = ?, host = ?, expires = ?, started = ? WHERE address = ? AND slice_index = ? AND state = 'free'",
-                    [.integer(id), .text(host), .integer(expires.milliseconds), .integer(now.milliseconds), .int(slice.address.bits), .int(slice.index)])
-                leases.append(Lease(id: id, host: host, slice: slice, ports: ports, start: now, expires: expires))
+            let leases = try chosen.map { slice, ports in
+                guard let id = ids[slice] else { throw StoreError("the new log record of \(slice) returned no lease id") }
+                return Lease(id: id, host: host, slice: slice, ports: ports, start: now, expires: expires)
             }
+            let slices = leases.map { _ in "(address = ? AND slice_index = ?)" }
+            try await self.run(
+                """
+                UPDATE slices SET state = 'leased', host = ?, expires = ?, started = ?,
+                    lease_id = CASE \(leases.map { _ in "WHEN address = ? AND slice_index = ? THEN ?" }.joined(separator: " ")) END
+                WHERE state = 'free' AND (\(slices.joined(separator: " OR ")))
+                """,
+                [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds)]
+                    + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index), .integer($0.id)] }
+                    + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index)] })
             try await self.bumpVersion()
             return leases
         }
@@ -358,7 +379,7 @@ public final class SQLSliceStore: SliceStore {
                     let rows = try await self.query(
                         """
                         UPDATE slices SET expires = ? WHERE state = 'leased' AND expires > ?
-                        AND host IN (\(Array(repeating: "?", count: chunk.count).joined(separator: ", "))) RETURNING \(Self.leaseColumns)
+                        AND host IN (\(Self.placeholders(chunk.count))) RETURNING \(Self.leaseColumns)
                         """,
                         [.integer((now + timeToLive).milliseconds), .integer(now.milliseconds)] + chunk.map { .text($0) })
                     for lease in try rows.map(Self.lease) { renewed[lease.host, default: []].append(lease) }
@@ -543,6 +564,11 @@ public final class SQLSliceStore: SliceStore {
 
     private func run(_ sql: String, _ binds: [SQLValue] = []) async throws {
         _ = try await query(sql, binds)
+    }
+
+    /// `?, ?, ?` for `count` values.
+    private static func placeholders(_ count: Int) -> String {
+        Array(repeating: "?", count: count).joined(separator: ", ")
     }
 
     private static func address(_ row: SQLRow) -> IPv4Address {
