@@ -121,6 +121,7 @@ public final class SQLSliceStore: SliceStore {
                 // state, so placement reads one row per address instead of counting slices.
                 "ALTER TABLE addresses ADD COLUMN free_slices \(integer) NOT NULL DEFAULT 0 CHECK (free_slices >= 0)",
                 "UPDATE addresses SET free_slices = (SELECT COUNT(*) FROM slices s WHERE s.address = addresses.address AND s.state = 'free')",
+                "CREATE INDEX addresses_by_traits ON addresses (traits, free_slices)",
             ] + freeSliceCounting(dialect)),
         ]
     }
@@ -267,16 +268,32 @@ public final class SQLSliceStore: SliceStore {
         try AllocatorModel.validate(timeToLive: timeToLive)
         return try await transaction {
             try await self.advanceInTransaction(to: now)
-            // One row per address with free slices (free slices never lie on a draining
-            // address), with how many slices this host holds there.
+            // Placement ranks by trait closeness first, so only the closest trait classes that
+            // together have `count` free slices (and any class as close as the last of them)
+            // can receive a slice: only their addresses are read, with how many slices this
+            // host holds on each. Free slices never lie on a draining address.
+            let classes = try await self.query(
+                "SELECT traits, SUM(free_slices) AS free FROM addresses WHERE free_slices > 0 GROUP BY traits")
+                .map { row in (text: row.text("traits") ?? "", closeness: Closeness(of: try self.traits(row.text("traits")), to: traits),
+                               free: Int(row.integer("free") ?? 0)) }
+                .sorted { $0.closeness > $1.closeness }
+            var wanted: [String] = []
+            var freeInWanted = 0
+            var lastCloseness: Closeness?
+            for trait in classes {
+                if freeInWanted >= count, let lastCloseness, trait.closeness < lastCloseness { break }
+                wanted.append(trait.text)
+                freeInWanted += trait.free
+                lastCloseness = trait.closeness
+            }
             var candidates: [IPv4Address: Placement.Candidate] = [:]
-            for row in try await self.query(
+            for row in wanted.isEmpty ? [] : try await self.query(
                 """
                 SELECT a.address, a.traits, a.free_slices, COALESCE(h.held, 0) AS held FROM addresses a
                 LEFT JOIN (SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address) h
                 ON h.address = a.address
-                WHERE a.free_slices > 0
-                """, [.text(host)]) {
+                WHERE a.free_slices > 0 AND a.traits IN (\(Self.placeholders(wanted.count)))
+                """, [.text(host)] + wanted.map { .text($0) }) {
                 let address = Self.address(row)
                 candidates[address] = Placement.Candidate(
                     egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
