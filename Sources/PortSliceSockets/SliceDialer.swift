@@ -53,6 +53,8 @@ public final class SliceDialer: Sendable {
     private let netnsRange: PortRange?
     /// Linux 6.18 and later: an explicit bind no longer keeps a port from the kernel's choice.
     private let explicitBindsLeaveNoTrace: Bool
+    /// The fast path's own flows per destination, for its one-port hints (nil for the search).
+    private let occupancy: PortOccupancy?
 
     /// - Parameters:
     ///   - slice: the shared address and its ports.
@@ -84,6 +86,7 @@ public final class SliceDialer: Sendable {
         netnsRange = settings?.localPortRange
         explicitBindsLeaveNoTrace = HostNetwork.kernelVersion.map { $0 >= (6, 18) } ?? false
         search = PortSearch(ports: slice.ports.subtracting(settings?.reservedPorts ?? .empty))
+        occupancy = tcpStrategy == .kernelRange ? PortOccupancy(span: slice.ports.span!, reserved: settings?.reservedPorts ?? .empty) : nil
         if let sockDiag { self.sockDiag = sockDiag } else { self.sockDiag = try SockDiag() }
     }
 
@@ -122,7 +125,7 @@ public final class SliceDialer: Sendable {
             return try pending(socket, to: destination)
         }
         if tcpStrategy == .kernelRange {
-            return try pending(try kernelRangeTCP(to: destination), to: destination)
+            return try pending(try kernelRangeTCP(to: destination), to: destination, occupancy: occupancy)
         }
         // The first port is tried directly; after a clash sock_diag is asked first (firstFree).
         let socket = try firstFree(.tcp, to: destination) { port throws(DialError) in
@@ -132,13 +135,25 @@ public final class SliceDialer: Sendable {
     }
 
     private func kernelRangeTCP(to destination: Endpoint) throws(DialError) -> OwnedDescriptor {
+        if let hint = occupancy?.believedFree(towards: destination),
+           let socket = try kernelRangeAttempt(to: destination, range: try! PortRange(hint, hint)) {
+            return socket
+        }
+        guard let socket = try kernelRangeAttempt(to: destination, range: slice.ports.span!) else {
+            throw .sliceExhausted(slice: slice.ports, destination: destination)
+        }
+        return socket
+    }
+
+    /// The kernel picks a port of `range` at connect time; nil when every one is taken
+    /// towards `destination`.
+    private func kernelRangeAttempt(to destination: Endpoint, range: PortRange) throws(DialError) -> OwnedDescriptor? {
         let socket = try OwnedDescriptor(.tcp, nonBlocking: true)
-        let span = slice.ports.span!
         // SO_REUSEADDR lets an explicit request for this port towards another destination
         // bind beside this flow; the kernel's own choice ignores it.
         try socket.set(.reuseAddress, 1)
         try socket.set(.bindAddressNoPort, 1)
-        try socket.set(.localPortRange, cportslice_pack_port_range(span.lower, span.upper))
+        try socket.set(.localPortRange, cportslice_pack_port_range(range.lower, range.upper))
         try bind(socket, port: 0)
         switch Syscalls.connect(socket.raw, destination.address, destination.port) {
         case .success:
@@ -146,7 +161,7 @@ public final class SliceDialer: Sendable {
         case .failure(let errno) where errno == .nowInProgress || errno == .interrupted:
             return socket
         case .failure(let errno) where errno == .addressNotAvailable || errno == .resourceTemporarilyUnavailable:
-            throw .sliceExhausted(slice: slice.ports, destination: destination)
+            return nil
         case .failure(let errno):
             throw DialError.from(.connect, errno)
         }
@@ -170,9 +185,11 @@ public final class SliceDialer: Sendable {
         }
     }
 
-    private func pending(_ socket: consuming OwnedDescriptor, to destination: Endpoint) throws(DialError) -> PendingConnection {
+    private func pending(
+        _ socket: consuming OwnedDescriptor, to destination: Endpoint, occupancy: PortOccupancy? = nil
+    ) throws(DialError) -> PendingConnection {
         let local = try checkedLocal(socket)
-        return PendingConnection(socket, local: local, remote: destination)
+        return PendingConnection(socket, local: local, remote: destination, occupancy: occupancy)
     }
 
     // MARK: - UDP
@@ -307,12 +324,16 @@ public final class SliceDialer: Sendable {
 public struct PendingConnection: ~Copyable, Sendable {
     public let local: Endpoint
     public let remote: Endpoint
-    private let descriptor: CInt
+    private var descriptor: CInt
+    /// Counts the port as held until the connection ends or becomes a `ConnectedSocket`.
+    private var occupancy: PortOccupancy?
 
-    init(_ socket: consuming OwnedDescriptor, local: Endpoint, remote: Endpoint) {
+    init(_ socket: consuming OwnedDescriptor, local: Endpoint, remote: Endpoint, occupancy: PortOccupancy? = nil) {
         descriptor = socket.release()
         self.local = local
         self.remote = remote
+        self.occupancy = occupancy
+        occupancy?.hold(local.port, towards: remote)
     }
 
     /// The non-blocking descriptor, still owned by this value: wait for it to become
@@ -323,9 +344,23 @@ public struct PendingConnection: ~Copyable, Sendable {
     /// - Throws: `DialError.timedOut`, or `.system(connect, errno)` with the error the
     ///   connection ended with (such as ECONNREFUSED).
     public consuming func finish(timeout: Duration) throws(DialError) -> ConnectedSocket {
+        // The descriptor and the port's count move to `owned` and then to the ConnectedSocket;
+        // this value's deinit is left nothing to close or release.
         let owned = OwnedDescriptor(descriptor)
-        let local = local, remote = remote
-        discard self
+        let occupancy = occupancy
+        descriptor = -1
+        self.occupancy = nil
+        do {
+            return try Self.waitForHandshake(owned, local: local, remote: remote, timeout: timeout, occupancy: occupancy)
+        } catch {
+            occupancy?.release(local.port, towards: remote)
+            throw error
+        }
+    }
+
+    private static func waitForHandshake(
+        _ owned: consuming OwnedDescriptor, local: Endpoint, remote: Endpoint, timeout: Duration, occupancy: PortOccupancy?
+    ) throws(DialError) -> ConnectedSocket {
         let deadline = ContinuousClock.now + max(timeout, .zero)
         while true {
             let left = max(deadline - ContinuousClock.now, .zero)
@@ -339,11 +374,14 @@ public struct PendingConnection: ~Copyable, Sendable {
             break
         }
         switch Syscalls.getOption(owned.raw, .error, as: CInt.self) {
-        case .success(0): return ConnectedSocket(owned, transport: .tcp, local: local, remote: remote)
+        case .success(0): return ConnectedSocket(owned, transport: .tcp, local: local, remote: remote, occupancy: occupancy)
         case .success(let code): throw DialError.from(.connect, Errno(rawValue: code))
         case .failure(let errno): throw DialError.from(.getsockopt, errno)
         }
     }
 
-    deinit { Syscalls.close(descriptor) }
+    deinit {
+        if descriptor >= 0 { Syscalls.close(descriptor) }
+        occupancy?.release(local.port, towards: remote)
+    }
 }

@@ -60,20 +60,24 @@ public struct ConnectedSocket: ~Copyable, Sendable {
     public let local: Endpoint
     public let remote: Endpoint
     /// The descriptor, still owned by this value.
-    public let descriptor: CInt
+    public private(set) var descriptor: CInt
+    /// Where the dialer counts this flow's port as held, until this value goes.
+    private let occupancy: PortOccupancy?
 
-    init(_ owned: consuming OwnedDescriptor, transport: Transport, local: Endpoint, remote: Endpoint) {
+    init(_ owned: consuming OwnedDescriptor, transport: Transport, local: Endpoint, remote: Endpoint, occupancy: PortOccupancy? = nil) {
         descriptor = owned.release()
         self.transport = transport
         self.local = local
         self.remote = remote
+        self.occupancy = occupancy
     }
 
-    /// Gives up ownership: the caller must close the descriptor.
+    /// Gives up ownership: the caller must close the descriptor. The dialer stops counting
+    /// the port as held (it cannot see the close), which costs at most a retried connect.
     public consuming func takeDescriptor() -> CInt {
-        let descriptor = descriptor
-        discard self
-        return descriptor
+        let taken = descriptor
+        descriptor = -1  // deinit then closes nothing
+        return taken
     }
 
     /// Makes the next close send a TCP reset and skip TIME_WAIT, so the 4-tuple is free at
@@ -85,5 +89,8 @@ public struct ConnectedSocket: ~Copyable, Sendable {
     /// `protocol local -> remote`, the 4-tuple.
     public var tuple: String { "\(transport) \(local) -> \(remote)" }
 
-    deinit { Syscalls.close(descriptor) }
+    deinit {
+        if descriptor >= 0 { Syscalls.close(descriptor) }
+        occupancy?.release(local.port, towards: remote)
+    }
 }

@@ -118,33 +118,43 @@ public final class SQLSliceStore: SliceStore {
                 "ALTER TABLE slices ADD COLUMN started \(integer)",
                 "UPDATE slices SET started = (SELECT a.started FROM assignments a WHERE a.lease_id = slices.lease_id) WHERE state = 'leased'",
                 // Free slices per address, kept by the database on every change of a slice's
-                // state, so placement reads one row per address instead of counting slices.
-                "ALTER TABLE addresses ADD COLUMN free_slices \(integer) NOT NULL DEFAULT 0 CHECK (free_slices >= 0)",
-                "UPDATE addresses SET free_slices = (SELECT COUNT(*) FROM slices s WHERE s.address = addresses.address AND s.state = 'free')",
-                "CREATE INDEX addresses_by_traits ON addresses (traits, free_slices)",
+                // state, so placement reads one narrow row per address instead of counting
+                // slices. A table of its own: on PostgreSQL every count change writes a new row
+                // version, which must not copy an address's plan.
+                """
+                CREATE TABLE free_counts (
+                    address \(integer) PRIMARY KEY REFERENCES addresses(address),
+                    traits TEXT NOT NULL,
+                    free \(integer) NOT NULL CHECK (free >= 0))
+                """,
+                """
+                INSERT INTO free_counts (address, traits, free)
+                SELECT a.address, a.traits, (SELECT COUNT(*) FROM slices s WHERE s.address = a.address AND s.state = 'free') FROM addresses a
+                """,
             ] + freeSliceCounting(dialect)),
         ]
     }
 
-    /// Triggers that keep `addresses.free_slices` equal to the address's slices in state free.
+    /// Triggers that keep `free_counts.free` equal to the address's slices in state free (an
+    /// address's row is inserted after its slices, with their number).
     private static func freeSliceCounting(_ dialect: SQLDialect) -> [String] {
         switch dialect {
         case .sqlite:
             return [
                 """
                 CREATE TRIGGER slices_free_inserted AFTER INSERT ON slices WHEN NEW.state = 'free'
-                BEGIN UPDATE addresses SET free_slices = free_slices + 1 WHERE address = NEW.address; END
+                BEGIN UPDATE free_counts SET free = free + 1 WHERE address = NEW.address; END
                 """,
                 """
                 CREATE TRIGGER slices_free_changed AFTER UPDATE OF state ON slices WHEN (OLD.state = 'free') <> (NEW.state = 'free')
                 BEGIN
-                    UPDATE addresses SET free_slices = free_slices + (CASE WHEN NEW.state = 'free' THEN 1 ELSE -1 END)
+                    UPDATE free_counts SET free = free + (CASE WHEN NEW.state = 'free' THEN 1 ELSE -1 END)
                     WHERE address = NEW.address;
                 END
                 """,
                 """
                 CREATE TRIGGER slices_free_deleted AFTER DELETE ON slices WHEN OLD.state = 'free'
-                BEGIN UPDATE addresses SET free_slices = free_slices - 1 WHERE address = OLD.address; END
+                BEGIN UPDATE free_counts SET free = free - 1 WHERE address = OLD.address; END
                 """,
             ]
         case .postgres:
@@ -153,10 +163,10 @@ public final class SQLSliceStore: SliceStore {
                 CREATE FUNCTION portslice_count_free_slices() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN
                     IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state = 'free' THEN
-                        UPDATE addresses SET free_slices = free_slices - 1 WHERE address = OLD.address;
+                        UPDATE free_counts SET free = free - 1 WHERE address = OLD.address;
                     END IF;
                     IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state = 'free' THEN
-                        UPDATE addresses SET free_slices = free_slices + 1 WHERE address = NEW.address;
+                        UPDATE free_counts SET free = free + 1 WHERE address = NEW.address;
                     END IF;
                     RETURN NULL;
                 END $$
@@ -203,6 +213,9 @@ public final class SQLSliceStore: SliceStore {
                         : "INSERT INTO slices (address, slice_index, ports, state) VALUES (?, ?, ?, 'free')",
                     binds)
             }
+            try await self.run(
+                "INSERT INTO free_counts (address, traits, free) VALUES (?, ?, ?)",
+                [.int(egress.address.bits), .text(traits), .int(plan.allocatable.count)])
             try await self.bumpVersion()
         }
     }
@@ -232,6 +245,7 @@ public final class SQLSliceStore: SliceStore {
             }
             // The assignment log keeps the address's history.
             try await self.run("DELETE FROM slices WHERE address = ?", [.int(address.bits)])
+            try await self.run("DELETE FROM free_counts WHERE address = ?", [.int(address.bits)])
             try await self.run("DELETE FROM addresses WHERE address = ?", [.int(address.bits)])
             try await self.bumpVersion()
         }
@@ -273,7 +287,7 @@ public final class SQLSliceStore: SliceStore {
             // can receive a slice: only their addresses are read, with how many slices this
             // host holds on each. Free slices never lie on a draining address.
             let classes = try await self.query(
-                "SELECT traits, SUM(free_slices) AS free FROM addresses WHERE free_slices > 0 GROUP BY traits")
+                "SELECT traits, SUM(free) AS free FROM free_counts WHERE free > 0 GROUP BY traits")
                 .map { row in (text: row.text("traits") ?? "", closeness: Closeness(of: try self.traits(row.text("traits")), to: traits),
                                free: Int(row.integer("free") ?? 0)) }
                 .sorted { $0.closeness > $1.closeness }
@@ -289,15 +303,15 @@ public final class SQLSliceStore: SliceStore {
             var candidates: [IPv4Address: Placement.Candidate] = [:]
             for row in wanted.isEmpty ? [] : try await self.query(
                 """
-                SELECT a.address, a.traits, a.free_slices, COALESCE(h.held, 0) AS held FROM addresses a
+                SELECT f.address, f.traits, f.free, COALESCE(h.held, 0) AS held FROM free_counts f
                 LEFT JOIN (SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address) h
-                ON h.address = a.address
-                WHERE a.free_slices > 0 AND a.traits IN (\(Self.placeholders(wanted.count)))
+                ON h.address = f.address
+                WHERE f.free > 0 AND f.traits IN (\(Self.placeholders(wanted.count)))
                 """, [.text(host)] + wanted.map { .text($0) }) {
                 let address = Self.address(row)
                 candidates[address] = Placement.Candidate(
                     egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
-                    freeSlices: Int(row.integer("free_slices") ?? 0), heldByHost: Int(row.integer("held") ?? 0))
+                    freeSlices: Int(row.integer("free") ?? 0), heldByHost: Int(row.integer("held") ?? 0))
             }
             var picks: [IPv4Address] = []
             for granted in 0..<count {
@@ -322,7 +336,7 @@ public final class SQLSliceStore: SliceStore {
             let chosen = try picks.map { address in
                 let next = taken[address, default: 0]
                 guard let free = lowestFree[address], next < free.count else {
-                    throw StoreError("free slices of \(address) counted but not found: the free_slices triggers are missing")
+                    throw StoreError("free slices of \(address) counted but not found: the free_counts triggers are missing")
                 }
                 taken[address] = next + 1
                 return free[next]

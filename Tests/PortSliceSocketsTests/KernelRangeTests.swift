@@ -51,6 +51,55 @@ struct KernelRangeTests {
         #expect(ports.openedPorts.sorted() == [40000, 40001, 40002, 40003])
     }
 
+    /// A flow kept as a `ConnectedSocket` (not as a bare descriptor), so the dialer keeps
+    /// counting its port as held until the box lets it go.
+    final class KeptFlow: @unchecked Sendable {
+        private var socket: ConnectedSocket?
+        private let descriptor: CInt
+        let port: UInt16
+
+        init(_ socket: consuming ConnectedSocket) {
+            descriptor = socket.descriptor
+            port = socket.local.port
+            self.socket = consume socket
+        }
+
+        /// Closes with a reset, so the 4-tuple is free at once.
+        func close() {
+            _ = Syscalls.setResetOnClose(descriptor)
+            socket = nil
+        }
+    }
+
+    /// With most of the slice held by its own flows, the fast path offers the kernel one port
+    /// it believes free. A port held by someone else (another dialer here) makes it retry the
+    /// whole slice: still exactly N flows, then exhaustion, and a closed flow's port is found.
+    @Test func oneFreePortHintsNeverCostAFlow() throws {
+        let namespace = try TestNamespace(addresses: Self.addresses)
+        let slice = EgressSlice(address: Self.shared, ports: PortSet(try PortRange(40000, 40007)))
+        let (ours, foreign, exhausted, reopened, closedPort, again) = try namespace.run {
+            let listener = try Listener(Self.destination)
+            defer { withExtendedLifetime(listener) {} }
+            let dialer = try SliceDialer(slice: slice, strategy: .kernelRange)
+            let stranger = try SliceDialer(slice: slice, strategy: .kernelRange)
+            var kept = try (0..<7).map { _ in KeptFlow(try dialer.connectTCP(to: Self.destination)) }
+            let ours = kept.map(\.port)
+            let foreign = KeptFlow(try stranger.connectTCP(to: Self.destination))
+            let exhausted = Result { () throws(DialError) in _ = try dialer.connectTCP(to: Self.destination) }
+            let closed = kept.removeLast()
+            closed.close()
+            let reopened = KeptFlow(try dialer.connectTCP(to: Self.destination))
+            let again = Result { () throws(DialError) in _ = try dialer.connectTCP(to: Self.destination) }
+            let result = (ours, foreign.port, exhausted, reopened.port, closed.port, again)
+            withExtendedLifetime((kept, foreign, reopened)) {}
+            return result
+        }
+        #expect(Set(ours + [foreign]) == Set(40000...40007), "seven of ours and one of the stranger's fill the slice")
+        #expect(throws: DialError.sliceExhausted(slice: slice.ports, destination: Self.destination)) { try exhausted.get() }
+        #expect(reopened == closedPort)
+        #expect(throws: DialError.sliceExhausted(slice: slice.ports, destination: Self.destination)) { try again.get() }
+    }
+
     /// Late bind: the port is 0 after bind and chosen at connect, inside the range; an 8-port
     /// range gives exactly 8 connections to one destination; a single-port range gives one.
     @Test func lateBindAndExactCounts() throws {
