@@ -113,7 +113,7 @@ public final class SQLSliceStore: SliceStore {
                 "CREATE INDEX slices_free ON slices (address, slice_index) WHERE state = 'free'",
                 "CREATE INDEX slices_by_expiry ON slices (expires) WHERE state = 'leased'",
                 "CREATE INDEX slices_by_quarantine ON slices (quarantine_until) WHERE state = 'quarantined'",
-                "CREATE INDEX slices_by_host ON slices (host)",
+                "CREATE INDEX slices_by_host ON slices (host) WHERE state = 'leased'",
                 // A leased slice carries its lease's start, so a renewal is one statement.
                 "ALTER TABLE slices ADD COLUMN started \(integer)",
                 "UPDATE slices SET started = (SELECT a.started FROM assignments a WHERE a.lease_id = slices.lease_id) WHERE state = 'leased'",
@@ -287,7 +287,7 @@ public final class SQLSliceStore: SliceStore {
             // can receive a slice: only their addresses are read, with how many slices this
             // host holds on each. Free slices never lie on a draining address.
             let classes = try await self.query(
-                "SELECT traits, SUM(free) AS free FROM free_counts WHERE free > 0 GROUP BY traits")
+                "SELECT traits, CAST(SUM(free) AS BIGINT) AS free FROM free_counts WHERE free > 0 GROUP BY traits")
                 .map { row in (text: row.text("traits") ?? "", closeness: Closeness(of: try self.traits(row.text("traits")), to: traits),
                                free: Int(row.integer("free") ?? 0)) }
                 .sorted { $0.closeness > $1.closeness }
