@@ -81,7 +81,7 @@ let package = Package(
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
-        .testTarget(name: "PortSliceBenchmarksTests", dependencies: ["PortSliceBenchmarks", "PortSliceCore"]),
+        .testTarget(name: "PortSliceBenchmarksTests", dependencies: ["PortSliceBenchmarks", "PortSliceCore", "PortSliceStore"]),
         .testTarget(
             name: "PortSliceControlTests",
             dependencies: [

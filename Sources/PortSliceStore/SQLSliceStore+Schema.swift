@@ -1,0 +1,140 @@
+import PortSliceCore
+
+extension SQLSliceStore {
+    /// Versioned schema steps per dialect; a released step never changes.
+    static func migrations(_ dialect: SQLDialect) -> [(version: Int, statements: [String])] {
+        let integer = dialect == .sqlite ? "INTEGER" : "BIGINT"
+        let leaseKey = dialect == .sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY"
+        var slices = """
+            CREATE TABLE slices (
+                address \(integer) NOT NULL REFERENCES addresses(address),
+                slice_index \(integer) NOT NULL,
+                ports TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('free', 'leased', 'quarantined', 'draining')),
+                lease_id \(integer) UNIQUE,
+                host TEXT,
+                expires \(integer),
+                quarantine_until \(integer),
+                PRIMARY KEY (address, slice_index),
+                CHECK ((state = 'leased') = (lease_id IS NOT NULL AND host IS NOT NULL AND expires IS NOT NULL)),
+                CHECK ((state = 'quarantined') = (quarantine_until IS NOT NULL))
+            """
+        var extensions: [String] = []
+        if dialect == .postgres {
+            extensions = ["CREATE EXTENSION IF NOT EXISTS btree_gist"]
+            slices += """
+                ,
+                    port_ranges int4multirange NOT NULL,
+                    EXCLUDE USING gist (address WITH =, port_ranges WITH &&)
+                """
+        }
+        return [
+            (1, extensions + [
+                """
+                CREATE TABLE addresses (
+                    address \(integer) PRIMARY KEY,
+                    traits TEXT NOT NULL,
+                    plan TEXT NOT NULL,
+                    draining \(integer) NOT NULL DEFAULT 0 CHECK (draining IN (0, 1)))
+                """,
+                slices + ")",
+                """
+                CREATE TABLE assignments (
+                    lease_id \(leaseKey),
+                    host TEXT NOT NULL,
+                    address \(integer) NOT NULL,
+                    slice_index \(integer) NOT NULL,
+                    ports TEXT NOT NULL,
+                    protocols TEXT NOT NULL,
+                    started \(integer) NOT NULL,
+                    ended \(integer) CHECK (ended IS NULL OR ended >= started))
+                """,
+                "CREATE INDEX assignments_by_address ON assignments (address, started)",
+            ]),
+            (2, [
+                """
+                CREATE TABLE hosts (
+                    name TEXT PRIMARY KEY,
+                    labels TEXT NOT NULL,
+                    token_hash TEXT NOT NULL,
+                    created \(integer) NOT NULL)
+                """,
+            ]),
+            (3, [
+                "CREATE TABLE table_version (id \(integer) PRIMARY KEY CHECK (id = 1), version \(integer) NOT NULL)",
+                "INSERT INTO table_version (id, version) VALUES (1, 0)",
+            ]),
+            // Every request looks up slices by state (expiry, quarantine end, free slices per
+            // address) and by holder; without these each one scans the whole table.
+            (4, [
+                // Partial indexes, one per state that is searched, so that a query by holder is
+                // never planned over a state index that covers every leased slice.
+                "CREATE INDEX slices_free ON slices (address, slice_index) WHERE state = 'free'",
+                "CREATE INDEX slices_by_expiry ON slices (expires) WHERE state = 'leased'",
+                "CREATE INDEX slices_by_quarantine ON slices (quarantine_until) WHERE state = 'quarantined'",
+                "CREATE INDEX slices_by_host ON slices (host) WHERE state = 'leased'",
+                // A leased slice carries its lease's start, so a renewal is one statement.
+                "ALTER TABLE slices ADD COLUMN started \(integer)",
+                "UPDATE slices SET started = (SELECT a.started FROM assignments a WHERE a.lease_id = slices.lease_id) WHERE state = 'leased'",
+                // Free slices per address, kept by the database on every change of a slice's
+                // state, so placement reads one narrow row per address instead of counting
+                // slices. A table of its own: on PostgreSQL every count change writes a new row
+                // version, which must not copy an address's plan.
+                """
+                CREATE TABLE free_counts (
+                    address \(integer) PRIMARY KEY REFERENCES addresses(address),
+                    traits TEXT NOT NULL,
+                    free \(integer) NOT NULL CHECK (free >= 0))
+                """,
+                """
+                INSERT INTO free_counts (address, traits, free)
+                SELECT a.address, a.traits, (SELECT COUNT(*) FROM slices s WHERE s.address = a.address AND s.state = 'free') FROM addresses a
+                """,
+            ] + freeSliceCounting(dialect)),
+        ]
+    }
+
+    /// Triggers that keep `free_counts.free` equal to the address's slices in state free (an
+    /// address's row is inserted after its slices, with their number).
+    static func freeSliceCounting(_ dialect: SQLDialect) -> [String] {
+        switch dialect {
+        case .sqlite:
+            return [
+                """
+                CREATE TRIGGER slices_free_inserted AFTER INSERT ON slices WHEN NEW.state = 'free'
+                BEGIN UPDATE free_counts SET free = free + 1 WHERE address = NEW.address; END
+                """,
+                """
+                CREATE TRIGGER slices_free_changed AFTER UPDATE OF state ON slices WHEN (OLD.state = 'free') <> (NEW.state = 'free')
+                BEGIN
+                    UPDATE free_counts SET free = free + (CASE WHEN NEW.state = 'free' THEN 1 ELSE -1 END)
+                    WHERE address = NEW.address;
+                END
+                """,
+                """
+                CREATE TRIGGER slices_free_deleted AFTER DELETE ON slices WHEN OLD.state = 'free'
+                BEGIN UPDATE free_counts SET free = free - 1 WHERE address = OLD.address; END
+                """,
+            ]
+        case .postgres:
+            return [
+                """
+                CREATE FUNCTION portslice_count_free_slices() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state = 'free' THEN
+                        UPDATE free_counts SET free = free - 1 WHERE address = OLD.address;
+                    END IF;
+                    IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state = 'free' THEN
+                        UPDATE free_counts SET free = free + 1 WHERE address = NEW.address;
+                    END IF;
+                    RETURN NULL;
+                END $$
+                """,
+                """
+                CREATE TRIGGER slices_count_free AFTER INSERT OR UPDATE OF state OR DELETE ON slices
+                FOR EACH ROW EXECUTE FUNCTION portslice_count_free_slices()
+                """,
+            ]
+        }
+    }
+}
