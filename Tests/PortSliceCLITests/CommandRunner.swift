@@ -28,13 +28,35 @@ struct CommandRunner {
         process.standardError = errorOutput
         try process.run()
         // Read both pipes before waiting, so a large output cannot fill a pipe and stall the child.
-        let errorData = Task.detached { errorOutput.fileHandleForReading.readDataToEndOfFile() }
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let errors = await errorData.value
+        let (outputData, errors) = try await offThePool { () -> (Data, Data) in
+            let errors = ErrorOutput()
+            DispatchQueue.global().async {
+                errors.data = errorOutput.fileHandleForReading.readDataToEndOfFile()
+                errors.done.signal()
+            }
+            let outputData = output.fileHandleForReading.readDataToEndOfFile()
+            errors.done.wait()
+            process.waitUntilExit()
+            return (outputData, errors.data)
+        }
         return Result(
             status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
             errorOutput: String(decoding: errors, as: UTF8.self))
+    }
+
+    /// The child's standard error, read on a thread of its own.
+    private final class ErrorOutput: @unchecked Sendable {
+        var data = Data()
+        let done = DispatchSemaphore(value: 0)
+    }
+
+    /// Runs blocking work (reading a child's pipes, waiting for it) on a Dispatch thread rather
+    /// than on one of Swift concurrency's few cooperative threads: tests run in parallel, and
+    /// a blocked pool stalls every other test's tasks (a long poll, a load loop) meanwhile.
+    static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Swift.Result { try body() }) }
+        }
     }
 
     struct RunnerError: Error, CustomStringConvertible {
