@@ -38,8 +38,9 @@ public struct AllocBenchmark: Sendable {
         public let p99Milliseconds: Double
         public let peerOperationsPerSecond: Double
         public let peerP99Milliseconds: Double
-        /// CPU used by one renewal round of every host, as a share of one core over the period
-        /// (this process plus, for PostgreSQL on this machine, the server backend).
+        /// CPU used by one renewal round of every host, as a share of one core over the period:
+        /// this process plus, for PostgreSQL on this machine, the server backend, less the load
+        /// generator's own share.
         public let corePercentPerPeriod: Double?
         /// The load generator's own CPU in the same paced round, already taken off the above.
         public let generatorCorePercentPerPeriod: Double?

@@ -136,7 +136,7 @@ public final class SliceDialer: Sendable {
 
     private func kernelRangeTCP(to destination: Endpoint) throws(DialError) -> OwnedDescriptor {
         if let hint = occupancy?.believedFree(towards: destination),
-           let socket = try kernelRangeAttempt(to: destination, range: try! PortRange(hint, hint)) {
+           let socket = try kernelRangeAttempt(to: destination, range: PortRange(port: hint)) {
             return socket
         }
         guard let socket = try kernelRangeAttempt(to: destination, range: slice.ports.span!) else {
