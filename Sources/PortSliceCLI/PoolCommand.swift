@@ -1,4 +1,5 @@
 import ArgumentParser
+import NIOHTTP1
 import PortSliceCore
 
 /// `portslice pool`: the egress addresses the allocator slices.
@@ -63,18 +64,29 @@ struct PoolImportCommand: AsyncParsableCommand {
     }
 }
 
-struct PoolDrainCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "drain", abstract: "Stop leasing an address's slices; its leases run out.")
-
+/// The allocator and one address of its pool: what drain and remove act on.
+struct PoolAddressArguments: ParsableArguments {
     @OptionGroup var server: ServerOptions
 
     @Argument(help: ArgumentHelp("The address.", valueName: "ip"))
     var address: String
 
-    func run() async throws {
+    /// Sends `method` to the address's path under /v1/pool (plus `suffix`); the address it named.
+    func send(_ method: HTTPMethod, suffix: String = "") async throws -> IPv4Address {
         let address = try IPv4Address(parsing: address)
-        try await server.client().send(.POST, "/v1/pool/\(address)/drain")
+        try await server.client().send(method, "/v1/pool/\(address)\(suffix)")
+        return address
+    }
+}
+
+struct PoolDrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain", abstract: "Stop leasing an address's slices; its leases run out.")
+
+    @OptionGroup var target: PoolAddressArguments
+
+    func run() async throws {
+        let address = try await target.send(.POST, suffix: "/drain")
         print("\(address) is draining: no new leases; remove it once its leases and quarantines are over")
     }
 }
@@ -83,14 +95,10 @@ struct PoolRemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove", abstract: "Remove an address that has no lease or quarantine left.")
 
-    @OptionGroup var server: ServerOptions
-
-    @Argument(help: ArgumentHelp("The address.", valueName: "ip"))
-    var address: String
+    @OptionGroup var target: PoolAddressArguments
 
     func run() async throws {
-        let address = try IPv4Address(parsing: address)
-        try await server.client().send(.DELETE, "/v1/pool/\(address)")
+        let address = try await target.send(.DELETE)
         print("\(address) removed; its history stays in the assignment log")
     }
 }

@@ -37,9 +37,9 @@ final class PortOccupancy: Sendable {
     func release(_ port: UInt16, towards destination: Endpoint) {
         guard let bit = bit(of: port) else { return }
         held.withLock { held in
-            guard var ports = held[destination] else { return }
-            ports.clear(bit)
-            held[destination] = ports.count == initial.count ? nil : ports
+            // In place: a copy taken out of the dictionary would copy the bitmap on every close.
+            held[destination]?.clear(bit)
+            if held[destination]?.count == initial.count { held[destination] = nil }
         }
     }
 
@@ -48,10 +48,9 @@ final class PortOccupancy: Sendable {
     /// otherwise, or when they hold every port.
     func believedFree(towards destination: Endpoint) -> UInt16? {
         held.withLock { held in
-            guard var ports = held[destination], ports.count * 4 >= span.count * 3, ports.count < span.count,
-                  let bit = ports.nextClear(below: span.count)
+            guard let count = held[destination]?.count, count * 4 >= span.count * 3, count < span.count,
+                  let bit = held[destination]?.nextClear(below: span.count)
             else { return nil }
-            held[destination] = ports
             return UInt16(Int(span.lower) + bit)
         }
     }
