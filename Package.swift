@@ -60,6 +60,15 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // Return-path steering on the edge and the guard on hosts: slice table -> one nftables
+        // transaction (+ policy routes), following the allocator or a file.
+        .target(
+            name: "PortSliceEdge",
+            dependencies: [
+                "PortSliceCore", "PortSliceStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore"]),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.
@@ -70,7 +79,9 @@ let package = Package(
                 "PortSliceSockets",
                 "PortSliceStore",
                 "PortSliceControl",
+                "PortSliceEdge",
                 "PortSliceBenchmarks",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -81,6 +92,7 @@ let package = Package(
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
+        .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceStore", "PortSliceCore"]),
         .testTarget(name: "PortSliceBenchmarksTests", dependencies: ["PortSliceBenchmarks", "PortSliceCore", "PortSliceStore"]),
         .testTarget(
             name: "PortSliceControlTests",

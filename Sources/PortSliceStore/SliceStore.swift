@@ -40,10 +40,23 @@ public struct SliceTable: Hashable, Sendable, Codable {
         /// free, leased, quarantined or draining.
         public let state: String
         public let host: String?
+
+        public init(address: IPv4Address, index: Int, ports: PortSet, state: String, host: String?) {
+            self.address = address
+            self.index = index
+            self.ports = ports
+            self.state = state
+            self.host = host
+        }
     }
 
     public let version: Int64
     public let slices: [Entry]
+
+    public init(version: Int64, slices: [Entry]) {
+        self.version = version
+        self.slices = slices
+    }
 }
 
 /// How many slices of one trait class are in one state.

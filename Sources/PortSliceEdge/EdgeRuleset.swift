@@ -1,0 +1,84 @@
+import PortSliceCore
+import PortSliceStore
+
+/// The edge's nftables table: packets for a shared address get the mark of the host that owns
+/// their destination port (or, for an ICMP error, the source port of the packet it quotes),
+/// and policy routing sends each mark to its host. No connection tracking, no rewriting.
+/// Lookups go through concatenated interval maps keyed by address and port, so their cost does
+/// not grow with the number of slices.
+public enum EdgeRuleset {
+    public static let tableName = "portslice_edge"
+
+    /// Drop counters: one per reason a port has no owner, `unowned` for ports outside every
+    /// slice (and ICMP that is not an error), `fragments` for non-first fragments, which carry
+    /// no ports to steer by.
+    public static let counterNames = SteeringMark.Unowned.allCases.map(\.rawValue) + ["unowned", "fragments"]
+
+    public static func render(_ plan: SteeringPlan, counters: CounterValues = [:]) -> String {
+        var script = NFTablesScript(table: tableName, comment: "portslice edge: slice table version \(plan.version); managed by portslice, do not edit")
+        for name in counterNames { script.counter(name, carrying: counters) }
+        script.collection("set", "shared", "type ipv4_addr", elements: plan.sharedAddresses.map(\.description))
+        let elements = plan.runs.map { "\($0.address) . \($0.ports.nftables) : \(hex($0.mark))" }
+        script.collection("map", "owner", "type ipv4_addr . inet_service : mark; flags interval", elements: elements)
+        // A raw payload field is an integer, not a port, so this map is declared by `typeof`.
+        script.collection("map", "owner_icmp", "typeof ip daddr . \(quotedSourcePort) : meta mark; flags interval", elements: elements)
+
+        let markQuotedICMP = "icmp type \(quotingICMPTypes) \(quotedHeaderWithoutOptions) meta mark set ip daddr . \(quotedSourcePort) map @owner_icmp"
+        var prerouting = [
+            "ip daddr != @shared accept",
+            "notrack",
+            "ip frag-off & 0x1fff != 0 counter name fragments drop",
+            "meta l4proto { tcp, udp } meta mark set ip daddr . th dport map @owner",
+            markQuotedICMP,
+        ]
+        prerouting += SteeringMark.Unowned.allCases.map { "meta mark \(hex($0.mark)) counter name \($0.rawValue) drop" }
+        prerouting.append("meta mark & 0xffff0000 != \(hex(SteeringMark.hostBase)) counter name unowned drop")
+        script.chain("prerouting", "type filter hook prerouting priority raw; policy accept;", rules: prerouting)
+        // ICMP errors the edge sends itself (say, fragmentation needed on its uplink) start
+        // here instead of in prerouting; a mark set in a route chain routes them again.
+        script.chain("output", "type route hook output priority raw; policy accept;", rules: [
+            "ip daddr != @shared accept",
+            "notrack",
+            markQuotedICMP,
+        ])
+        return script.text
+    }
+}
+
+/// The host-side guard: packets leaving from a shared address with a source port outside this
+/// host's slices are dropped and counted (`outside`), like RFC 7597 section 8.1 asks of a CE,
+/// so one misbehaving program cannot disturb the hosts that share the address. Packets
+/// arriving for a port this host does not hold are dropped and counted too (`foreign`), and
+/// ICMP errors arriving for shared addresses are counted (`icmp_errors`). Shared addresses
+/// are kept out of connection tracking, which could rewrite a port out of its slice.
+public enum HostGuardRuleset {
+    public static let tableName = "portslice_guard"
+    public static let counterNames = ["outside", "foreign", "icmp_errors"]
+
+    /// - Throws: `SliceTableError` when the table is malformed or conflicts with itself.
+    public static func render(_ table: SliceTable, host: String, counters: CounterValues = [:]) throws(SliceTableError) -> String {
+        let plan = try SteeringPlan(table: table, hosts: [])
+        let owned = table.slices.filter { $0.state == "leased" && $0.host == host }
+            .flatMap { entry in entry.ports.runs.map { "\(entry.address) . \($0.nftables)" } }
+        var script = NFTablesScript(table: tableName, comment: "portslice host guard for \(host): slice table version \(table.version); managed by portslice, do not edit")
+        for name in counterNames { script.counter(name, carrying: counters) }
+        script.collection("set", "shared", "type ipv4_addr", elements: plan.sharedAddresses.map(\.description))
+        script.collection("set", "owned", "type ipv4_addr . inet_service; flags interval", elements: owned)
+        script.chain("output", "type filter hook output priority raw; policy accept;", rules: [
+            "ip saddr != @shared accept",
+            "notrack",
+            "oifname \"lo\" accept",
+            "meta l4proto { tcp, udp } ip saddr . th sport != @owned counter name outside drop",
+        ])
+        script.chain("prerouting", "type filter hook prerouting priority raw; policy accept;", rules: [
+            "ip daddr != @shared accept",
+            "notrack",
+            "iifname \"lo\" accept",
+            "meta l4proto { tcp, udp } ip daddr . th dport != @owned counter name foreign drop",
+            "icmp type \(quotingICMPTypes) counter name icmp_errors",
+        ])
+        return script.text
+    }
+}
+
+func hex(_ mark: UInt32) -> String { "0x" + String(mark, radix: 16) }

@@ -1,0 +1,124 @@
+import Foundation
+
+/// One nftables table that portslice owns, applied through `nft -f` so each change is a single
+/// transaction: when nft refuses the script, the kernel keeps the rules it had.
+public struct OwnedTable: Sendable {
+    public let name: String
+    /// The network namespace (`ip netns` name) the table lives in; nil for this process's own.
+    public let namespace: String?
+
+    public init(name: String, namespace: String? = nil) {
+        self.name = name
+        self.namespace = namespace
+    }
+
+    /// Applies a script that replaces the table whole.
+    /// - Throws: `EdgeError` with nft's own words; the previous rules are then still in force.
+    public func apply(_ script: String) throws(EdgeError) {
+        do {
+            _ = try SystemTool.run("nft", ["-f", "-"], input: script, in: namespace)
+        } catch let failure as SystemTool.Failure {
+            throw EdgeError("nft refused the new rules for table \(name), so the previous rules stay in force: \(failure.message)")
+        } catch {
+            throw EdgeError("cannot run nft: \(error)")
+        }
+    }
+
+    /// The table as nftables lists it now, or nil when there is none.
+    public func listing() throws(EdgeError) -> String? {
+        do {
+            return try SystemTool.run("nft", ["list", "table", "ip", name], in: namespace)
+        } catch let failure as SystemTool.Failure where failure.message.contains("No such file or directory") {
+            return nil
+        } catch {
+            throw EdgeError("cannot list nftables table \(name): \(error)")
+        }
+    }
+
+    /// Removes the table if it is there; nothing else is touched.
+    public func remove() throws(EdgeError) {
+        guard try listing() != nil else { return }
+        try apply(NFTablesScript.removal(of: name))
+    }
+
+    /// The named counters of the table now.
+    public func counters() throws(EdgeError) -> CounterValues {
+        guard let listing = try listing() else { return [:] }
+        return Self.counters(inListing: listing)
+    }
+
+    /// Reads `counter NAME { packets P bytes B }` blocks, however nft breaks them into lines.
+    static func counters(inListing listing: String) -> CounterValues {
+        let words = listing.split(whereSeparator: { $0.isWhitespace || $0 == "{" || $0 == "}" }).map(String.init)
+        var values: CounterValues = [:]
+        var index = 0
+        while index + 5 < words.count {
+            if words[index] == "counter", words[index + 2] == "packets", words[index + 4] == "bytes",
+               let packets = UInt64(words[index + 3]), let bytes = UInt64(words[index + 5]) {
+                values[words[index + 1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))] = (packets, bytes)
+                index += 6
+            } else {
+                index += 1
+            }
+        }
+        return values
+    }
+
+    /// A listing with counter values blanked, to tell whether someone else changed the rules.
+    static func shape(ofListing listing: String) -> String {
+        listing.replacing(/packets \d+ bytes \d+/, with: "packets - bytes -")
+    }
+}
+
+/// The edge's policy routing: `ip rule fwmark MARK lookup TABLE` and a default route in TABLE
+/// via the host's next hop, one table per host. These do not change with the slice table.
+public struct PolicyRoutes: Sendable {
+    public let hosts: [EdgeHost]
+    public let namespace: String?
+
+    public init(hosts: [EdgeHost], namespace: String? = nil) {
+        self.hosts = hosts
+        self.namespace = namespace
+    }
+
+    /// Installs the rules and routes, replacing any left by an earlier run.
+    public func install() throws(EdgeError) {
+        removeQuietly()
+        let commands = hosts.flatMap { host in [
+            "route replace default via \(host.nextHop) table \(host.routeTable)",
+            "rule add fwmark \(hex(host.mark)) lookup \(host.routeTable) priority \(host.routeTable)",
+        ] }
+        do {
+            _ = try SystemTool.run("ip", ["-batch", "-"], input: commands.joined(separator: "\n") + "\n", in: namespace)
+        } catch let failure as SystemTool.Failure {
+            removeQuietly()
+            throw EdgeError("cannot install policy routes to the hosts (is every next hop on a connected network?): \(failure.message)")
+        } catch {
+            throw EdgeError("cannot run ip: \(error)")
+        }
+    }
+
+    /// True when every host's rule and route are in place as installed.
+    public func areInPlace() throws(EdgeError) -> Bool {
+        do {
+            let rules = try SystemTool.run("ip", ["-o", "rule", "show"], in: namespace)
+            for host in hosts {
+                guard rules.contains("fwmark \(hex(host.mark)) lookup \(host.routeTable)") else { return false }
+                let route = try SystemTool.run("ip", ["route", "show", "table", "\(host.routeTable)"], in: namespace)
+                guard route.contains("default via \(host.nextHop) ") else { return false }
+            }
+            return true
+        } catch {
+            throw EdgeError("cannot read policy routes: \(error)")
+        }
+    }
+
+    /// Removes only this edge's rules and tables; errors for ones already gone are ignored.
+    public func removeQuietly() {
+        let commands = hosts.flatMap { host in [
+            "rule del priority \(host.routeTable)",
+            "route flush table \(host.routeTable)",
+        ] }
+        _ = try? SystemTool.run("ip", ["-force", "-batch", "-"], input: commands.joined(separator: "\n") + "\n", in: namespace)
+    }
+}
