@@ -69,6 +69,9 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        // `portslice lab`: a testbed in network namespaces (documentation prefixes only) and
+        // the traffic that checks steering end to end.
+        .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceEdge"]),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore"]),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.
@@ -80,6 +83,7 @@ let package = Package(
                 "PortSliceStore",
                 "PortSliceControl",
                 "PortSliceEdge",
+                "PortSliceLab",
                 "PortSliceBenchmarks",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),

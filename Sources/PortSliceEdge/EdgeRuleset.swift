@@ -25,6 +25,8 @@ public enum EdgeRuleset {
 
         let markQuotedICMP = "icmp type \(quotingICMPTypes) \(quotedHeaderWithoutOptions) meta mark set ip daddr . \(quotedSourcePort) map @owner_icmp"
         var prerouting = [
+            // The hosts' own packets leave without a conntrack entry either: zero per-flow state.
+            "ip saddr @shared notrack accept",
             "ip daddr != @shared accept",
             "notrack",
             "ip frag-off & 0x1fff != 0 counter name fragments drop",

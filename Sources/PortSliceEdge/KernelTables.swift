@@ -86,7 +86,7 @@ public struct PolicyRoutes: Sendable {
         removeQuietly()
         let commands = hosts.flatMap { host in [
             "route replace default via \(host.nextHop) table \(host.routeTable)",
-            "rule add fwmark \(hex(host.mark)) lookup \(host.routeTable) priority \(host.routeTable)",
+            "rule add fwmark \(hex(host.mark)) lookup \(host.routeTable) priority \(host.rulePriority)",
         ] }
         do {
             _ = try SystemTool.run("ip", ["-batch", "-"], input: commands.joined(separator: "\n") + "\n", in: namespace)
@@ -116,7 +116,7 @@ public struct PolicyRoutes: Sendable {
     /// Removes only this edge's rules and tables; errors for ones already gone are ignored.
     public func removeQuietly() {
         let commands = hosts.flatMap { host in [
-            "rule del priority \(host.routeTable)",
+            "rule del priority \(host.rulePriority)",
             "route flush table \(host.routeTable)",
         ] }
         _ = try? SystemTool.run("ip", ["-force", "-batch", "-"], input: commands.joined(separator: "\n") + "\n", in: namespace)

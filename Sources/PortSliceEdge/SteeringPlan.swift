@@ -17,8 +17,11 @@ public struct EdgeHost: Hashable, Sendable {
     }
 
     public var mark: UInt32 { SteeringMark.hostBase + UInt32(number) }
-    /// The policy-routing table, also used as the `ip rule` priority.
+    /// The policy-routing table that holds the route to this host.
     public var routeTable: Int { SteeringMark.routeTableBase + number }
+    /// The `ip rule` priority: ahead of the main table (32766), whose default route would
+    /// otherwise send the packet back where it came from.
+    public var rulePriority: Int { SteeringMark.rulePriorityBase + number }
 
     /// Hosts from `NAME=NEXTHOP` pairs, numbered in name order.
     public static func numbered(_ nextHops: [String: IPv4Address]) throws(SliceTableError) -> [EdgeHost] {
@@ -33,8 +36,9 @@ public struct EdgeHost: Hashable, Sendable {
 /// the other values say why a packet has no owner, and each has its own drop counter.
 public enum SteeringMark {
     public static let hostBase: UInt32 = 0x5053_0000
-    public static let maximumHosts = 0xfff0
+    public static let maximumHosts = 4096
     public static let routeTableBase = 53000
+    public static let rulePriorityBase = 28000
 
     /// Why a port of a shared address has no host to go to; the raw value names the counter.
     public enum Unowned: String, CaseIterable, Sendable {

@@ -9,16 +9,17 @@ public struct EdgeError: Error, Hashable, Sendable, CustomStringConvertible {
 /// Runs one of the system's network tools (`nft`, `ip`) and returns what it printed. These
 /// tools are the kernel's supported interface to nftables and policy routing; each call is one
 /// process, so a script is passed whole on standard input rather than a command at a time.
-enum SystemTool {
-    struct Failure: Error {
-        let status: Int32
-        let message: String
+public enum SystemTool {
+    public struct Failure: Error, CustomStringConvertible {
+        public let status: Int32
+        public let message: String
+        public var description: String { "exit status \(status): \(message)" }
     }
 
     /// - Throws: `EdgeError` when the tool is missing; `Failure` with its standard error when
     ///   it exits with a non-zero status.
     ///   `namespace` names a network namespace (`ip netns`) to run the tool in.
-    static func run(_ tool: String, _ arguments: [String], input: String? = nil, in namespace: String? = nil) throws -> String {
+    public static func run(_ tool: String, _ arguments: [String], input: String? = nil, in namespace: String? = nil) throws -> String {
         let process = Process()
         if let namespace {
             process.executableURL = URL(fileURLWithPath: try path(of: "ip"))
@@ -50,7 +51,7 @@ enum SystemTool {
 
     /// The tool's path: searched in PATH and in the sbin directories, which a non-root PATH
     /// often lacks.
-    static func path(of tool: String) throws(EdgeError) -> String {
+    public static func path(of tool: String) throws(EdgeError) -> String {
         let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
             + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         for directory in directories where FileManager.default.isExecutableFile(atPath: "\(directory)/\(tool)") {

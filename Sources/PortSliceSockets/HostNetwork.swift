@@ -50,13 +50,14 @@ public enum HostNetwork {
 
     /// Capability numbers from linux/capability.h that slicing cares about.
     public enum Capability: Int, CaseIterable, Sendable {
-        case netBindService = 10, netAdmin = 12, netRaw = 13
+        case netBindService = 10, netAdmin = 12, netRaw = 13, sysAdmin = 21
 
         public var name: String {
             switch self {
             case .netBindService: "CAP_NET_BIND_SERVICE"
             case .netAdmin: "CAP_NET_ADMIN"
             case .netRaw: "CAP_NET_RAW"
+            case .sysAdmin: "CAP_SYS_ADMIN"
             }
         }
     }

@@ -15,7 +15,7 @@ enum Syscalls {
     enum Call: String, Sendable, CaseIterable {
         case socket, setsockopt, getsockopt, bind, connect, getsockname, close, poll, send, recv
         case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo
-        case shutdown, recvmmsg
+        case shutdown, recvmmsg, recvfrom, sendto, getpeername
     }
 
     // MARK: - Plumbing
@@ -198,6 +198,39 @@ enum Syscalls {
         perform(.recv, { Glibc.recv(descriptor, buffer.baseAddress, buffer.count, 0) }) { $0 < 0 }
     }
 
+    /// `recvfrom(2)` on an IPv4 datagram socket: the byte count and the sender.
+    @inline(never)
+    static func receive(from descriptor: CInt, _ buffer: UnsafeMutableRawBufferPointer) -> Result<(Int, IPv4Address, UInt16), Errno> {
+        var storage = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let count = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                perform(.recvfrom, { Glibc.recvfrom(descriptor, buffer.baseAddress, buffer.count, 0, raw, &length) }) { $0 < 0 }
+            }
+        }
+        return count.map { ($0, IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
+    }
+
+    /// `sendto(2)` of one datagram to an IPv4 endpoint.
+    @inline(never)
+    static func send(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer, to address: IPv4Address, _ port: UInt16) -> Result<Int, Errno> {
+        withSocketAddress(address, port) { raw, length in
+            perform(.sendto, { Glibc.sendto(descriptor, bytes.baseAddress, bytes.count, 0, raw, length) }) { $0 < 0 }
+        }
+    }
+
+    /// `getpeername(2)` of a connected IPv4 socket.
+    @inline(never)
+    static func peerAddress(_ descriptor: CInt) -> Result<(IPv4Address, UInt16), Errno> {
+        var storage = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                performReturningInt32(.getpeername) { Glibc.getpeername(descriptor, raw, &length) }
+            }
+        }.map { _ in (IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
+    }
+
     /// `recvmmsg(2)` without waiting: up to `lengths.count` datagrams into equal slots of
     /// `buffer`; returns how many arrived (`EAGAIN` when none had).
     @inline(never)
@@ -282,4 +315,9 @@ struct SocketOption: Sendable {
     static let error = SocketOption(level: SOL_SOCKET, name: SO_ERROR)
     static let bindAddressNoPort = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_bind_address_no_port)
     static let localPortRange = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_local_port_range)
+    /// Path MTU discovery mode; `pathMTUDiscoveryDo` sets don't-fragment on every packet.
+    static let pathMTUDiscovery = SocketOption(level: CInt(IPPROTO_IP), name: IP_MTU_DISCOVER)
+    static let pathMTUDiscoveryDo = UInt32(IP_PMTUDISC_DO)
+    /// The path MTU the kernel knows for a connected socket's destination.
+    static let pathMTU = SocketOption(level: CInt(IPPROTO_IP), name: IP_MTU)
 }

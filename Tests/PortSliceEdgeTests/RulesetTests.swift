@@ -17,6 +17,7 @@ struct RulesetTests {
         #expect(twoHosts.map(\.name) == ["h1", "h2"])
         #expect(twoHosts.map(\.mark) == [0x5053_0001, 0x5053_0002])
         #expect(twoHosts.map(\.routeTable) == [53001, 53002])
+        #expect(twoHosts.map(\.rulePriority) == [28001, 28002])
     }
 
     @Test("a table renders to the golden edge rule set")
@@ -72,6 +73,7 @@ struct RulesetTests {
               }
               chain prerouting {
                 type filter hook prerouting priority raw; policy accept;
+                ip saddr @shared notrack accept
                 ip daddr != @shared accept
                 notrack
                 ip frag-off & 0x1fff != 0 counter name fragments drop

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import PortSliceCore
+import PortSliceEdge
+import PortSliceStore
+import UnixSignals
+
+/// `portslice edge`: return-path steering on the router in front of the hosts, or the guard on
+/// one host.
+struct EdgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edge",
+        abstract: "Steer packets for shared addresses to the host owning their port (nftables + policy routing, no conntrack), or guard one host.",
+        discussion: """
+            Runs on the router in front of the hosts. It follows the allocator's slice table \
+            (long polls with the admin token) or a JSON file of the same form, and applies each \
+            change as one nftables transaction: a table that is malformed, conflicts with itself \
+            or that nft refuses leaves the rules in force. Changes made by others to its table \
+            or routes are undone every --reconcile seconds. On SIGTERM or SIGINT it removes its \
+            own table and routes, and nothing else. The router needs forwarding on and rp_filter \
+            off or loose.
+
+            With --host-guard NAME it runs on host NAME instead: packets leaving from a shared \
+            address with a source port outside NAME's slices are dropped and counted.
+
+            Examples:
+              portslice edge --server http://10.0.0.5:7300 --host proxy-1=192.0.2.2 --host proxy-2=192.0.2.6
+              portslice edge render --table slices.json --host proxy-1=192.0.2.2
+              portslice edge --host-guard proxy-1 --server http://10.0.0.5:7300
+            """,
+        subcommands: [EdgeRun.self, EdgeRender.self],
+        defaultSubcommand: EdgeRun.self
+    )
+}
+
+/// Where the table comes from and what to program; shared by `edge run` and `edge render`.
+struct EdgeOptions: ParsableArguments {
+    @OptionGroup var server: ServerOptions
+
+    @Option(help: ArgumentHelp("Read the slice table from this JSON file (the form GET /v1/slices answers) instead of the allocator; it is watched for changes.", valueName: "file"))
+    var table: String?
+
+    @Option(name: .customLong("host"), help: ArgumentHelp("A host and the next hop that reaches it, NAME=ADDRESS; repeat for each host.", valueName: "name=address"))
+    var hosts: [String] = []
+
+    @Option(help: ArgumentHelp("Guard host NAME instead of steering: drop and count packets from shared addresses whose source port is outside NAME's slices.", valueName: "name"))
+    var hostGuard: String?
+
+    func validate() throws {
+        if hostGuard != nil && !hosts.isEmpty {
+            throw ValidationError("--host-guard programs one host and takes no --host next hops; run them as two commands")
+        }
+        if hostGuard == nil && hosts.isEmpty {
+            throw ValidationError("name the hosts behind this edge with --host NAME=ADDRESS (one per host), or pass --host-guard NAME on a host")
+        }
+        _ = try role()
+    }
+
+    func role() throws -> EdgeRole {
+        if let hostGuard { return .hostGuard(host: hostGuard) }
+        var nextHops: [String: IPv4Address] = [:]
+        for pair in hosts {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, let address = try? IPv4Address(parsing: parts[1]) else {
+                throw ValidationError("--host '\(pair)' is not NAME=ADDRESS with an IPv4 next hop, e.g. proxy-1=192.0.2.2")
+            }
+            guard nextHops.updateValue(address, forKey: parts[0]) == nil else {
+                throw ValidationError("--host names '\(parts[0])' twice; give each host one next hop")
+            }
+        }
+        return .edge(hosts: try EdgeHost.numbered(nextHops))
+    }
+
+    func source() throws -> any SliceTableSource {
+        if let table { return SliceTableFile(path: table) }
+        let client = try server.client()
+        return AllocatorSliceTable(base: client.base, adminToken: client.token)
+    }
+}
+
+struct EdgeRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Follow the slice table and keep the kernel's rules in step (the default).")
+
+    @OptionGroup var options: EdgeOptions
+
+    @Option(help: ArgumentHelp("Seconds between checks that the rules in force are still ours.", valueName: "seconds"))
+    var reconcile: Double = 5
+
+    func validate() throws {
+        guard reconcile >= 0.1 && reconcile <= 3600 else {
+            throw ValidationError("--reconcile \(reconcile) is out of range; give 0.1 to 3600 seconds")
+        }
+    }
+
+    func run() async throws {
+        let role = try options.role()
+        if case .edge = role { try Self.checkForwarding() }
+        let service = EdgeService(
+            controller: EdgeController(role: role),
+            source: try options.source(),
+            reconcileInterval: .milliseconds(Int(reconcile * 1000)),
+            report: { printToStandardError("edge: \($0)") }
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await service.run() }
+            group.addTask { for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { return } }
+            try await group.next()
+            group.cancelAll()
+            try await group.waitForAll()
+        }
+    }
+
+    /// The kernel must forward, and strict reverse-path filtering would drop the hosts' packets
+    /// (their source, a shared address, routes nowhere without a mark).
+    static func checkForwarding() throws {
+        func sysctl(_ name: String) -> String? {
+            (try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard sysctl("ip_forward") == "1" else {
+            throw CommandFailure("this machine does not forward IPv4; run `sysctl -w net.ipv4.ip_forward=1` first")
+        }
+        for scope in ["all", "default"] where sysctl("conf/\(scope)/rp_filter") == "1" {
+            printToStandardError("warning: net.ipv4.conf.\(scope).rp_filter is 1 (strict), which drops hosts' packets from shared addresses; set it to 0 or 2")
+        }
+    }
+}
+
+struct EdgeRender: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "render", abstract: "Print the nftables script the edge would apply now, for review; changes nothing.")
+
+    @OptionGroup var options: EdgeOptions
+
+    func run() async throws {
+        let table = try await options.source().next()
+        let (script, warnings) = try options.role().render(table)
+        warnings.forEach { printToStandardError("warning: \($0)") }
+        print(script, terminator: "")
+    }
+}

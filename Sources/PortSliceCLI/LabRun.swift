@@ -1,0 +1,271 @@
+import ArgumentParser
+import Foundation
+import PortSliceControl
+import PortSliceCore
+import PortSliceEdge
+import PortSliceLab
+import PortSliceSockets
+
+/// `portslice lab run`: the allocator, the edge and a guard per host as real processes, flows
+/// from every host through the data plane's dialer, and a report of what reached where.
+struct LabRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the allocator, edge and host guards in the lab, send TCP, UDP, HTTP and ICMP through it, and report (exit status 1 when a check fails).",
+        discussion: "Builds the lab first when it is not up, and takes it down again afterwards in that case."
+    )
+
+    @OptionGroup var size: LabSize
+
+    @Option(help: "TCP flows and UDP flows each host opens (all open at once).")
+    var flows = 32
+
+    @Option(help: "Ports per slice.")
+    var sliceSize = 2048
+
+    @Option(help: "Slices each host leases.")
+    var slicesPerHost = 2
+
+    @Flag(help: .hidden)
+    var insideEdge = false
+
+    func validate() throws {
+        guard (1...5000).contains(flows) else { throw ValidationError("--flows \(flows) is out of range; give 1 to 5000") }
+        guard (1...8).contains(slicesPerHost) else { throw ValidationError("--slices-per-host \(slicesPerHost) is out of range; give 1 to 8") }
+    }
+
+    func run() async throws {
+        try requireRoot("lab run")
+        let topology = try size.topology()
+        if insideEdge {
+            let report = try await LabRunner(topology: topology, flows: flows, sliceSize: sliceSize, slicesPerHost: slicesPerHost).run()
+            print(report.text)
+            if !report.passed { throw ExitCode(1) }
+            return
+        }
+        // The runner talks to the allocator over the edge's network, so it runs in the edge's
+        // namespace: this command starts itself again there.
+        let builtHere = LabTopology.existingNamespaces().isEmpty
+        if builtHere { try topology.build() }
+        defer { if builtHere { LabTopology.tearDown() } }
+        guard Set(topology.namespaces).isSubset(of: LabTopology.existingNamespaces()) else {
+            throw CommandFailure("the lab that is up has another size than --hosts \(size.hosts) --addresses \(size.addresses); run `portslice lab down` first")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try SystemTool.path(of: "ip"))
+        process.arguments = ["netns", "exec", LabTopology.edge, LabProcess.executable, "lab", "run", "--inside-edge",
+                             "--hosts", "\(size.hosts)", "--addresses", "\(size.addresses)", "--flows", "\(flows)",
+                             "--slice-size", "\(sliceSize)", "--slices-per-host", "\(slicesPerHost)"]
+        try process.run()
+        process.waitUntilExit()
+        if process.terminationStatus != 0 { throw ExitCode(process.terminationStatus) }
+    }
+}
+
+/// One check of the report.
+struct LabCheck {
+    let name: String
+    let passed: Bool
+    let detail: String
+}
+
+struct LabReport {
+    var checks: [LabCheck] = []
+    var notes: [String] = []
+
+    mutating func check(_ name: String, _ passed: Bool, _ detail: String) { checks.append(LabCheck(name: name, passed: passed, detail: detail)) }
+    var passed: Bool { checks.allSatisfy(\.passed) }
+    var text: String {
+        renderTable(["check", "result", "detail"], checks.map { [$0.name, $0.passed ? "ok" : "FAILED", $0.detail] })
+            + (notes.isEmpty ? "" : "\n" + notes.joined(separator: "\n"))
+            + "\nlab run: \(checks.filter(\.passed).count) of \(checks.count) checks passed"
+    }
+}
+
+/// Runs inside the edge's namespace.
+struct LabRunner {
+    let topology: LabTopology
+    let flows: Int
+    let sliceSize: Int
+    let slicesPerHost: Int
+
+    static let allocatorPort = 7300
+    static let echoPort: UInt16 = 7007
+    static let closedPort: UInt16 = 7999
+
+    func run() async throws -> LabReport {
+        var report = LabReport()
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-lab-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let adminToken = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let pool = "\(work)/pool.csv"
+        try topology.sharedAddresses.map { "\($0)/32,US,US-CA,San Jose,,hosting,high" }.joined(separator: "\n")
+            .write(toFile: pool, atomically: true, encoding: .utf8)
+
+        let allocator = try LabProcess("allocator", ["serve", "--data-dir", "\(work)/allocator", "--listen", "0.0.0.0:\(Self.allocatorPort)",
+                                                     "--pool", pool, "--slice-size", "\(sliceSize)"],
+                                       environment: ["PORTSLICE_ADMIN_TOKEN": adminToken], logDirectory: work)
+        let admin = APIClient(base: "http://127.0.0.1:\(Self.allocatorPort)", token: adminToken)
+        try await waitUntil("the allocator answers", process: allocator) { (try? await admin.send(.GET, "/healthz")) != nil }
+
+        // Hosts register and lease their slices, as agents would.
+        var slices: [Int: [EgressSlice]] = [:]
+        for index in topology.hostIndices {
+            struct NewHost: Encodable { let name: String }
+            struct Acquire: Encodable { let count: Int; let ttlSeconds: Int }
+            let created = try await admin.call(.POST, "/v1/hosts", body: NewHost(name: topology.hostName(index)), as: ControlAPI.HostCreated.self)
+            let host = APIClient(base: admin.base, token: created.token)
+            let leases = try await host.call(.POST, "/v1/leases", body: Acquire(count: slicesPerHost, ttlSeconds: 3600), as: LeaseList.self).leases
+            slices[index] = try leases.map { EgressSlice(address: try IPv4Address(parsing: $0.address), ports: try PortSet(parsing: $0.ports)) }
+        }
+        let version = try await admin.call(.GET, "/v1/slices", as: SliceTableVersion.self).version
+
+        let hostArguments = topology.hostIndices.flatMap { ["--host", "\(topology.hostName($0))=\(topology.hostSide(ofHost: $0))"] }
+        let edgeArguments = ["edge", "--server", admin.base, "--token", adminToken, "--reconcile", "1"] + hostArguments
+        var edge = try LabProcess("edge", edgeArguments, logDirectory: work)
+        let guards = try topology.hostIndices.map { index in
+            try LabProcess("guard-\(topology.hostName(index))", [
+                "edge", "--host-guard", topology.hostName(index),
+                "--server", "http://\(topology.edgeSide(ofHost: index)):\(Self.allocatorPort)", "--token", adminToken,
+            ], namespace: topology.namespace(ofHost: index), logDirectory: work)
+        }
+        let edgeTable = OwnedTable(name: EdgeRuleset.tableName)
+        let guardTables = Dictionary(uniqueKeysWithValues: topology.hostIndices.map { ($0, OwnedTable(name: HostGuardRuleset.tableName, namespace: topology.namespace(ofHost: $0))) })
+        let started = ContinuousClock.now
+        try await waitUntil("the edge applies slice table version \(version)", process: edge) { applied(version, edgeTable) }
+        for index in topology.hostIndices {
+            try await waitUntil("the guard of \(topology.hostName(index)) applies version \(version)", process: guards[index - 1]) { applied(version, guardTables[index]!) }
+        }
+        report.check("rules applied", true, "edge and \(guards.count) guards at slice table version \(version) within \((ContinuousClock.now - started).formatted(.units(allowed: [.milliseconds])))")
+
+        let server = Endpoint(LabTopology.internetAddress, Self.echoPort)
+        let echo = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.internet)) { try EchoServers(server) }
+
+        // Flows from every host, all at once per host.
+        var outcomes: [Int: [FlowOutcome]] = [:]
+        var kept: [Int: [OpenFlow]] = [:]
+        for index in topology.hostIndices {
+            let (hostOutcomes, open) = try LabTraffic.exchange(inNamespace: topology.namespace(ofHost: index), slices: slices[index]!, server: server, count: flows)
+            outcomes[index] = hostOutcomes
+            kept[index] = Array(open.prefix(4))
+        }
+        let perHost = topology.hostIndices.map { index in
+            let list = outcomes[index]!
+            return "\(topology.hostName(index)): \(list.filter { $0.transport == .tcp && $0.failure == nil }.count) tcp + \(list.filter { $0.transport == .udp && $0.failure == nil }.count) udp"
+        }
+        let all = outcomes.values.flatMap { $0 }
+        let failures = all.filter { $0.failure != nil }
+        report.check("flows per host", failures.isEmpty, perHost.joined(separator: ", ") + (failures.first.map { "; first failure: \($0.failure!)" } ?? ""))
+        report.check("return traffic to the right host", failures.isEmpty, "\(all.count - failures.count) of \(all.count) flows got their echo (\(percent(all.count - failures.count, of: all.count)))")
+
+        // What the far end saw: every source must be a shared address and a port of the slice
+        // of the host that opened the flow.
+        let observed = echo.peers
+        var misplaced: [String] = []
+        var seenFromHosts: [Int: Int] = [:]
+        for (transport, peers) in observed {
+            for peer in peers {
+                guard let owner = topology.hostIndices.first(where: { slices[$0]!.contains { $0.address == peer.address && $0.ports.contains(peer.port) } }) else {
+                    misplaced.append("\(transport) \(peer)")
+                    continue
+                }
+                let opened = outcomes[owner]!.contains { $0.transport == transport && $0.local == peer }
+                if !opened { misplaced.append("\(transport) \(peer) (in \(topology.hostName(owner))'s slice, but \(topology.hostName(owner)) did not open it)") }
+                seenFromHosts[owner, default: 0] += 1
+            }
+        }
+        let observedCount = observed.values.map(\.count).reduce(0, +)
+        report.check("source ports inside the host's slices", misplaced.isEmpty && observedCount > 0,
+                     "\(observedCount) sources seen by the far end, \(misplaced.count) outside their host's slice" + (misplaced.first.map { ": \($0)" } ?? ""))
+
+        // ICMP errors travel back by the port quoted inside them.
+        let far = Endpoint(LabTopology.farAddress, Self.echoPort)
+        var icmpDetails: [String] = []
+        var icmpPassed = true
+        for index in topology.hostIndices {
+            let before = try guardTables.mapValues { try $0.counters()["icmp_errors"]?.packets ?? 0 }
+            let (local, mtu) = try LabTraffic.learnPathMTU(inNamespace: topology.namespace(ofHost: index), slice: slices[index]![0], towards: far, datagramSize: 1400)
+            let after = try guardTables.mapValues { try $0.counters()["icmp_errors"]?.packets ?? 0 }
+            let grew = topology.hostIndices.filter { after[$0]! > before[$0]! }
+            let right = mtu == LabTopology.farLinkMTU && grew == [index]
+            icmpPassed = icmpPassed && right
+            icmpDetails.append("\(topology.hostName(index)) from \(local.port): mtu \(mtu.map(String.init) ?? "not learned"), counted on \(grew.map(topology.hostName).joined(separator: ",").nonEmpty ?? "no host")")
+        }
+        report.check("ICMP fragmentation-needed to the right host", icmpPassed, icmpDetails.joined(separator: "; "))
+
+        var refusedDetails: [String] = []
+        var refusedPassed = true
+        for index in topology.hostIndices {
+            let (local, refused) = try LabTraffic.refusedByClosedPort(inNamespace: topology.namespace(ofHost: index), slice: slices[index]!.last!, destination: Endpoint(LabTopology.internetAddress, Self.closedPort))
+            refusedPassed = refusedPassed && refused
+            refusedDetails.append("\(topology.hostName(index)) from \(local.port): \(refused ? "refused" : "no answer")")
+        }
+        report.check("ICMP port-unreachable to the right host", refusedPassed, refusedDetails.joined(separator: "; "))
+
+        // A program on host 1 that sends from a port outside its slices is stopped by the guard.
+        if topology.hostCount >= 2, let foreign = slices[2]?.first {
+            let before = try guardTables[1]!.counters()["outside"]?.packets ?? 0
+            let stray = EgressSlice(address: foreign.address, ports: PortSet(PortRange(port: foreign.ports.runs[0].lower)))
+            // The guard's drop in the output hook fails the send itself (EPERM).
+            _ = try? LabTraffic.refusedByClosedPort(inNamespace: topology.namespace(ofHost: 1), slice: stray, destination: server)
+            let after = try guardTables[1]!.counters()["outside"]?.packets ?? 0
+            let reached = echo.peers[.udp, default: []].contains(Endpoint(stray.address, stray.ports.runs[0].lower))
+            report.check("host guard stops ports outside the slice", after > before && !reached,
+                         "h1 sent from \(stray.address):\(stray.ports) (h2's): \(after - before) packet(s) dropped by h1's guard, \(reached ? "REACHED" : "never reached") the far end")
+        }
+
+        // Restarting the edge: flows of live slices go on, with no state lost.
+        let restartVersion = try await admin.call(.GET, "/v1/slices", as: SliceTableVersion.self).version
+        edge.stop()
+        edge = try LabProcess("edge-restarted", edgeArguments, logDirectory: work)
+        try await waitUntil("the restarted edge applies version \(restartVersion)", process: edge) { applied(restartVersion, edgeTable) }
+        let keptFlows = kept.values.flatMap { $0 }
+        let survived = keptFlows.filter { $0.echo("after the edge restarted") == nil }.count
+        report.check("flows survive an edge restart", survived == keptFlows.count, "\(survived) of \(keptFlows.count) TCP flows opened before the restart still echo")
+
+        // No packet to a wrong host, and the edge's drop counters.
+        let foreign = try topology.hostIndices.map { try guardTables[$0]!.counters()["foreign"]?.packets ?? 0 }.reduce(0, +)
+        report.check("packets to a wrong host", foreign == 0, "\(foreign) packets arrived at a host for a port it does not hold (the guards' foreign counters)")
+        let edgeCounters = try edgeTable.counters()
+        report.notes.append("edge drop counters: " + EdgeRuleset.counterNames.map { "\($0) \(edgeCounters[$0]?.packets ?? 0)" }.joined(separator: ", "))
+        let conntrack = (try? String(contentsOfFile: "/proc/sys/net/netfilter/nf_conntrack_count", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "0 (conntrack not loaded)"
+        report.notes.append("edge connection-tracking entries: \(conntrack)")
+
+        kept.removeAll()
+        // Stopping everything removes every rule the processes installed.
+        edge.stop()
+        guards.forEach { $0.stop() }
+        allocator.stop()
+        let leftovers = try ([edgeTable] + Array(guardTables.values)).filter { try $0.listing() != nil }
+        report.check("nothing left behind by the processes", leftovers.isEmpty, leftovers.isEmpty ? "edge and guards removed their tables on SIGTERM" : "\(leftovers.count) table(s) still installed")
+        try? FileManager.default.removeItem(atPath: work)
+        return report
+    }
+
+    private func applied(_ version: Int64, _ table: OwnedTable) -> Bool {
+        ((try? table.listing()) ?? nil)?.contains("slice table version \(version);") ?? false
+    }
+
+    /// Polls `condition` every 50 ms for up to 20 s; fails naming what was awaited and the
+    /// process's last words when it does not hold by then, or when the process died.
+    private func waitUntil(_ what: String, process: LabProcess, _ condition: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if await condition() { return }
+            guard process.isRunning else { throw CommandFailure("lab run: waiting for \(what), but \(process.name) exited:\n\(process.logTail)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw CommandFailure("lab run: \(what) did not happen within 20 s; \(process.name) said:\n\(process.logTail)")
+    }
+}
+
+/// The version of `GET /v1/slices`, without decoding every slice.
+struct SliceTableVersion: Decodable { let version: Int64 }
+
+func percent(_ part: Int, of whole: Int) -> String {
+    whole == 0 ? "-" : String(format: "%.1f%%", Double(part) * 100 / Double(whole))
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
+}
