@@ -93,6 +93,14 @@ struct LabRunner {
     static let echoPort: UInt16 = 7007
     static let closedPort: UInt16 = 7999
 
+    private let started = ContinuousClock.now
+
+    /// A line on standard error with the time since the start, so a slow step shows itself.
+    private func progress(_ step: String) {
+        let elapsed = ContinuousClock.now - started
+        printToStandardError(String(format: "lab run: %6.2f s  %@", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, step))
+    }
+
     func run() async throws -> LabReport {
         var report = LabReport()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-lab-\(UUID().uuidString.prefix(8))").path
@@ -108,6 +116,7 @@ struct LabRunner {
         let admin = APIClient(base: "http://127.0.0.1:\(Self.allocatorPort)", token: adminToken)
         try await waitUntil("the allocator answers", process: allocator) { (try? await admin.send(.GET, "/healthz")) != nil }
 
+        progress("allocator up")
         // Hosts register and lease their slices, as agents would.
         var slices: [Int: [EgressSlice]] = [:]
         for index in topology.hostIndices {
@@ -131,16 +140,17 @@ struct LabRunner {
         }
         let edgeTable = OwnedTable(name: EdgeRuleset.tableName)
         let guardTables = Dictionary(uniqueKeysWithValues: topology.hostIndices.map { ($0, OwnedTable(name: HostGuardRuleset.tableName, namespace: topology.namespace(ofHost: $0))) })
-        let started = ContinuousClock.now
+        let applyStarted = ContinuousClock.now
         try await waitUntil("the edge applies slice table version \(version)", process: edge) { applied(version, edgeTable) }
         for index in topology.hostIndices {
             try await waitUntil("the guard of \(topology.hostName(index)) applies version \(version)", process: guards[index - 1]) { applied(version, guardTables[index]!) }
         }
-        report.check("rules applied", true, "edge and \(guards.count) guards at slice table version \(version) within \((ContinuousClock.now - started).formatted(.units(allowed: [.milliseconds])))")
+        report.check("rules applied", true, "edge and \(guards.count) guards at slice table version \(version) within \((ContinuousClock.now - applyStarted).formatted(.units(allowed: [.milliseconds])))")
 
         let server = Endpoint(LabTopology.internetAddress, Self.echoPort)
         let echo = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.internet)) { try EchoServers(server) }
 
+        progress("rules applied; echo servers up")
         // Flows from every host, all at once per host.
         var outcomes: [Int: [FlowOutcome]] = [:]
         var kept: [Int: [OpenFlow]] = [:]
@@ -158,6 +168,7 @@ struct LabRunner {
         report.check("flows per host", failures.isEmpty, perHost.joined(separator: ", ") + (failures.first.map { "; first failure: \($0.failure!)" } ?? ""))
         report.check("return traffic to the right host", failures.isEmpty, "\(all.count - failures.count) of \(all.count) flows got their echo (\(percent(all.count - failures.count, of: all.count)))")
 
+        progress("flows done")
         // What the far end saw: every source must be a shared address and a port of the slice
         // of the host that opened the flow.
         let observed = echo.peers
@@ -193,6 +204,7 @@ struct LabRunner {
         }
         report.check("ICMP fragmentation-needed to the right host", icmpPassed, icmpDetails.joined(separator: "; "))
 
+        progress("ICMP fragmentation-needed done")
         var refusedDetails: [String] = []
         var refusedPassed = true
         for index in topology.hostIndices {
@@ -202,6 +214,7 @@ struct LabRunner {
         }
         report.check("ICMP port-unreachable to the right host", refusedPassed, refusedDetails.joined(separator: "; "))
 
+        progress("ICMP port-unreachable done")
         // A program on host 1 that sends from a port outside its slices is stopped by the guard.
         if topology.hostCount >= 2, let foreign = slices[2]?.first {
             let before = try guardTables[1]!.counters()["outside"]?.packets ?? 0
@@ -214,6 +227,7 @@ struct LabRunner {
                          "h1 sent from \(stray.address):\(stray.ports) (h2's): \(after - before) packet(s) dropped by h1's guard, \(reached ? "REACHED" : "never reached") the far end")
         }
 
+        progress("guard check done")
         // Restarting the edge: flows of live slices go on, with no state lost.
         let restartVersion = try await admin.call(.GET, "/v1/slices", as: SliceTableVersion.self).version
         edge.stop()
@@ -223,6 +237,7 @@ struct LabRunner {
         let survived = keptFlows.filter { $0.echo("after the edge restarted") == nil }.count
         report.check("flows survive an edge restart", survived == keptFlows.count, "\(survived) of \(keptFlows.count) TCP flows opened before the restart still echo")
 
+        progress("edge restart done")
         // No packet to a wrong host, and the edge's drop counters.
         let foreign = try topology.hostIndices.map { try guardTables[$0]!.counters()["foreign"]?.packets ?? 0 }.reduce(0, +)
         report.check("packets to a wrong host", foreign == 0, "\(foreign) packets arrived at a host for a port it does not hold (the guards' foreign counters)")
@@ -236,6 +251,7 @@ struct LabRunner {
         edge.stop()
         guards.forEach { $0.stop() }
         allocator.stop()
+        progress("processes stopped")
         let leftovers = try ([edgeTable] + Array(guardTables.values)).filter { try $0.listing() != nil }
         report.check("nothing left behind by the processes", leftovers.isEmpty, leftovers.isEmpty ? "edge and guards removed their tables on SIGTERM" : "\(leftovers.count) table(s) still installed")
         try? FileManager.default.removeItem(atPath: work)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 import PortSliceCore
 import PortSliceStore
 import Prometheus
@@ -222,7 +223,8 @@ public struct ControlAPI: Sendable {
         if let text = request.uri.queryParameters["since"] {
             guard let since = Int64(text) else { throw APIError(.badRequest, "since must be a table version number", field: "since") }
             let deadline = ContinuousClock.now + longPollTimeout
-            while try await store.tableVersion() <= since && ContinuousClock.now < deadline {
+            // A server shutting down answers at once rather than holding its shutdown for a poll.
+            while try await store.tableVersion() <= since && ContinuousClock.now < deadline && !Task.isShuttingDownGracefully {
                 try await Task.sleep(for: .milliseconds(100))
             }
         }

@@ -75,6 +75,8 @@ public actor AllocatorSliceTable: SliceTableSource {
             let response: HTTPClientResponse
             do {
                 response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            } catch is CancellationError {
+                throw CancellationError()
             } catch {
                 throw EdgeError("cannot reach the \(description): \(error)")
             }

@@ -57,10 +57,12 @@ public final class EchoServers: Sendable {
             guard case .success(let (address, port)) = Syscalls.peerAddress(connection) else { Syscalls.close(connection); continue }
             record(.tcp, address, port)
             running.enter()
-            DispatchQueue.global().async { [self] in
+            // A thread per connection: flows stay open and block their reader, which would
+            // starve Dispatch's pool (it adds threads slowly) and stall new connections.
+            Thread { [self] in
                 defer { running.leave(); Syscalls.close(connection) }
                 serve(connection, peer: Endpoint(address, port))
-            }
+            }.start()
         }
     }
 
