@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "PortSliceCLITests",
             dependencies: [
-                "PortSliceCLI", "PortSliceCore", "PortSliceSockets",
+                "PortSliceCLI", "PortSliceCore", "PortSliceSockets", "PortSliceEdge", "PortSliceLab", "PortSliceStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
