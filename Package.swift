@@ -71,7 +71,7 @@ let package = Package(
         ),
         // `portslice lab`: a testbed in network namespaces (documentation prefixes only) and
         // the traffic that checks steering end to end.
-        .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceEdge"]),
+        .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceEdge"]),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore"]),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.

@@ -89,7 +89,7 @@ public struct ConnectBenchmark: Sendable {
 
     private func measure(_ place: Place, progress: @Sendable (String) -> Void) throws -> [Row] {
         HostNetwork.raiseOpenFileLimit(to: 65_536)
-        let listener = try ClosingListener(Endpoint(place.destination, 0))
+        let listener = try AcceptingListener(Endpoint(place.destination, 0))
         let tcpTarget = listener.endpoint
         let udpTarget = Endpoint(place.destination, 9)
         let slice = EgressSlice(address: place.shared, ports: PortSet(place.slice))

@@ -19,7 +19,7 @@ struct LabCommand: AsyncParsableCommand {
               portslice lab run
               portslice lab down
             """,
-        subcommands: [LabUp.self, LabRun.self, LabDown.self]
+        subcommands: [LabUp.self, LabRun.self, LabDown.self, LabBench.self]
     )
 }
 

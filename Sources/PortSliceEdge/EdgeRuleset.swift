@@ -1,11 +1,16 @@
+import Foundation
 import PortSliceCore
 import PortSliceStore
 
 /// The edge's nftables table: packets for a shared address get the mark of the host that owns
 /// their destination port (or, for an ICMP error, the source port of the packet it quotes),
 /// and policy routing sends each mark to its host. No connection tracking, no rewriting.
-/// Lookups go through concatenated interval maps keyed by address and port, so their cost does
-/// not grow with the number of slices.
+///
+/// Lookups stay flat as slices grow: a verdict map hashes the destination address to that
+/// address's chain, whose port maps are single-field interval maps (a tree, logarithmic in the
+/// slices of one address). A concatenated address-and-port interval map would be one map, but
+/// nftables matches those with bitmaps whose cost grows with every element (measured: 33%
+/// fewer packets per second at 10,000 slices).
 public enum EdgeRuleset {
     public static let tableName = "portslice_edge"
 
@@ -18,20 +23,25 @@ public enum EdgeRuleset {
         var script = NFTablesScript(table: tableName, comment: "portslice edge: slice table version \(plan.version); managed by portslice, do not edit")
         for name in counterNames { script.counter(name, carrying: counters) }
         script.collection("set", "shared", "type ipv4_addr", elements: plan.sharedAddresses.map(\.description))
-        let elements = plan.runs.map { "\($0.address) . \($0.ports.nftables) : \(hex($0.mark))" }
-        script.collection("map", "owner", "type ipv4_addr . inet_service : mark; flags interval", elements: elements)
-        // A raw payload field is an integer, not a port, so this map is declared by `typeof`.
-        script.collection("map", "owner_icmp", "typeof ip daddr . \(quotedSourcePort) : meta mark; flags interval", elements: elements)
-
-        let markQuotedICMP = "icmp type \(quotingICMPTypes) \(quotedHeaderWithoutOptions) meta mark set ip daddr . \(quotedSourcePort) map @owner_icmp"
+        script.collection("map", "by_address", "type ipv4_addr : verdict", elements: plan.sharedAddresses.map { "\($0) : jump \(chainName($0))" })
+        let runsByAddress = Dictionary(grouping: plan.runs, by: \.address)
+        for address in plan.sharedAddresses {
+            let elements = runsByAddress[address, default: []].map { "\($0.ports.nftables) : \(hex($0.mark))" }
+            script.collection("map", "\(chainName(address))_ports", "type inet_service : mark; flags interval", elements: elements)
+            // A raw payload field is an integer, not a port, so this map is declared by `typeof`.
+            script.collection("map", "\(chainName(address))_quoted", "typeof \(quotedSourcePort) : meta mark; flags interval", elements: elements)
+            script.chain(chainName(address), nil, rules: [
+                "meta l4proto { tcp, udp } meta mark set th dport map @\(chainName(address))_ports",
+                "icmp type \(quotingICMPTypes) \(quotedHeaderWithoutOptions) meta mark set \(quotedSourcePort) map @\(chainName(address))_quoted",
+            ])
+        }
         var prerouting = [
             // The hosts' own packets leave without a conntrack entry either: zero per-flow state.
             "ip saddr @shared notrack accept",
             "ip daddr != @shared accept",
             "notrack",
             "ip frag-off & 0x1fff != 0 counter name fragments drop",
-            "meta l4proto { tcp, udp } meta mark set ip daddr . th dport map @owner",
-            markQuotedICMP,
+            "ip daddr vmap @by_address",
         ]
         prerouting += SteeringMark.Unowned.allCases.map { "meta mark \(hex($0.mark)) counter name \($0.rawValue) drop" }
         prerouting.append("meta mark & 0xffff0000 != \(hex(SteeringMark.hostBase)) counter name unowned drop")
@@ -41,9 +51,14 @@ public enum EdgeRuleset {
         script.chain("output", "type route hook output priority raw; policy accept;", rules: [
             "ip daddr != @shared accept",
             "notrack",
-            markQuotedICMP,
+            "ip protocol icmp ip daddr vmap @by_address",
         ])
         return script.text
+    }
+
+    /// The chain (and prefix of the maps) of one shared address: `a_203_0_113_10`.
+    static func chainName(_ address: IPv4Address) -> String {
+        "a_" + address.description.replacingOccurrences(of: ".", with: "_")
     }
 }
 

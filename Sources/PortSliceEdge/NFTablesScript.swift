@@ -36,9 +36,10 @@ struct NFTablesScript {
         lines.append("  }")
     }
 
-    mutating func chain(_ name: String, _ hook: String, rules: [String]) {
+    /// A chain; `hook` is nil for a regular chain that is only jumped to.
+    mutating func chain(_ name: String, _ hook: String?, rules: [String]) {
         lines.append("  chain \(name) {")
-        lines.append("    \(hook)")
+        if let hook { lines.append("    \(hook)") }
         lines += rules.map { "    \($0)" }
         lines.append("  }")
     }

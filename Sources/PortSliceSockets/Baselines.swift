@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import PortSliceCore
 import SystemPackage
 
@@ -32,16 +33,22 @@ public enum UnslicedConnect {
     }
 }
 
-/// A TCP listener whose thread accepts every connection and closes it at once, so the accept
-/// queue never fills; the client's side keeps its 4-tuple until it closes too. A peer for
-/// benchmarks and tests.
-public final class ClosingListener: Sendable {
+/// A TCP listener whose thread accepts every connection, so the accept queue never fills, and
+/// either closes it at once (the client's side keeps its 4-tuple until it closes too) or holds
+/// it open until the listener goes, for counting live flows. A peer for benchmarks and tests.
+public final class AcceptingListener: Sendable {
     public let endpoint: Endpoint
     private let descriptor: CInt
     private let stopped = DispatchSemaphore(value: 0)
+    private let held = HeldDescriptors()
+
+    /// Accepted descriptors kept open; a class so the accept thread can share it.
+    private final class HeldDescriptors: Sendable {
+        let list = Mutex<[CInt]>([])
+    }
 
     /// Listens on `endpoint` (port 0 picks one) and starts accepting.
-    public init(_ endpoint: Endpoint) throws(DialError) {
+    public init(_ endpoint: Endpoint, holding: Bool = false) throws(DialError) {
         let socket = try OwnedDescriptor(.tcp, nonBlocking: false)
         try socket.set(.reuseAddress, 1)
         if case .failure(let errno) = Syscalls.bind(socket.raw, endpoint.address, endpoint.port) {
@@ -50,11 +57,12 @@ public final class ClosingListener: Sendable {
         if case .failure(let errno) = Syscalls.listen(socket.raw, backlog: 4096) { throw DialError.from(.listen, errno) }
         self.endpoint = try socket.localEndpoint()
         descriptor = socket.release()
-        let descriptor = descriptor, stopped = stopped
+        let descriptor = descriptor, stopped = stopped, held = held
         Thread {
             // Accept until `shutdown` (EINVAL); out of descriptors or buffers is waited out.
             while true {
                 switch Syscalls.accept(descriptor) {
+                case .success(let accepted) where holding: held.list.withLock { $0.append(accepted) }
                 case .success(let accepted): Syscalls.close(accepted)
                 case .failure(let errno) where errno == .invalidArgument: stopped.signal(); return
                 case .failure: Thread.sleep(forTimeInterval: 0.001)
@@ -63,9 +71,13 @@ public final class ClosingListener: Sendable {
         }.start()
     }
 
+    /// Connections held open now (always 0 for a closing listener).
+    public var heldCount: Int { held.list.withLock { $0.count } }
+
     deinit {
         Syscalls.shutdown(descriptor)  // wakes the accept loop, which then ends
         stopped.wait()
         Syscalls.close(descriptor)
+        held.list.withLock { $0.forEach(Syscalls.close) }
     }
 }

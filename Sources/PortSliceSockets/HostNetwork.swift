@@ -69,13 +69,15 @@ public enum HostNetwork {
         return (try? Syscalls.bind(socket.raw, address, 0).get()) != nil
     }
 
-    /// Raises the soft limit on open descriptors to `wanted` (capped at the hard limit);
-    /// returns the soft limit in force afterwards.
+    /// Raises the soft limit on open descriptors to `wanted`: past the hard limit when this
+    /// process may raise that too, else capped at it. Returns the soft limit in force afterwards.
     @discardableResult
     public static func raiseOpenFileLimit(to wanted: UInt64) -> UInt64 {
         guard let (soft, hard) = try? Syscalls.openFileLimit().get() else { return 0 }
+        guard wanted > soft else { return soft }
+        // Root (CAP_SYS_RESOURCE) may raise the hard limit too; anyone may go up to it.
+        if wanted > hard, (try? Syscalls.setOpenFileLimit(soft: wanted, hard: wanted).get()) != nil { return wanted }
         let target = min(wanted, hard)
-        guard target > soft else { return soft }
         return (try? Syscalls.setOpenFileLimit(soft: target, hard: hard).get()).map { target } ?? soft
     }
 

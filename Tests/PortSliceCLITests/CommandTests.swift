@@ -141,7 +141,7 @@ struct CommandTests {
     }
 
     @Test func connectPrintsTheTupleFromTheSlice() async throws {
-        let listener = try ClosingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let listener = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let slice = try loopbackSlice()
         for extra in [[], ["--strategy", "portSearch"], ["--udp"]] {
             let result = try await CommandRunner.run(["connect", "--from", slice] + extra + ["127.0.0.1:\(listener.endpoint.port)"])

@@ -49,27 +49,52 @@ struct RulesetTests {
                   203.0.113.11
                 }
               }
-              map owner {
-                type ipv4_addr . inet_service : mark; flags interval
+              map by_address {
+                type ipv4_addr : verdict
                 elements = {
-                  203.0.113.10 . 20000-29999 : 0x50530001,
-                  203.0.113.10 . 30000-39999 : 0x50530002,
-                  203.0.113.10 . 40000-40099 : 0x5053fff2,
-                  203.0.113.11 . 1024-1535 : 0x5053fff1,
-                  203.0.113.11 . 2048 : 0x5053fff4,
-                  203.0.113.11 . 5120-5631 : 0x5053fff1
+                  203.0.113.10 : jump a_203_0_113_10,
+                  203.0.113.11 : jump a_203_0_113_11
                 }
               }
-              map owner_icmp {
-                typeof ip daddr . @th,224,16 : meta mark; flags interval
+              map a_203_0_113_10_ports {
+                type inet_service : mark; flags interval
                 elements = {
-                  203.0.113.10 . 20000-29999 : 0x50530001,
-                  203.0.113.10 . 30000-39999 : 0x50530002,
-                  203.0.113.10 . 40000-40099 : 0x5053fff2,
-                  203.0.113.11 . 1024-1535 : 0x5053fff1,
-                  203.0.113.11 . 2048 : 0x5053fff4,
-                  203.0.113.11 . 5120-5631 : 0x5053fff1
+                  20000-29999 : 0x50530001,
+                  30000-39999 : 0x50530002,
+                  40000-40099 : 0x5053fff2
                 }
+              }
+              map a_203_0_113_10_quoted {
+                typeof @th,224,16 : meta mark; flags interval
+                elements = {
+                  20000-29999 : 0x50530001,
+                  30000-39999 : 0x50530002,
+                  40000-40099 : 0x5053fff2
+                }
+              }
+              chain a_203_0_113_10 {
+                meta l4proto { tcp, udp } meta mark set th dport map @a_203_0_113_10_ports
+                icmp type { destination-unreachable, time-exceeded, parameter-problem } @th,64,8 0x45 meta mark set @th,224,16 map @a_203_0_113_10_quoted
+              }
+              map a_203_0_113_11_ports {
+                type inet_service : mark; flags interval
+                elements = {
+                  1024-1535 : 0x5053fff1,
+                  2048 : 0x5053fff4,
+                  5120-5631 : 0x5053fff1
+                }
+              }
+              map a_203_0_113_11_quoted {
+                typeof @th,224,16 : meta mark; flags interval
+                elements = {
+                  1024-1535 : 0x5053fff1,
+                  2048 : 0x5053fff4,
+                  5120-5631 : 0x5053fff1
+                }
+              }
+              chain a_203_0_113_11 {
+                meta l4proto { tcp, udp } meta mark set th dport map @a_203_0_113_11_ports
+                icmp type { destination-unreachable, time-exceeded, parameter-problem } @th,64,8 0x45 meta mark set @th,224,16 map @a_203_0_113_11_quoted
               }
               chain prerouting {
                 type filter hook prerouting priority raw; policy accept;
@@ -77,8 +102,7 @@ struct RulesetTests {
                 ip daddr != @shared accept
                 notrack
                 ip frag-off & 0x1fff != 0 counter name fragments drop
-                meta l4proto { tcp, udp } meta mark set ip daddr . th dport map @owner
-                icmp type { destination-unreachable, time-exceeded, parameter-problem } @th,64,8 0x45 meta mark set ip daddr . @th,224,16 map @owner_icmp
+                ip daddr vmap @by_address
                 meta mark 0x5053fff1 counter name free drop
                 meta mark 0x5053fff2 counter name quarantined drop
                 meta mark 0x5053fff3 counter name draining drop
@@ -89,7 +113,7 @@ struct RulesetTests {
                 type route hook output priority raw; policy accept;
                 ip daddr != @shared accept
                 notrack
-                icmp type { destination-unreachable, time-exceeded, parameter-problem } @th,64,8 0x45 meta mark set ip daddr . @th,224,16 map @owner_icmp
+                ip protocol icmp ip daddr vmap @by_address
               }
             }
 
