@@ -55,12 +55,14 @@ public enum LabBench {
     public static func run(_ topology: LabTopology, _ settings: Settings, progress: @Sendable (String) -> Void) async throws -> Result {
         try topology.build()
         defer { LabTopology.tearDown() }
-        _ = HostNetwork.raiseOpenFileLimit(to: UInt64(settings.liveFlows * 2 + 10_000))
+        // Each live flow costs two descriptors here (client and server side).
+        let limit = Int(HostNetwork.raiseOpenFileLimit(to: UInt64(settings.liveFlows * 2 + 10_000)))
+        let liveFlows = min(settings.liveFlows, max(0, (limit - 4_000) / 2))
+        if liveFlows < settings.liveFlows {
+            progress("the open-file limit is \(limit) (raising it further needs CAP_SYS_RESOURCE): holding \(liveFlows) live flows instead of \(settings.liveFlows); the per-100,000 figures scale from them")
+        }
         let internet = NetworkNamespace.path(named: LabTopology.internet)
         let closing = try NetworkNamespace.run(at: internet) { try AcceptingListener(Endpoint(LabTopology.internetAddress, closingPort)) }
-        let holding = try holdingPorts.map { port in
-            try NetworkNamespace.run(at: internet) { try AcceptingListener(Endpoint(LabTopology.internetAddress, port), holding: true) }
-        }
         var result = Result()
 
         // The stateless edge: one slice per host, each host's ephemeral range set to its slice
@@ -77,28 +79,37 @@ public enum LabBench {
         let controller = EdgeController(role: .edge(hosts: hosts), namespace: LabTopology.edge)
         try await controller.start()
         try await controller.apply(table)
+        // Live flows are read first, before the other loads leave closing entries behind.
+        // The same client code runs against both edges: plain connects, whose source the
+        // kernel takes from the route (the shared address here) and the namespace's range
+        // (the host's slice), so only the edge differs between the two columns.
         for index in topology.hostIndices {
             let range = slices[index - 1].ports.span!
             try sysctl(topology.namespace(ofHost: index), "net.ipv4.ip_local_port_range=\(range.lower) \(range.upper)")
+            try defaultRoute(topology, index, source: shared)
         }
+        progress("stateless edge: \(liveFlows) live flows")
+        result.stateless = try withLiveFlows(result.stateless, topology, liveFlows)
         progress("stateless edge: connections")
-        result.stateless.connectionsPerSecond = try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) { index in
-            let dialer = try SliceDialer(slice: slices[index - 1])
-            return { destination in try dialer.connectTCP(to: destination) }
-        }
+        result.stateless.connectionsPerSecond = try median(rounds) { try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) }
         progress("stateless edge: throughput")
-        result.stateless.throughput = try throughput(topology, seconds: settings.seconds, bind: shared)
-        progress("stateless edge: \(settings.liveFlows) live flows")
-        result.stateless = try withLiveFlows(result.stateless, topology, settings.liveFlows, holding: holding) { index in
-            let dialer = try SliceDialer(slice: slices[index - 1])
-            return { destination in try dialer.connectTCP(to: destination) }
-        }
+        result.stateless.throughput = try throughput(topology, seconds: settings.seconds)
         progress("stateless edge: slice counts")
-        result.scale = try settings.sliceCounts.map { count in try scalePoint(count, topology, hosts, seconds: settings.seconds) }
+        var points: [Int: [ScalePoint]] = [:]
+        for _ in 0..<rounds {
+            for count in settings.sliceCounts { points[count, default: []].append(try scalePoint(count, topology, hosts, seconds: settings.seconds)) }
+        }
+        result.scale = settings.sliceCounts.map { count in
+            let measured = points[count]!
+            return ScalePoint(slices: count, applySeconds: middle(measured.map(\.applySeconds)), packetsPerSecond: middle(measured.map(\.packetsPerSecond)))
+        }
         try await controller.shutdown()
 
         // Source NAT with conntrack: hosts send from their own addresses, the edge rewrites.
-        for index in topology.hostIndices { try sysctl(topology.namespace(ofHost: index), "net.ipv4.ip_local_port_range=1024 65535") }
+        for index in topology.hostIndices {
+            try sysctl(topology.namespace(ofHost: index), "net.ipv4.ip_local_port_range=1024 65535")
+            try defaultRoute(topology, index, source: nil)
+        }
         try OwnedTable(name: natTable, namespace: LabTopology.edge).apply("""
             table ip \(natTable) {
               chain postrouting {
@@ -109,34 +120,43 @@ public enum LabBench {
 
             """)
         defer { try? OwnedTable(name: natTable, namespace: LabTopology.edge).remove() }
+        progress("NAT edge: \(liveFlows) live flows")
+        result.nat = try withLiveFlows(result.nat, topology, liveFlows)
         progress("NAT edge: connections")
-        result.nat.connectionsPerSecond = try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) { _ in
-            { destination in try UnslicedConnect.tcp(to: destination) }
-        }
+        result.nat.connectionsPerSecond = try median(rounds) { try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) }
         progress("NAT edge: throughput")
-        result.nat.throughput = try throughput(topology, seconds: settings.seconds, bind: nil)
-        progress("NAT edge: \(settings.liveFlows) live flows")
-        result.nat = try withLiveFlows(result.nat, topology, settings.liveFlows, holding: holding) { _ in
-            { destination in try UnslicedConnect.tcp(to: destination) }
-        }
+        result.nat.throughput = try throughput(topology, seconds: settings.seconds)
         return result
     }
 
-    typealias Connect = @Sendable (Endpoint) throws -> ConnectedSocket
+    /// Rates are measured this many times and the median kept: two cores carry the load
+    /// generator, the edge and the servers at once, so single runs wander.
+    static let rounds = 3
+
+    static func median(_ count: Int, _ measure: () throws -> Double) throws -> Double {
+        middle(try (0..<count).map { _ in try measure() })
+    }
+
+    static func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// Host `index`'s default route via the edge, naming the source address when given.
+    static func defaultRoute(_ topology: LabTopology, _ index: Int, source: IPv4Address?) throws {
+        _ = try SystemTool.run("ip", ["route", "replace", "default", "via", "\(topology.edgeSide(ofHost: index))"] + (source.map { ["src", "\($0)"] } ?? []),
+                               in: topology.namespace(ofHost: index))
+    }
 
     /// New connections per second from every host at once, each closed with a reset (no
     /// TIME_WAIT to run a slice dry), for `seconds`.
-    static func connectionRate(_ topology: LabTopology, seconds: Double, to destination: Endpoint, dialer: @escaping @Sendable (Int) throws -> Connect) throws -> Double {
+    static func connectionRate(_ topology: LabTopology, seconds: Double, to destination: Endpoint) throws -> Double {
         let total = Atomic<Int>(0)
         let failure = Mutex<String?>(nil)
         let started = ContinuousClock.now
-        try onEveryHost(topology) { index in
-            let connect = try dialer(index)
+        try onEveryHost(topology) { _ in
             let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
             var made = 0
             while ContinuousClock.now < deadline && made < 5_000_000 {
                 do {
-                    let socket = try connect(destination)
+                    let socket = try UnslicedConnect.tcp(to: destination)
                     try socket.resetOnClose()
                     made += 1
                 } catch {
@@ -151,22 +171,27 @@ public enum LabBench {
         return Double(total.load(ordering: .relaxed)) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 
-    /// Opens `count` flows spread over the hosts and the holding listeners, reads what the
-    /// edge holds for them, and closes them.
-    static func withLiveFlows(_ measurement: EdgeMeasurement, _ topology: LabTopology, _ count: Int, holding: [AcceptingListener], dialer: @escaping @Sendable (Int) throws -> Connect) throws -> EdgeMeasurement {
+    /// Opens `count` flows spread over the hosts and four listeners that hold them, reads what
+    /// the edge holds for them, and closes them.
+    static func withLiveFlows(_ measurement: EdgeMeasurement, _ topology: LabTopology, _ count: Int) throws -> EdgeMeasurement {
         var measurement = measurement
+        // Listeners of its own, so both sides of the flows are closed when this returns.
+        let holding = try holdingPorts.map { port in
+            try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.internet)) {
+                try AcceptingListener(Endpoint(LabTopology.internetAddress, port), holding: true)
+            }
+        }
         let (entriesBefore, bytesBefore) = try edgeState()
         let kept = Mutex<[OpenFlow]>([])
         let failure = Mutex<String?>(nil)
         let perHost = count / topology.hostCount
-        try onEveryHost(topology) { index in
-            let connect = try dialer(index)
+        try onEveryHost(topology) { _ in
             var mine: [OpenFlow] = []
             mine.reserveCapacity(perHost)
             let deadline = ContinuousClock.now + .seconds(120)
             for number in 0..<perHost where ContinuousClock.now < deadline {
                 do {
-                    mine.append(OpenFlow(try connect(holding[number % holding.count].endpoint)))
+                    mine.append(OpenFlow(try UnslicedConnect.tcp(to: holding[number % holding.count].endpoint)))
                 } catch {
                     failure.withLock { $0 = $0 ?? "\(error)" }
                     break
@@ -183,8 +208,9 @@ public enum LabBench {
         return measurement
     }
 
-    /// One iperf3 TCP transfer from host 1 to the internet for `seconds`; nil without iperf3.
-    static func throughput(_ topology: LabTopology, seconds: Double, bind: IPv4Address?) throws -> Double? {
+    /// One iperf3 TCP transfer from host 1 to the internet for `seconds` (its source comes
+    /// from the route, as for the connections); nil without iperf3.
+    static func throughput(_ topology: LabTopology, seconds: Double) throws -> Double? {
         guard (try? SystemTool.path(of: "iperf3")) != nil else { return nil }
         let server = Process()
         server.executableURL = URL(fileURLWithPath: try SystemTool.path(of: "ip"))
@@ -194,8 +220,7 @@ public enum LabBench {
         try server.run()
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
         Thread.sleep(forTimeInterval: 0.3)
-        var arguments = ["-c", "\(LabTopology.internetAddress)", "-p", "\(iperfPort)", "-t", "\(max(1, Int(seconds.rounded())))", "-J"]
-        if let bind { arguments += ["-B", "\(bind)"] }
+        let arguments = ["-c", "\(LabTopology.internetAddress)", "-p", "\(iperfPort)", "-t", "\(max(1, Int(seconds.rounded())))", "-J"]
         let output = try SystemTool.run("iperf3", arguments, in: topology.namespace(ofHost: 1))
         guard let json = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
               let end = json["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],

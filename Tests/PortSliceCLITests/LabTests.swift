@@ -146,3 +146,23 @@ final class Reports: @unchecked Sendable {
     func add(_ line: String) { lock.withLock { lines.append(line) } }
     var all: [String] { lock.withLock { lines } }
 }
+
+extension LabTests {
+    @Test("lab bench prints both edges side by side and the slice-count table, and leaves no lab behind")
+    func benchSmoke() async throws {
+        LabTopology.tearDown()
+        let result = try await CommandRunner.run(["lab", "bench", "--seconds", "0.5", "--live-flows", "300", "--slices", "10,100", "--format", "json"])
+        #expect(result.status == 0, "\(result.errorOutput)")
+        struct Measured: Decodable { let connectionsPerSecond: Double; let liveFlows: Int; let trackedEntries: Int }
+        struct Point: Decodable { let slices: Int; let packetsPerSecond: Double }
+        struct Bench: Decodable { let stateless: Measured; let nat: Measured; let scale: [Point] }
+        let bench = try JSONDecoder().decode(Bench.self, from: Data(result.output.utf8))
+        #expect(bench.stateless.connectionsPerSecond > 0 && bench.nat.connectionsPerSecond > 0)
+        #expect(bench.stateless.liveFlows == 300 && bench.nat.liveFlows == 300)
+        // The design's point: the stateless edge keeps nothing per flow; NAT keeps an entry each.
+        #expect(bench.stateless.trackedEntries == 0)
+        #expect(bench.nat.trackedEntries >= 300)
+        #expect(bench.scale.map(\.slices) == [10, 100] && bench.scale.allSatisfy { $0.packetsPerSecond > 0 })
+        #expect(LabTopology.existingNamespaces().isEmpty)
+    }
+}
