@@ -93,7 +93,7 @@ public enum LabBench {
         progress("stateless edge: connections")
         result.stateless.connectionsPerSecond = try median(rounds) { try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) }
         progress("stateless edge: throughput")
-        result.stateless.throughput = try throughput(topology, seconds: settings.seconds)
+        result.stateless.throughput = try medianThroughput(topology, seconds: settings.seconds)
         progress("stateless edge: slice counts")
         var points: [Int: [ScalePoint]] = [:]
         for _ in 0..<rounds {
@@ -125,7 +125,7 @@ public enum LabBench {
         progress("NAT edge: connections")
         result.nat.connectionsPerSecond = try median(rounds) { try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) }
         progress("NAT edge: throughput")
-        result.nat.throughput = try throughput(topology, seconds: settings.seconds)
+        result.nat.throughput = try medianThroughput(topology, seconds: settings.seconds)
         return result
     }
 
@@ -138,6 +138,12 @@ public enum LabBench {
     }
 
     static func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// The median of `rounds` transfers, or nil without iperf3.
+    static func medianThroughput(_ topology: LabTopology, seconds: Double) throws -> Double? {
+        guard let first = try throughput(topology, seconds: seconds) else { return nil }
+        return middle([first] + (try (1..<rounds).map { _ in try throughput(topology, seconds: seconds) ?? first }))
+    }
 
     /// Host `index`'s default route via the edge, naming the source address when given.
     static func defaultRoute(_ topology: LabTopology, _ index: Int, source: IPv4Address?) throws {
@@ -273,8 +279,12 @@ public enum LabBench {
     /// Connection-tracking entries in the edge's namespace, and the conntrack slab's bytes in
     /// use (the slab is shared by every namespace; only the NAT edge adds to it here).
     static func edgeState() throws -> (entries: Int, bytes: Int) {
-        let count = (try? SystemTool.run("cat", ["/proc/sys/net/netfilter/nf_conntrack_count"], in: LabTopology.edge))
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        // Read from a thread inside the namespace rather than by a child process: with tens of
+        // thousands of descriptors open, Foundation's Process crashes while spawning.
+        let count = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.edge)) {
+            (try? String(contentsOfFile: "/proc/sys/net/netfilter/nf_conntrack_count", encoding: .utf8))
+                .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        }
         let slab = (try? String(contentsOfFile: "/proc/slabinfo", encoding: .utf8)) ?? ""
         let line = slab.split(separator: "\n").first { $0.hasPrefix("nf_conntrack ") }
         let fields = line.map { $0.split(separator: " ", omittingEmptySubsequences: true) } ?? []
