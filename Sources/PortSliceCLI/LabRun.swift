@@ -105,6 +105,7 @@ struct LabRunner {
         var report = LabReport()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-lab-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
         let adminToken = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let pool = "\(work)/pool.csv"
         try topology.sharedAddresses.map { "\($0)/32,US,US-CA,San Jose,,hosting,high" }.joined(separator: "\n")
@@ -254,7 +255,6 @@ struct LabRunner {
         progress("processes stopped")
         let leftovers = try ([edgeTable] + Array(guardTables.values)).filter { try $0.listing() != nil }
         report.check("nothing left behind by the processes", leftovers.isEmpty, leftovers.isEmpty ? "edge and guards removed their tables on SIGTERM" : "\(leftovers.count) table(s) still installed")
-        try? FileManager.default.removeItem(atPath: work)
         return report
     }
 

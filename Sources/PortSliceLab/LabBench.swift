@@ -64,6 +64,17 @@ public enum LabBench {
         let internet = NetworkNamespace.path(named: LabTopology.internet)
         let closing = try NetworkNamespace.run(at: internet) { try AcceptingListener(Endpoint(LabTopology.internetAddress, closingPort)) }
         var result = Result()
+        /// Live flows first, before the other loads leave closing entries behind; then
+        /// connections and throughput.
+        func measureEdge(_ name: String) throws -> EdgeMeasurement {
+            progress("\(name): \(liveFlows) live flows")
+            var measurement = try withLiveFlows(topology, liveFlows)
+            progress("\(name): connections")
+            measurement.connectionsPerSecond = try median(rounds) { try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) }
+            progress("\(name): throughput")
+            measurement.throughput = try medianThroughput(topology, seconds: settings.seconds)
+            return measurement
+        }
 
         // The stateless edge: one slice per host, each host's ephemeral range set to its slice
         // so that tools which bind by themselves (iperf3) stay inside it too.
@@ -79,7 +90,6 @@ public enum LabBench {
         let controller = EdgeController(role: .edge(hosts: hosts), namespace: LabTopology.edge)
         try await controller.start()
         try await controller.apply(table)
-        // Live flows are read first, before the other loads leave closing entries behind.
         // The same client code runs against both edges: plain connects, whose source the
         // kernel takes from the route (the shared address here) and the namespace's range
         // (the host's slice), so only the edge differs between the two columns.
@@ -88,12 +98,7 @@ public enum LabBench {
             try sysctl(topology.namespace(ofHost: index), "net.ipv4.ip_local_port_range=\(range.lower) \(range.upper)")
             try defaultRoute(topology, index, source: shared)
         }
-        progress("stateless edge: \(liveFlows) live flows")
-        result.stateless = try withLiveFlows(result.stateless, topology, liveFlows)
-        progress("stateless edge: connections")
-        result.stateless.connectionsPerSecond = try median(rounds) { try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) }
-        progress("stateless edge: throughput")
-        result.stateless.throughput = try medianThroughput(topology, seconds: settings.seconds)
+        result.stateless = try measureEdge("stateless edge")
         progress("stateless edge: slice counts")
         var points: [Int: [ScalePoint]] = [:]
         for _ in 0..<rounds {
@@ -120,12 +125,7 @@ public enum LabBench {
 
             """)
         defer { try? OwnedTable(name: natTable, namespace: LabTopology.edge).remove() }
-        progress("NAT edge: \(liveFlows) live flows")
-        result.nat = try withLiveFlows(result.nat, topology, liveFlows)
-        progress("NAT edge: connections")
-        result.nat.connectionsPerSecond = try median(rounds) { try connectionRate(topology, seconds: settings.seconds, to: closing.endpoint) }
-        progress("NAT edge: throughput")
-        result.nat.throughput = try medianThroughput(topology, seconds: settings.seconds)
+        result.nat = try measureEdge("NAT edge")
         return result
     }
 
@@ -179,8 +179,8 @@ public enum LabBench {
 
     /// Opens `count` flows spread over the hosts and four listeners that hold them, reads what
     /// the edge holds for them, and closes them.
-    static func withLiveFlows(_ measurement: EdgeMeasurement, _ topology: LabTopology, _ count: Int) throws -> EdgeMeasurement {
-        var measurement = measurement
+    static func withLiveFlows(_ topology: LabTopology, _ count: Int) throws -> EdgeMeasurement {
+        var measurement = EdgeMeasurement()
         // Listeners of its own, so both sides of the flows are closed when this returns.
         let holding = try holdingPorts.map { port in
             try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.internet)) {

@@ -138,11 +138,25 @@ enum Syscalls {
     /// `getsockname(2)` of an IPv4 socket.
     @inline(never)
     static func localAddress(_ descriptor: CInt) -> Result<(IPv4Address, UInt16), Errno> {
+        socketName(.getsockname) { Glibc.getsockname(descriptor, $0, $1) }
+    }
+
+    /// `getpeername(2)` of a connected IPv4 socket.
+    @inline(never)
+    static func peerAddress(_ descriptor: CInt) -> Result<(IPv4Address, UInt16), Errno> {
+        socketName(.getpeername) { Glibc.getpeername(descriptor, $0, $1) }
+    }
+
+    /// Reads an IPv4 socket address through `call` (getsockname or getpeername).
+    @inline(__always)
+    private static func socketName(
+        _ name: Call, _ call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> CInt
+    ) -> Result<(IPv4Address, UInt16), Errno> {
         var storage = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         return withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                performReturningInt32(.getsockname) { Glibc.getsockname(descriptor, raw, &length) }
+                performReturningInt32(name) { call(raw, &length) }
             }
         }.map { _ in (IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
     }
@@ -217,18 +231,6 @@ enum Syscalls {
         withSocketAddress(address, port) { raw, length in
             perform(.sendto, { Glibc.sendto(descriptor, bytes.baseAddress, bytes.count, 0, raw, length) }) { $0 < 0 }
         }
-    }
-
-    /// `getpeername(2)` of a connected IPv4 socket.
-    @inline(never)
-    static func peerAddress(_ descriptor: CInt) -> Result<(IPv4Address, UInt16), Errno> {
-        var storage = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        return withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                performReturningInt32(.getpeername) { Glibc.getpeername(descriptor, raw, &length) }
-            }
-        }.map { _ in (IPv4Address(bits: UInt32(bigEndian: storage.sin_addr.s_addr)), UInt16(bigEndian: storage.sin_port)) }
     }
 
     /// `recvmmsg(2)` without waiting: up to `lengths.count` datagrams into equal slots of

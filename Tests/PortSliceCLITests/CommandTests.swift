@@ -12,18 +12,53 @@ struct CommandTests {
     @Test func everyCommandHasHelp() async throws {
         let root = try await run("--help")
         #expect(root.status == 0)
-        for name in ["serve", "pool", "hosts", "leases", "status", "who", "plan", "geofeed", "lookup", "doctor", "connect", "bench"] {
+        for name in ["serve", "pool", "hosts", "leases", "status", "who", "plan", "geofeed", "lookup", "doctor", "connect", "edge", "lab", "bench"] {
             #expect(root.output.contains(name))
         }
         for command in [
             ["serve"], ["pool"], ["pool", "import"], ["pool", "drain"], ["pool", "remove"], ["hosts"], ["hosts", "add"],
             ["leases"], ["status"], ["who"], ["plan"], ["geofeed"], ["geofeed", "check"], ["geofeed", "format"], ["lookup"], ["doctor"], ["connect"],
-            ["bench"], ["bench", "core"], ["bench", "connect"],
+            ["bench"], ["bench", "core"], ["bench", "connect"], ["edge"], ["edge", "render"], ["lab"], ["lab", "up"], ["lab", "run"], ["lab", "down"], ["lab", "bench"],
         ] {
             let help = try await CommandRunner.run(command + ["--help"])
             #expect(help.status == 0, "\(command) --help")
             #expect(help.output.contains("OVERVIEW:") && help.output.contains("USAGE:"), "\(command) --help")
         }
+    }
+
+    @Test("edge render prints the rules for a table file and changes nothing; bad options are named")
+    func edgeRender() async throws {
+        let directory = try TemporaryDirectory()
+        let table = try directory.write("slices.json", """
+            {"version": 3, "slices": [
+              {"address": "203.0.113.10", "index": 0, "ports": "1024-2047", "state": "leased", "host": "h1"},
+              {"address": "203.0.113.10", "index": 1, "ports": "2048-3071", "state": "leased", "host": "h7"}]}
+            """)
+        let rendered = try await CommandRunner.run(["edge", "render", "--table", table, "--host", "h1=192.0.2.2"])
+        #expect(rendered.status == 0, "\(rendered.errorOutput)")
+        #expect(rendered.output.hasPrefix("table ip portslice_edge\ndelete table ip portslice_edge\n"))
+        #expect(rendered.output.contains("1024-2047 : 0x50530001") && rendered.output.contains("2048-3071 : 0x5053fff4"))
+        #expect(rendered.errorOutput.contains("host h7 holds slices but has no next hop here"))
+        let guardRules = try await CommandRunner.run(["edge", "render", "--table", table, "--host-guard", "h1"])
+        #expect(guardRules.output.contains("203.0.113.10 . 1024-2047") && !guardRules.output.contains("2048-3071"))
+
+        let refusals: [([String], String)] = [
+            (["--host", "h1"], "is not NAME=ADDRESS"),
+            (["--host", "h1=192.0.2.2", "--host", "h1=192.0.2.6"], "names 'h1' twice"),
+            ([], "name the hosts behind this edge"),
+            (["--host", "h1=192.0.2.2", "--host-guard", "h1"], "run them as two commands"),
+        ]
+        for (options, message) in refusals {
+            let refused = try await CommandRunner.run(["edge", "render", "--table", table] + options)
+            #expect(refused.status != 0 && refused.errorOutput.contains(message), "\(options): \(refused.errorOutput)")
+        }
+        let conflicting = try directory.write("conflict.json", """
+            {"version": 4, "slices": [
+              {"address": "203.0.113.10", "index": 0, "ports": "1024-2047", "state": "free"},
+              {"address": "203.0.113.10", "index": 1, "ports": "2000-3071", "state": "free"}]}
+            """)
+        let refusedTable = try await CommandRunner.run(["edge", "render", "--table", conflicting, "--host", "h1=192.0.2.2"])
+        #expect(refusedTable.status != 0 && refusedTable.errorOutput.contains("share ports"))
     }
 
     private func sysctls(range: String, reserved: String) throws -> TemporaryDirectory {
