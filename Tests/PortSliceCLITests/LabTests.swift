@@ -64,7 +64,7 @@ struct LabTests {
         /// Sends one datagram from the internet and names the host whose echo came back.
         func deliveredTo() -> Int? {
             let before = receivers.map { $0.peers[.udp, default: []].count }
-            guard sender.echo("probe", timeout: .milliseconds(300)) == nil else { return nil }
+            guard sender.echo("probe", timeout: .milliseconds(150)) == nil else { return nil }
             return receivers.indices.first { receivers[$0].peers[.udp, default: []].count > before[$0] }.map { $0 + 1 }
         }
         func waitFor(_ host: Int?, within limit: Duration) async throws -> Duration? {
