@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -69,6 +70,16 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        // The egress proxy: SOCKS5 and HTTP CONNECT on SwiftNIO, flows from the host's slices.
+        .target(
+            name: "PortSliceProxy",
+            dependencies: [
+                "PortSliceCore", "PortSliceSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSOCKS", package: "swift-nio-extras"),
+            ]
+        ),
         // `portslice lab`: a testbed in network namespaces (documentation prefixes only) and
         // the traffic that checks steering end to end.
         .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceEdge"]),
@@ -84,6 +95,7 @@ let package = Package(
                 "PortSliceControl",
                 "PortSliceEdge",
                 "PortSliceLab",
+                "PortSliceProxy",
                 "PortSliceBenchmarks",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -1,0 +1,93 @@
+import NIOCore
+import NIOPosix
+import PortSliceCore
+import PortSliceSockets
+
+/// Why a requested flow was not opened; each maps to a SOCKS reply and an HTTP status.
+public enum OpenFailure: Error, Sendable, CustomStringConvertible {
+    /// The destination policy refuses it.
+    case refused(String)
+    /// The name does not resolve to an IPv4 address.
+    case unresolved(String)
+    /// Every slice that could serve the client is out of ports for this destination.
+    case exhausted(Endpoint)
+    /// The destination refused the connection.
+    case connectionRefused(Endpoint)
+    /// The destination did not answer in time.
+    case timedOut(Endpoint)
+    /// Anything else the network or the system said.
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .refused(let reason): "refused by policy: \(reason)"
+        case .unresolved(let name): "cannot resolve \(name) to an IPv4 address"
+        case .exhausted(let destination): "every slice for this client is out of ports towards \(destination)"
+        case .connectionRefused(let destination): "\(destination) refused the connection"
+        case .timedOut(let destination): "\(destination) did not answer in time"
+        case .failed(let reason): reason
+        }
+    }
+}
+
+/// Opens a client's TCP flow: resolves the destination, applies the policy, picks the egress
+/// slices by the client's traits and dials from them (blocking calls, on a thread pool), then
+/// hands the connected socket to SwiftNIO on the client's event loop.
+public struct FlowOpener: Sendable {
+    public let slices: EgressSlices
+    public let clientTraits: TraitIndex
+    public let policy: DestinationPolicy
+    public let connectTimeout: Duration
+    let threadPool: NIOThreadPool
+
+    public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10), threadPool: NIOThreadPool) {
+        self.slices = slices
+        self.clientTraits = clientTraits
+        self.policy = policy
+        self.connectTimeout = connectTimeout
+        self.threadPool = threadPool
+    }
+
+    /// The flow as a NIO channel that is not yet reading, and the local end it left from.
+    public func open(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop) -> EventLoopFuture<(Channel, Endpoint)> {
+        threadPool.runIfActive(eventLoop: eventLoop) { () throws -> (CInt, Endpoint) in
+            try dial(host: host, port: port, for: client)
+        }.flatMap { descriptor, local in
+            ClientBootstrap(group: eventLoop)
+                .channelOption(.autoRead, value: false)
+                .withConnectedSocket(descriptor)
+                .map { ($0, local) }
+        }
+    }
+
+    func dial(host: String, port: UInt16, for client: IPAddress) throws -> (CInt, Endpoint) {
+        let address: IPv4Address
+        if let literal = try? IPv4Address(parsing: host) {
+            address = literal
+        } else {
+            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first(where: { policy.refusal(for: $0) == nil }) ?? resolved.first else {
+                throw OpenFailure.unresolved(host)
+            }
+            address = first
+        }
+        if let reason = policy.refusal(for: address) { throw OpenFailure.refused(reason) }
+        let destination = Endpoint(address, port)
+        let traits = clientTraits.lookup(client)?.traits ?? .unknown
+        for dialer in slices.candidates(for: client, traits: traits) {
+            do {
+                let socket = try dialer.connectTCP(to: destination, timeout: connectTimeout, nonBlocking: true)
+                let local = socket.local
+                return (socket.takeDescriptor(), local)
+            } catch .sliceExhausted {
+                continue
+            } catch .timedOut {
+                throw OpenFailure.timedOut(destination)
+            } catch .system(_, let errno) where errno == .connectionRefused {
+                throw OpenFailure.connectionRefused(destination)
+            } catch {
+                throw OpenFailure.failed("\(error)")
+            }
+        }
+        throw OpenFailure.exhausted(destination)
+    }
+}

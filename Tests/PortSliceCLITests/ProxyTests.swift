@@ -1,0 +1,163 @@
+import Foundation
+import Testing
+import PortSliceCore
+import PortSliceSockets
+
+/// `portslice proxy` with real clients: curl through SOCKS5 and HTTP CONNECT, clients from
+/// different geofeed entries, refused destinations and malformed bytes.
+@Suite("portslice proxy")
+struct ProxyTests {
+    /// A running proxy on a port of its own, sending from two loopback egress addresses.
+    final class Proxy: @unchecked Sendable {
+        let process = Process()
+        let directory: TemporaryDirectory
+        private(set) var port = 0
+
+        static let usSlice = "127.0.0.2:40000-40999"
+        static let deSlice = "127.0.0.3:41000-41999"
+
+        init(extra: [String] = []) throws {
+            directory = try TemporaryDirectory()
+            let pool = try directory.write("pool.csv", "127.0.0.2/32,US,US-CA,San Jose,,residential,high\n127.0.0.3/32,DE,DE-BE,Berlin,,residential,high\n")
+            let clients = try directory.write("clients.csv", "127.0.0.1/32,US,US-CA,San Jose,\n127.0.0.5/32,DE,DE-BE,Berlin,\n")
+            process.executableURL = CommandRunner.executable
+            process.arguments = ["proxy", "--listen", "127.0.0.1:0", "--slice", Self.usSlice, "--slice", Self.deSlice,
+                                 "--pool", pool, "--clients", clients] + extra
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var text = ""
+            let deadline = Date().addingTimeInterval(30)
+            while port == 0 && Date() < deadline && process.isRunning {
+                text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+                if let range = text.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                    port = Int(text[range].split(separator: ":").last!) ?? 0
+                }
+            }
+            guard port != 0 else {
+                process.terminate()
+                throw CommandRunner.RunnerError("proxy did not report its port within 30 s: \(text)")
+            }
+        }
+
+        var endpoint: Endpoint { Endpoint(IPv4Address(127, 0, 0, 1), UInt16(port)) }
+
+        /// Descriptors the proxy process has open now.
+        var openDescriptors: Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/fd"))?.count ?? 0 }
+
+        deinit {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// curl with `arguments`; returns its exit status and body.
+    func curl(_ arguments: [String]) async throws -> (status: Int32, body: String) {
+        try await CommandRunner.offThePool {
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            curl.arguments = ["curl", "-s", "--max-time", "10"] + arguments
+            let pipe = Pipe()
+            curl.standardOutput = pipe
+            curl.standardError = FileHandle.nullDevice
+            try curl.run()
+            let body = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            curl.waitUntilExit()
+            return (curl.terminationStatus, body)
+        }
+    }
+
+    /// The echo server answers `GET` with the address and port it saw.
+    func seenSource(_ body: String) throws -> Endpoint {
+        try #require(try? Endpoint(parsing: body.trimmingCharacters(in: .whitespacesAndNewlines)), "body: \(body)")
+    }
+
+    @Test("curl through SOCKS5 and HTTP CONNECT: the server sees the egress address and a port of its slice")
+    func curlThroughBothProtocols() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"])
+        let url = "http://127.0.0.1:\(server.endpoint.port)/whoami"
+        let us = try EgressSlice(parsing: Proxy.usSlice)
+        for mode in [["--socks5-hostname", "127.0.0.1:\(proxy.port)"], ["-p", "-x", "http://127.0.0.1:\(proxy.port)"]] {
+            let (status, body) = try await curl(mode + [url])
+            #expect(status == 0, "\(mode)")
+            let source = try seenSource(body)
+            #expect(source.address == us.address && us.ports.contains(source.port), "\(mode): the server saw \(source)")
+        }
+    }
+
+    @Test("clients from different geofeed entries leave from the matching address, and keep it")
+    func traitsMirrored() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"])
+        let url = "http://127.0.0.1:\(server.endpoint.port)/"
+        let de = try EgressSlice(parsing: Proxy.deSlice)
+        for _ in 0..<3 {
+            let (status, body) = try await curl(["--interface", "127.0.0.5", "--socks5-hostname", "127.0.0.1:\(proxy.port)", url])
+            #expect(status == 0)
+            let source = try seenSource(body)
+            #expect(source.address == de.address && de.ports.contains(source.port), "a client in Berlin left from \(source)")
+        }
+    }
+
+    @Test("internal destinations are refused with SOCKS reply 2 and HTTP 403 unless allowed")
+    func refusedDestinations() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy()
+        let socks = try UnslicedConnect.tcp(to: proxy.endpoint)
+        try socks.send([5, 1, 0])
+        #expect(try socks.receive(timeout: .seconds(5)) == [5, 0])
+        let port = server.endpoint.port
+        try socks.send([5, 1, 0, 1, 127, 0, 0, 1, UInt8(port >> 8), UInt8(port & 0xff)])
+        let reply = try socks.receive(timeout: .seconds(5))
+        #expect(Array(reply.prefix(2)) == [5, 2], "reply \(reply)")
+        let (_, body) = try await curl(["-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", "http://127.0.0.1:\(proxy.port)", "http://10.1.2.3/"])
+        #expect(body == "403")
+        #expect(server.peers[.tcp, default: []].isEmpty)
+    }
+
+    @Test("malformed SOCKS and HTTP bytes close the connection with the right answer, and the proxy goes on serving")
+    func malformedInput() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"])
+        // Fixed cases first: answers a client can act on.
+        let unsupported = try UnslicedConnect.tcp(to: proxy.endpoint)
+        try unsupported.send([5, 1, 0])
+        _ = try unsupported.receive(timeout: .seconds(5))
+        try unsupported.send([5, 2, 0, 1, 127, 0, 0, 1, 0, 80])  // BIND
+        #expect(Array(try unsupported.receive(timeout: .seconds(5)).prefix(2)) == [5, 7])
+        let noMethod = try UnslicedConnect.tcp(to: proxy.endpoint)
+        try noMethod.send([5, 1, 2])  // only username/password offered
+        #expect(try noMethod.receive(timeout: .seconds(5)) == [5, 0xff])
+        let badHTTP = try UnslicedConnect.tcp(to: proxy.endpoint)
+        try badHTTP.send(Array("GET http://127.0.0.1/ HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(String(decoding: try badHTTP.receive(timeout: .seconds(5)), as: UTF8.self).hasPrefix("HTTP/1.1 501"))
+        let noPort = try UnslicedConnect.tcp(to: proxy.endpoint)
+        try noPort.send(Array("CONNECT 127.0.0.1 HTTP/1.1\r\n\r\n".utf8))
+        #expect(String(decoding: try noPort.receive(timeout: .seconds(5)), as: UTF8.self).hasPrefix("HTTP/1.1 400"))
+
+        let descriptorsBefore = proxy.openDescriptors
+        // Then random bytes, bounded in count and time: each connection must end (closed by
+        // the proxy, or answered and closed), never hang or crash the proxy.
+        var generator = SplitMix64(seed: 7)
+        let deadline = ContinuousClock.now + .seconds(20)
+        var sent = 0
+        while sent < 200 && ContinuousClock.now < deadline {
+            let length = Int(generator.next() % 300) + 1
+            var bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            if sent.isMultiple(of: 2) { bytes[0] = 5 }  // half of them look like SOCKS
+            let connection = try UnslicedConnect.tcp(to: proxy.endpoint)
+            try? connection.send(bytes)
+            try connection.resetOnClose()
+            sent += 1
+        }
+        #expect(proxy.process.isRunning)
+        // Nothing leaks: the proxy's descriptors come back to where they were.
+        let settle = ContinuousClock.now + .seconds(5)
+        while proxy.openDescriptors > descriptorsBefore && ContinuousClock.now < settle { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(proxy.openDescriptors <= descriptorsBefore, "the proxy holds \(proxy.openDescriptors) descriptors, \(descriptorsBefore) before")
+        let (status, body) = try await curl(["--socks5-hostname", "127.0.0.1:\(proxy.port)", "http://127.0.0.1:\(server.endpoint.port)/"])
+        #expect(status == 0 && body.hasPrefix("127.0.0."), "after \(sent) malformed connections")
+    }
+}
