@@ -109,6 +109,7 @@ let package = Package(
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
         .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceStore", "PortSliceCore"]),
+        .testTarget(name: "PortSliceProxyTests", dependencies: ["PortSliceProxy", "PortSliceCore"]),
         .testTarget(name: "PortSliceBenchmarksTests", dependencies: ["PortSliceBenchmarks", "PortSliceCore", "PortSliceStore"]),
         .testTarget(
             name: "PortSliceControlTests",

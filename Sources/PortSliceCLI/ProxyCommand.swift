@@ -21,9 +21,11 @@ struct ProxyCommand: AsyncParsableCommand {
 
             By default no destination inside the network is reached: loopback, private, \
             link-local, shared address space, multicast, reserved, and the egress addresses \
-            themselves are refused (SOCKS reply 2, HTTP 403) unless --allow names them. This \
-            version has no client authentication, so it listens on loopback only. Stops on \
-            SIGTERM or SIGINT.
+            themselves are refused (SOCKS reply 2, HTTP 403) unless --allow names them. \
+            Beyond loopback it listens only with --users (SOCKS username/password, RFC 1929; \
+            HTTP Proxy-Authorization: Basic). With --trust-proxy-protocol every connection must \
+            start with a PROXY protocol v1 or v2 header, whose source is taken as the client: \
+            for a load balancer or VPN concentrator in front. Stops on SIGTERM or SIGINT.
 
             Example:
               portslice proxy --slice 127.0.0.2:20000-20999 --pool pool.csv --clients clients.csv --allow 127.0.0.1/32
@@ -31,7 +33,7 @@ struct ProxyCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Address and port to listen on (loopback only for now); port 0 picks one.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Address and port to listen on; port 0 picks one.", valueName: "host:port"))
     var listen = "127.0.0.1:1080"
 
     @Option(name: .customLong("slice"), help: ArgumentHelp("A slice this host may send from, ADDRESS:LOW-HIGH; repeat for several.", valueName: "slice"))
@@ -58,6 +60,12 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Open connections one client address may hold.")
     var connectionsPerClient = 256
 
+    @Option(help: ArgumentHelp("A file of NAME:PASSWORD lines; clients must authenticate as one of them.", valueName: "file"))
+    var users: String?
+
+    @Flag(help: "Read a PROXY protocol header (v1 or v2) first on every connection and take the client from it; only for a listener that the trusted balancer alone can reach.")
+    var trustProxyProtocol = false
+
     func validate() throws {
         if slices.isEmpty { throw ValidationError("give at least one --slice ADDRESS:LOW-HIGH to send from") }
         guard connectTimeout > 0 && connectTimeout <= 120 else { throw ValidationError("--connect-timeout \(connectTimeout) is out of range; give 0 to 120 seconds") }
@@ -72,10 +80,25 @@ struct ProxyCommand: AsyncParsableCommand {
             throw ValidationError("--listen '\(listen)' is not IPV4:PORT, such as 127.0.0.1:1080 (port 0 picks one)")
         }
         let endpoint = Endpoint(address, port)
-        guard endpoint.address.octets.0 == 127 else {
-            throw ValidationError("--listen \(listen) is beyond loopback; this version has no client authentication, and an open proxy beyond loopback would serve anyone: listen on 127.0.0.1")
+        guard endpoint.address.octets.0 == 127 || users != nil else {
+            throw ValidationError("--listen \(listen) is beyond loopback, where an open proxy would serve anyone: give --users FILE, or listen on 127.0.0.1")
         }
         return endpoint
+    }
+
+    /// NAME:PASSWORD lines of the --users file.
+    func userTable() throws -> [String: String] {
+        guard let users else { return [:] }
+        var table: [String: String] = [:]
+        let text = String(decoding: try readFile(users, what: "users file"), as: UTF8.self)
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex, line.utf8.count <= 511 else {
+                throw CommandFailure("\(users) line \(number + 1): write NAME:PASSWORD (each at most 255 bytes)")
+            }
+            table[String(line[..<colon])] = String(line[line.index(after: colon)...])
+        }
+        guard !table.isEmpty else { throw CommandFailure("\(users) names no users; write NAME:PASSWORD lines") }
+        return table
     }
 
     func run() async throws {
@@ -100,7 +123,8 @@ struct ProxyCommand: AsyncParsableCommand {
                                 connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: .singleton)
         let server = try await ProxyServer.start(
             on: try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port)), opener: opener,
-            limits: .init(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout))),
+            settings: .init(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
+                            trustProxyProtocol: trustProxyProtocol, users: try userTable()),
             group: MultiThreadedEventLoopGroup.singleton, log: { printToStandardError("proxy: \($0)") })
         // Written unbuffered: scripts wait for this line before connecting.
         let ready = "portslice proxy listening on \(endpoint.address):\(server.localAddress?.port ?? Int(endpoint.port)) (SOCKS5 and HTTP CONNECT); \(slices.count) slice(s) on \(egressSlices.addresses.count) address(es)\n"

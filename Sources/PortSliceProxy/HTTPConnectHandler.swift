@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import PortSliceCore
 
@@ -10,16 +11,28 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
 
     static let headLimit = 16 * 1024
 
-    let opener: FlowOpener
+    let session: ProxySession
     let client: IPAddress
-    let log: @Sendable (String) -> Void
     private var head = ByteBuffer()
     private var answered = false
 
-    init(opener: FlowOpener, client: IPAddress, log: @escaping @Sendable (String) -> Void) {
-        self.opener = opener
+    init(session: ProxySession, client: IPAddress) {
+        self.session = session
         self.client = client
-        self.log = log
+    }
+
+    private var log: @Sendable (String) -> Void { session.log }
+
+    /// Nil when the head carries credentials of a configured user (or none are configured).
+    func authenticationRefusal(ofHead text: String) -> HTTPRefusal? {
+        guard !session.settings.users.isEmpty else { return nil }
+        let header = text.split(separator: "\r\n").dropFirst().first { $0.lowercased().hasPrefix("proxy-authorization:") }
+        let value = header.map { $0.dropFirst("proxy-authorization:".count).trimmingCharacters(in: .whitespaces) } ?? ""
+        guard value.lowercased().hasPrefix("basic "), let decoded = Data(base64Encoded: String(value.dropFirst(6))).map({ String(decoding: $0, as: UTF8.self) }),
+              let colon = decoded.firstIndex(of: ":"),
+              session.authenticates(String(decoded[..<colon]), String(decoded[decoded.index(after: colon)...]))
+        else { return HTTPRefusal(407, "proxy authentication required") }
+        return nil
     }
 
     /// The target of a request head, or the status and reason to refuse it with.
@@ -59,12 +72,17 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         let headLength = end.upperBound - view.startIndex
         let text = String(decoding: view.prefix(headLength), as: UTF8.self)
         head.moveReaderIndex(forwardBy: headLength)
+        if let refusal = authenticationRefusal(ofHead: text) {
+            log("http: \(client): \(refusal.reason)")
+            refuse(refusal, context: context)
+            return
+        }
         switch Self.target(ofHead: text) {
         case .failure(let refusal):
             refuse(refusal, context: context)
         case .success(let (host, port)):
             let channel = context.channel
-            opener.open(host: host, port: port, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            session.opener.open(host: host, port: port, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success(let (flow, _)):
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n"))).assumeIsolated().whenComplete { _ in
@@ -89,7 +107,8 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
     private func refuse(_ refusal: HTTPRefusal, context: ChannelHandlerContext) {
         answered = true
         let body = refusal.reason + "\n"
-        let answer = "HTTP/1.1 \(refusal.status) \(refusal.phrase)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let challenge = refusal.status == 407 ? "Proxy-Authenticate: Basic realm=\"portslice\"\r\n" : ""
+        let answer = "HTTP/1.1 \(refusal.status) \(refusal.phrase)\r\n\(challenge)Content-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }
@@ -117,6 +136,7 @@ struct HTTPRefusal: Error, Equatable {
         switch status {
         case 400: "Bad Request"
         case 403: "Forbidden"
+        case 407: "Proxy Authentication Required"
         case 431: "Request Header Fields Too Large"
         case 501: "Not Implemented"
         case 502: "Bad Gateway"

@@ -5,61 +5,139 @@ import PortSliceCore
 import PortSliceSockets
 import Synchronization
 
-/// The egress proxy: SOCKS5 (RFC 1928, CONNECT, no authentication) and HTTP CONNECT on one
-/// port, told apart by the first byte. Each flow leaves from a slice chosen by the client's
-/// traits (`FlowOpener`) and is relayed both ways.
+/// The egress proxy: SOCKS5 (RFC 1928, CONNECT) and HTTP CONNECT on one port, told apart by
+/// the first byte, optionally behind a PROXY protocol header naming the true client. Each flow
+/// leaves from a slice chosen by the client's traits (`FlowOpener`) and is relayed both ways.
 public final class ProxyServer: Sendable {
-    public struct Limits: Sendable {
+    public struct Settings: Sendable {
         /// Open connections one client address may hold; more are closed at once.
         public var connectionsPerClient: Int
         /// A connection with no traffic either way for this long is closed.
         public var idleTimeout: TimeAmount
+        /// Read a PROXY protocol header (v1 or v2) first and take the client from it. Only for
+        /// listeners that a trusted load balancer or VPN concentrator alone can reach.
+        public var trustProxyProtocol: Bool
+        /// Users and passwords; when not empty, SOCKS clients must authenticate (RFC 1929) and
+        /// HTTP clients must send `Proxy-Authorization: Basic`.
+        public var users: [String: String]
 
-        public init(connectionsPerClient: Int = 256, idleTimeout: TimeAmount = .seconds(300)) {
+        public init(connectionsPerClient: Int = 256, idleTimeout: TimeAmount = .seconds(300), trustProxyProtocol: Bool = false, users: [String: String] = [:]) {
             self.connectionsPerClient = connectionsPerClient
             self.idleTimeout = idleTimeout
+            self.trustProxyProtocol = trustProxyProtocol
+            self.users = users
         }
     }
 
     public let channel: Channel
-    private let openPerClient: ClientCounts
 
     /// Binds `address` and starts serving.
-    public static func start(on address: SocketAddress, opener: FlowOpener, limits: Limits = Limits(), group: any EventLoopGroup,
+    public static func start(on address: SocketAddress, opener: FlowOpener, settings: Settings = Settings(), group: any EventLoopGroup,
                              log: @escaping @Sendable (String) -> Void) async throws -> ProxyServer {
-        let counts = ClientCounts()
+        let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), log: log)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
-                    let client = child.remoteAddress.flatMap(ipAddress)
-                    guard let client, counts.admit(client, limit: limits.connectionsPerClient) else {
-                        log("refused a connection from \(child.remoteAddress.map { "\($0)" } ?? "an unknown peer"): over the per-client limit of \(limits.connectionsPerClient)")
+                    try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), IdleCloser()])
+                    guard let peer = child.remoteAddress.flatMap(ipAddress) else {
                         child.close(promise: nil)
                         return
                     }
-                    child.closeFuture.whenComplete { _ in counts.leave(client) }
-                    try child.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(allTimeout: limits.idleTimeout),
-                        IdleCloser(),
-                        ProtocolSniffer(opener: opener, client: client, log: log),
-                    ])
+                    if settings.trustProxyProtocol {
+                        try child.pipeline.syncOperations.addHandler(ProxyHeaderReader(session: session, peer: peer))
+                    } else {
+                        try session.begin(child, client: peer)
+                    }
                 }
             }
             .bind(to: address).get()
-        return ProxyServer(channel: channel, counts: counts)
+        return ProxyServer(channel: channel)
     }
 
-    private init(channel: Channel, counts: ClientCounts) {
-        self.channel = channel
-        openPerClient = counts
-    }
+    private init(channel: Channel) { self.channel = channel }
 
     public var localAddress: SocketAddress? { channel.localAddress }
 
     public func close() async throws { try await channel.close() }
+}
+
+/// What every connection of one proxy shares.
+struct ProxySession: Sendable {
+    let opener: FlowOpener
+    let settings: ProxyServer.Settings
+    let counts: ClientCounts
+    let log: @Sendable (String) -> Void
+
+    /// Admits `client` (within its connection limit) and adds the protocol sniffer; a client
+    /// over its limit is closed at once.
+    func begin(_ channel: Channel, client: IPAddress, after handler: (any ChannelHandler)? = nil) throws {
+        guard counts.admit(client, limit: settings.connectionsPerClient) else {
+            log("refused a connection from \(client): over the per-client limit of \(settings.connectionsPerClient)")
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { _ in counts.leave(client) }
+        let sniffer = ProtocolSniffer(session: self, client: client)
+        if let handler {
+            try channel.pipeline.syncOperations.addHandler(sniffer, position: .after(handler))
+        } else {
+            try channel.pipeline.syncOperations.addHandler(sniffer)
+        }
+    }
+
+    /// True when `user` and `password` match a configured user. Compares every byte, so the
+    /// time taken does not tell how much of a password was right.
+    func authenticates(_ user: String, _ password: String) -> Bool {
+        guard let expected = settings.users[user] else { return false }
+        let given = Array(password.utf8), wanted = Array(expected.utf8)
+        var difference = UInt8(truncatingIfNeeded: given.count ^ wanted.count)
+        for index in wanted.indices { difference |= wanted[index] ^ (index < given.count ? given[index] : 0) }
+        return difference == 0
+    }
+}
+
+/// Reads the PROXY protocol header and starts the session for the client it names.
+final class ProxyHeaderReader: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    static let limit = 4096
+
+    let session: ProxySession
+    let peer: IPAddress
+    private var buffered = ByteBuffer()
+
+    init(session: ProxySession, peer: IPAddress) {
+        self.session = session
+        self.peer = peer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        buffered.writeBuffer(&bytes)
+        switch ProxyProtocolHeader.parse(buffered.readableBytesView) {
+        case .needMore:
+            if buffered.readableBytes > Self.limit {
+                session.log("\(peer): PROXY header over \(Self.limit) bytes; closing")
+                context.close(promise: nil)
+            }
+        case .invalid(let reason):
+            session.log("\(peer): \(reason); closing")
+            context.close(promise: nil)
+        case .header(let client, let length):
+            buffered.moveReaderIndex(forwardBy: length)
+            do {
+                try session.begin(context.channel, client: client ?? peer, after: self)
+            } catch {
+                context.close(promise: nil)
+                return
+            }
+            if buffered.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(buffered)) }
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+    }
 }
 
 /// Open connections per client address.
@@ -100,22 +178,20 @@ final class IdleCloser: ChannelInboundHandler, Sendable {
 final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler, Sendable {
     typealias InboundIn = ByteBuffer
 
-    let opener: FlowOpener
+    let session: ProxySession
     let client: IPAddress
-    let log: @Sendable (String) -> Void
 
-    init(opener: FlowOpener, client: IPAddress, log: @escaping @Sendable (String) -> Void) {
-        self.opener = opener
+    init(session: ProxySession, client: IPAddress) {
+        self.session = session
         self.client = client
-        self.log = log
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return }
         let handlers: [any ChannelHandler] = first == 5
-            ? [SOCKSServerHandshakeHandler(), SOCKSConnectHandler(opener: opener, client: client, log: log)]
-            : [HTTPConnectHandler(opener: opener, client: client, log: log)]
+            ? [SOCKSServerHandshakeHandler(), SOCKSConnectHandler(session: session, client: client)]
+            : [HTTPConnectHandler(session: session, client: client)]
         do {
             try context.pipeline.syncOperations.addHandlers(handlers, position: .after(self))
         } catch {

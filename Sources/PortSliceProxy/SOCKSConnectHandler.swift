@@ -4,29 +4,35 @@ import PortSliceCore
 import PortSliceSockets
 
 /// The server's side of a SOCKS5 exchange after NIOSOCKS has parsed it: picks "no
-/// authentication", opens the requested flow, answers with the reply code RFC 1928 gives for
-/// the outcome, then hands the connection to the relay.
+/// authentication", or username and password (RFC 1929) when users are configured, opens the
+/// requested flow, answers with the reply code RFC 1928 gives for the outcome, then hands the
+/// connection to the relay.
 final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ClientMessage
     typealias OutboundOut = ServerMessage
 
-    let opener: FlowOpener
+    let session: ProxySession
     let client: IPAddress
-    let log: @Sendable (String) -> Void
     private var requested = false
+    private var credentials = ByteBuffer()
 
-    init(opener: FlowOpener, client: IPAddress, log: @escaping @Sendable (String) -> Void) {
-        self.opener = opener
+    init(session: ProxySession, client: IPAddress) {
+        self.session = session
         self.client = client
-        self.log = log
     }
+
+    private var log: @Sendable (String) -> Void { session.log }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .greeting(let greeting):
-            let method: AuthenticationMethod = greeting.methods.contains(.noneRequired) ? .noneRequired : .noneAcceptable
+            let wanted: AuthenticationMethod = session.settings.users.isEmpty ? .noneRequired : .usernamePassword
+            let method: AuthenticationMethod = greeting.methods.contains(wanted) ? wanted : .noneAcceptable
             let written = context.writeAndFlush(wrapOutboundOut(.selectedAuthenticationMethod(.init(method: method))))
-            if method == .noneAcceptable { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            if method == .noneAcceptable {
+                log("socks: \(client) offered no acceptable authentication method (\(session.settings.users.isEmpty ? "none" : "username/password") is required)")
+                written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            }
         case .request(let request):
             guard !requested else { return }
             requested = true
@@ -46,7 +52,7 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                 return
             }
             let channel = context.channel
-            opener.open(host: host, port: destinationPort, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            session.opener.open(host: host, port: destinationPort, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success(let (flow, local)):
                     let bound = (try? SocketAddress(ipAddress: "\(local.address)", port: Int(local.port))).map(SOCKSAddress.address) ?? .domain("\(local.address)", port: Int(local.port))
@@ -66,8 +72,20 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                     reply(Self.replyCode(for: error), context: context, closing: true)
                 }
             }
-        case .authenticationData:
-            context.close(promise: nil)
+        case .authenticationData(var bytes):
+            credentials.writeBuffer(&bytes)
+            switch Self.usernameAndPassword(in: credentials) {
+            case nil:
+                if credentials.readableBytes > 513 { context.close(promise: nil) }
+            case .some(.none):
+                log("socks: \(client): malformed username/password request; closing")
+                context.close(promise: nil)
+            case .some(.some(let (user, password))):
+                let accepted = session.authenticates(user, password)
+                if !accepted { log("socks: \(client): wrong username or password for '\(user)'") }
+                let written = context.writeAndFlush(wrapOutboundOut(.authenticationData(ByteBuffer(bytes: [1, accepted ? 0 : 1]), complete: accepted)))
+                if !accepted { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            }
         }
     }
 
@@ -88,6 +106,21 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
         let unspecified = SOCKSAddress.address(try! SocketAddress(ipAddress: "0.0.0.0", port: 0))
         let written = context.writeAndFlush(wrapOutboundOut(.response(SOCKSResponse(reply: code, boundAddress: unspecified))))
         if closing { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+
+    /// The RFC 1929 request in `buffer`: nil while incomplete, `.some(nil)` when malformed.
+    static func usernameAndPassword(in buffer: ByteBuffer) -> (String, String)?? {
+        let bytes = Array(buffer.readableBytesView)
+        guard bytes.count >= 2 else { return nil }
+        guard bytes[0] == 1 else { return .some(nil) }
+        let userLength = Int(bytes[1])
+        guard bytes.count >= 2 + userLength + 1 else { return nil }
+        let passwordLength = Int(bytes[2 + userLength])
+        guard bytes.count >= 3 + userLength + passwordLength else { return nil }
+        guard bytes.count == 3 + userLength + passwordLength else { return .some(nil) }
+        let user = String(decoding: bytes[2..<(2 + userLength)], as: UTF8.self)
+        let password = String(decoding: bytes[(3 + userLength)...], as: UTF8.self)
+        return .some((user, password))
     }
 
     static func replyCode(for error: any Error) -> SOCKSServerReply {

@@ -101,6 +101,63 @@ struct ProxyTests {
         }
     }
 
+    /// Sends `prefix` (a PROXY header, say), then a SOCKS5 CONNECT to `target` and an HTTP
+    /// GET through it; returns the body the echo server sent back.
+    func socksGet(via proxy: Proxy, prefix: [UInt8], target: Endpoint) throws -> String {
+        let socket = try UnslicedConnect.tcp(to: proxy.endpoint)
+        try socket.send(prefix + [5, 1, 0])
+        #expect(try socket.receive(timeout: .seconds(5)) == [5, 0])
+        let (a, b, c, d) = target.address.octets
+        try socket.send([5, 1, 0, 1, a, b, c, d, UInt8(target.port >> 8), UInt8(target.port & 0xff)])
+        let reply = try socket.receive(timeout: .seconds(5))
+        guard reply.prefix(2) == [5, 0] else { return "SOCKS reply \(reply)" }
+        try socket.send(Array("GET / HTTP/1.0\r\n\r\n".utf8))
+        var answer: [UInt8] = []
+        while true {
+            let bytes = try socket.receive(timeout: .seconds(5))
+            if bytes.isEmpty { break }
+            answer += bytes
+        }
+        return String(decoding: answer, as: UTF8.self).components(separatedBy: "\r\n\r\n").last ?? ""
+    }
+
+    @Test("behind a trusted balancer the PROXY header names the client, whose traits choose the address")
+    func proxyProtocolClients() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32", "--trust-proxy-protocol"])
+        let us = try EgressSlice(parsing: Proxy.usSlice), de = try EgressSlice(parsing: Proxy.deSlice)
+        let berlinV1 = Array("PROXY TCP4 127.0.0.5 127.0.0.1 50000 1080\r\n".utf8)
+        let sanJoseV2: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0, 12,
+                                  127, 0, 0, 1, 127, 0, 0, 1, 0xc3, 0x50, 0x04, 0x38]
+        for (header, slice) in [(berlinV1, de), (sanJoseV2, us), (berlinV1, de)] {
+            let source = try seenSource(try await CommandRunner.offThePool { [self] in try socksGet(via: proxy, prefix: header, target: server.endpoint) })
+            #expect(source.address == slice.address && slice.ports.contains(source.port), "left from \(source)")
+        }
+        // Without a header the connection is closed: the listener trusts nothing else.
+        let bare = try UnslicedConnect.tcp(to: proxy.endpoint)
+        try bare.send([5, 1, 0])
+        #expect(try bare.receive(timeout: .seconds(5)).isEmpty)
+    }
+
+    @Test("with --users, SOCKS needs RFC 1929 credentials and HTTP CONNECT needs Proxy-Authorization")
+    func authentication() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let users = try TemporaryDirectory()
+        let file = try users.write("users", "alice:s3cret\nbob:hunter2\n")
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32", "--users", file])
+        let url = "http://127.0.0.1:\(server.endpoint.port)/"
+        let good = try await curl(["--proxy", "socks5h://alice:s3cret@127.0.0.1:\(proxy.port)", url])
+        #expect(good.status == 0 && good.body.hasPrefix("127.0.0."))
+        let wrong = try await curl(["--proxy", "socks5h://alice:wrong@127.0.0.1:\(proxy.port)", url])
+        #expect(wrong.status != 0)
+        let anonymous = try await curl(["--socks5-hostname", "127.0.0.1:\(proxy.port)", url])
+        #expect(anonymous.status != 0)
+        let http = try await curl(["-p", "-x", "http://127.0.0.1:\(proxy.port)", "-U", "bob:hunter2", url])
+        #expect(http.status == 0 && http.body.hasPrefix("127.0.0."))
+        let refused = try await curl(["-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", "http://127.0.0.1:\(proxy.port)", url])
+        #expect(refused.body == "407")
+    }
+
     @Test("internal destinations are refused with SOCKS reply 2 and HTTP 403 unless allowed")
     func refusedDestinations() async throws {
         let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))

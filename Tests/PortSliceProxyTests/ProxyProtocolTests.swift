@@ -1,0 +1,78 @@
+import Testing
+import PortSliceCore
+@testable import PortSliceProxy
+
+@Suite("PROXY protocol header")
+struct ProxyProtocolTests {
+    static let v2Signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
+
+    @Test("v1 names the client; UNKNOWN leaves the TCP peer; the rest of the stream is not read")
+    func versionOne() throws {
+        let header = Array("PROXY TCP4 198.51.100.7 203.0.113.1 40000 1080\r\n".utf8)
+        #expect(ProxyProtocolHeader.parse(header + [5, 1, 0]) == .header(client: .v4(IPv4Address(198, 51, 100, 7)), length: header.count))
+        let v6 = Array("PROXY TCP6 2001:db8::7 2001:db8::1 40000 1080\r\n".utf8)
+        #expect(ProxyProtocolHeader.parse(v6) == .header(client: try IPAddress(parsing: "2001:db8::7"), length: v6.count))
+        #expect(ProxyProtocolHeader.parse(Array("PROXY UNKNOWN\r\n".utf8)) == .header(client: nil, length: 15))
+    }
+
+    @Test("v2 PROXY over IPv4 and IPv6, and LOCAL")
+    func versionTwo() throws {
+        let ipv4 = Self.v2Signature + [0x21, 0x11, 0, 12, 192, 0, 2, 9, 203, 0, 113, 1, 0x9c, 0x40, 0x04, 0x38]
+        #expect(ProxyProtocolHeader.parse(ipv4 + [5]) == .header(client: .v4(IPv4Address(192, 0, 2, 9)), length: 28))
+        let source: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [7]
+        let ipv6 = Self.v2Signature + [0x21, 0x21, 0, 36] + source + [UInt8](repeating: 0, count: 16) + [0, 1, 0, 2]
+        #expect(ProxyProtocolHeader.parse(ipv6) == .header(client: try IPAddress(parsing: "2001:db8::7"), length: 52))
+        let local = Self.v2Signature + [0x20, 0x00, 0, 0]
+        #expect(ProxyProtocolHeader.parse(local) == .header(client: nil, length: 16))
+        // TLVs after the addresses belong to the header and are skipped.
+        let withTLV = Self.v2Signature + [0x21, 0x11, 0, 15, 192, 0, 2, 9, 203, 0, 113, 1, 0, 1, 0, 2, 0x04, 0, 0]
+        #expect(ProxyProtocolHeader.parse(withTLV) == .header(client: .v4(IPv4Address(192, 0, 2, 9)), length: 31))
+    }
+
+    @Test("incomplete headers wait for more bytes")
+    func partial() {
+        #expect(ProxyProtocolHeader.parse([]) == .needMore)
+        #expect(ProxyProtocolHeader.parse(Array("PROX".utf8)) == .needMore)
+        #expect(ProxyProtocolHeader.parse(Array("PROXY TCP4 192.0.2.1".utf8)) == .needMore)
+        #expect(ProxyProtocolHeader.parse(Array(Self.v2Signature.prefix(7))) == .needMore)
+        #expect(ProxyProtocolHeader.parse(Self.v2Signature + [0x21, 0x11, 0, 12, 192, 0]) == .needMore)
+    }
+
+    @Test("malformed headers are refused with a reason", arguments: [
+        Array("GET / HTTP/1.1\r\n\r\n".utf8),
+        Array("PROXY TCP4 192.0.2.1 192.0.2.2 1 2\n".utf8),
+        Array("PROXY TCP4 192.0.2.300 192.0.2.2 1 2\r\n".utf8),
+        Array("PROXY TCP4 192.0.2.1 192.0.2.2 1 99999\r\n".utf8),
+        Array("PROXY UDP4 192.0.2.1 192.0.2.2 1 2\r\n".utf8),
+        Array("PROXY TCP4 ".utf8) + [UInt8](repeating: 0x31, count: 120),
+        [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0B, 0x21, 0x11, 0, 0],
+        v2Signature + [0x31, 0x11, 0, 0],
+        v2Signature + [0x22, 0x11, 0, 0],
+        v2Signature + [0x21, 0x11, 0, 4, 1, 2, 3, 4],
+    ])
+    func malformed(bytes: [UInt8]) {
+        guard case .invalid(let reason) = ProxyProtocolHeader.parse(bytes) else {
+            Issue.record("accepted \(bytes)")
+            return
+        }
+        #expect(!reason.isEmpty)
+    }
+
+    @Test("destination policy: internal ranges refused by default, allow and deny lists, egress addresses")
+    func destinationPolicy() throws {
+        let egress = IPv4Address(203, 0, 113, 10)
+        var policy = DestinationPolicy(egressAddresses: [egress])
+        #expect(policy.refusal(for: IPv4Address(198, 51, 100, 7)) == nil)
+        for refused in [IPv4Address(127, 0, 0, 1), IPv4Address(10, 1, 2, 3), IPv4Address(172, 16, 0, 1), IPv4Address(192, 168, 1, 1),
+                         IPv4Address(169, 254, 1, 1), IPv4Address(100, 64, 0, 1), IPv4Address(224, 0, 0, 1), IPv4Address(0, 0, 0, 0), egress] {
+            #expect(policy.refusal(for: refused) != nil, "\(refused)")
+        }
+        policy.allow = [try IPv4Prefix(parsing: "10.1.0.0/16")]
+        policy.deny = [try IPv4Prefix(parsing: "198.51.100.0/24")]
+        #expect(policy.refusal(for: IPv4Address(10, 1, 2, 3)) == nil)
+        #expect(policy.refusal(for: IPv4Address(10, 2, 0, 1)) != nil)
+        #expect(policy.refusal(for: IPv4Address(198, 51, 100, 7))?.contains("deny list") == true)
+        policy.allowLoopback = true
+        #expect(policy.refusal(for: IPv4Address(127, 0, 0, 1)) == nil)
+    }
+}
