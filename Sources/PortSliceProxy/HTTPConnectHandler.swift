@@ -2,9 +2,11 @@ import Foundation
 import NIOCore
 import PortSliceCore
 
-/// HTTP CONNECT (RFC 9110 section 9.3.6): reads the request head (at most 16 KiB), opens the
-/// flow to `host:port`, answers 200 and relays; bytes the client sent after the head go to the
-/// destination first. Failures get a status and a one-line reason, then the connection closes.
+/// HTTP proxying: CONNECT (RFC 9110 section 9.3.6) and requests with an absolute `http://` URI.
+/// Reads the request head (at most 16 KiB), opens the flow to the target, then answers 200 and
+/// relays (CONNECT) or sends the rewritten request and relays the origin's answer; bytes the
+/// client sent after the head follow. Failures get a status and a one-line reason, then the
+/// connection closes.
 final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -35,27 +37,48 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         return nil
     }
 
-    /// The target of a request head, or the status and reason to refuse it with.
-    static func target(ofHead text: String) -> Result<(host: String, port: UInt16), HTTPRefusal> {
-        guard let requestLine = text.split(separator: "\r\n", maxSplits: 1, omittingEmptySubsequences: false).first else {
-            return .failure(HTTPRefusal(400, "empty request"))
+    /// What a request head asks for: a tunnel (CONNECT), or one request forwarded to an
+    /// origin, whose head is rewritten to origin form without the proxy's own headers and with
+    /// `Connection: close` (one request per connection keeps every flow on one slice's 4-tuple).
+    enum Request: Equatable {
+        case tunnel(host: String, port: UInt16)
+        case forward(host: String, port: UInt16, head: String)
+    }
+
+    /// The request in a head, or the status and reason to refuse it with.
+    static func request(ofHead text: String) -> Result<Request, HTTPRefusal> {
+        let lines = text.components(separatedBy: "\r\n")
+        let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[2].hasPrefix("HTTP/1."), !parts[0].isEmpty else { return .failure(HTTPRefusal(400, "malformed request line")) }
+        if parts[0] == "CONNECT" {
+            return authority(parts[1], defaultPort: nil).map { .tunnel(host: $0.host, port: $0.port) }
         }
-        let parts = requestLine.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return .failure(HTTPRefusal(400, "malformed request line")) }
-        guard parts[0] == "CONNECT" else {
-            return .failure(HTTPRefusal(501, "this proxy serves CONNECT only (plain HTTP forwarding is not built yet)"))
+        guard parts[1].lowercased().hasPrefix("http://") else {
+            return .failure(HTTPRefusal(400, "a proxy request needs an absolute http:// URI or CONNECT (https goes through CONNECT)"))
         }
-        let authority = parts[1]
-        let host: Substring, portText: Substring
-        if authority.hasPrefix("[") {
-            return .failure(HTTPRefusal(400, "IPv6 destinations are not served: egress addresses are IPv4"))
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            portText = authority[authority.index(after: colon)...]
+        let rest = parts[1].dropFirst("http://".count)
+        let pathStart = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        let path = rest[pathStart...].isEmpty ? "/" : (rest[pathStart...].first == "?" ? "/" + rest[pathStart...] : String(rest[pathStart...]))
+        return authority(rest[..<pathStart], defaultPort: 80).map { target in
+            let dropped = ["proxy-authorization:", "proxy-connection:", "connection:", "keep-alive:"]
+            let headers = lines.dropFirst().filter { line in !line.isEmpty && !dropped.contains { line.lowercased().hasPrefix($0) } }
+            let head = (["\(parts[0]) \(path) \(parts[2])"] + headers + ["Connection: close", "", ""]).joined(separator: "\r\n")
+            return .forward(host: target.host, port: target.port, head: head)
+        }
+    }
+
+    /// `host:port` (or `host` with a default port) of IPv4 destinations.
+    static func authority(_ text: Substring, defaultPort: UInt16?) -> Result<(host: String, port: UInt16), HTTPRefusal> {
+        if text.hasPrefix("[") { return .failure(HTTPRefusal(400, "IPv6 destinations are not served: egress addresses are IPv4")) }
+        let host: Substring, port: UInt16?
+        if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            port = UInt16(text[text.index(after: colon)...])
         } else {
-            return .failure(HTTPRefusal(400, "CONNECT needs host:port"))
+            host = text
+            port = defaultPort
         }
-        guard !host.isEmpty, let port = UInt16(portText), port != 0 else { return .failure(HTTPRefusal(400, "CONNECT needs host:port with a port from 1 to 65535")) }
+        guard !host.isEmpty, let port, port != 0 else { return .failure(HTTPRefusal(400, "the request needs host:port with a port from 1 to 65535")) }
         return .success((String(host), port))
     }
 
@@ -77,16 +100,26 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
             refuse(refusal, context: context)
             return
         }
-        switch Self.target(ofHead: text) {
+        switch Self.request(ofHead: text) {
         case .failure(let refusal):
             refuse(refusal, context: context)
-        case .success(let (host, port)):
+        case .success(let request):
+            let (host, port, forwardedHead): (String, UInt16, String?) = switch request {
+            case .tunnel(let host, let port): (host, port, nil)
+            case .forward(let host, let port, let head): (host, port, head)
+            }
             let channel = context.channel
             session.opener.open(host: host, port: port, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success(let (flow, _)):
-                    context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n"))).assumeIsolated().whenComplete { _ in
-                        let early = self.head
+                    // A tunnel is answered here; a forwarded request is answered by the origin.
+                    let answered = forwardedHead == nil
+                        ? context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n")))
+                        : context.eventLoop.makeSucceededVoidFuture()
+                    answered.assumeIsolated().whenComplete { _ in
+                        var early = ByteBuffer(string: forwardedHead ?? "")
+                        var body = self.head
+                        early.writeBuffer(&body)
                         if early.readableBytes > 0 { flow.writeAndFlush(early, promise: nil) }
                         do {
                             try relay(channel, to: flow)
