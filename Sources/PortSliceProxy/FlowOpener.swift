@@ -38,29 +38,39 @@ public struct FlowOpener: Sendable {
     public let clientTraits: TraitIndex
     public let policy: DestinationPolicy
     public let connectTimeout: Duration
+    public let metrics: ProxyMetrics
     let threadPool: NIOThreadPool
 
-    public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10), threadPool: NIOThreadPool) {
+    public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10),
+                metrics: ProxyMetrics = ProxyMetrics(), threadPool: NIOThreadPool) {
         self.slices = slices
         self.clientTraits = clientTraits
         self.policy = policy
         self.connectTimeout = connectTimeout
+        self.metrics = metrics
         self.threadPool = threadPool
     }
 
-    /// The flow as a NIO channel that is not yet reading, and the local end it left from.
-    public func open(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop) -> EventLoopFuture<(Channel, Endpoint)> {
-        threadPool.runIfActive(eventLoop: eventLoop) { () throws -> (CInt, Endpoint) in
+    /// An opened flow: a NIO channel that is not yet reading, the local end it left from, and
+    /// the slice that end belongs to.
+    public struct Opened: @unchecked Sendable {
+        public let channel: Channel
+        public let local: Endpoint
+        public let slice: EgressSlice
+    }
+
+    public func open(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop) -> EventLoopFuture<Opened> {
+        threadPool.runIfActive(eventLoop: eventLoop) { () throws -> (CInt, Endpoint, EgressSlice) in
             try dial(host: host, port: port, for: client)
-        }.flatMap { descriptor, local in
+        }.flatMap { descriptor, local, slice in
             ClientBootstrap(group: eventLoop)
                 .channelOption(.autoRead, value: false)
                 .withConnectedSocket(descriptor)
-                .map { ($0, local) }
+                .map { Opened(channel: $0, local: local, slice: slice) }
         }
     }
 
-    func dial(host: String, port: UInt16, for client: IPAddress) throws -> (CInt, Endpoint) {
+    func dial(host: String, port: UInt16, for client: IPAddress) throws -> (CInt, Endpoint, EgressSlice) {
         let address: IPv4Address
         if let literal = try? IPv4Address(parsing: host) {
             address = literal
@@ -77,8 +87,9 @@ public struct FlowOpener: Sendable {
             do {
                 let socket = try dialer.connectTCP(to: destination, timeout: connectTimeout, nonBlocking: true)
                 let local = socket.local
-                return (socket.takeDescriptor(), local)
+                return (socket.takeDescriptor(), local, dialer.slice)
             } catch .sliceExhausted {
+                metrics.sliceExhausted(dialer.slice)
                 continue
             } catch .timedOut {
                 throw OpenFailure.timedOut(destination)

@@ -43,6 +43,8 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
     enum Request: Equatable {
         case tunnel(host: String, port: UInt16)
         case forward(host: String, port: UInt16, head: String)
+        /// `GET /metrics`: the proxy's own counters, for Prometheus on the same host.
+        case metrics
     }
 
     /// The request in a head, or the status and reason to refuse it with.
@@ -50,6 +52,7 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         let lines = text.components(separatedBy: "\r\n")
         let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[2].hasPrefix("HTTP/1."), !parts[0].isEmpty else { return .failure(HTTPRefusal(400, "malformed request line")) }
+        if parts[0] == "GET" && parts[1] == "/metrics" { return .success(.metrics) }
         if parts[0] == "CONNECT" {
             return authority(parts[1], defaultPort: nil).map { .tunnel(host: $0.host, port: $0.port) }
         }
@@ -103,36 +106,54 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         switch Self.request(ofHead: text) {
         case .failure(let refusal):
             refuse(refusal, context: context)
-        case .success(let request):
-            let (host, port, forwardedHead): (String, UInt16, String?) = switch request {
-            case .tunnel(let host, let port): (host, port, nil)
-            case .forward(let host, let port, let head): (host, port, head)
+        case .success(.metrics):
+            guard isLoopback(client) else {
+                refuse(HTTPRefusal(403, "metrics are served to clients on this host only"), context: context)
+                return
             }
-            let channel = context.channel
-            session.opener.open(host: host, port: port, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
-                switch result {
-                case .success(let (flow, _)):
-                    // A tunnel is answered here; a forwarded request is answered by the origin.
-                    let answered = forwardedHead == nil
-                        ? context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n")))
-                        : context.eventLoop.makeSucceededVoidFuture()
-                    answered.assumeIsolated().whenComplete { _ in
-                        var early = ByteBuffer(string: forwardedHead ?? "")
-                        var body = self.head
-                        early.writeBuffer(&body)
-                        if early.readableBytes > 0 { flow.writeAndFlush(early, promise: nil) }
-                        do {
-                            try relay(channel, to: flow)
-                            channel.pipeline.syncOperations.removeHandler(self, promise: nil)
-                        } catch {
-                            flow.close(promise: nil)
-                            channel.close(promise: nil)
-                        }
+            let body = session.opener.metrics.text()
+            let answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        case .success(.tunnel(let host, let port)):
+            open(host: host, port: port, forwarding: nil, context: context)
+        case .success(.forward(let host, let port, let head)):
+            open(host: host, port: port, forwarding: head, context: context)
+        }
+    }
+
+    /// Opens the flow; answers 200 for a tunnel, or sends `forwardedHead` for a forwarded
+    /// request, then relays.
+    private func open(host: String, port: UInt16, forwarding forwardedHead: String?, context: ChannelHandlerContext) {
+        let channel = context.channel
+        session.opener.open(host: host, port: port, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let opened):
+                let flow = opened.channel
+                let counters = session.opener.metrics.flowOpened(from: opened.slice, via: "http")
+                // A tunnel is answered here; a forwarded request is answered by the origin.
+                let answered = forwardedHead == nil
+                    ? context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n")))
+                    : context.eventLoop.makeSucceededVoidFuture()
+                answered.assumeIsolated().whenComplete { _ in
+                    var early = ByteBuffer(string: forwardedHead ?? "")
+                    var body = self.head
+                    early.writeBuffer(&body)
+                    if early.readableBytes > 0 {
+                        counters.sent.increment(by: Int64(early.readableBytes))
+                        flow.writeAndFlush(early, promise: nil)
                     }
-                case .failure(let error):
-                    log("http: \(client) -> \(host):\(port): \(error)")
-                    refuse(HTTPRefusal(for: error), context: context)
+                    do {
+                        try relay(channel, to: flow, counting: counters)
+                        channel.pipeline.syncOperations.removeHandler(self, promise: nil)
+                    } catch {
+                        flow.close(promise: nil)
+                        channel.close(promise: nil)
+                    }
                 }
+            case .failure(let error):
+                if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "http") }
+                log("http: \(client) -> \(host):\(port): \(error)")
+                refuse(HTTPRefusal(for: error), context: context)
             }
         }
     }
@@ -143,6 +164,13 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         let challenge = refusal.status == 407 ? "Proxy-Authenticate: Basic realm=\"portslice\"\r\n" : ""
         let answer = "HTTP/1.1 \(refusal.status) \(refusal.phrase)\r\n\(challenge)Content-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+func isLoopback(_ address: IPAddress) -> Bool {
+    switch address {
+    case .v4(let v4): v4.octets.0 == 127
+    case .v6(let v6): v6 == IPv6Address(bits: 1)
     }
 }
 

@@ -205,8 +205,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler, Sen
 
 /// Joins the client's channel to the opened flow and starts relaying. The flow was opened
 /// without reading, so nothing it receives can arrive before the relay is in place.
-func relay(_ client: Channel, to flow: Channel) throws {
-    let (clientSide, flowSide) = RelayHandler.pair()
+func relay(_ client: Channel, to flow: Channel, counting counters: ProxyMetrics.FlowCounters?) throws {
+    let (clientSide, flowSide) = RelayHandler.pair(counting: counters)
     try client.pipeline.syncOperations.addHandler(clientSide)
     try flow.pipeline.syncOperations.addHandler(flowSide)
     flow.setOption(.autoRead, value: true).whenFailure { _ in flow.close(promise: nil) }

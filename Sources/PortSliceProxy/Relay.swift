@@ -1,23 +1,30 @@
 import NIOCore
+import Prometheus
 
 /// One side of a relay between two channels: what one reads, the other writes. Reading pauses
 /// while the partner cannot take more (back-pressure), and either side closing closes both.
 /// Both channels must be on one event loop (the proxy opens the outbound flow on the client's),
 /// so the pair calls each other directly; that confinement is why it may be `Sendable`.
 final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
-    typealias InboundIn = NIOAny
-    typealias OutboundIn = NIOAny
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private var partner: RelayHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// Counts the bytes this side reads (and its partner writes).
+    private let counter: Counter?
 
-    /// Two handlers joined to each other, for the two channels.
-    static func pair() -> (RelayHandler, RelayHandler) {
-        let first = RelayHandler(), second = RelayHandler()
-        first.partner = second
-        second.partner = first
-        return (first, second)
+    private init(counting counter: Counter?) { self.counter = counter }
+
+    /// Two handlers joined to each other: the client's side counts what it reads as sent, the
+    /// flow's side what it reads as received.
+    static func pair(counting counters: ProxyMetrics.FlowCounters?) -> (client: RelayHandler, flow: RelayHandler) {
+        let client = RelayHandler(counting: counters?.sent), flow = RelayHandler(counting: counters?.received)
+        client.partner = flow
+        flow.partner = client
+        return (client, flow)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -27,7 +34,7 @@ final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
         partner = nil
     }
 
-    private func partnerWrite(_ data: NIOAny) { context?.write(data, promise: nil) }
+    private func partnerWrite(_ buffer: ByteBuffer) { context?.write(wrapOutboundOut(buffer), promise: nil) }
     private func partnerFlush() { context?.flush() }
     private func partnerWritabilityChanged(_ writable: Bool) {
         if writable, pendingRead {
@@ -39,7 +46,9 @@ final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        partner?.partnerWrite(data)
+        let buffer = unwrapInboundIn(data)
+        counter?.increment(by: Int64(buffer.readableBytes))
+        partner?.partnerWrite(buffer)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -54,11 +54,13 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
             let channel = context.channel
             session.opener.open(host: host, port: destinationPort, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
                 switch result {
-                case .success(let (flow, local)):
+                case .success(let opened):
+                    let (flow, local) = (opened.channel, opened.local)
+                    let counters = session.opener.metrics.flowOpened(from: opened.slice, via: "socks")
                     let bound = (try? SocketAddress(ipAddress: "\(local.address)", port: Int(local.port))).map(SOCKSAddress.address) ?? .domain("\(local.address)", port: Int(local.port))
                     context.writeAndFlush(wrapOutboundOut(.response(SOCKSResponse(reply: .succeeded, boundAddress: bound)))).assumeIsolated().whenComplete { _ in
                         do {
-                            try relay(channel, to: flow)
+                            try relay(channel, to: flow, counting: counters)
                             let pipeline = channel.pipeline.syncOperations
                             pipeline.removeHandler(self, promise: nil)
                             if let handshake = try? pipeline.handler(type: SOCKSServerHandshakeHandler.self) { pipeline.removeHandler(handshake, promise: nil) }
@@ -68,6 +70,7 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                         }
                     }
                 case .failure(let error):
+                    if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "socks") }
                     log("socks: \(client) -> \(host):\(port): \(error)")
                     reply(Self.replyCode(for: error), context: context, closing: true)
                 }

@@ -86,6 +86,13 @@ struct ProxyTests {
             let source = try seenSource(body)
             #expect(source.address == us.address && us.ports.contains(source.port), "\(mode): the server saw \(source)")
         }
+        // The proxy's counters, served to this host on the same port.
+        let metrics = try await curl(["http://127.0.0.1:\(proxy.port)/metrics"]).body
+        let labels = #"egress="127.0.0.2",slice="40000-40999""#
+        #expect(metrics.contains(#"portslice_proxy_flows_total{\#(labels),protocol="socks"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"portslice_proxy_flows_total{\#(labels),protocol="http"} 2"#))
+        let sent = metrics.split(separator: "\n").first { $0.hasPrefix("portslice_proxy_bytes_total{\(labels),direction=\"sent\"}") }
+        #expect((sent?.split(separator: " ").last.flatMap { Double($0) } ?? 0) > 0, "\(sent ?? "no sent bytes")")
     }
 
     @Test("clients from different geofeed entries leave from the matching address, and keep it")
@@ -173,6 +180,8 @@ struct ProxyTests {
         let (_, body) = try await curl(["-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", "http://127.0.0.1:\(proxy.port)", "http://10.1.2.3/"])
         #expect(body == "403")
         #expect(server.peers[.tcp, default: []].isEmpty)
+        let metrics = try await curl(["http://127.0.0.1:\(proxy.port)/metrics"]).body
+        #expect(metrics.contains(#"portslice_proxy_failures_total{reason="refused_by_policy",protocol="socks"} 1"#), "\(metrics)")
     }
 
     @Test("malformed SOCKS and HTTP bytes close the connection with the right answer, and the proxy goes on serving")

@@ -1,0 +1,55 @@
+import Prometheus
+import PortSliceSockets
+
+/// The proxy's counters in Prometheus text form (the same format as the allocator's
+/// `/metrics`): flows and bytes per egress address and slice, slices found exhausted, and
+/// requests that failed, by reason.
+public final class ProxyMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+    }
+
+    /// The counters of one flow, looked up once when it opens.
+    struct FlowCounters: Sendable {
+        let sent: Counter
+        let received: Counter
+    }
+
+    func flowOpened(from slice: EgressSlice, via proxyProtocol: String) -> FlowCounters {
+        let labels = [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]
+        registry.makeCounter(name: "portslice_proxy_flows_total", labels: labels + [("protocol", proxyProtocol)]).increment()
+        return FlowCounters(
+            sent: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "sent")]),
+            received: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "received")]))
+    }
+
+    func sliceExhausted(_ slice: EgressSlice) {
+        registry.makeCounter(name: "portslice_proxy_slice_exhausted_total", labels: [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]).increment()
+    }
+
+    func failed(_ failure: OpenFailure, via proxyProtocol: String) {
+        registry.makeCounter(name: "portslice_proxy_failures_total", labels: [("reason", failure.reason), ("protocol", proxyProtocol)]).increment()
+    }
+
+    public func text() -> String {
+        var bytes: [UInt8] = []
+        registry.emit(into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension OpenFailure {
+    /// A short label for metrics.
+    var reason: String {
+        switch self {
+        case .refused: "refused_by_policy"
+        case .unresolved: "unresolved"
+        case .exhausted: "exhausted"
+        case .connectionRefused: "connection_refused"
+        case .timedOut: "timed_out"
+        case .failed: "failed"
+        }
+    }
+}
