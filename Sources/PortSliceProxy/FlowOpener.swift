@@ -30,7 +30,7 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Opens a client's TCP flow: resolves the destination, applies the policy, picks the egress
+/// Opens a client's TCP flow (or connected UDP flow): resolves the destination, applies the policy, picks the egress
 /// slices by the client's traits and dials from them (blocking calls, on a thread pool), then
 /// hands the connected socket to SwiftNIO on the client's event loop.
 public struct FlowOpener: Sendable {
@@ -56,21 +56,44 @@ public struct FlowOpener: Sendable {
     public struct Opened: @unchecked Sendable {
         public let channel: Channel
         public let local: Endpoint
+        public let remote: Endpoint
         public let slice: EgressSlice
     }
 
+    /// A dialed socket before NIO takes it.
+    struct Dialed: Sendable {
+        let descriptor: CInt
+        let local: Endpoint
+        let remote: Endpoint
+        let slice: EgressSlice
+    }
+
     public func open(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop) -> EventLoopFuture<Opened> {
-        threadPool.runIfActive(eventLoop: eventLoop) { () throws -> (CInt, Endpoint, EgressSlice) in
+        threadPool.runIfActive(eventLoop: eventLoop) {
             try dial(host: host, port: port, for: client)
-        }.flatMap { descriptor, local, slice in
+        }.flatMap { dialed in
             ClientBootstrap(group: eventLoop)
                 .channelOption(.autoRead, value: false)
-                .withConnectedSocket(descriptor)
-                .map { Opened(channel: $0, local: local, slice: slice) }
+                .withConnectedSocket(dialed.descriptor)
+                .map { Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice) }
         }
     }
 
-    func dial(host: String, port: UInt16, for client: IPAddress) throws -> (CInt, Endpoint, EgressSlice) {
+    /// A connected UDP flow to `host:port` from the client's slices, as a NIO datagram
+    /// channel set up by `initializer`.
+    public func openUDP(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop,
+                        initializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Opened> {
+        threadPool.runIfActive(eventLoop: eventLoop) {
+            try dial(host: host, port: port, for: client, transport: .udp)
+        }.flatMap { dialed in
+            DatagramBootstrap(group: eventLoop)
+                .channelInitializer(initializer)
+                .withBoundSocket(dialed.descriptor)
+                .map { Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice) }
+        }
+    }
+
+    func dial(host: String, port: UInt16, for client: IPAddress, transport: Transport = .tcp) throws -> Dialed {
         let address: IPv4Address
         if let literal = try? IPv4Address(parsing: host) {
             address = literal
@@ -85,9 +108,11 @@ public struct FlowOpener: Sendable {
         let traits = clientTraits.lookup(client)?.traits ?? .unknown
         for dialer in slices.candidates(for: client, traits: traits) {
             do {
-                let socket = try dialer.connectTCP(to: destination, timeout: connectTimeout, nonBlocking: true)
+                let socket = transport == .tcp
+                    ? try dialer.connectTCP(to: destination, timeout: connectTimeout, nonBlocking: true)
+                    : try dialer.connectUDP(to: destination, nonBlocking: true)
                 let local = socket.local
-                return (socket.takeDescriptor(), local, dialer.slice)
+                return Dialed(descriptor: socket.takeDescriptor(), local: local, remote: destination, slice: dialer.slice)
             } catch .sliceExhausted {
                 metrics.sliceExhausted(dialer.slice)
                 continue

@@ -1,12 +1,13 @@
 import NIOCore
+import NIOPosix
 import NIOSOCKS
 import PortSliceCore
 import PortSliceSockets
 
 /// The server's side of a SOCKS5 exchange after NIOSOCKS has parsed it: picks "no
-/// authentication", or username and password (RFC 1929) when users are configured, opens the
-/// requested flow, answers with the reply code RFC 1928 gives for the outcome, then hands the
-/// connection to the relay.
+/// authentication", or username and password (RFC 1929) when users are configured; for
+/// CONNECT opens the requested flow, answers with the reply code RFC 1928 gives for the
+/// outcome and hands the connection to the relay; for UDP ASSOCIATE sets up a `UDPAssociation`.
 final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ClientMessage
     typealias OutboundOut = ServerMessage
@@ -36,6 +37,10 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
         case .request(let request):
             guard !requested else { return }
             requested = true
+            if request.command == .udpAssociate {
+                associate(context: context)
+                return
+            }
             guard request.command == .connect else {
                 reply(.commandUnsupported, context: context, closing: true)
                 return
@@ -90,6 +95,44 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                 if !accepted { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
             }
         }
+    }
+
+    /// Binds a UDP relay beside the listener and answers with its address. The TCP connection
+    /// then only keeps the association alive: its idle limit moves to the relay, and either
+    /// ending ends both.
+    private func associate(context: ChannelHandlerContext) {
+        let channel = context.channel
+        guard let listener = channel.localAddress?.ipAddress, let peer = channel.remoteAddress?.ipAddress,
+              let bindAddress = try? SocketAddress(ipAddress: listener, port: 0) else {
+            reply(.serverFailure, context: context, closing: true)
+            return
+        }
+        let association = UDPAssociation(session: session, client: client, peerAddress: peer)
+        let idleTimeout = session.settings.idleTimeout
+        DatagramBootstrap(group: context.eventLoop)
+            .channelInitializer { relay in
+                relay.eventLoop.makeCompletedFuture {
+                    try relay.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idleTimeout), association])
+                }
+            }
+            .bind(to: bindAddress).assumeIsolated().whenComplete { [self] result in
+                switch result {
+                case .success(let relay):
+                    guard let bound = relay.localAddress else {
+                        relay.close(promise: nil)
+                        reply(.serverFailure, context: context, closing: true)
+                        return
+                    }
+                    let pipeline = channel.pipeline.syncOperations
+                    if let idle = try? pipeline.handler(type: IdleStateHandler.self) { pipeline.removeHandler(idle, promise: nil) }
+                    relay.closeFuture.whenComplete { _ in channel.close(promise: nil) }
+                    channel.closeFuture.assumeIsolated().whenComplete { _ in association.close() }
+                    context.writeAndFlush(wrapOutboundOut(.response(SOCKSResponse(reply: .succeeded, boundAddress: .address(bound)))), promise: nil)
+                case .failure(let error):
+                    log("socks-udp: \(client): cannot bind a relay: \(error)")
+                    reply(.serverFailure, context: context, closing: true)
+                }
+            }
     }
 
     /// NIOSOCKS's handler hands its leftover bytes to the next handler when it is removed, which

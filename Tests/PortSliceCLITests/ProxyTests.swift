@@ -166,6 +166,49 @@ struct ProxyTests {
         #expect(refused.body == "407")
     }
 
+    /// A UDP ASSOCIATE client from Python's standard library: three datagrams to the echo
+    /// server through the relay, each answer checked (header and payload).
+    static let udpClient = #"""
+        import socket, struct, sys
+        proxy_port, target_port = int(sys.argv[1]), int(sys.argv[2])
+        tcp = socket.create_connection(("127.0.0.1", proxy_port), timeout=5)
+        tcp.sendall(b"\x05\x01\x00"); assert tcp.recv(2) == b"\x05\x00"
+        tcp.sendall(b"\x05\x03\x00\x01" + socket.inet_aton("0.0.0.0") + struct.pack("!H", 0))
+        reply = tcp.recv(10); assert reply[:2] == b"\x05\x00", reply
+        relay = (socket.inet_ntoa(reply[4:8]), struct.unpack("!H", reply[8:10])[0])
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.settimeout(5); udp.bind(("127.0.0.1", 0))
+        header = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", target_port)
+        for i in range(3):
+            payload = b"datagram %d" % i
+            udp.sendto(header + payload, relay)
+            data, _ = udp.recvfrom(65535)
+            assert data == header + payload, data
+        print("ok")
+        """#
+
+    @Test("UDP ASSOCIATE: a Python client's datagrams leave from one port of the slice and their answers come back")
+    func udpAssociate() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"])
+        let run = try await CommandRunner.offThePool { () -> (Int32, String) in
+            let python = Process()
+            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            python.arguments = ["python3", "-c", Self.udpClient, "\(proxy.port)", "\(server.endpoint.port)"]
+            let pipe = Pipe()
+            python.standardOutput = pipe
+            python.standardError = pipe
+            try python.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            python.waitUntilExit()
+            return (python.terminationStatus, text)
+        }
+        #expect(run.0 == 0 && run.1.contains("ok"), "\(run.1)")
+        let us = try EgressSlice(parsing: Proxy.usSlice)
+        let sources = server.peers[.udp, default: []]
+        #expect(sources.count == 3 && Set(sources).count == 1, "\(sources)")
+        #expect(sources.allSatisfy { $0.address == us.address && us.ports.contains($0.port) }, "\(sources)")
+    }
+
     @Test("internal destinations are refused with SOCKS reply 2 and HTTP 403 unless allowed")
     func refusedDestinations() async throws {
         let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))

@@ -1,0 +1,141 @@
+import NIOCore
+import NIOPosix
+import PortSliceCore
+import PortSliceSockets
+
+/// One SOCKS5 UDP ASSOCIATE (RFC 1928 section 7): a relay socket the client sends
+/// encapsulated datagrams to, and per destination a connected UDP flow from the client's
+/// slice. Answers come back encapsulated with the destination's address. Datagrams from any
+/// other address than the client's are dropped, as are fragments (FRAG other than 0) and
+/// refused destinations. Lives as long as the client's TCP connection, and ends when the relay
+/// sees no datagram for the idle timeout.
+final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    static let maximumDestinations = 256
+
+    let session: ProxySession
+    /// The true client, whose traits choose the slice.
+    let client: IPAddress
+    /// Where the client's datagrams must come from (its TCP peer's address).
+    let peerAddress: String
+    private var relay: Channel?
+    private var clientUDP: SocketAddress?
+    /// Flows and datagrams waiting for their flow to open, by destination as the client
+    /// named it (`host:port`, the host a literal or a name).
+    private var flows: [String: (channel: Channel, remote: SocketAddress)] = [:]
+    private var waiting: [String: [ByteBuffer]] = [:]
+    private var closed = false
+
+    init(session: ProxySession, client: IPAddress, peerAddress: String) {
+        self.session = session
+        self.client = client
+        self.peerAddress = peerAddress
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { relay = context.channel }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard envelope.remoteAddress.ipAddress == peerAddress else { return }
+        clientUDP = envelope.remoteAddress
+        var payload = envelope.data
+        guard let (host, port) = Self.readHeader(&payload) else { return }
+        let key = "\(host):\(port)"
+        if let flow = flows[key] {
+            flow.channel.writeAndFlush(AddressedEnvelope(remoteAddress: flow.remote, data: payload), promise: nil)
+        } else if waiting[key] != nil {
+            waiting[key]?.append(payload)
+        } else if flows.count + waiting.count < Self.maximumDestinations {
+            waiting[key] = [payload]
+            open(host: host, port: port, key: key, context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        close()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { close() } else { context.fireUserInboundEventTriggered(event) }
+    }
+
+    /// Closes the relay and every flow.
+    func close() {
+        guard !closed else { return }
+        closed = true
+        flows.values.forEach { $0.channel.close(promise: nil) }
+        flows.removeAll()
+        waiting.removeAll()
+        relay?.close(promise: nil)
+    }
+
+    private func open(host: String, port: UInt16, key: String, context: ChannelHandlerContext) {
+        session.opener.openUDP(host: host, port: port, for: client, on: context.eventLoop) { [self] channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(UDPReturn(association: self))
+            }
+        }.assumeIsolated().whenComplete { [self] result in
+            let queued = waiting.removeValue(forKey: key) ?? []
+            switch result {
+            case .success(let opened):
+                guard !closed else { opened.channel.close(promise: nil); return }
+                guard let remote = try? SocketAddress(ipAddress: "\(opened.remote.address)", port: Int(opened.remote.port)) else { return }
+                flows[key] = (opened.channel, remote)
+                _ = session.opener.metrics.flowOpened(from: opened.slice, via: "socks-udp")
+                for payload in queued { opened.channel.write(AddressedEnvelope(remoteAddress: remote, data: payload), promise: nil) }
+                opened.channel.flush()
+            case .failure(let error):
+                if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "socks-udp") }
+                session.log("socks-udp: \(client) -> \(host):\(port): \(error)")
+            }
+        }
+    }
+
+    /// An answer from `source`, encapsulated and sent to the client.
+    fileprivate func answer(_ data: ByteBuffer, from source: SocketAddress) {
+        guard let relay, let clientUDP, let address = source.ipAddress.flatMap({ try? IPv4Address(parsing: $0) }), let port = source.port else { return }
+        let (a, b, c, d) = address.octets
+        var packet = relay.allocator.buffer(capacity: data.readableBytes + 10)
+        packet.writeBytes([0, 0, 0, 1, a, b, c, d, UInt8(port >> 8), UInt8(port & 0xff)])
+        packet.writeImmutableBuffer(data)
+        relay.writeAndFlush(AddressedEnvelope(remoteAddress: clientUDP, data: packet), promise: nil)
+    }
+
+    /// Reads RSV, FRAG, ATYP, DST.ADDR and DST.PORT; nil for fragments, IPv6 and malformed
+    /// headers, which are dropped.
+    static func readHeader(_ buffer: inout ByteBuffer) -> (host: String, port: UInt16)? {
+        guard let reserved = buffer.readInteger(as: UInt16.self), reserved == 0,
+              let fragment = buffer.readInteger(as: UInt8.self), fragment == 0,
+              let type = buffer.readInteger(as: UInt8.self) else { return nil }
+        let host: String
+        switch type {
+        case 1:
+            guard let octets = buffer.readBytes(length: 4) else { return nil }
+            host = "\(IPv4Address(octets[0], octets[1], octets[2], octets[3]))"
+        case 3:
+            guard let length = buffer.readInteger(as: UInt8.self), length > 0, let name = buffer.readString(length: Int(length)) else { return nil }
+            host = name
+        default:
+            return nil
+        }
+        guard let port = buffer.readInteger(as: UInt16.self), port != 0 else { return nil }
+        return (host, port)
+    }
+}
+
+/// Hands a flow's answers back to its association.
+private final class UDPReturn: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    weak var association: UDPAssociation?
+
+    init(association: UDPAssociation) { self.association = association }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        association?.answer(envelope.data, from: envelope.remoteAddress)
+    }
+}
