@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run benchmarks; each prints our numbers beside a peer's, measured in the same run.",
-        subcommands: [BenchCoreCommand.self, BenchConnectCommand.self, BenchAllocCommand.self]
+        subcommands: [BenchCoreCommand.self, BenchConnectCommand.self, BenchAllocCommand.self, BenchProxyCommand.self]
     )
 }
 
@@ -170,5 +170,59 @@ struct BenchAllocCommand: AsyncParsableCommand {
                      $0.target, $0.meetsTarget ? "yes" : "NO"]
                 }))
         }
+    }
+}
+
+struct BenchProxyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "SOCKS5 connections/s and throughput through portslice's proxy, microsocks and Dante, with 1 and 64 clients.",
+        discussion: """
+            One load generator, on loopback, against each proxy in turn: new connections (SOCKS5 \
+            greeting, CONNECT to a listener, reply, reset) and bytes sent through the proxy to a \
+            sink. microsocks and Dante come from Debian (apt-get install microsocks \
+            dante-server; scripts/bench-proxy.sh installs them and runs this). Targets: at least \
+            microsocks' connection rate, and at least 90% of the best peer's throughput.
+            Build with -c release: swift run -c release portslice bench proxy
+            """
+    )
+
+    @Option(help: "Seconds each measurement runs.")
+    var seconds = 3.0
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        guard seconds >= 0.5 && seconds <= 60 else { throw ValidationError("--seconds \(seconds) is out of range; give 0.5 to 60") }
+    }
+
+    func run() throws {
+        var benchmark = ProxyBenchmark()
+        benchmark.seconds = seconds
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let rows = try benchmark.run(portslice: executable) { printToStandardError("bench: \($0)") }
+        switch format {
+        case .json:
+            print(try jsonText(rows))
+        case .table:
+            print(Self.table(rows))
+        }
+    }
+
+    /// One row per proxy and client count, with the targets checked on portslice's rows.
+    static func table(_ rows: [ProxyBenchmark.Row]) -> String {
+        renderTable(["proxy", "clients", "connections/s", "throughput", "target", "met"], rows.map { row in
+            var target = "-", met = "-"
+            if row.proxy == "portslice" {
+                let peers = rows.filter { $0.proxy != "portslice" && $0.clients == row.clients }
+                let microsocks = peers.first { $0.proxy == "microsocks" }?.connectionsPerSecond ?? 0
+                let best = peers.map(\.bytesPerSecond).max() ?? 0
+                target = "conn/s >= microsocks, throughput >= 90% of best peer"
+                met = row.connectionsPerSecond >= microsocks && row.bytesPerSecond >= 0.9 * best ? "yes" : "NO"
+            }
+            return [row.proxy, "\(row.clients)", String(format: "%.0f", row.connectionsPerSecond),
+                    String(format: "%.2f Gbit/s", row.bytesPerSecond * 8 / 1e9), target, met]
+        })
     }
 }

@@ -101,35 +101,56 @@ struct ProxyCommand: AsyncParsableCommand {
         return table
     }
 
-    func run() async throws {
-        let endpoint = try listenAddress()
+    /// Reads the pool, client feeds and users, and builds what opens flows. Kept out of `run`,
+    /// which only serves.
+    func makeServerParts() throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
         let poolFeed = try Geofeed.read(readFile(pool, what: "pool file"), source: pool)
         let egressPool: EgressPool
         do { egressPool = try EgressPool(feed: poolFeed) } catch { throw CommandFailure("\(pool): \(error)") }
         let feeds = try clientFeeds.map { try Geofeed.read(readFile($0, what: "client geofeed"), source: $0) }
-        let egressSlices: EgressSlices
-        do {
-            egressSlices = try EgressSlices(slices: try slices.map { text in
-                do { return try EgressSlice(parsing: text) } catch { throw CommandFailure("--slice '\(text)': \(error)") }
-            }, pool: egressPool)
-        } catch let error as CommandFailure { throw error } catch { throw CommandFailure("\(error)") }
-        func prefixes(_ texts: [String], _ option: String) throws -> [IPv4Prefix] {
-            try texts.map { text in
-                do { return try IPv4Prefix(parsing: text.contains("/") ? text : text + "/32") } catch { throw CommandFailure("--\(option) '\(text)': \(error)") }
-            }
+        let parsedSlices = try slices.map { text in
+            do { return try EgressSlice(parsing: text) } catch { throw CommandFailure("--slice '\(text)': \(error)") }
         }
-        let policy = DestinationPolicy(allow: try prefixes(allowed, "allow"), deny: try prefixes(denied, "deny"), egressAddresses: egressSlices.addresses)
+        let egressSlices: EgressSlices
+        do { egressSlices = try EgressSlices(slices: parsedSlices, pool: egressPool) } catch { throw CommandFailure("\(error)") }
+        let policy = DestinationPolicy(allow: try Self.prefixes(allowed, option: "allow"), deny: try Self.prefixes(denied, option: "deny"),
+                                       egressAddresses: egressSlices.addresses)
         let opener = FlowOpener(slices: egressSlices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
-                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: .singleton)
+                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: Self.dialingThreads)
+        let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
+                                            trustProxyProtocol: trustProxyProtocol, users: try userTable())
+        return (opener, settings)
+    }
+
+    /// Each dial holds one of these threads until its handshake completes, so their number
+    /// bounds the connects in flight (128 at 50 ms each is 2,560 new flows per second).
+    static let dialingThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 128)
+        pool.start()
+        return pool
+    }()
+
+    static func prefixes(_ texts: [String], option: String) throws -> [IPv4Prefix] {
+        try texts.map { text in
+            do { return try IPv4Prefix(parsing: text.contains("/") ? text : text + "/32") } catch { throw CommandFailure("--\(option) '\(text)': \(error)") }
+        }
+    }
+
+    func run() async throws {
+        let endpoint = try listenAddress()
+        let (opener, settings) = try makeServerParts()
         let server = try await ProxyServer.start(
-            on: try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port)), opener: opener,
-            settings: .init(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
-                            trustProxyProtocol: trustProxyProtocol, users: try userTable()),
+            on: try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port)), opener: opener, settings: settings,
             group: MultiThreadedEventLoopGroup.singleton, log: { printToStandardError("proxy: \($0)") })
         // Written unbuffered: scripts wait for this line before connecting.
-        let ready = "portslice proxy listening on \(endpoint.address):\(server.localAddress?.port ?? Int(endpoint.port)) (SOCKS5 and HTTP CONNECT); \(slices.count) slice(s) on \(egressSlices.addresses.count) address(es)\n"
+        let port = server.localAddress?.port ?? Int(endpoint.port)
+        let ready = "portslice proxy listening on \(endpoint.address):\(port) (SOCKS5 and HTTP); \(slices.count) slice(s) on \(opener.slices.addresses.count) address(es)\n"
         FileHandle.standardOutput.write(Data(ready.utf8))
-        for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { break }
+        await Self.waitForStopSignal()
         try await server.close()
+    }
+
+    static func waitForStopSignal() async {
+        for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { return }
     }
 }

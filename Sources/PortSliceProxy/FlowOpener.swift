@@ -30,9 +30,10 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Opens a client's TCP flow (or connected UDP flow): resolves the destination, applies the policy, picks the egress
-/// slices by the client's traits and dials from them (blocking calls, on a thread pool), then
-/// hands the connected socket to SwiftNIO on the client's event loop.
+/// Opens a client's TCP flow (or connected UDP flow): resolves the destination, applies the
+/// policy, picks the egress slices by the client's traits and dials from them (blocking calls,
+/// on a thread pool whose size bounds the dials in flight), then hands the connected socket to
+/// SwiftNIO on the client's event loop.
 public struct FlowOpener: Sendable {
     public let slices: EgressSlices
     public let clientTraits: TraitIndex

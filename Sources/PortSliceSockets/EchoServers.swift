@@ -6,9 +6,10 @@ import Synchronization
 /// echoes each read back, except that a request starting `GET ` gets an HTTP answer naming the
 /// client's address and port; UDP echoes each datagram. Every peer seen is recorded, which is
 /// what the far end of a path observes as the flow's source. As a `udpSink` it only counts
-/// datagrams (for packet rates) and opens no TCP port. Stops when released.
+/// datagrams (for packet rates) and opens no TCP port; as a `tcpSink` it only counts the bytes
+/// TCP clients send (for throughput) and opens no UDP port. Stops when released.
 public final class EchoServers: Sendable {
-    public enum Mode: Sendable { case echo, udpSink }
+    public enum Mode: Sendable { case echo, udpSink, tcpSink }
 
     public let endpoint: Endpoint
     private let servers: Servers
@@ -17,7 +18,7 @@ public final class EchoServers: Sendable {
     public init(_ endpoint: Endpoint, mode: Mode = .echo) throws(DialError) {
         var bound = endpoint
         var listener: CInt?
-        if mode == .echo {
+        if mode != .udpSink {
             let stream = try OwnedDescriptor(.tcp, nonBlocking: false)
             try stream.set(.reuseAddress, 1)
             if case .failure(let errno) = Syscalls.bind(stream.raw, endpoint.address, endpoint.port) {
@@ -27,13 +28,18 @@ public final class EchoServers: Sendable {
             bound = try stream.localEndpoint()
             listener = stream.release()
         }
-        let datagram = try OwnedDescriptor(.udp, nonBlocking: false)
-        if case .failure(let errno) = Syscalls.bind(datagram.raw, bound.address, bound.port) {
-            listener.map(Syscalls.close)
-            throw errno == .addressNotAvailable ? .addressNotLocal(endpoint.address) : DialError.from(.bind, errno)
+        var datagrams: CInt?
+        if mode != .tcpSink {
+            let datagram = try OwnedDescriptor(.udp, nonBlocking: false)
+            if case .failure(let errno) = Syscalls.bind(datagram.raw, bound.address, bound.port) {
+                listener.map(Syscalls.close)
+                throw errno == .addressNotAvailable ? .addressNotLocal(endpoint.address) : DialError.from(.bind, errno)
+            }
+            bound = try datagram.localEndpoint()
+            datagrams = datagram.release()
         }
-        self.endpoint = try datagram.localEndpoint()
-        servers = Servers(listener: listener, datagrams: datagram.release(), replying: mode == .echo)
+        self.endpoint = bound
+        servers = Servers(listener: listener, datagrams: datagrams, mode: mode)
     }
 
     /// Peers seen so far, per transport, in arrival order (a TCP peer once per connection, a
@@ -43,36 +49,42 @@ public final class EchoServers: Sendable {
     /// Datagrams received so far.
     public var datagramCount: Int { servers.receivedDatagrams.load(ordering: .relaxed) }
 
+    /// TCP bytes received so far by a `tcpSink`.
+    public var byteCount: Int { servers.receivedBytes.load(ordering: .relaxed) }
+
     deinit { servers.stop() }
 
     /// The sockets and their threads; kept apart from `EchoServers` so the threads do not keep
     /// the public value alive, whose release is what stops them.
     private final class Servers: Sendable {
         let listener: CInt?
-        let datagrams: CInt
-        let replying: Bool
+        let datagrams: CInt?
+        let mode: Mode
         let stopping = Atomic<Bool>(false)
         let running = DispatchGroup()
         let seen = Mutex<[Transport: [Endpoint]]>([:])
         let receivedDatagrams = Atomic<Int>(0)
+        let receivedBytes = Atomic<Int>(0)
 
-        init(listener: CInt?, datagrams: CInt, replying: Bool) {
+        init(listener: CInt?, datagrams: CInt?, mode: Mode) {
             self.listener = listener
             self.datagrams = datagrams
-            self.replying = replying
+            self.mode = mode
             if let listener {
                 running.enter()
                 Thread { [self] in acceptLoop(listener) }.start()
             }
-            running.enter()
-            Thread { [self] in echoDatagrams() }.start()
+            if let datagrams {
+                running.enter()
+                Thread { [self] in echoDatagrams(datagrams) }.start()
+            }
         }
 
         func stop() {
             stopping.store(true, ordering: .relaxed)
             running.wait()
             listener.map(Syscalls.close)
-            Syscalls.close(datagrams)
+            datagrams.map(Syscalls.close)
         }
 
         private func record(_ transport: Transport, _ address: IPv4Address, _ port: UInt16) {
@@ -107,6 +119,10 @@ public final class EchoServers: Sendable {
             while !stopping.load(ordering: .relaxed) {
                 guard let bytes = try? Flow.receive(connection, upTo: 65536, timeout: .milliseconds(200), from: peer) else { continue }
                 guard !bytes.isEmpty else { return }
+                if mode == .tcpSink {
+                    receivedBytes.add(bytes.count, ordering: .relaxed)
+                    continue
+                }
                 if bytes.starts(with: Array("GET ".utf8)) {
                     let body = "\(peer)\n"
                     let answer = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
@@ -117,14 +133,14 @@ public final class EchoServers: Sendable {
             }
         }
 
-        private func echoDatagrams() {
+        private func echoDatagrams(_ datagrams: CInt) {
             defer { running.leave() }
             var buffer = [UInt8](repeating: 0, count: 65536)
             while readable(datagrams) {
                 let received = buffer.withUnsafeMutableBytes { Syscalls.receive(from: datagrams, $0) }
                 guard case .success(let (count, address, port)) = received else { continue }
                 receivedDatagrams.add(1, ordering: .relaxed)
-                guard replying else { continue }
+                guard mode == .echo else { continue }
                 record(.udp, address, port)
                 _ = buffer.withUnsafeBytes { Syscalls.send(datagrams, UnsafeRawBufferPointer(rebasing: $0[..<count]), to: address, port) }
             }

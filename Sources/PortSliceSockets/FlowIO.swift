@@ -3,9 +3,11 @@ import PortSliceCore
 /// Blocking reads and writes on a flow, for tools and labs that check a path end to end
 /// (a proxy hands its flows to SwiftNIO instead).
 extension ConnectedSocket {
-    /// Sends all of `bytes` on TCP, or `bytes` as one datagram on UDP.
-    public func send(_ bytes: [UInt8]) throws(DialError) {
-        try Flow.send(descriptor, bytes)
+    /// Sends all of `bytes` on TCP, or `bytes` as one datagram on UDP; on a non-blocking socket
+    /// it waits for room as a blocking one would, for at most `timeout` without progress.
+    /// - Throws: `DialError.timedOut` when the peer stopped taking data for that long.
+    public func send(_ bytes: [UInt8], timeout: Duration = .seconds(30)) throws(DialError) {
+        try Flow.send(descriptor, bytes, timeout: timeout, to: remote)
     }
 
     /// Waits up to `timeout` for data and returns what arrived: empty when a TCP peer closed.
@@ -34,12 +36,20 @@ extension ConnectedSocket {
 
 /// The loops behind `ConnectedSocket`'s I/O, shared with the echo servers.
 enum Flow {
-    static func send(_ descriptor: CInt, _ bytes: [UInt8]) throws(DialError) {
+    static func send(_ descriptor: CInt, _ bytes: [UInt8], timeout: Duration = .seconds(30), to remote: Endpoint? = nil) throws(DialError) {
         var sent = 0
+        var lastProgress = ContinuousClock.now
         while sent < bytes.count {
             let result = bytes.withUnsafeBytes { Syscalls.send(descriptor, UnsafeRawBufferPointer(rebasing: $0[sent...])) }
             switch result {
-            case .success(let count): sent += count
+            case .success(let count):
+                sent += count
+                lastProgress = ContinuousClock.now
+            case .failure(let errno) where errno == .resourceTemporarilyUnavailable:
+                // A non-blocking socket with a full send buffer: wait until it drains.
+                guard ContinuousClock.now - lastProgress < timeout else { throw .timedOut(destination: remote ?? Endpoint(IPv4Address(bits: 0), 0)) }
+                _ = Syscalls.poll(descriptor, events: Syscalls.pollOut, timeoutMilliseconds: 100)
+            case .failure(let errno) where errno == .interrupted: continue
             case .failure(let errno): throw DialError.from(.send, errno)
             }
         }
