@@ -142,13 +142,7 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
                         counters.sent.increment(by: Int64(early.readableBytes))
                         flow.writeAndFlush(early, promise: nil)
                     }
-                    do {
-                        try relay(channel, to: flow, counting: counters)
-                        channel.pipeline.syncOperations.removeHandler(self, promise: nil)
-                    } catch {
-                        flow.close(promise: nil)
-                        channel.close(promise: nil)
-                    }
+                    startRelay(channel, to: flow, counting: counters, removing: [self])
                 }
             case .failure(let error):
                 if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "http") }

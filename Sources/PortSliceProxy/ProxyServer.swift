@@ -203,11 +203,20 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler, Sen
     }
 }
 
-/// Joins the client's channel to the opened flow and starts relaying. The flow was opened
-/// without reading, so nothing it receives can arrive before the relay is in place.
-func relay(_ client: Channel, to flow: Channel, counting counters: ProxyMetrics.FlowCounters?) throws {
+/// Joins the client's channel to the opened flow, takes the protocol `handlers` that set it up
+/// out of the client's pipeline (in order), and starts relaying. The flow was opened without
+/// reading, so nothing it receives can arrive before the relay is in place. If the pipelines
+/// refuse, both channels close.
+func startRelay(_ client: Channel, to flow: Channel, counting counters: ProxyMetrics.FlowCounters?, removing handlers: [any RemovableChannelHandler]) {
     let (clientSide, flowSide) = RelayHandler.pair(counting: counters)
-    try client.pipeline.syncOperations.addHandler(clientSide)
-    try flow.pipeline.syncOperations.addHandler(flowSide)
+    do {
+        try client.pipeline.syncOperations.addHandler(clientSide)
+        try flow.pipeline.syncOperations.addHandler(flowSide)
+    } catch {
+        flow.close(promise: nil)
+        client.close(promise: nil)
+        return
+    }
+    for handler in handlers { client.pipeline.syncOperations.removeHandler(handler, promise: nil) }
     flow.setOption(.autoRead, value: true).whenFailure { _ in flow.close(promise: nil) }
 }

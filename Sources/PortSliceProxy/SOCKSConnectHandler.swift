@@ -64,15 +64,9 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                     let counters = session.opener.metrics.flowOpened(from: opened.slice, via: "socks")
                     let bound = (try? SocketAddress(ipAddress: "\(local.address)", port: Int(local.port))).map(SOCKSAddress.address) ?? .domain("\(local.address)", port: Int(local.port))
                     context.writeAndFlush(wrapOutboundOut(.response(SOCKSResponse(reply: .succeeded, boundAddress: bound)))).assumeIsolated().whenComplete { _ in
-                        do {
-                            try relay(channel, to: flow, counting: counters)
-                            let pipeline = channel.pipeline.syncOperations
-                            pipeline.removeHandler(self, promise: nil)
-                            if let handshake = try? pipeline.handler(type: SOCKSServerHandshakeHandler.self) { pipeline.removeHandler(handshake, promise: nil) }
-                        } catch {
-                            flow.close(promise: nil)
-                            channel.close(promise: nil)
-                        }
+                        // This handler leaves before NIOSOCKS's, whose leftover bytes then reach the relay.
+                        let handshake = try? channel.pipeline.syncOperations.handler(type: SOCKSServerHandshakeHandler.self)
+                        startRelay(channel, to: flow, counting: counters, removing: [self] + (handshake.map { [$0] } ?? []))
                     }
                 case .failure(let error):
                     if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "socks") }
