@@ -87,8 +87,10 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        guard !answered else { return }
+        // Bytes after the head (a TLS hello sent without waiting for 200, a request body) wait
+        // here until the flow is open, then go first.
         head.writeBuffer(&bytes)
+        guard !answered else { return }
         let view = head.readableBytesView
         guard let end = view.firstRange(of: [13, 10, 13, 10]) else {
             if head.readableBytes > Self.headLimit { refuse(HTTPRefusal(431, "request head over \(Self.headLimit) bytes"), context: context) }

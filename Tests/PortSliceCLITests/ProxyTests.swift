@@ -95,6 +95,22 @@ struct ProxyTests {
         #expect((sent?.split(separator: " ").last.flatMap { Double($0) } ?? 0) > 0, "\(sent ?? "no sent bytes")")
     }
 
+    @Test("bytes sent right behind the CONNECT head, before the 200, reach the destination first")
+    func earlyDataAfterConnect() async throws {
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"])
+        let socket = try UnslicedConnect.tcp(to: proxy.endpoint)
+        // In the same segment as the head, and in one of their own while the flow is opening.
+        try socket.send(Array("CONNECT 127.0.0.1:\(server.endpoint.port) HTTP/1.1\r\n\r\nearly".utf8))
+        try socket.send(Array(" bytes".utf8))
+        var answer = ""
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !answer.hasSuffix("early bytes") && ContinuousClock.now < deadline {
+            answer += String(decoding: try socket.receive(timeout: .seconds(5)), as: UTF8.self)
+        }
+        #expect(answer == "HTTP/1.1 200 Connection established\r\n\r\nearly bytes", "\(answer)")
+    }
+
     @Test("clients from different geofeed entries leave from the matching address, and keep it")
     func traitsMirrored() async throws {
         let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
