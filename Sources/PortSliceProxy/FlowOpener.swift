@@ -75,6 +75,7 @@ public struct FlowOpener: Sendable {
         }.flatMap { dialed in
             ClientBootstrap(group: eventLoop)
                 .channelOption(.autoRead, value: false)
+                .channelOption(.allowRemoteHalfClosure, value: true)
                 .withConnectedSocket(dialed.descriptor)
                 .map { Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice) }
         }

@@ -38,9 +38,12 @@ public final class ProxyServer: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // A client that shuts down its sending side still gets the answer (the relay passes
+            // the half-close on).
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), IdleCloser()])
+                    try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), ConnectionCloser()])
                     guard let peer = child.remoteAddress.flatMap(ipAddress) else {
                         child.close(promise: nil)
                         return
@@ -165,12 +168,21 @@ func ipAddress(_ address: SocketAddress) -> IPAddress? {
     address.ipAddress.flatMap { try? IPAddress(parsing: $0) }
 }
 
-/// Closes a connection when `IdleStateHandler` says it has been idle.
-final class IdleCloser: ChannelInboundHandler, Sendable {
+/// Closes a connection when `IdleStateHandler` says it has been idle, or when the client stops
+/// sending before its relay runs (a half-closed handshake would otherwise wait for the idle
+/// limit); once relaying, a half-close is the relay's to pass on.
+final class ConnectionCloser: ChannelInboundHandler, Sendable {
     typealias InboundIn = NIOAny
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
+        switch event {
+        case is IdleStateHandler.IdleStateEvent:
+            context.close(promise: nil)
+        case let channelEvent as ChannelEvent where channelEvent == .inputClosed && (try? context.pipeline.syncOperations.handler(type: RelayHandler.self)) == nil:
+            context.close(promise: nil)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 }
 

@@ -2,7 +2,10 @@ import NIOCore
 import Prometheus
 
 /// One side of a relay between two channels: what one reads, the other writes. Reading pauses
-/// while the partner cannot take more (back-pressure), and either side closing closes both.
+/// while the partner cannot take more (back-pressure); a side that stops sending (half-close)
+/// shuts down the partner's output once its writes are out, so answers still flow the other
+/// way; NIO closes a channel fully once both directions are shut; an error or a full close on
+/// either side closes both.
 /// Both channels must be on one event loop (the proxy opens the outbound flow on the client's),
 /// so the pair calls each other directly; that confinement is why it may be `Sendable`.
 final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
@@ -43,6 +46,7 @@ final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
     private func partnerClose() { context?.close(promise: nil) }
+    private func partnerInputClosed() { context?.close(mode: .output, promise: nil) }
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -58,6 +62,14 @@ final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
     func channelInactive(context: ChannelHandlerContext) {
         partner?.partnerClose()
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            partner?.partnerInputClosed()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
