@@ -111,6 +111,7 @@ let package = Package(
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
         .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceStore", "PortSliceCore"]),
         .testTarget(name: "PortSliceProxyTests", dependencies: ["PortSliceProxy", "PortSliceCore"]),
+        .testTarget(name: "PortSliceLabTests", dependencies: ["PortSliceLab", "PortSliceCore"]),
         .testTarget(name: "PortSliceBenchmarksTests", dependencies: ["PortSliceBenchmarks", "PortSliceCore", "PortSliceStore"]),
         .testTarget(
             name: "PortSliceControlTests",

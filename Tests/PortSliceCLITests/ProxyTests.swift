@@ -68,6 +68,22 @@ struct ProxyTests {
         }
     }
 
+    /// Runs a Python client script with `arguments`; returns its exit status and output.
+    func python(_ script: String, _ arguments: String...) async throws -> (Int32, String) {
+        try await CommandRunner.offThePool {
+            let python = Process()
+            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            python.arguments = ["python3", "-c", script] + arguments
+            let pipe = Pipe()
+            python.standardOutput = pipe
+            python.standardError = pipe
+            try python.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            python.waitUntilExit()
+            return (python.terminationStatus, text)
+        }
+    }
+
     /// The echo server answers `GET` with the address and port it saw.
     func seenSource(_ body: String) throws -> Endpoint {
         try #require(try? Endpoint(parsing: body.trimmingCharacters(in: .whitespacesAndNewlines)), "body: \(body)")
@@ -113,18 +129,7 @@ struct ProxyTests {
                 answer += chunk
             print(answer.decode().split("\r\n\r\n")[-1].strip())
             """#
-        let (status, output) = try await CommandRunner.offThePool { () -> (Int32, String) in
-            let python = Process()
-            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            python.arguments = ["python3", "-c", script, "\(proxy.port)", "\(server.endpoint.port)"]
-            let pipe = Pipe()
-            python.standardOutput = pipe
-            python.standardError = pipe
-            try python.run()
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            python.waitUntilExit()
-            return (python.terminationStatus, text)
-        }
+        let (status, output) = try await python(script, "\(proxy.port)", "\(server.endpoint.port)")
         #expect(status == 0, "\(output)")
         #expect(output.hasPrefix("127.0.0.2:"), "\(output)")
     }
@@ -240,18 +245,7 @@ struct ProxyTests {
     func udpAssociate() async throws {
         let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"])
-        let run = try await CommandRunner.offThePool { () -> (Int32, String) in
-            let python = Process()
-            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            python.arguments = ["python3", "-c", Self.udpClient, "\(proxy.port)", "\(server.endpoint.port)"]
-            let pipe = Pipe()
-            python.standardOutput = pipe
-            python.standardError = pipe
-            try python.run()
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            python.waitUntilExit()
-            return (python.terminationStatus, text)
-        }
+        let run = try await python(Self.udpClient, "\(proxy.port)", "\(server.endpoint.port)")
         #expect(run.0 == 0 && run.1.contains("ok"), "\(run.1)")
         let us = try EgressSlice(parsing: Proxy.usSlice)
         let sources = server.peers[.udp, default: []]
