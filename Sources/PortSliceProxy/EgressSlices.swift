@@ -26,12 +26,20 @@ public final class EgressSlices: Sendable {
 
     public var addresses: Set<IPv4Address> { Set(dialers.keys) }
 
-    /// Dialers to try for `client`, best first: every slice of the chosen address, then those
-    /// of equally close addresses.
-    public func candidates(for client: IPAddress, traits: Traits) -> [SliceDialer] {
-        let ranked = pool.ranked(for: client, traits: traits)
-        guard let best = ranked.first?.closeness else { return [] }
-        return ranked.prefix { !($0.closeness < best) }.flatMap { dialers[$0.egress.address] ?? [] }
+    /// The address `client` leaves from (PortSliceCore's egress choice) and its slices' dialers.
+    public func chosen(for client: IPAddress, traits: Traits) -> (address: EgressAddress, dialers: [SliceDialer])? {
+        pool.choose(for: client, traits: traits).map { ($0, dialers[$0.address] ?? []) }
+    }
+
+    /// Dialers of the other addresses as close to `traits` as `chosen`, in rank order: where
+    /// a flow goes when the chosen address's slices are out of ports. Ranking sorts the whole
+    /// pool, so it is left for that case rather than done for every flow.
+    public func alternatives(to chosen: EgressAddress, for client: IPAddress, traits: Traits) -> [SliceDialer] {
+        let best = Closeness(of: chosen.traits, to: traits)
+        return pool.ranked(for: client, traits: traits)
+            .prefix { !($0.closeness < best) }
+            .filter { $0.egress.address != chosen.address }
+            .flatMap { dialers[$0.egress.address] ?? [] }
     }
 }
 

@@ -108,7 +108,16 @@ public struct FlowOpener: Sendable {
         if let reason = policy.refusal(for: address) { throw OpenFailure.refused(reason) }
         let destination = Endpoint(address, port)
         let traits = clientTraits.lookup(client)?.traits ?? .unknown
-        for dialer in slices.candidates(for: client, traits: traits) {
+        guard let chosen = slices.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(destination) }
+        if let dialed = try dial(destination, from: chosen.dialers, transport: transport) { return dialed }
+        if let dialed = try dial(destination, from: slices.alternatives(to: chosen.address, for: client, traits: traits), transport: transport) { return dialed }
+        throw OpenFailure.exhausted(destination)
+    }
+
+    /// The first of `dialers` that opens the flow, or nil when every one is out of ports for
+    /// `destination`; any other failure ends the attempt.
+    func dial(_ destination: Endpoint, from dialers: [SliceDialer], transport: Transport) throws -> Dialed? {
+        for dialer in dialers {
             do {
                 let socket = transport == .tcp
                     ? try dialer.connectTCP(to: destination, timeout: connectTimeout, nonBlocking: true)
@@ -117,7 +126,6 @@ public struct FlowOpener: Sendable {
                 return Dialed(descriptor: socket.takeDescriptor(), local: local, remote: destination, slice: dialer.slice)
             } catch .sliceExhausted {
                 metrics.sliceExhausted(dialer.slice)
-                continue
             } catch .timedOut {
                 throw OpenFailure.timedOut(destination)
             } catch .system(_, let errno) where errno == .connectionRefused {
@@ -126,6 +134,6 @@ public struct FlowOpener: Sendable {
                 throw OpenFailure.failed("\(error)")
             }
         }
-        throw OpenFailure.exhausted(destination)
+        return nil
     }
 }

@@ -126,10 +126,10 @@ public final class EchoServers: Sendable {
                 if bytes.starts(with: Array("GET ".utf8)) {
                     let body = "\(peer)\n"
                     let answer = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-                    try? Flow.send(connection, Array(answer.utf8))
+                    try? Flow.send(connection, Array(answer.utf8), to: peer)
                     return
                 }
-                guard (try? Flow.send(connection, bytes)) != nil else { return }
+                guard (try? Flow.send(connection, bytes, to: peer)) != nil else { return }
             }
         }
 

@@ -36,7 +36,7 @@ extension ConnectedSocket {
 
 /// The loops behind `ConnectedSocket`'s I/O, shared with the echo servers.
 enum Flow {
-    static func send(_ descriptor: CInt, _ bytes: [UInt8], timeout: Duration = .seconds(30), to remote: Endpoint? = nil) throws(DialError) {
+    static func send(_ descriptor: CInt, _ bytes: [UInt8], timeout: Duration = .seconds(30), to remote: Endpoint) throws(DialError) {
         var sent = 0
         var lastProgress = ContinuousClock.now
         while sent < bytes.count {
@@ -47,7 +47,7 @@ enum Flow {
                 lastProgress = ContinuousClock.now
             case .failure(let errno) where errno == .resourceTemporarilyUnavailable:
                 // A non-blocking socket with a full send buffer: wait until it drains.
-                guard ContinuousClock.now - lastProgress < timeout else { throw .timedOut(destination: remote ?? Endpoint(IPv4Address(bits: 0), 0)) }
+                guard ContinuousClock.now - lastProgress < timeout else { throw .timedOut(destination: remote) }
                 _ = Syscalls.poll(descriptor, events: Syscalls.pollOut, timeoutMilliseconds: 100)
             case .failure(let errno) where errno == .interrupted: continue
             case .failure(let errno): throw DialError.from(.send, errno)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PortSliceCore
+import PortSliceLab
 import PortSliceSockets
 
 /// `portslice proxy` with real clients: curl through SOCKS5 and HTTP CONNECT, clients from
@@ -16,13 +17,14 @@ struct ProxyTests {
         static let usSlice = "127.0.0.2:40000-40999"
         static let deSlice = "127.0.0.3:41000-41999"
 
-        init(extra: [String] = []) throws {
+        static let twoCountries = "127.0.0.2/32,US,US-CA,San Jose,,residential,high\n127.0.0.3/32,DE,DE-BE,Berlin,,residential,high\n"
+
+        init(extra: [String] = [], slices: [String] = [usSlice, deSlice], pool poolText: String = twoCountries) throws {
             directory = try TemporaryDirectory()
-            let pool = try directory.write("pool.csv", "127.0.0.2/32,US,US-CA,San Jose,,residential,high\n127.0.0.3/32,DE,DE-BE,Berlin,,residential,high\n")
+            let pool = try directory.write("pool.csv", poolText)
             let clients = try directory.write("clients.csv", "127.0.0.1/32,US,US-CA,San Jose,\n127.0.0.5/32,DE,DE-BE,Berlin,\n")
             process.executableURL = CommandRunner.executable
-            process.arguments = ["proxy", "--listen", "127.0.0.1:0", "--slice", Self.usSlice, "--slice", Self.deSlice,
-                                 "--pool", pool, "--clients", clients] + extra
+            process.arguments = ["proxy", "--listen", "127.0.0.1:0"] + slices.flatMap { ["--slice", $0] } + ["--pool", pool, "--clients", clients] + extra
             let output = Pipe()
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
@@ -148,6 +150,34 @@ struct ProxyTests {
             answer += String(decoding: try socket.receive(timeout: .seconds(5)), as: UTF8.self)
         }
         #expect(answer == "HTTP/1.1 200 Connection established\r\n\r\nearly bytes", "\(answer)")
+    }
+
+    @Test("when the chosen address's slice is out of ports, an equally close address serves, then SOCKS reply 1")
+    func exhaustedSliceFallsOver() async throws {
+        let listener = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0), holding: true)
+        // Two addresses with the same traits, one port each: two flows to one destination fit.
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"], slices: ["127.0.0.2:40500-40500", "127.0.0.3:41500-41500"],
+                              pool: "127.0.0.2/32,US,US-CA,San Jose,,residential,high\n127.0.0.3/32,US,US-CA,San Jose,,residential,high\n")
+        let target = listener.endpoint
+        let (a, b, c, d) = target.address.octets
+        let request: [UInt8] = [5, 1, 0, 1, a, b, c, d, UInt8(target.port >> 8), UInt8(target.port & 0xff)]
+        var held: [OpenFlow] = []
+        var replies: [[UInt8]] = []
+        for _ in 0..<3 {
+            let flow = OpenFlow(try UnslicedConnect.tcp(to: proxy.endpoint))
+            try flow.socket.send([5, 1, 0])
+            #expect(try flow.socket.receive(timeout: .seconds(5)) == [5, 0])
+            try flow.socket.send(request)
+            replies.append(try flow.socket.receive(timeout: .seconds(5)))
+            held.append(flow)
+        }
+        let sources = replies.prefix(2).map { Array($0[4..<10]) }
+        #expect(replies.prefix(2).allSatisfy { $0.prefix(2) == [5, 0] }, "\(replies)")
+        #expect(Set(sources.map { $0.prefix(4) }) == [[127, 0, 0, 2], [127, 0, 0, 3]], "both addresses served: \(sources)")
+        #expect(replies[2].prefix(2) == [5, 1], "the third flow finds every slice full: \(replies[2])")
+        let metrics = try await curl(["http://127.0.0.1:\(proxy.port)/metrics"]).body
+        #expect(metrics.contains("portslice_proxy_slice_exhausted_total"), "\(metrics)")
+        held.removeAll()
     }
 
     @Test("clients from different geofeed entries leave from the matching address, and keep it")
