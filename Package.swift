@@ -59,6 +59,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         // Return-path steering on the edge and the guard on hosts: slice table -> one nftables
@@ -81,6 +82,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The host agent: keeps this host's leases (renewed with jitter, held through an
+        // allocator outage until they expire, never beyond), puts their addresses on loopback
+        // and applies the host guard; tells the proxy which slices it may send from.
+        .target(
+            name: "PortSliceAgent",
+            dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceControl", "PortSliceEdge"]
+        ),
         // `portslice lab`: a testbed in network namespaces (documentation prefixes only) and
         // the traffic that checks steering end to end.
         .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceEdge"]),
@@ -97,8 +105,10 @@ let package = Package(
                 "PortSliceEdge",
                 "PortSliceLab",
                 "PortSliceProxy",
+                "PortSliceAgent",
                 "PortSliceBenchmarks",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -110,7 +120,14 @@ let package = Package(
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
         .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceStore", "PortSliceCore"]),
-        .testTarget(name: "PortSliceProxyTests", dependencies: ["PortSliceProxy", "PortSliceCore"]),
+        .testTarget(name: "PortSliceProxyTests", dependencies: ["PortSliceProxy", "PortSliceCore", "PortSliceSockets"]),
+        .testTarget(
+            name: "PortSliceAgentTests",
+            dependencies: [
+                "PortSliceAgent", "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceSockets",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(name: "PortSliceLabTests", dependencies: ["PortSliceLab", "PortSliceCore"]),
         .testTarget(name: "PortSliceBenchmarksTests", dependencies: ["PortSliceBenchmarks", "PortSliceCore", "PortSliceStore"]),
         .testTarget(

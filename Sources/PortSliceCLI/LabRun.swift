@@ -114,7 +114,7 @@ struct LabRunner {
         let allocator = try LabProcess("allocator", ["serve", "--data-dir", "\(work)/allocator", "--listen", "0.0.0.0:\(Self.allocatorPort)",
                                                      "--pool", pool, "--slice-size", "\(sliceSize)"],
                                        environment: ["PORTSLICE_ADMIN_TOKEN": adminToken], logDirectory: work)
-        let admin = APIClient(base: "http://127.0.0.1:\(Self.allocatorPort)", token: adminToken)
+        let admin = AllocatorClient(base: "http://127.0.0.1:\(Self.allocatorPort)", token: adminToken)
         try await waitUntil("the allocator answers", process: allocator) { (try? await admin.send(.GET, "/healthz")) != nil }
 
         progress("allocator up")
@@ -124,7 +124,7 @@ struct LabRunner {
             struct NewHost: Encodable { let name: String }
             struct Acquire: Encodable { let count: Int; let ttlSeconds: Int }
             let created = try await admin.call(.POST, "/v1/hosts", body: NewHost(name: topology.hostName(index)), as: ControlAPI.HostCreated.self)
-            let host = APIClient(base: admin.base, token: created.token)
+            let host = AllocatorClient(base: admin.base, token: created.token)
             let leases = try await host.call(.POST, "/v1/leases", body: Acquire(count: slicesPerHost, ttlSeconds: 3600), as: LeaseList.self).leases
             slices[index] = try leases.map { EgressSlice(address: try IPv4Address(parsing: $0.address), ports: try PortSet(parsing: $0.ports)) }
         }

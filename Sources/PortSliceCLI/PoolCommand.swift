@@ -1,5 +1,6 @@
 import ArgumentParser
 import NIOHTTP1
+import PortSliceControl
 import PortSliceCore
 
 /// `portslice pool`: the egress addresses the allocator slices.

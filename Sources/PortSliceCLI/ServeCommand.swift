@@ -6,14 +6,24 @@ import PortSliceControl
 import PortSliceCore
 import PortSliceStore
 import Prometheus
+import ServiceLifecycle
 
 /// `portslice serve`: the allocator and its HTTP API.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the slice allocator and its HTTP API.",
+        abstract: "Run the slice allocator and its HTTP API; with no arguments, the whole system on this machine.",
         discussion: """
-            With no options: leases in SQLite under ./portslice-data, the API on 127.0.0.1:7300. \
+            With no arguments (or with --demo), a local demo that needs no root: the allocator, \
+            one agent in the same process and the egress proxy on 127.0.0.1:1080 (SOCKS5 and \
+            HTTP), with an example pool of loopback egress addresses (127.0.0.2-127.0.0.5, \
+            written with an example client geofeed to the data directory) and a status page at \
+            http://127.0.0.1:1080/. Only in this demo may flows go to loopback destinations. \
+            Try: curl --socks5-hostname 127.0.0.1:1080 http://127.0.0.1:8000/ against any local \
+            server, then `portslice status`.
+
+            Given any setting, only the allocator runs: leases in SQLite under ./portslice-data, \
+            the API on 127.0.0.1:7300 unless told otherwise. \
             Each setting can come from the command line, an environment variable (named beside \
             it) or a TOML file given with --config (keys data_dir, listen, database, pool, \
             slice_size, quarantine_seconds), in that order of precedence. The admin token comes \
@@ -48,6 +58,20 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("A TOML file with settings (PORTSLICE_CONFIG).", valueName: "file"))
     var config: String?
+
+    @Flag(help: "Run the whole system on this machine, as `serve` with no arguments does: the allocator, an agent and the proxy with the example pool.")
+    var demo = false
+
+    @Option(help: ArgumentHelp("Where the demo's proxy listens; port 0 picks one.", valueName: "host:port"))
+    var proxyListen = "127.0.0.1:1080"
+
+    /// True when nothing configures the allocator, so `serve` runs the local demo.
+    var runsDemo: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        let configured = dataDir != nil || listen != nil || database != nil || pool != nil || sliceSize != nil || quarantine != nil || config != nil
+            || ["PORTSLICE_CONFIG", "PORTSLICE_DATA_DIR", "PORTSLICE_LISTEN", "PORTSLICE_DATABASE", "PORTSLICE_POOL"].contains { environment[$0] != nil }
+        return demo || !configured
+    }
 
     static let configKeys = ["data_dir", "listen", "database", "pool", "slice_size", "quarantine_seconds"]
 
@@ -86,22 +110,54 @@ struct ServeCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry)
+        let demo = runsDemo ? try await demoService(store: store, dataDir: dataDir, sliceSize: sliceSize) : nil
         let app = Application(
             router: api.router(),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "portslice"),
             services: [ExpiryReaper(store: store)],
             onServerRunning: { channel in
-                let bound = channel.localAddress?.port.map(String.init) ?? "?"
+                let bound = channel.localAddress?.port ?? 0
                 // Written straight to the descriptor, so scripts and tests see it at once.
                 FileHandle.standardOutput.write(Data("portslice allocator listening on \(host):\(bound)\n".utf8))
+                demo?.allocatorStarted(on: bound)
             })
         do {
-            try await app.runService()
+            // A group of its own so that the demo's agent stops (and releases its leases)
+            // while the allocator still answers: services stop in reverse order.
+            try await ServiceGroup(configuration: .init(services: [app] + (demo.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint],
+                                                        logger: app.logger)).run()
         } catch {
             try? await store.close()
             throw error
         }
         try await store.close()
+    }
+
+    /// The demo's pool and client geofeed in the data directory, the pool in the store, and
+    /// the demo host registered (its token kept beside the admin token).
+    private func demoService(store: SQLSliceStore, dataDir: String, sliceSize: Int) async throws -> DemoService {
+        let poolPath = "\(dataDir)/example-pool.csv", clientsPath = "\(dataDir)/example-clients.csv"
+        for (path, text) in [(poolPath, DemoService.examplePool), (clientsPath, DemoService.exampleClients)] where !FileManager.default.fileExists(atPath: path) {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        }
+        try await Self.importPool(poolPath, sliceSize: sliceSize, into: store)
+        let tokenPath = "\(dataDir)/demo-host-token"
+        let hostToken: String
+        if let saved = FileManager.default.contents(atPath: tokenPath) {
+            hostToken = String(decoding: saved, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            do {
+                hostToken = try await store.addHost(DemoService.hostName, labels: ["role": "demo"], now: .current)
+            } catch AllocationError.duplicateHost {
+                throw CommandFailure("host '\(DemoService.hostName)' exists in \(dataDir) but its token file \(tokenPath) is gone; remove \(dataDir) to start the demo afresh")
+            }
+            guard FileManager.default.createFile(atPath: tokenPath, contents: Data((hostToken + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw CommandFailure("cannot write the demo host's token to \(tokenPath); check the directory's permissions")
+            }
+        }
+        var proxy = try ProxyOptions.parse(["--listen", proxyListen])
+        proxy.clientFeeds = [clientsPath]
+        return DemoService(hostToken: hostToken, proxy: proxy, clientsPath: clientsPath)
     }
 
     /// The admin token kept in the data directory, created (readable by its owner only) the

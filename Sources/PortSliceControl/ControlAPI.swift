@@ -113,7 +113,7 @@ public struct ControlAPI: Sendable {
                 host: host, traits: traits, count: body.count ?? 1,
                 timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
         }
-        return EditedResponse(status: .created, response: LeaseList(leases: leases.map(LeaseBody.init)))
+        return EditedResponse(status: .created, response: try await leaseList(leases))
     }
 
     private func listLeases(_ request: Request) async throws -> LeaseList {
@@ -123,7 +123,14 @@ public struct ControlAPI: Sendable {
         case .admin: try await store.allLeases()
         case .host(let host): try await store.leases(of: host)
         }
-        return LeaseList(leases: leases.map(LeaseBody.init))
+        return try await leaseList(leases)
+    }
+
+    /// Leases as the API answers them, each with its address's traits: a host chooses among
+    /// the addresses it holds by them.
+    private func leaseList(_ leases: [Lease]) async throws -> LeaseList {
+        let traits = try await store.traits(of: Set(leases.map(\.slice.address)))
+        return LeaseList(leases: leases.map { LeaseBody($0, traits: traits[$0.slice.address]) })
     }
 
     struct RenewRequest: Decodable {
@@ -141,7 +148,8 @@ public struct ControlAPI: Sendable {
         let host = try await requireHost(request)
         let id = try Self.leaseID(context)
         let timeToLive = try await renewalTime(request, context)
-        return LeaseBody(try await allocation { try await store.renew(id, host: host, timeToLive: timeToLive, now: now()) })
+        let lease = try await allocation { try await store.renew(id, host: host, timeToLive: timeToLive, now: now()) }
+        return LeaseBody(lease, traits: try await store.traits(of: [lease.slice.address])[lease.slice.address])
     }
 
     /// Renews every lease of the calling host in one transaction: what an agent sends each period.
@@ -149,7 +157,7 @@ public struct ControlAPI: Sendable {
         let host = try await requireHost(request)
         let timeToLive = try await renewalTime(request, context)
         let leases = try await allocation { try await store.renewAll(host: host, timeToLive: timeToLive, now: now()) }
-        return LeaseList(leases: leases.map(LeaseBody.init))
+        return try await leaseList(leases)
     }
 
     private func release(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
@@ -378,8 +386,10 @@ public struct LeaseBody: ResponseEncodable, Decodable, Sendable {
     public let ports: String
     public let start: Int64
     public let expires: Int64
+    /// The traits of the slice's address (absent in answers from older allocators).
+    public let traits: Traits?
 
-    init(_ lease: Lease) {
+    init(_ lease: Lease, traits: Traits?) {
         id = lease.id
         host = lease.host
         address = lease.slice.address.description
@@ -387,6 +397,7 @@ public struct LeaseBody: ResponseEncodable, Decodable, Sendable {
         ports = lease.ports.description
         start = lease.start.milliseconds
         expires = lease.expires.milliseconds
+        self.traits = traits
     }
 }
 

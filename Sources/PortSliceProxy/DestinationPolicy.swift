@@ -2,20 +2,18 @@ import PortSliceCore
 
 /// Which destinations the proxy may open flows to. By default nothing internal: loopback,
 /// private, link-local, shared address space, multicast, reserved and "this network", nor the
-/// shared egress addresses themselves, so the proxy cannot be used to reach inside the network
+/// host's egress addresses, so the proxy cannot be used to reach inside the network
 /// it runs in. An allow list opens prefixes (checked after the deny list); loopback can be
 /// opened for a proxy that only listens on loopback (the local demo).
 public struct DestinationPolicy: Sendable {
     public var allowLoopback: Bool
     public var allow: [IPv4Prefix]
     public var deny: [IPv4Prefix]
-    public var egressAddresses: Set<IPv4Address>
 
-    public init(allowLoopback: Bool = false, allow: [IPv4Prefix] = [], deny: [IPv4Prefix] = [], egressAddresses: Set<IPv4Address> = []) {
+    public init(allowLoopback: Bool = false, allow: [IPv4Prefix] = [], deny: [IPv4Prefix] = []) {
         self.allowLoopback = allowLoopback
         self.allow = allow
         self.deny = deny
-        self.egressAddresses = egressAddresses
     }
 
     /// Ranges refused unless allowed, with the name used in refusals.
@@ -26,7 +24,8 @@ public struct DestinationPolicy: Sendable {
     ].map { ($0.0, IPv4Prefix($0.1)!) }
 
     /// Nil when `destination` may be reached; else why not, for logs and error replies.
-    public func refusal(for destination: IPv4Address) -> String? {
+    /// `egressAddresses` are the addresses the host sends from now (they change with its leases).
+    public func refusal(for destination: IPv4Address, egressAddresses: some Collection<IPv4Address> = EmptyCollection()) -> String? {
         if let prefix = deny.first(where: { $0.contains(destination) }) { return "\(destination) is in the deny list (\(prefix))" }
         if allow.contains(where: { $0.contains(destination) }) { return nil }
         if egressAddresses.contains(destination) { return "\(destination) is one of the proxy's own egress addresses" }

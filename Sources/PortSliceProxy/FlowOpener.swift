@@ -40,15 +40,17 @@ public struct FlowOpener: Sendable {
     public let policy: DestinationPolicy
     public let connectTimeout: Duration
     public let metrics: ProxyMetrics
+    public let recent: RecentFlows
     let threadPool: NIOThreadPool
 
     public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10),
-                metrics: ProxyMetrics = ProxyMetrics(), threadPool: NIOThreadPool) {
+                metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), threadPool: NIOThreadPool) {
         self.slices = slices
         self.clientTraits = clientTraits
         self.policy = policy
         self.connectTimeout = connectTimeout
         self.metrics = metrics
+        self.recent = recent
         self.threadPool = threadPool
     }
 
@@ -77,7 +79,7 @@ public struct FlowOpener: Sendable {
                 .channelOption(.autoRead, value: false)
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .withConnectedSocket(dialed.descriptor)
-                .map { Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice) }
+                .flatMapThrowing { try tracked(Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice), client: client, transport: .tcp) }
         }
     }
 
@@ -91,8 +93,19 @@ public struct FlowOpener: Sendable {
             DatagramBootstrap(group: eventLoop)
                 .channelInitializer(initializer)
                 .withBoundSocket(dialed.descriptor)
-                .map { Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice) }
+                .flatMapThrowing { try tracked(Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice), client: client, transport: .udp) }
         }
+    }
+
+    /// `opened`, once recorded as a flow of its slice; closed and refused as exhausted when
+    /// the slice was taken away while it was dialed.
+    private func tracked(_ opened: Opened, client: IPAddress, transport: Transport) throws -> Opened {
+        guard slices.track(opened.channel, from: opened.slice) else {
+            opened.channel.close(promise: nil)
+            throw OpenFailure.exhausted(opened.remote)
+        }
+        recent.record(opened, client: client, transport: transport)
+        return opened
     }
 
     func dial(host: String, port: UInt16, for client: IPAddress, transport: Transport = .tcp) throws -> Dialed {
@@ -100,17 +113,18 @@ public struct FlowOpener: Sendable {
         if let literal = try? IPv4Address(parsing: host) {
             address = literal
         } else {
-            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first(where: { policy.refusal(for: $0) == nil }) ?? resolved.first else {
+            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first(where: { policy.refusal(for: $0, egressAddresses: slices.held.dialers.keys) == nil }) ?? resolved.first else {
                 throw OpenFailure.unresolved(host)
             }
             address = first
         }
-        if let reason = policy.refusal(for: address) { throw OpenFailure.refused(reason) }
+        let held = slices.held
+        if let reason = policy.refusal(for: address, egressAddresses: held.dialers.keys) { throw OpenFailure.refused(reason) }
         let destination = Endpoint(address, port)
         let traits = clientTraits.lookup(client)?.traits ?? .unknown
-        guard let chosen = slices.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(destination) }
+        guard let chosen = held.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(destination) }
         if let dialed = try dial(destination, from: chosen.dialers, transport: transport) { return dialed }
-        if let dialed = try dial(destination, from: slices.alternatives(to: chosen.address, for: client, traits: traits), transport: transport) { return dialed }
+        if let dialed = try dial(destination, from: held.alternatives(to: chosen.address, for: client, traits: traits), transport: transport) { return dialed }
         throw OpenFailure.exhausted(destination)
     }
 

@@ -45,6 +45,8 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         case forward(host: String, port: UInt16, head: String)
         /// `GET /metrics`: the proxy's own counters, for Prometheus on the same host.
         case metrics
+        /// `GET /`, `GET /status` (text) or `GET /status.json`: the slices and recent flows.
+        case status(json: Bool)
     }
 
     /// The request in a head, or the status and reason to refuse it with.
@@ -53,6 +55,7 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[2].hasPrefix("HTTP/1."), !parts[0].isEmpty else { return .failure(HTTPRefusal(400, "malformed request line")) }
         if parts[0] == "GET" && parts[1] == "/metrics" { return .success(.metrics) }
+        if parts[0] == "GET" && ["/", "/status", "/status.json"].contains(parts[1]) { return .success(.status(json: parts[1] == "/status.json")) }
         if parts[0] == "CONNECT" {
             return authority(parts[1], defaultPort: nil).map { .tunnel(host: $0.host, port: $0.port) }
         }
@@ -109,13 +112,16 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         case .failure(let refusal):
             refuse(refusal, context: context)
         case .success(.metrics):
-            guard isLoopback(client) else {
-                refuse(HTTPRefusal(403, "metrics are served to clients on this host only"), context: context)
-                return
+            serveLocally(session.opener.metrics.text(), type: "text/plain; version=0.0.4", context: context)
+        case .success(.status(let json)):
+            let status = ProxyStatus(slices: session.opener.slices, recent: session.opener.recent)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                serveLocally(String(decoding: (try? encoder.encode(status)) ?? Data(), as: UTF8.self), type: "application/json", context: context)
+            } else {
+                serveLocally(status.text, type: "text/plain; charset=utf-8", context: context)
             }
-            let body = session.opener.metrics.text()
-            let answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         case .success(.tunnel(let host, let port)):
             open(host: host, port: port, forwarding: nil, context: context)
         case .success(.forward(let host, let port, let head)):
@@ -152,6 +158,17 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
                 refuse(HTTPRefusal(for: error), context: context)
             }
         }
+    }
+
+    /// Answers with the proxy's own page, to clients on this host only: it names clients,
+    /// destinations and egress ports.
+    private func serveLocally(_ body: String, type: String, context: ChannelHandlerContext) {
+        guard isLoopback(client) else {
+            refuse(HTTPRefusal(403, "the proxy's own pages are served to clients on this host only"), context: context)
+            return
+        }
+        let answer = "HTTP/1.1 200 OK\r\nContent-Type: \(type)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     private func refuse(_ refusal: HTTPRefusal, context: ChannelHandlerContext) {

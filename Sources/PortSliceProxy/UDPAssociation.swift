@@ -84,6 +84,11 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
                 guard !closed else { opened.channel.close(promise: nil); return }
                 guard let remote = try? SocketAddress(ipAddress: "\(opened.remote.address)", port: Int(opened.remote.port)) else { return }
                 flows[key] = (opened.channel, remote)
+                // A flow closed under the association (its slice was taken away) is opened
+                // anew, from a slice still held, by the next datagram to its destination.
+                opened.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
+                    if flows[key]?.channel === opened.channel { flows[key] = nil }
+                }
                 _ = session.opener.metrics.flowOpened(from: opened.slice, via: "socks-udp")
                 for payload in queued { opened.channel.write(AddressedEnvelope(remoteAddress: remote, data: payload), promise: nil) }
                 opened.channel.flush()

@@ -305,6 +305,17 @@ public final class SQLSliceStore: SliceStore {
         try await gate.run { try await self.leases(where: "TRUE", []) }
     }
 
+    public func traits(of addresses: Set<IPv4Address>) async throws -> [IPv4Address: Traits] {
+        guard !addresses.isEmpty else { return [:] }
+        let rows = try await gate.run {
+            try await self.query("SELECT address, traits FROM addresses WHERE address IN (\(Self.placeholders(addresses.count)))",
+                                 addresses.map { .int($0.bits) })
+        }
+        var traits: [IPv4Address: Traits] = [:]
+        for row in rows { traits[Self.address(row)] = try self.traits(row.text("traits")) }
+        return traits
+    }
+
     public func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord] {
         let rows = try await gate.run {
             try await self.query(

@@ -21,6 +21,9 @@ public protocol SliceStore: Sendable {
     func host(authenticatedBy token: String) async throws -> String?
     func leases(of host: String) async throws -> [Lease]
     func allLeases() async throws -> [Lease]
+    /// The traits of those of `addresses` that are in the pool: what a host needs to choose
+    /// among the addresses it holds slices on.
+    func traits(of addresses: Set<IPv4Address>) async throws -> [IPv4Address: Traits]
     /// Every slice with its state and holder, and the version of that picture: it grows
     /// whenever a slice changes hands or addresses come and go.
     func sliceTable() async throws -> SliceTable

@@ -1,0 +1,292 @@
+import Foundation
+import NIOHTTP1
+import PortSliceControl
+import PortSliceCore
+import PortSliceSockets
+
+/// Keeps this host's leases: adopts the ones it already has, acquires what each `LeaseWant`
+/// lacks, and renews them all in one request every third of the lease time (give or take a
+/// fifth, so a fleet started together does not renew together).
+///
+/// Every lease has a local deadline: the moment its renewal (or acquisition) request was sent,
+/// plus the lease time asked for. The allocator's expiry is never earlier, since it counts from
+/// when it handled the request, so a host that stops using a slice at its deadline never sends
+/// from it after the allocator could give it to someone else, whatever the two clocks say.
+/// When the allocator cannot be reached the agent keeps the leases it has until their
+/// deadlines and tries again every `retryInterval`; a lease the allocator no longer lists is
+/// dropped at once.
+public actor HostAgent {
+    public struct Settings: Sendable {
+        public var wants: [LeaseWant]
+        /// The lease time asked for on every acquisition and renewal (10 s to 1 day).
+        public var leaseTime: Duration
+        /// How soon to try again after the allocator failed to answer.
+        public var retryInterval: Duration
+
+        public init(wants: [LeaseWant], leaseTime: Duration = .seconds(60), retryInterval: Duration = .seconds(1)) {
+            self.wants = wants
+            self.leaseTime = leaseTime
+            self.retryInterval = retryInterval
+        }
+    }
+
+    private struct Kept {
+        var held: HeldSlice
+        /// Which want it counts towards; nil for a lease adopted beyond every want.
+        var want: Int?
+        var deadline: ContinuousClock.Instant
+    }
+
+    public let settings: Settings
+    private let client: AllocatorClient
+    private let network: HostNetworkSetup?
+    private let use: @Sendable ([HeldSlice]) -> Void
+    private let log: @Sendable (String) -> Void
+    private var kept: [Int64: Kept] = [:]
+    /// The slices last handed to `use`, and to the host setup.
+    private var published: Set<HeldSlice> = []
+    private var configured: Set<HeldSlice> = []
+    private var publishing = false
+    /// The last failure reaching the allocator, logged once until it answers again.
+    private var outage: String?
+
+    /// - Parameters:
+    ///   - client: the allocator, with this host's token.
+    ///   - network: puts the addresses on loopback and applies the host guard; nil leaves both
+    ///     to the operator.
+    ///   - use: told the slices new flows may leave from, whenever they change. When slices
+    ///     are lost it is told first (before the guard and addresses change); when slices are
+    ///     gained it is told last (after their addresses are in place).
+    public init(client: AllocatorClient, settings: Settings, network: HostNetworkSetup? = nil,
+                use: @escaping @Sendable ([HeldSlice]) -> Void, log: @escaping @Sendable (String) -> Void) {
+        self.client = client
+        self.settings = settings
+        self.network = network
+        self.use = use
+        self.log = log
+    }
+
+    /// The slices held now.
+    public var slices: [HeldSlice] { kept.values.map(\.held).sorted { $0.leaseID < $1.leaseID } }
+
+    /// When to talk to the allocator next.
+    private var nextContact = ContinuousClock.now
+
+    /// Keeps the leases until cancelled: one loop talks to the allocator, another drops
+    /// leases at their deadlines, so a request that hangs cannot keep a slice in use too long.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.keepInContact() }
+            group.addTask { await self.enforceDeadlines() }
+        }
+    }
+
+    private func keepInContact() async {
+        while !Task.isCancelled {
+            await refresh()
+            try? await Task.sleep(until: nextContact, clock: .continuous)
+        }
+    }
+
+    private func enforceDeadlines() async {
+        while !Task.isCancelled {
+            dropExpired()
+            await publish()
+            // Leases gained later expire later than those held, so the earliest deadline is
+            // known except while none is held.
+            let wake = kept.values.map(\.deadline).min() ?? ContinuousClock.now + .milliseconds(250)
+            try? await Task.sleep(until: wake, clock: .continuous)
+        }
+    }
+
+    /// Talks to the allocator if it is time, drops expired leases and hands on any change:
+    /// one step of `run`, also used to hold slices before a proxy starts serving.
+    public func refresh() async {
+        if ContinuousClock.now >= nextContact {
+            nextContact = await contactAllocator()
+        }
+        dropExpired()
+        await publish()
+    }
+
+    /// How long one request may take: a hung allocator counts as unreachable well before
+    /// the leases run out.
+    private var requestTimeout: Duration { min(.seconds(5), settings.leaseTime / 4) }
+
+    /// One round with the allocator: renew, adopt, top up. - Returns: when to talk to it next.
+    func contactAllocator() async -> ContinuousClock.Instant {
+        do {
+            try await renewAndAdopt()
+            try await acquireMissing()
+            if let outage {
+                log("the allocator answers again (after: \(outage)); holding \(kept.count) lease(s)")
+                self.outage = nil
+            }
+            var random = SystemRandomNumberGenerator()
+            return ContinuousClock.now + settings.leaseTime / 3 * Double.random(in: 0.8...1.2, using: &random)
+        } catch is CancellationError {
+            return ContinuousClock.now
+        } catch {
+            if outage == nil {
+                let soonest = kept.values.map(\.deadline).min().map { " until \(Self.describe($0 - ContinuousClock.now)) from now at the latest" } ?? ""
+                log("cannot renew leases: \(error); keeping the \(kept.count) lease(s) held\(soonest), trying again every \(Self.describe(settings.retryInterval))")
+            }
+            outage = "\(error)"
+            return ContinuousClock.now + settings.retryInterval
+        }
+    }
+
+    private var leaseSeconds: Int64 { settings.leaseTime.components.seconds }
+
+    /// Renews every lease (listing them when none is held yet, to adopt a previous run's);
+    /// drops those the allocator no longer lists.
+    private func renewAndAdopt() async throws {
+        struct Renewal: Encodable { let ttlSeconds: Int64 }
+        let sent = ContinuousClock.now
+        let listed = try await client.call(.POST, "/v1/leases/renew", body: Renewal(ttlSeconds: leaseSeconds), as: LeaseList.self,
+                                           timeout: requestTimeout).leases
+        let listedIDs = Set(listed.map(\.id))
+        for (id, lost) in kept where !listedIDs.contains(id) {
+            kept[id] = nil
+            log("\(lost.held) lost: the allocator no longer lists it (expired or taken back); no new flow leaves from it")
+        }
+        withdrawLost()
+        for body in listed {
+            if kept[body.id] != nil {
+                kept[body.id]?.deadline = sent + settings.leaseTime
+            } else {
+                let held = try Self.heldSlice(body)
+                kept[body.id] = Kept(held: held, want: wantWithRoom(for: held.traits), deadline: sent + settings.leaseTime)
+                log("\(held): adopted, held from an earlier run")
+            }
+        }
+    }
+
+    /// The want a lease of `traits` fills best among those still short.
+    private func wantWithRoom(for traits: Traits) -> Int? {
+        settings.wants.indices.filter { want in kept.values.count { $0.want == want } < settings.wants[want].count }
+            .max { Closeness(of: traits, to: settings.wants[$0].traits) < Closeness(of: traits, to: settings.wants[$1].traits) }
+    }
+
+    private func acquireMissing() async throws {
+        for (index, want) in settings.wants.enumerated() {
+            let missing = want.count - kept.values.count { $0.want == index }
+            guard missing > 0 else { continue }
+            let sent = ContinuousClock.now
+            let granted: [LeaseBody]
+            do {
+                granted = try await client.call(.POST, "/v1/leases", body: AcquireBody(count: missing, ttlSeconds: leaseSeconds, traits: want.traits),
+                                                as: LeaseList.self, timeout: requestTimeout).leases
+            } catch let failure as APIFailure where failure.status == 409 || failure.status == 400 {
+                log("cannot acquire \(missing) slice(s) of \(want.traits.summary): \(failure.message); trying again at the next renewal")
+                continue
+            }
+            for body in granted {
+                let held = try Self.heldSlice(body)
+                kept[body.id] = Kept(held: held, want: index, deadline: sent + settings.leaseTime)
+                log("\(held): acquired for \(want.traits.summary), address traits \(held.traits.summary)")
+            }
+        }
+    }
+
+    /// Drops leases whose deadline has passed: the allocator may give them to another host now.
+    private func dropExpired() {
+        let now = ContinuousClock.now
+        for (id, lease) in kept where lease.deadline <= now {
+            kept[id] = nil
+            log("\(lease.held) expired without renewal (the allocator did not answer); no new flow leaves from it")
+        }
+        withdrawLost()
+    }
+
+    /// Tells the proxy at once that lost slices are gone: a synchronous step, so nothing
+    /// waits between noticing a loss and acting on it.
+    private func withdrawLost() {
+        let remaining = published.intersection(kept.values.map(\.held))
+        guard remaining != published else { return }
+        use(remaining.sorted { $0.leaseID < $1.leaseID })
+        published = remaining
+    }
+
+    /// Hands the change on in the order that never sends from a slice not held: lost slices
+    /// leave the proxy first, then the guard and addresses follow the held set, and only then
+    /// do gained slices join the proxy. One pass at a time; a pass repeats until the held set
+    /// stops changing under it.
+    private func publish() async {
+        withdrawLost()
+        guard !publishing else { return }
+        publishing = true
+        defer { publishing = false }
+        while true {
+            let current = Set(kept.values.map(\.held))
+            if current != configured {
+                do {
+                    try await network?.apply(current.sorted { $0.leaseID < $1.leaseID })
+                } catch {
+                    log("host setup: \(error)")
+                }
+                configured = current
+                withdrawLost()
+                continue
+            }
+            if current != published {
+                use(current.sorted { $0.leaseID < $1.leaseID })
+                published = current
+            }
+            return
+        }
+    }
+
+    /// Releases every lease (on a graceful stop), so the slices go to quarantine now rather
+    /// than at expiry, and undoes the host setup. Leases the allocator cannot be told about
+    /// expire on their own.
+    public func releaseAll() async {
+        for (id, lease) in kept.sorted(by: { $0.key < $1.key }) {
+            kept[id] = nil
+            await publish()
+            do {
+                try await client.send(.DELETE, "/v1/leases/\(id)")
+            } catch {
+                log("\(lease.held): not released (\(error)); it expires on its own")
+            }
+        }
+        await publish()
+        do { try await network?.remove() } catch { log("host setup: \(error)") }
+    }
+
+    static func heldSlice(_ body: LeaseBody) throws -> HeldSlice {
+        do {
+            return HeldSlice(
+                leaseID: body.id, host: body.host,
+                slice: EgressSlice(address: try IPv4Address(parsing: body.address), ports: try PortSet(parsing: body.ports)),
+                index: body.slice, traits: body.traits ?? .unknown)
+        } catch {
+            throw AgentError("the allocator sent lease \(body.id) with a slice this agent cannot read (\(body.address) \(body.ports)): \(error)")
+        }
+    }
+
+    static func describe(_ duration: Duration) -> String {
+        String(format: "%.1f s", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    }
+}
+
+/// The body of `POST /v1/leases`: count, lease time and the trait fields.
+struct AcquireBody: Encodable {
+    let count: Int
+    let ttlSeconds: Int64
+    let traits: Traits
+
+    enum CodingKeys: String, CodingKey { case count, ttlSeconds, country, region, city, category, reputation, tags }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(count, forKey: .count)
+        try container.encode(ttlSeconds, forKey: .ttlSeconds)
+        try container.encodeIfPresent(traits.country?.description, forKey: .country)
+        try container.encodeIfPresent(traits.region?.description, forKey: .region)
+        try container.encodeIfPresent(traits.city, forKey: .city)
+        if traits.category != .unknown { try container.encode(traits.category.rawValue, forKey: .category) }
+        try container.encodeIfPresent(traits.reputation?.rawValue, forKey: .reputation)
+        if !traits.tags.isEmpty { try container.encode(traits.tags, forKey: .tags) }
+    }
+}

@@ -1,0 +1,92 @@
+import PortSliceCore
+import PortSliceEdge
+import PortSliceSockets
+import PortSliceStore
+
+/// What the agent changes on the host (root only): each shared address on loopback while a
+/// slice of it is held, and the host guard (`HostGuardRuleset`) built from the host's own
+/// leases, so packets leave only from ports the host holds now.
+public actor HostNetworkSetup {
+    /// Add and remove shared addresses on `lo`.
+    public let configuresAddresses: Bool
+    /// Apply the host guard.
+    public let guards: Bool
+    /// Keeps the guard's nftables table, once the host's name is known from its first lease.
+    private var guardController: EdgeController?
+    private let namespace: String?
+    /// Addresses this agent added to `lo` (and so may remove).
+    private var added: Set<IPv4Address> = []
+    /// Every slice held since start, so the guard keeps dropping what leaves from a slice
+    /// after it is lost (a socket bound to an address outlives the address).
+    private var everHeld: [SliceID: EgressSlice] = [:]
+    private var version: Int64 = 0
+
+    /// - Parameter namespace: the network namespace (`ip netns` name) to change; nil for this
+    ///   process's own.
+    public init(configuresAddresses: Bool, guards: Bool, namespace: String? = nil) {
+        self.configuresAddresses = configuresAddresses
+        self.guards = guards
+        self.namespace = namespace
+    }
+
+    /// Brings the host in line with `held`: addresses of held slices present, the guard
+    /// allowing exactly the held slices' ports, addresses no longer held removed.
+    public func apply(_ held: [HeldSlice]) async throws {
+        let addresses = Set(held.map(\.slice.address))
+        if configuresAddresses {
+            for address in addresses.subtracting(added).sorted() where !Self.isLoopbackNet(address) {
+                try addAddress(address)
+            }
+        }
+        if guards, guardController == nil, let host = held.first?.host {
+            guardController = EdgeController(role: .hostGuard(host: host), namespace: namespace)
+        }
+        if let guardController {
+            for slice in held { everHeld[SliceID(address: slice.slice.address, index: slice.index)] = slice.slice }
+            version += 1
+            let owned = Set(held.map { SliceID(address: $0.slice.address, index: $0.index) })
+            let host = held.first?.host
+            // Slices held before and not now stay as free entries: their ports are dropped.
+            let table = SliceTable(version: version, slices: everHeld.sorted { $0.key < $1.key }.map { id, slice in
+                owned.contains(id)
+                    ? SliceTable.Entry(address: id.address, index: id.index, ports: slice.ports, state: "leased", host: host)
+                    : SliceTable.Entry(address: id.address, index: id.index, ports: slice.ports, state: "free", host: nil)
+            })
+            try await guardController.apply(table)
+        }
+        if configuresAddresses {
+            for address in added.subtracting(addresses).sorted() { try removeAddress(address) }
+        }
+    }
+
+    /// Removes the addresses this agent added and the guard's table.
+    public func remove() async throws {
+        for address in added.sorted() { try removeAddress(address) }
+        try await guardController?.shutdown()
+    }
+
+    /// 127.0.0.0/8 is local already through `lo`'s own route.
+    static func isLoopbackNet(_ address: IPv4Address) -> Bool { address.octets.0 == 127 }
+
+    private func addAddress(_ address: IPv4Address) throws {
+        do {
+            _ = try SystemTool.run("ip", ["-4", "address", "add", "\(address)/32", "dev", "lo"], in: namespace)
+            added.insert(address)
+        } catch let failure as SystemTool.Failure where failure.message.contains("File exists") {
+            return  // configured by someone else: theirs to remove
+        } catch {
+            throw AgentError("cannot add \(address)/32 to lo: \(error)")
+        }
+    }
+
+    private func removeAddress(_ address: IPv4Address) throws {
+        do {
+            _ = try SystemTool.run("ip", ["-4", "address", "del", "\(address)/32", "dev", "lo"], in: namespace)
+        } catch let failure as SystemTool.Failure where failure.message.contains("Cannot assign") {
+            // Gone already.
+        } catch {
+            throw AgentError("cannot remove \(address)/32 from lo: \(error)")
+        }
+        added.remove(address)
+    }
+}

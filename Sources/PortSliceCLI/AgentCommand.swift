@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import PortSliceAgent
+import PortSliceControl
+import PortSliceCore
+import PortSliceProxy
+
+/// `portslice agent`: the host agent and the egress proxy it feeds.
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run the host agent: lease slices from the allocator and serve the egress proxy from them.",
+        discussion: """
+            The agent registers with the allocator by this host's token (from `portslice hosts \
+            add`), keeps the slices each --want asks for, renews them every third of the lease \
+            time (give or take a fifth), and serves the proxy (SOCKS5 and HTTP, as `portslice \
+            proxy`) from the slices it holds now; the addresses' traits come with the leases. A \
+            slice the allocator no longer lists, or whose lease time runs out while the \
+            allocator cannot be reached, is used for no new flow from that moment and its open \
+            flows are closed; until then an outage changes nothing.
+
+            As root it also puts each shared address on lo while it holds a slice there and \
+            applies the host guard (nftables table portslice_guard: nothing leaves from a port \
+            of a shared address that this host does not hold); --no-host-setup leaves both to \
+            the operator. On SIGTERM or SIGINT it stops serving, releases its leases and undoes \
+            what it set up.
+
+            Example:
+              portslice agent --server http://10.0.0.1:7300 --token $HOST_TOKEN --want 2,country=DE,category=residential --want 1
+            """
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Option(name: .customLong("want"), help: ArgumentHelp(
+        "Slices to hold, COUNT[,KEY=VALUE...] with keys country, region, city, category, reputation, tag; repeat for several classes.",
+        valueName: "want"))
+    var wants: [String] = ["1"]
+
+    @Option(help: ArgumentHelp("Lease time asked for, 10 to 86400 seconds; leases are renewed every third of it.", valueName: "seconds"))
+    var leaseTime: Int64 = 60
+
+    @Flag(help: "Do not put shared addresses on lo nor apply the host guard (both need root).")
+    var noHostSetup = false
+
+    @OptionGroup var proxy: ProxyOptions
+
+    func validate() throws {
+        guard (10...86_400).contains(leaseTime) else { throw ValidationError("--lease-time \(leaseTime) is out of range; give 10 to 86400 seconds") }
+        for want in wants { _ = try LeaseWant(parsing: want) }
+    }
+
+    func run() async throws {
+        let settings = HostAgent.Settings(wants: try wants.map { try LeaseWant(parsing: $0) }, leaseTime: .seconds(leaseTime))
+        let network: HostNetworkSetup?
+        if noHostSetup {
+            network = nil
+        } else if geteuid() == 0 {
+            network = HostNetworkSetup(configuresAddresses: true, guards: true)
+        } else {
+            printToStandardError("agent: not root, so shared addresses are not put on lo and no host guard is applied; configure them yourself or run as root")
+            network = nil
+        }
+        try await AgentService(client: try server.client(), settings: settings, network: network, proxy: proxy)
+            .run { await ProxyCommand.waitForStopSignal() }
+    }
+}
+
+/// A host agent feeding a proxy in one process: the proxy starts once the first leases are
+/// in, serves until `stop` returns, and the leases are released after it closed.
+struct AgentService {
+    let client: AllocatorClient
+    let settings: HostAgent.Settings
+    let network: HostNetworkSetup?
+    let proxy: ProxyOptions
+    var allowLoopback = false
+
+    func run(until stop: () async -> Void) async throws {
+        let egress = EgressSlices()
+        let agent = HostAgent(client: client, settings: settings, network: network, use: { held in
+            do {
+                try egress.replace(with: held.map { ($0.slice, $0.traits) })
+            } catch {
+                printToStandardError("agent: cannot send from the slices held: \(error)")
+            }
+        }, log: { printToStandardError("agent: \($0)") })
+        await agent.refresh()
+        let leases = Task { await agent.run() }
+        let server: ProxyServer
+        do {
+            server = try await proxy.start(sendingFrom: egress, allowLoopback: allowLoopback)
+        } catch {
+            leases.cancel()
+            await agent.releaseAll()
+            throw error
+        }
+        await stop()
+        try? await server.close()
+        leases.cancel()
+        await leases.value
+        await agent.releaseAll()
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import PortSliceAgent
+import PortSliceControl
+import PortSliceCore
+import ServiceLifecycle
+import Synchronization
+
+/// The agent and proxy of `portslice serve`'s local demo, run beside the allocator: once the
+/// allocator listens, the agent leases one slice of each example trait class over the API (as
+/// any host would) and the proxy serves from them until shutdown.
+final class DemoService: Service {
+    static let hostName = "demo"
+
+    /// Loopback egress addresses with the traits of four kinds of exit.
+    static let examplePool = """
+        127.0.0.2/32,US,US-CA,Los Angeles,,residential,high
+        127.0.0.3/32,US,US-NY,New York,,hosting,medium
+        127.0.0.4/32,DE,DE-BE,Berlin,,residential,high
+        127.0.0.5/32,GB,GB-LND,London,,mobile,medium
+
+        """
+
+    /// Clients by source address; `curl --interface 127.0.0.10` is a client in Berlin.
+    static let exampleClients = """
+        127.0.0.1/32,US,US-CA,Los Angeles,,residential,high
+        127.0.0.10/32,DE,DE-BE,Berlin,,residential,high
+        127.0.0.11/32,GB,GB-LND,London,,mobile,medium
+        127.0.0.12/32,US,US-NY,New York,,hosting,medium
+
+        """
+
+    let hostToken: String
+    let proxy: ProxyOptions
+    let clientsPath: String
+    private let allocatorPort: AsyncStream<Int>
+    private let announce: AsyncStream<Int>.Continuation
+
+    init(hostToken: String, proxy: ProxyOptions, clientsPath: String) {
+        self.hostToken = hostToken
+        self.proxy = proxy
+        self.clientsPath = clientsPath
+        (allocatorPort, announce) = AsyncStream.makeStream(of: Int.self)
+    }
+
+    func allocatorStarted(on port: Int) {
+        announce.yield(port)
+        announce.finish()
+    }
+
+    func run() async throws {
+        var ports = allocatorPort.makeAsyncIterator()
+        guard let port = await ports.next() else { return }
+        let wants = try Geofeed.read(Self.examplePool, source: "example pool").entries.map { LeaseWant(count: 1, traits: $0.traits) }
+        let client = AllocatorClient(base: "http://127.0.0.1:\(port)", token: hostToken)
+        print("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice on each of 127.0.0.2-127.0.0.5")
+        try await AgentService(client: client, settings: HostAgent.Settings(wants: wants, leaseTime: .seconds(60)), network: nil, proxy: proxy,
+                               allowLoopback: true)
+            .run { try? await gracefulShutdown() }
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PortSliceControl
+import PortSliceCore
+import PortSliceSockets
+import PortSliceStore
+import Synchronization
+import Testing
+@testable import PortSliceAgent
+
+/// The agent against a live allocator API (in-process, in-memory SQLite, real HTTP).
+@Suite("host agent")
+struct HostAgentTests {
+    static let adminToken = "admin-secret-for-agent-tests"
+
+    /// What the agent handed on, in order.
+    final class Uses: Sendable {
+        let calls = Mutex<[[HeldSlice]]>([])
+        func record(_ held: [HeldSlice]) { calls.withLock { $0.append(held) } }
+        var all: [[HeldSlice]] { calls.withLock { $0 } }
+        var last: [HeldSlice] { all.last ?? [] }
+    }
+
+    /// An allocator with two US residential addresses and one DE hosting address (4 slices
+    /// each) and a host `h1`; runs `body` with the store, the host's client and the admin's.
+    private func withAllocator(_ body: @Sendable (SQLSliceStore, AllocatorClient) async throws -> Void) async throws {
+        let store = try await SQLSliceStore.openSQLite(path: nil)
+        let plan = try SlicePlan(range: PortRange(20000, 23999), layout: .sliceCount(4))
+        for (address, country, category) in [("192.0.2.10", "US", Category.residential), ("192.0.2.11", "US", .residential), ("192.0.2.20", "DE", .hosting)] {
+            try await store.add(EgressAddress(address: try IPv4Address(parsing: address), traits: try Traits(country: CountryCode(parsing: country), category: category)), plan: plan)
+        }
+        let token = try await store.addHost("h1", labels: [:], now: .current)
+        let app = Application(router: ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken)).router())
+        try await app.test(.live) { client in
+            try await body(store, AllocatorClient(base: "http://127.0.0.1:\(client.port!)", token: token))
+        }
+        try await store.close()
+    }
+
+    private func traits(_ text: String) throws -> LeaseWant { try LeaseWant(parsing: text) }
+
+    @Test("wants are parsed with their traits; bad ones are named")
+    func parsesWants() throws {
+        let want = try LeaseWant(parsing: "2,country=DE,region=DE-BE,category=hosting,reputation=high,tag=a,tag=b")
+        #expect(want.count == 2)
+        #expect(want.traits.country?.description == "DE")
+        #expect(want.traits.region?.description == "DE-BE")
+        #expect(want.traits.category == .hosting)
+        #expect(want.traits.reputation == .high)
+        #expect(want.traits.tags == ["a", "b"])
+        #expect(try LeaseWant(parsing: "1").traits == .unknown)
+        for (bad, named) in [("0", "1 to 64"), ("x", "start with the number"), ("1,color=red", "'color=red'"), ("1,country=Germany", "Germany"),
+                             ("1,country=DE,region=US-CA", "US-CA")] {
+            #expect(throws: AgentError.self, "\(bad)") { try LeaseWant(parsing: bad) }
+            do { _ = try LeaseWant(parsing: bad) } catch { #expect(error.description.contains(named), "\(error)") }
+        }
+    }
+
+    @Test("acquires each want from the closest class, with the addresses' traits; renews; releases on stop")
+    func acquiresRenewsReleases() async throws {
+        try await withAllocator { store, client in
+            let uses = Uses()
+            let settings = HostAgent.Settings(wants: [try traits("2,country=US,category=residential"), try traits("1,country=DE")], leaseTime: .seconds(30))
+            let agent = HostAgent(client: client, settings: settings, use: { uses.record($0) }, log: { _ in })
+            await agent.refresh()
+            let held = await agent.slices
+            #expect(held.count == 3)
+            #expect(held.filter { $0.traits.country?.description == "US" && $0.traits.category == .residential }.count == 2)
+            #expect(held.filter { $0.slice.address == IPv4Address(192, 0, 2, 20) && $0.traits.category == .hosting }.count == 1)
+            #expect(Set(uses.last) == Set(held))
+            // The store agrees, and the leases run for the lease time asked for.
+            let stored = try await store.leases(of: "h1")
+            #expect(Set(stored.map(\.id)) == Set(held.map(\.leaseID)))
+            for lease in stored { #expect(lease.expires.milliseconds - lease.start.milliseconds == 30_000) }
+            // A renewal round keeps the same leases and extends them.
+            let before = stored.map(\.expires).max()!
+            try await Task.sleep(for: .milliseconds(20))
+            _ = await agent.contactAllocator()
+            #expect(Set(await agent.slices) == Set(held))
+            #expect(try await store.leases(of: "h1").map(\.expires).min()! > before)
+            // Stopping releases them: the allocator holds nothing for h1 and the proxy is told none.
+            await agent.releaseAll()
+            #expect(try await store.leases(of: "h1").isEmpty)
+            #expect(uses.last.isEmpty)
+        }
+    }
+
+    @Test("a lease the allocator no longer lists is dropped at once (before anything else changes) and replaced")
+    func dropsLostLeases() async throws {
+        try await withAllocator { store, client in
+            let uses = Uses()
+            let agent = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("2,country=US")], leaseTime: .seconds(30)),
+                                  use: { uses.record($0) }, log: { _ in })
+            await agent.refresh()
+            let first = await agent.slices
+            #expect(first.count == 2)
+            let lost = first[0]
+            try await store.release(lost.leaseID, host: "h1", now: .current)
+            _ = await agent.contactAllocator()
+            await agent.refresh()
+            let now = await agent.slices
+            #expect(now.count == 2)
+            #expect(!now.contains(lost))
+            // The proxy heard of the loss alone first (only the kept slice), then of the replacement.
+            let calls = uses.all
+            #expect(calls.count == 3)
+            #expect(calls[1] == [first[1]])
+            #expect(Set(calls[2]) == Set(now))
+            #expect(try await store.leases(of: "h1").count == 2)
+        }
+    }
+
+    @Test("a restarted agent adopts the leases it already holds instead of taking more")
+    func adoptsExistingLeases() async throws {
+        try await withAllocator { store, client in
+            let settings = HostAgent.Settings(wants: [try traits("1,country=US"), try traits("1,country=DE")], leaseTime: .seconds(30))
+            let first = HostAgent(client: client, settings: settings, use: { _ in }, log: { _ in })
+            await first.refresh()
+            let held = Set(await first.slices)
+            let second = HostAgent(client: client, settings: settings, use: { _ in }, log: { _ in })
+            await second.refresh()
+            #expect(Set(await second.slices) == held)
+            #expect(try await store.leases(of: "h1").count == 2)
+        }
+    }
+
+    @Test("while the allocator cannot be reached, leases are kept until their deadline, never beyond")
+    func keepsLeasesThroughAnOutageUntilTheyExpire() async throws {
+        let uses = Uses()
+        let logs = Mutex<[String]>([])
+        // Leases from a live allocator, then the allocator goes away.
+        let agent = Mutex<HostAgent?>(nil)
+        try await withAllocator { _, client in
+            let created = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(10), retryInterval: .milliseconds(200)),
+                                    use: { uses.record($0) }, log: { line in logs.withLock { $0.append(line) } })
+            await created.refresh()
+            agent.withLock { $0 = created }
+        }
+        let running = try #require(agent.withLock { $0 })
+        #expect(await running.slices.count == 1)
+        let outage = ContinuousClock.now
+        let task = Task { await running.run() }
+        defer { task.cancel() }
+        // Within the lease time the slice stays in use.
+        try await Task.sleep(for: .seconds(5))
+        #expect(await running.slices.count == 1)
+        #expect(uses.last.count == 1)
+        // At the deadline (at most the lease time after the last renewal was sent) it is gone.
+        while await running.slices.count == 1 && ContinuousClock.now - outage < .seconds(12) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let dropped = ContinuousClock.now - outage
+        #expect(await running.slices.isEmpty)
+        #expect(uses.last.isEmpty)
+        #expect(dropped <= .milliseconds(10_100), "dropped \(dropped) after the outage began")
+        #expect(logs.withLock { $0.contains { $0.contains("cannot renew leases") } })
+        #expect(logs.withLock { $0.contains { $0.contains("expired without renewal") } })
+    }
+}
