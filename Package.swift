@@ -120,11 +120,18 @@ let package = Package(
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
         .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceStore", "PortSliceCore"]),
-        .testTarget(name: "PortSliceProxyTests", dependencies: ["PortSliceProxy", "PortSliceCore", "PortSliceSockets"]),
+        .testTarget(
+            name: "PortSliceProxyTests",
+            dependencies: [
+                "PortSliceProxy", "PortSliceCore", "PortSliceSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "PortSliceAgentTests",
             dependencies: [
-                "PortSliceAgent", "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceSockets",
+                "PortSliceAgent", "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceSockets", "PortSliceEdge",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

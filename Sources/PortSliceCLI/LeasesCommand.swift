@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import ArgumentParser
 import Foundation
 import PortSliceControl
@@ -27,12 +28,47 @@ struct LeasesCommand: AsyncParsableCommand {
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Slices leased, free, quarantined and draining, per address and per trait class, with warnings for classes running out (admin).")
+        abstract: "What the allocator and the local proxy are doing: slices per address and trait class, and which slice each recent flow left from.",
+        discussion: """
+            From the allocator (admin token): slices leased, free, quarantined and draining per \
+            address and per trait class, with warnings for classes running out. From the proxy \
+            (its status page, served to clients on its own host): the slices it sends from now and \
+            the recent flows with the egress address, port and slice each used. Either part is \
+            left out, with a note, when it does not answer; the command fails only when neither does.
+            """)
 
     @OptionGroup var server: ServerOptions
 
+    @Option(help: ArgumentHelp("The proxy whose status page to read (PORTSLICE_PROXY).", valueName: "host:port"))
+    var proxy: String?
+
     func run() async throws {
-        let table = try await server.client().call(.GET, "/v1/slices", as: SliceTable.self)
+        var failures: [String] = []
+        do {
+            try await printAllocatorStatus()
+        } catch {
+            failures.append("\(error)")
+        }
+        let proxy = proxy ?? ProcessInfo.processInfo.environment["PORTSLICE_PROXY"] ?? "127.0.0.1:1080"
+        do {
+            var request = HTTPClientRequest(url: "http://\(proxy)/status")
+            request.method = .GET
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let body = String(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
+            guard response.status == .ok else { throw CommandFailure("the proxy at \(proxy) answered \(response.status.code): \(body)") }
+            print("\nproxy at \(proxy)\n\(body)", terminator: "")
+        } catch let failure as CommandFailure {
+            failures.append(failure.description)
+        } catch {
+            failures.append("no proxy answers at \(proxy) (\(error)); give --proxy HOST:PORT")
+        }
+        if failures.count == 2 { throw CommandFailure(failures.joined(separator: "\n")) }
+        for failure in failures { printToStandardError("note: \(failure)") }
+    }
+
+    private func printAllocatorStatus() async throws {
+        let client = try server.client()
+        let table = try await client.call(.GET, "/v1/slices", as: SliceTable.self)
         let byAddress = Dictionary(grouping: table.slices, by: \.address)
         let rows = byAddress.keys.sorted().map { address -> [String] in
             let slices = byAddress[address]!
@@ -40,9 +76,10 @@ struct StatusCommand: AsyncParsableCommand {
             let hosts = Set(slices.compactMap(\.host)).sorted().joined(separator: ",")
             return [address.description, "\(slices.count)", count("leased"), count("free"), count("quarantined"), count("draining"), hosts]
         }
+        print("allocator at \(client.base)")
         print(renderTable(["address", "slices", "leased", "free", "quarantined", "draining", "hosts"], rows))
         print("\ntable version \(table.version)\n")
-        let report = try await server.client().call(.GET, "/v1/capacity", as: ControlAPI.CapacityReport.self)
+        let report = try await client.call(.GET, "/v1/capacity", as: ControlAPI.CapacityReport.self)
         print(renderTable(
             ["trait class", "free", "leased", "quarantined", "draining"],
             report.classes.map { [$0.traits, "\($0.free)", "\($0.leased)", "\($0.quarantined)", "\($0.draining)"] }))
@@ -50,7 +87,6 @@ struct StatusCommand: AsyncParsableCommand {
             if let warning = trait.warning { print("warning: \(trait.traits): \(warning)") }
         }
     }
-
 }
 
 struct WhoCommand: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import PortSliceControl
 import PortSliceCore
+import PortSliceEdge
 import PortSliceSockets
 import PortSliceStore
 import Synchronization
@@ -156,5 +157,53 @@ struct HostAgentTests {
         #expect(dropped <= .milliseconds(10_100), "dropped \(dropped) after the outage began")
         #expect(logs.withLock { $0.contains { $0.contains("cannot renew leases") } })
         #expect(logs.withLock { $0.contains { $0.contains("expired without renewal") } })
+    }
+}
+
+/// The host setup in a network namespace of its own (root): addresses on its loopback and the
+/// guard's nftables table follow the held slices.
+@Suite("host setup in a network namespace (root)", .enabled(if: geteuid() == 0, "needs root for network namespaces and nftables (CI runs as root)"))
+struct HostNetworkSetupTests {
+    static let namespace = "psl-agent-test"
+
+    func inNamespace(_ arguments: [String]) throws -> String {
+        try SystemTool.run(arguments[0], Array(arguments.dropFirst()), in: Self.namespace)
+    }
+
+    func held(_ id: Int64, _ text: String, index: Int) throws -> HeldSlice {
+        HeldSlice(leaseID: id, host: "h1", slice: try EgressSlice(parsing: text), index: index, traits: .unknown)
+    }
+
+    @Test("addresses join lo with their first slice and leave with their last; the guard allows exactly the held ports")
+    func followsHeldSlices() async throws {
+        _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace])
+        _ = try SystemTool.run("ip", ["netns", "add", Self.namespace])
+        defer { _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace]) }
+        _ = try inNamespace(["ip", "link", "set", "lo", "up"])
+        let setup = HostNetworkSetup(configuresAddresses: true, guards: true, namespace: Self.namespace)
+        let first = try held(1, "192.0.2.10:20000-20999", index: 0), second = try held(2, "192.0.2.10:21000-21999", index: 1)
+
+        try await setup.apply([first])
+        #expect(try inNamespace(["ip", "-4", "-o", "address", "show", "dev", "lo"]).contains("192.0.2.10/32"))
+        var guardTable = try inNamespace(["nft", "list", "set", "ip", "portslice_guard", "owned"])
+        #expect(guardTable.contains("192.0.2.10 . 20000-20999"), "\(guardTable)")
+
+        // The first slice lost, another of the same address held: the address stays, the guard
+        // moves to the new ports only.
+        try await setup.apply([second])
+        #expect(try inNamespace(["ip", "-4", "-o", "address", "show", "dev", "lo"]).contains("192.0.2.10/32"))
+        guardTable = try inNamespace(["nft", "list", "set", "ip", "portslice_guard", "owned"])
+        #expect(guardTable.contains("192.0.2.10 . 21000-21999") && !guardTable.contains("20000-20999"), "\(guardTable)")
+
+        // Nothing held: the address goes, and the guard still knows it as shared, so a socket
+        // left bound to it sends nothing.
+        try await setup.apply([])
+        #expect(try !inNamespace(["ip", "-4", "-o", "address", "show", "dev", "lo"]).contains("192.0.2.10"))
+        let shared = try inNamespace(["nft", "list", "set", "ip", "portslice_guard", "shared"])
+        #expect(shared.contains("192.0.2.10"), "\(shared)")
+        #expect(try !inNamespace(["nft", "list", "set", "ip", "portslice_guard", "owned"]).contains("192.0.2.10"))
+
+        try await setup.remove()
+        #expect(try !inNamespace(["nft", "list", "tables"]).contains("portslice_guard"))
     }
 }

@@ -84,3 +84,55 @@ final class TemporaryDirectory {
 
     deinit { try? FileManager.default.removeItem(at: url) }
 }
+
+/// A `portslice` process left running (a server, an agent): started with `arguments`, ready
+/// once its standard output shows `readyPattern`, whose first number is kept as `port`.
+/// Standard error goes to a file, read back by `errors`, so a chatty process never blocks.
+final class RunningCommand: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    private let errorFile: URL
+
+    init(_ arguments: [String], readyPattern: String, environment: [String: String] = [:], directory: URL? = nil) throws {
+        errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-stderr-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        process.executableURL = CommandRunner.executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if let directory { process.currentDirectoryURL = directory }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = try FileHandle(forWritingTo: errorFile)
+        try process.run()
+        var text = "", found = 0
+        let deadline = Date().addingTimeInterval(30)
+        while found == 0 && Date() < deadline && process.isRunning {
+            text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            if let range = text.range(of: readyPattern, options: .regularExpression),
+               let number = text[range].split(whereSeparator: { !$0.isNumber }).last.flatMap({ Int($0) }) {
+                found = number
+            }
+        }
+        port = found
+        guard found != 0 else {
+            process.terminate()
+            throw CommandRunner.RunnerError("`portslice \(arguments.joined(separator: " "))` did not print /\(readyPattern)/ within 30 s: \(text)")
+        }
+    }
+
+    /// What the process wrote to standard error so far.
+    var errors: String { (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` and waits for the exit status.
+    @discardableResult
+    func stop(_ signal: Int32 = SIGTERM) -> Int32 {
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { stop(SIGKILL) }
+        try? FileManager.default.removeItem(at: errorFile)
+    }
+}

@@ -1,0 +1,63 @@
+import NIOCore
+import NIOPosix
+import PortSliceCore
+import PortSliceSockets
+import Testing
+@testable import PortSliceProxy
+
+/// The proxy's slices changing under it, as the agent changes them.
+@Suite("slices that come and go")
+struct DynamicSlicesTests {
+    static let loopback = IPv4Address(127, 0, 0, 1)
+
+    /// A SOCKS5 CONNECT on `socket` (connected to the proxy) to `target`; the reply code.
+    func connect(_ socket: borrowing ConnectedSocket, to target: Endpoint) throws -> UInt8 {
+        try socket.send([5, 1, 0])
+        #expect(try socket.receive(timeout: .seconds(5)) == [5, 0])
+        let (a, b, c, d) = target.address.octets
+        try socket.send([5, 1, 0, 1, a, b, c, d, UInt8(target.port >> 8), UInt8(target.port & 0xff)])
+        let reply = try socket.receive(timeout: .seconds(5))
+        return reply.count > 1 ? reply[1] : 0xff
+    }
+
+    @Test("a slice taken away serves no new flow and its open flows close; slices kept and gained serve on")
+    func sliceTakenAway() async throws {
+        let echo = try EchoServers(Endpoint(Self.loopback, 0))
+        let first = try EgressSlice(parsing: "127.0.0.2:42000-42099"), second = try EgressSlice(parsing: "127.0.0.3:42100-42199")
+        let traits = try Traits(country: CountryCode(parsing: "US"))
+        let slices = EgressSlices()
+        try slices.replace(with: [(first, traits)])
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true), threadPool: pool)
+        let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
+                                                 group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
+        let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
+
+        let flow = try UnslicedConnect.tcp(to: proxy)
+        #expect(try connect(flow, to: echo.endpoint) == 0)
+        try flow.send(Array("one".utf8))
+        #expect(try flow.receive(timeout: .seconds(5)) == Array("one".utf8))
+        #expect(echo.peers[.tcp]?.last.map { first.ports.contains($0.port) && $0.address == first.address } == true)
+
+        // The first slice goes, the second comes: the open flow is closed, new flows leave
+        // from the second slice.
+        try slices.replace(with: [(second, traits)])
+        #expect(try flow.receive(timeout: .seconds(5)).isEmpty, "the flow from the slice taken away was not closed")
+        let next = try UnslicedConnect.tcp(to: proxy)
+        #expect(try connect(next, to: echo.endpoint) == 0)
+        try next.send(Array("two".utf8))
+        #expect(try next.receive(timeout: .seconds(5)) == Array("two".utf8))
+        #expect(echo.peers[.tcp]?.last.map { second.ports.contains($0.port) && $0.address == second.address } == true)
+
+        // No slice at all: SOCKS reply 1, and the echo server sees no new flow.
+        try slices.replace(with: [])
+        #expect(try next.receive(timeout: .seconds(5)).isEmpty)
+        let seen = echo.peers[.tcp]?.count
+        #expect(try connect(try UnslicedConnect.tcp(to: proxy), to: echo.endpoint) == 1)
+        #expect(echo.peers[.tcp]?.count == seen)
+        #expect(slices.openFlowCounts.isEmpty)
+        try await server.close()
+        try await pool.shutdownGracefully()
+    }
+}
