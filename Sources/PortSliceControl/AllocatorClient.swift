@@ -9,6 +9,16 @@ public struct AllocatorClient: Sendable {
     public let base: String
     public let token: String
 
+    /// An HTTP client that fails at once when nothing listens (the shared client retries a
+    /// refused connection until the request's deadline): an operator's command should say the
+    /// allocator is down right away, and the agent has its own retry rhythm.
+    public static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(5)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     /// - Parameter base: the allocator's URL, such as `http://127.0.0.1:7300`.
     public init(base: String, token: String) {
         self.base = base.hasSuffix("/") ? String(base.dropLast()) : base
@@ -38,7 +48,7 @@ public struct AllocatorClient: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            response = try await Self.http.execute(request, timeout: .nanoseconds(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
         } catch is CancellationError {
             throw CancellationError()
         } catch {

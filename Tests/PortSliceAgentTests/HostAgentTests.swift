@@ -164,7 +164,7 @@ struct HostAgentTests {
 /// guard's nftables table follow the held slices.
 @Suite("host setup in a network namespace (root)", .enabled(if: geteuid() == 0, "needs root for network namespaces and nftables (CI runs as root)"))
 struct HostNetworkSetupTests {
-    static let namespace = "psl-agent-test"
+    static let namespace = "portslice-agent-test"  // not psl-: `lab down` removes those
 
     func inNamespace(_ arguments: [String]) throws -> String {
         try SystemTool.run(arguments[0], Array(arguments.dropFirst()), in: Self.namespace)
