@@ -10,6 +10,10 @@ import Synchronization
 public struct ProxyBenchmark: Sendable {
     public var seconds = 3.0
     public var concurrencies = [1, 64]
+    /// The proxies measured, by name, in this order.
+    public var contenders = contenderNames
+
+    public static let contenderNames = ["portslice", "microsocks", "dante"]
 
     public init() {}
 
@@ -33,7 +37,7 @@ public struct ProxyBenchmark: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-bench-proxy-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let contenders = [
+        let all = [
             Contender(name: "portslice") { port, directory in
                 let pool = "\(directory)/pool.csv"
                 try "127.0.0.2/32,US,US-CA,San Jose,,hosting,high\n".write(toFile: pool, atomically: true, encoding: .utf8)
@@ -60,6 +64,7 @@ public struct ProxyBenchmark: Sendable {
                 return try Self.launch(try Self.installed("danted", package: "dante-server"), ["-f", configuration, "-N", "2"])
             },
         ]
+        let contenders = all.filter { self.contenders.contains($0.name) }
         _ = HostNetwork.raiseOpenFileLimit(to: 65536)
         let closing = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let sink = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0), mode: .tcpSink)

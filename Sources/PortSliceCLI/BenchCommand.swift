@@ -193,13 +193,20 @@ struct BenchProxyCommand: ParsableCommand {
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
+    @Option(name: .customLong("only"), help: ArgumentHelp("Measure only this proxy (portslice, microsocks or dante), to profile it; repeat for several.", valueName: "proxy"))
+    var only: [String] = []
+
     func validate() throws {
         guard seconds >= 0.5 && seconds <= 60 else { throw ValidationError("--seconds \(seconds) is out of range; give 0.5 to 60") }
+        for name in only where !ProxyBenchmark.contenderNames.contains(name) {
+            throw ValidationError("--only \(name): give one of \(ProxyBenchmark.contenderNames.joined(separator: ", "))")
+        }
     }
 
     func run() throws {
         var benchmark = ProxyBenchmark()
         benchmark.seconds = seconds
+        if !only.isEmpty { benchmark.contenders = only }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let rows = try benchmark.run(portslice: executable) { printToStandardError("bench: \($0)") }
         switch format {
@@ -216,10 +223,11 @@ struct BenchProxyCommand: ParsableCommand {
             var target = "-", met = "-"
             if row.proxy == "portslice" {
                 let peers = rows.filter { $0.proxy != "portslice" && $0.clients == row.clients }
-                let microsocks = peers.first { $0.proxy == "microsocks" }?.connectionsPerSecond ?? 0
-                let best = peers.map(\.bytesPerSecond).max() ?? 0
                 target = "conn/s >= microsocks, throughput >= 90% of best peer"
-                met = row.connectionsPerSecond >= microsocks && row.bytesPerSecond >= 0.9 * best ? "yes" : "NO"
+                // Without the peers in this run (--only) there is nothing to compare with.
+                if let microsocks = peers.first(where: { $0.proxy == "microsocks" })?.connectionsPerSecond, let best = peers.map(\.bytesPerSecond).max() {
+                    met = row.connectionsPerSecond >= microsocks && row.bytesPerSecond >= 0.9 * best ? "yes" : "NO"
+                }
             }
             return [row.proxy, "\(row.clients)", String(format: "%.0f", row.connectionsPerSecond),
                     String(format: "%.2f Gbit/s", row.bytesPerSecond * 8 / 1e9), target, met]
