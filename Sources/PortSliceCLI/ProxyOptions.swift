@@ -98,8 +98,9 @@ struct ProxyOptions: ParsableArguments {
         return server
     }
 
-    /// Each dial holds one of these threads until its handshake completes, so their number
-    /// bounds the connects in flight (128 at 50 ms each is 2,560 new flows per second).
+    /// A handshake that has not ended when its dial returns (a remote destination), or a name
+    /// lookup, holds one of these threads until it does, so their number bounds such connects
+    /// in flight (128 at 50 ms each is 2,560 new flows per second to far destinations).
     static let dialingThreads: NIOThreadPool = {
         let pool = NIOThreadPool(numberOfThreads: 128)
         pool.start()

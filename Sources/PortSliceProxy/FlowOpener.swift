@@ -31,9 +31,12 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
 }
 
 /// Opens a client's TCP flow (or connected UDP flow): resolves the destination, applies the
-/// policy, picks the egress slices by the client's traits and dials from them (blocking calls,
-/// on a thread pool whose size bounds the dials in flight), then hands the connected socket to
-/// SwiftNIO on the client's event loop.
+/// policy, picks the egress slices by the client's traits and dials from them, then hands the
+/// connected socket to SwiftNIO on the client's event loop.
+///
+/// Dialing is non-blocking system calls, so it runs on the event loop itself; a TCP handshake
+/// that has not ended by then (a remote destination) is waited for on the thread pool, whose
+/// size bounds such waits in flight, as do names, which the system resolver looks up blocking.
 public struct FlowOpener: Sendable {
     public let slices: EgressSlices
     public let clientTraits: TraitIndex
@@ -72,14 +75,23 @@ public struct FlowOpener: Sendable {
     }
 
     public func open(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop) -> EventLoopFuture<Opened> {
-        threadPool.runIfActive(eventLoop: eventLoop) {
-            try dial(host: host, port: port, for: client)
-        }.flatMap { dialed in
-            ClientBootstrap(group: eventLoop)
-                .channelOption(.autoRead, value: false)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .withConnectedSocket(dialed.descriptor)
-                .flatMapThrowing { try tracked(Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice), client: client, transport: .tcp) }
+        destination(host: host, port: port, on: eventLoop).flatMap { destination in
+            let handshake: EventLoopFuture<Dialed>
+            do {
+                let pending = try startTCP(to: destination, for: client)
+                handshake = pending.handshakeEnded
+                    ? eventLoop.makeCompletedFuture { try pending.finish(timeout: .zero) }
+                    : threadPool.runIfActive(eventLoop: eventLoop) { try pending.finish(timeout: connectTimeout) }
+            } catch {
+                return eventLoop.makeFailedFuture(error)
+            }
+            return handshake.flatMap { dialed in
+                ClientBootstrap(group: eventLoop)
+                    .channelOption(.autoRead, value: false)
+                    .channelOption(.allowRemoteHalfClosure, value: true)
+                    .withConnectedSocket(dialed.descriptor)
+                    .flatMapThrowing { try tracked(Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice), client: client, transport: .tcp) }
+            }
         }
     }
 
@@ -87,13 +99,101 @@ public struct FlowOpener: Sendable {
     /// channel set up by `initializer`.
     public func openUDP(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop,
                         initializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Opened> {
-        threadPool.runIfActive(eventLoop: eventLoop) {
-            try dial(host: host, port: port, for: client, transport: .udp)
+        destination(host: host, port: port, on: eventLoop).flatMapThrowing { destination in
+            try dialUDP(to: destination, for: client)
         }.flatMap { dialed in
             DatagramBootstrap(group: eventLoop)
                 .channelInitializer(initializer)
                 .withBoundSocket(dialed.descriptor)
                 .flatMapThrowing { try tracked(Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice), client: client, transport: .udp) }
+        }
+    }
+
+    /// `host:port` as an allowed IPv4 destination: a literal at once, a name through the
+    /// system resolver on the thread pool (the first address the policy allows).
+    func destination(host: String, port: UInt16, on eventLoop: any EventLoop) -> EventLoopFuture<Endpoint> {
+        let allowed = { (address: IPv4Address) throws -> Endpoint in
+            if let reason = policy.refusal(for: address, egressAddresses: slices.held.dialers.keys) { throw OpenFailure.refused(reason) }
+            return Endpoint(address, port)
+        }
+        if let literal = try? IPv4Address(parsing: host) {
+            return eventLoop.makeCompletedFuture { try allowed(literal) }
+        }
+        return threadPool.runIfActive(eventLoop: eventLoop) {
+            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first else { throw OpenFailure.unresolved(host) }
+            let own = slices.held.dialers.keys
+            return try allowed(resolved.first { policy.refusal(for: $0, egressAddresses: own) == nil } ?? first)
+        }
+    }
+
+    /// The chosen address's slices, then the equally close addresses' slices, for `client`.
+    private func candidates(for client: IPAddress, towards destination: Endpoint) throws -> (first: [SliceDialer], then: () -> [SliceDialer]) {
+        let held = slices.held
+        let traits = clientTraits.lookup(client)?.traits ?? .unknown
+        guard let chosen = held.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(destination) }
+        return (chosen.dialers, { held.alternatives(to: chosen.address, for: client, traits: traits) })
+    }
+
+    /// Starts the TCP handshake from the first slice with a port free towards `destination`.
+    func startTCP(to destination: Endpoint, for client: IPAddress) throws -> PendingDial {
+        let (first, then) = try candidates(for: client, towards: destination)
+        let start = { (dialer: SliceDialer) throws(DialError) -> PendingDial in PendingDial(try dialer.startTCP(to: destination), slice: dialer.slice) }
+        if let pending = try firstDialer(first, towards: destination, start) { return pending }
+        if let pending = try firstDialer(then(), towards: destination, start) { return pending }
+        throw OpenFailure.exhausted(destination)
+    }
+
+    func dialUDP(to destination: Endpoint, for client: IPAddress) throws -> Dialed {
+        let (first, then) = try candidates(for: client, towards: destination)
+        let connect = { (dialer: SliceDialer) throws(DialError) -> Dialed in
+            let socket = try dialer.connectUDP(to: destination, nonBlocking: true)
+            let local = socket.local
+            return Dialed(descriptor: socket.takeDescriptor(), local: local, remote: destination, slice: dialer.slice)
+        }
+        if let dialed = try firstDialer(first, towards: destination, connect) { return dialed }
+        if let dialed = try firstDialer(then(), towards: destination, connect) { return dialed }
+        throw OpenFailure.exhausted(destination)
+    }
+
+    /// What `attempt` makes with the first of `dialers` that has a port free towards
+    /// `destination`; nil when every one is out of ports. Any other failure ends the search.
+    private func firstDialer<Made>(_ dialers: [SliceDialer], towards destination: Endpoint,
+                                   _ attempt: (SliceDialer) throws(DialError) -> Made) throws -> Made? {
+        for dialer in dialers {
+            do {
+                return try attempt(dialer)
+            } catch .sliceExhausted {
+                metrics.sliceExhausted(dialer.slice)
+            } catch {
+                throw OpenFailure(error, towards: destination)
+            }
+        }
+        return nil
+    }
+
+    /// A TCP handshake under way from a slice; `finish` waits for its end. A class so that
+    /// the not-copyable connection can cross to the thread that waits.
+    final class PendingDial: @unchecked Sendable {
+        private var connection: PendingConnection?
+        let slice: EgressSlice
+
+        init(_ connection: consuming PendingConnection, slice: EgressSlice) {
+            self.connection = consume connection
+            self.slice = slice
+        }
+
+        var handshakeEnded: Bool { connection?.handshakeEnded() ?? true }
+
+        func finish(timeout: Duration) throws -> Dialed {
+            guard let connection = connection.take() else { throw OpenFailure.failed("a dial was finished twice") }
+            let remote = connection.remote
+            do {
+                let socket = try connection.finish(timeout: timeout)
+                let local = socket.local
+                return Dialed(descriptor: socket.takeDescriptor(), local: local, remote: remote, slice: slice)
+            } catch {
+                throw OpenFailure(error, towards: remote)
+            }
         }
     }
 
@@ -107,47 +207,16 @@ public struct FlowOpener: Sendable {
         recent.record(opened, client: client, transport: transport)
         return opened
     }
+}
 
-    func dial(host: String, port: UInt16, for client: IPAddress, transport: Transport = .tcp) throws -> Dialed {
-        let address: IPv4Address
-        if let literal = try? IPv4Address(parsing: host) {
-            address = literal
-        } else {
-            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first(where: { policy.refusal(for: $0, egressAddresses: slices.held.dialers.keys) == nil }) ?? resolved.first else {
-                throw OpenFailure.unresolved(host)
-            }
-            address = first
+extension OpenFailure {
+    /// A dialing error as the client is told it.
+    init(_ error: DialError, towards destination: Endpoint) {
+        switch error {
+        case .sliceExhausted: self = .exhausted(destination)
+        case .timedOut: self = .timedOut(destination)
+        case .system(_, let errno) where errno == .connectionRefused: self = .connectionRefused(destination)
+        default: self = .failed("\(error)")
         }
-        let held = slices.held
-        if let reason = policy.refusal(for: address, egressAddresses: held.dialers.keys) { throw OpenFailure.refused(reason) }
-        let destination = Endpoint(address, port)
-        let traits = clientTraits.lookup(client)?.traits ?? .unknown
-        guard let chosen = held.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(destination) }
-        if let dialed = try dial(destination, from: chosen.dialers, transport: transport) { return dialed }
-        if let dialed = try dial(destination, from: held.alternatives(to: chosen.address, for: client, traits: traits), transport: transport) { return dialed }
-        throw OpenFailure.exhausted(destination)
-    }
-
-    /// The first of `dialers` that opens the flow, or nil when every one is out of ports for
-    /// `destination`; any other failure ends the attempt.
-    func dial(_ destination: Endpoint, from dialers: [SliceDialer], transport: Transport) throws -> Dialed? {
-        for dialer in dialers {
-            do {
-                let socket = transport == .tcp
-                    ? try dialer.connectTCP(to: destination, timeout: connectTimeout, nonBlocking: true)
-                    : try dialer.connectUDP(to: destination, nonBlocking: true)
-                let local = socket.local
-                return Dialed(descriptor: socket.takeDescriptor(), local: local, remote: destination, slice: dialer.slice)
-            } catch .sliceExhausted {
-                metrics.sliceExhausted(dialer.slice)
-            } catch .timedOut {
-                throw OpenFailure.timedOut(destination)
-            } catch .system(_, let errno) where errno == .connectionRefused {
-                throw OpenFailure.connectionRefused(destination)
-            } catch {
-                throw OpenFailure.failed("\(error)")
-            }
-        }
-        return nil
     }
 }

@@ -340,6 +340,12 @@ public struct PendingConnection: ~Copyable, Sendable {
     /// writable (poll, epoll, an event loop), then call `finish`.
     public var pollableDescriptor: CInt { descriptor }
 
+    /// True once the handshake has ended, well or not, so that `finish` returns at once: on
+    /// loopback and fast links it often has by the time `startTCP` returns.
+    public func handshakeEnded() -> Bool {
+        if case .success(let events) = Syscalls.poll(descriptor, events: Syscalls.pollOut, timeoutMilliseconds: 0) { events != 0 } else { false }
+    }
+
     /// Waits for the handshake to complete.
     /// - Throws: `DialError.timedOut`, or `.system(connect, errno)` with the error the
     ///   connection ended with (such as ECONNREFUSED).

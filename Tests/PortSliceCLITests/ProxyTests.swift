@@ -283,6 +283,48 @@ struct ProxyTests {
         #expect(sources.allSatisfy { $0.address == us.address && us.ports.contains($0.port) }, "\(sources)")
     }
 
+    /// A listener whose accept queue is full (backlog 0, one connection waiting, none
+    /// accepted): the kernel drops further SYNs, so a handshake towards it never ends.
+    static let fullListener = """
+        import socket, sys, time
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+        port = s.getsockname()[1]
+        waiting = socket.create_connection(("127.0.0.1", port))
+        print(port, flush=True)
+        sys.stdin.read()
+        """
+
+    @Test("a destination that never completes the handshake gets SOCKS reply 6 and HTTP 502 after --connect-timeout, and the proxy serves on")
+    func connectTimeout() async throws {
+        let listener = Process()
+        listener.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        listener.arguments = ["python3", "-c", Self.fullListener]
+        let output = Pipe(), input = Pipe()
+        listener.standardOutput = output
+        listener.standardInput = input
+        try listener.run()
+        defer { try? input.fileHandleForWriting.close(); listener.waitUntilExit() }
+        let line = try await CommandRunner.offThePool { String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
+        let port = try #require(UInt16(line.trimmingCharacters(in: .whitespacesAndNewlines)), "listener said: \(line)")
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32", "--connect-timeout", "1"])
+        let started = ContinuousClock.now
+        let reply = try await CommandRunner.offThePool { () -> [UInt8] in
+            let socks = try UnslicedConnect.tcp(to: proxy.endpoint)
+            try socks.send([5, 1, 0])
+            _ = try socks.receive(timeout: .seconds(5))
+            try socks.send([5, 1, 0, 1, 127, 0, 0, 1, UInt8(port >> 8), UInt8(port & 0xff)])
+            return try socks.receive(timeout: .seconds(10))
+        }
+        let waited = ContinuousClock.now - started
+        #expect(Array(reply.prefix(2)) == [5, 6], "reply \(reply)")
+        #expect(waited >= .milliseconds(900) && waited < .seconds(5), "answered after \(waited)")
+        let (_, status) = try await curl(["-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", "http://127.0.0.1:\(proxy.port)", "http://127.0.0.1:\(port)/"])
+        #expect(status == "502")
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let (ok, body) = try await curl(["--socks5-hostname", "127.0.0.1:\(proxy.port)", "http://127.0.0.1:\(server.endpoint.port)/"])
+        #expect(ok == 0 && body.hasPrefix("127.0.0.2:"), "\(body)")
+    }
+
     @Test("internal destinations are refused with SOCKS reply 2 and HTTP 403 unless allowed")
     func refusedDestinations() async throws {
         let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
