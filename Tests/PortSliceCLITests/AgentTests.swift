@@ -114,7 +114,7 @@ struct AgentTests {
         // Loopback destinations are allowed in the demo; the client at 127.0.0.1 is in Los
         // Angeles (example geofeed) and leaves from 127.0.0.2, one at 127.0.0.10 is in Berlin.
         for (interface, egress) in [("127.0.0.1", IPv4Address(127, 0, 0, 2)), ("127.0.0.10", IPv4Address(127, 0, 0, 4))] {
-            let curl = try await CommandRunner.offThePool { try Self.curl(["--interface", interface, "--socks5-hostname", "127.0.0.1:1080", url]) }
+            let curl = try await CommandRunner.curl(["--interface", interface, "--socks5-hostname", "127.0.0.1:1080", url]).body
             let seen = try #require(try? Endpoint(parsing: curl.trimmingCharacters(in: .whitespacesAndNewlines)), "curl said: \(curl)")
             #expect(seen.address == egress, "client \(interface) left from \(seen)")
             // `portslice status` names the flow and its slice, which holds the port the server saw.
@@ -125,20 +125,8 @@ struct AgentTests {
             #expect(slice.address == egress && slice.ports.contains(seen.port), "\(line)")
             #expect(status.output.contains("demo"), "the allocator's table names the demo host: \(status.output)")
         }
-        let page = try await CommandRunner.offThePool { try Self.curl(["http://127.0.0.1:1080/"]) }
+        let page = try await CommandRunner.curl(["http://127.0.0.1:1080/"]).body
         #expect(page.contains("Slices this proxy sends from") && page.contains("127.0.0.5:"), "\(page)")
         #expect(demo.stop() == 0, "\(demo.errors)")
-    }
-
-    static func curl(_ arguments: [String]) throws -> String {
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = ["curl", "-s", "--max-time", "10"] + arguments
-        let pipe = Pipe()
-        curl.standardOutput = pipe
-        try curl.run()
-        let body = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        curl.waitUntilExit()
-        return body
     }
 }

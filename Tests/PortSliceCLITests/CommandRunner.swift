@@ -59,6 +59,22 @@ struct CommandRunner {
         }
     }
 
+    /// curl with `arguments` (silent, at most 10 s); its exit status and body.
+    static func curl(_ arguments: [String]) async throws -> (status: Int32, body: String) {
+        try await offThePool {
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            curl.arguments = ["curl", "-s", "--max-time", "10"] + arguments
+            let pipe = Pipe()
+            curl.standardOutput = pipe
+            curl.standardError = FileHandle.nullDevice
+            try curl.run()
+            let body = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            curl.waitUntilExit()
+            return (curl.terminationStatus, body)
+        }
+    }
+
     struct RunnerError: Error, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }

@@ -10,9 +10,10 @@ import PortSliceSockets
 struct ProxyTests {
     /// A running proxy on a port of its own, sending from two loopback egress addresses.
     final class Proxy: @unchecked Sendable {
-        let process = Process()
+        let command: RunningCommand
         let directory: TemporaryDirectory
-        private(set) var port = 0
+        var port: Int { command.port }
+        var process: Process { command.process }
 
         static let usSlice = "127.0.0.2:40000-40999"
         static let deSlice = "127.0.0.3:41000-41999"
@@ -23,52 +24,17 @@ struct ProxyTests {
             directory = try TemporaryDirectory()
             let pool = try directory.write("pool.csv", poolText)
             let clients = try directory.write("clients.csv", "127.0.0.1/32,US,US-CA,San Jose,\n127.0.0.5/32,DE,DE-BE,Berlin,\n")
-            process.executableURL = CommandRunner.executable
-            process.arguments = ["proxy", "--listen", "127.0.0.1:0"] + slices.flatMap { ["--slice", $0] } + ["--pool", pool, "--clients", clients] + extra
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            var text = ""
-            let deadline = Date().addingTimeInterval(30)
-            while port == 0 && Date() < deadline && process.isRunning {
-                text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-                if let range = text.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                    port = Int(text[range].split(separator: ":").last!) ?? 0
-                }
-            }
-            guard port != 0 else {
-                process.terminate()
-                throw CommandRunner.RunnerError("proxy did not report its port within 30 s: \(text)")
-            }
+            command = try RunningCommand(["proxy", "--listen", "127.0.0.1:0"] + slices.flatMap { ["--slice", $0] } + ["--pool", pool, "--clients", clients] + extra,
+                                         readyPattern: #"listening on 127\.0\.0\.1:\d+"#)
         }
 
         var endpoint: Endpoint { Endpoint(IPv4Address(127, 0, 0, 1), UInt16(port)) }
 
         /// Descriptors the proxy process has open now.
         var openDescriptors: Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/fd"))?.count ?? 0 }
-
-        deinit {
-            process.terminate()
-            process.waitUntilExit()
-        }
     }
 
-    /// curl with `arguments`; returns its exit status and body.
-    func curl(_ arguments: [String]) async throws -> (status: Int32, body: String) {
-        try await CommandRunner.offThePool {
-            let curl = Process()
-            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            curl.arguments = ["curl", "-s", "--max-time", "10"] + arguments
-            let pipe = Pipe()
-            curl.standardOutput = pipe
-            curl.standardError = FileHandle.nullDevice
-            try curl.run()
-            let body = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            curl.waitUntilExit()
-            return (curl.terminationStatus, body)
-        }
-    }
+    func curl(_ arguments: [String]) async throws -> (status: Int32, body: String) { try await CommandRunner.curl(arguments) }
 
     /// Runs a Python client script with `arguments`; returns its exit status and output.
     func python(_ script: String, _ arguments: String...) async throws -> (Int32, String) {

@@ -7,29 +7,13 @@ import Testing
 struct ServeTests {
     /// A running `portslice serve` and the port it listens on.
     final class Server {
-        let process = Process()
-        let output = Pipe()
-        private(set) var port = 0
-        private var text = ""
+        let command: RunningCommand
+        var port: Int { command.port }
+        var process: Process { command.process }
 
         init(dataDir: String?, environment: [String: String] = [:], extra: [String] = []) throws {
-            process.executableURL = CommandRunner.executable
-            process.arguments = ["serve"] + (dataDir.map { ["--listen", "127.0.0.1:0", "--data-dir", $0] } ?? []) + extra
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let deadline = Date().addingTimeInterval(30)
-            while port == 0 && Date() < deadline && process.isRunning {
-                text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-                if let range = text.range(of: #"allocator listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                    port = Int(text[range].split(separator: ":").last!) ?? 0
-                }
-            }
-            guard port != 0 else {
-                process.terminate()
-                throw CommandRunner.RunnerError("serve did not report its port within 30 s: \(text)")
-            }
+            command = try RunningCommand(["serve"] + (dataDir.map { ["--listen", "127.0.0.1:0", "--data-dir", $0] } ?? []) + extra,
+                                         readyPattern: #"allocator listening on 127\.0\.0\.1:\d+"#, environment: environment)
         }
 
         /// `curl` against the server: the HTTP status and the body.
@@ -50,11 +34,7 @@ struct ServeTests {
         }
 
         /// SIGTERM, then the exit status.
-        func stop() -> Int32 {
-            process.terminate()
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
+        func stop() -> Int32 { command.stop() }
     }
 
     @Test func servesStopsCleanlyAndKeepsItsData() throws {
