@@ -72,7 +72,7 @@ public struct ProxyBenchmark: Sendable {
         for (number, contender) in contenders.enumerated() {
             let port = UInt16(31080 + number)
             let process = try contender.start(port, directory)
-            defer { process.terminate(); process.waitUntilExit() }
+            defer { Self.stop(process) }
             let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
             try Self.waitUntilListening(proxy, process: process, name: contender.name)
             for clients in concurrencies {
@@ -157,6 +157,8 @@ public struct ProxyBenchmark: Sendable {
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
+    /// Starts `executable`; Foundation makes it the leader of a process group of its own, so
+    /// `stop` can end it with everything it forked (Dante forks a family of processes).
     static func launch(_ executable: String, _ arguments: [String]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -165,6 +167,14 @@ public struct ProxyBenchmark: Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         return process
+    }
+
+    /// Kills the process's whole group. SIGKILL, because a child started from a Swift
+    /// concurrency thread inherits its blocked signal mask, SIGTERM included, and would never
+    /// see a SIGTERM (the benchmark hung waiting for microsocks and Dante to exit).
+    static func stop(_ process: Process) {
+        kill(-process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     static func installed(_ tool: String, package: String) throws -> String {

@@ -29,15 +29,41 @@ public final class ProxyServer: Sendable {
         }
     }
 
-    public let channel: Channel
+    /// One listening socket per event loop, all on one port (SO_REUSEPORT): the kernel spreads
+    /// new connections over them, and each is served on the loop that accepted it, with no
+    /// hand-over between threads.
+    public let channels: [Channel]
 
     /// Binds `address` and starts serving.
     public static func start(on address: SocketAddress, opener: FlowOpener, settings: Settings = Settings(), group: any EventLoopGroup,
                              log: @escaping @Sendable (String) -> Void) async throws -> ProxyServer {
         let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), log: log)
-        let channel = try await ServerBootstrap(group: group)
+        if let port = address.port, port != 0, let host = address.ipAddress.flatMap({ try? IPv4Address(parsing: $0) }),
+           !HostNetwork.tcpPortIsFree(Endpoint(host, UInt16(port))) {
+            throw ProxyError("\(host):\(port) is in use by another program; stop it or give another --listen address")
+        }
+        var channels: [Channel] = []
+        var bound = address
+        do {
+            for loop in group.makeIterator() {
+                let channel = try await listener(on: loop, session: session).bind(to: bound).get()
+                // Port 0 picks a port once; the other loops' sockets join it.
+                bound = channel.localAddress ?? bound
+                channels.append(channel)
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        return ProxyServer(channels: channels)
+    }
+
+    private static func listener(on loop: any EventLoop, session: ProxySession) -> ServerBootstrap {
+        let settings = session.settings
+        return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SocketOption.reusePortName)), value: 1)
             // A client that shuts down its sending side still gets the answer (the relay passes
             // the half-close on).
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -55,15 +81,15 @@ public final class ProxyServer: Sendable {
                     }
                 }
             }
-            .bind(to: address).get()
-        return ProxyServer(channel: channel)
     }
 
-    private init(channel: Channel) { self.channel = channel }
+    private init(channels: [Channel]) { self.channels = channels }
 
-    public var localAddress: SocketAddress? { channel.localAddress }
+    public var localAddress: SocketAddress? { channels.first?.localAddress }
 
-    public func close() async throws { try await channel.close() }
+    public func close() async throws {
+        for channel in channels { try await channel.close() }
+    }
 }
 
 /// What every connection of one proxy shares.

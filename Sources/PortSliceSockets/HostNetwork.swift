@@ -69,6 +69,13 @@ public enum HostNetwork {
         return (try? Syscalls.bind(socket.raw, address, 0).get()) != nil
     }
 
+    /// True when nothing listens on (or holds) TCP `endpoint`: a listener that shares its port
+    /// among its own sockets (SO_REUSEPORT) checks first that no other program has it.
+    public static func tcpPortIsFree(_ endpoint: Endpoint) -> Bool {
+        guard let socket = try? OwnedDescriptor(.tcp, nonBlocking: true), (try? socket.set(.reuseAddress, 1)) != nil else { return false }
+        return (try? Syscalls.bind(socket.raw, endpoint.address, endpoint.port).get()) != nil
+    }
+
     /// Raises the soft limit on open descriptors to `wanted`: past the hard limit when this
     /// process may raise that too, else capped at it. Returns the soft limit in force afterwards.
     @discardableResult

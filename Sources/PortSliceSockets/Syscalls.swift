@@ -308,11 +308,14 @@ enum Syscalls {
 }
 
 /// A socket option: level and name, as `setsockopt` takes them.
-struct SocketOption: Sendable {
+public struct SocketOption: Sendable {
     let level: CInt
     let name: CInt
 
     static let reuseAddress = SocketOption(level: SOL_SOCKET, name: SO_REUSEADDR)
+    /// `SO_REUSEPORT`'s number, for listeners set up through SwiftNIO (which does not name it):
+    /// several sockets on one port, new connections spread among them by the kernel.
+    public static let reusePortName = SO_REUSEPORT
     static let cookie = SocketOption(level: SOL_SOCKET, name: cportslice_so_cookie)
     static let error = SocketOption(level: SOL_SOCKET, name: SO_ERROR)
     static let bindAddressNoPort = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_bind_address_no_port)
