@@ -18,14 +18,17 @@ import PortSliceSockets
 public actor HostAgent {
     public struct Settings: Sendable {
         public var wants: [LeaseWant]
-        /// The lease time asked for on every acquisition and renewal (10 s to 1 day).
+        /// The lease time asked for on every acquisition and renewal, in whole seconds (the
+        /// API's unit; a fraction is dropped), 10 s to 1 day.
         public var leaseTime: Duration
         /// How soon to try again after the allocator failed to answer.
         public var retryInterval: Duration
 
         public init(wants: [LeaseWant], leaseTime: Duration = .seconds(60), retryInterval: Duration = .seconds(1)) {
+            precondition(leaseTime >= .seconds(10) && leaseTime <= .seconds(86_400), "a lease time is 10 s to 1 day")
             self.wants = wants
-            self.leaseTime = leaseTime
+            // Deadlines count the time the allocator is asked for, not a fraction more.
+            self.leaseTime = .seconds(leaseTime.components.seconds)
             self.retryInterval = retryInterval
         }
     }
@@ -100,7 +103,8 @@ public actor HostAgent {
     }
 
     /// Talks to the allocator if it is time, drops expired leases and hands on any change:
-    /// one step of `run`, also used to hold slices before a proxy starts serving.
+    /// one step of `run`, also used to hold slices before a proxy starts serving. (When a
+    /// hand-on pass is already running elsewhere, gains reach `use` when that pass ends.)
     public func refresh() async {
         if ContinuousClock.now >= nextContact {
             nextContact = await contactAllocator()
@@ -117,7 +121,7 @@ public actor HostAgent {
     func contactAllocator() async -> ContinuousClock.Instant {
         do {
             try await renewAndAdopt()
-            try await acquireMissing()
+            await acquireMissing()
             if let outage {
                 log("the allocator answers again (after: \(outage)); holding \(kept.count) lease(s)")
                 self.outage = nil
@@ -138,8 +142,9 @@ public actor HostAgent {
 
     private var leaseSeconds: Int64 { settings.leaseTime.components.seconds }
 
-    /// Renews every lease (listing them when none is held yet, to adopt a previous run's);
-    /// drops those the allocator no longer lists.
+    /// Renews every lease; the answer lists every live lease of this host, so those it no
+    /// longer lists are dropped, and those the agent does not know (a previous run's) are
+    /// adopted while a want has room, else released.
     private func renewAndAdopt() async throws {
         struct Renewal: Encodable { let ttlSeconds: Int64 }
         let sent = ContinuousClock.now
@@ -151,24 +156,55 @@ public actor HostAgent {
             log("\(lost.held) lost: the allocator no longer lists it (expired or taken back); no new flow leaves from it")
         }
         withdrawLost()
+        var unknown: [HeldSlice] = []
         for body in listed {
             if kept[body.id] != nil {
                 kept[body.id]?.deadline = sent + settings.leaseTime
-            } else {
-                let held = try Self.heldSlice(body)
-                kept[body.id] = Kept(held: held, want: wantWithRoom(for: held.traits), deadline: sent + settings.leaseTime)
-                log("\(held): adopted, held from an earlier run")
+            } else if let held = readable(body) {
+                unknown.append(held)
             }
+        }
+        // The closest lease and want first, so each want keeps the leases that suit it best.
+        while let (index, want) = bestPairing(of: unknown) {
+            let held = unknown.remove(at: index)
+            kept[held.leaseID] = Kept(held: held, want: want, deadline: sent + settings.leaseTime)
+            log("\(held): adopted (held by this host, not known to this run)")
+        }
+        for held in unknown {
+            log("\(held): held by this host beyond every --want; releasing it")
+            await release(held)
         }
     }
 
-    /// The want a lease of `traits` fills best among those still short.
-    private func wantWithRoom(for traits: Traits) -> Int? {
-        settings.wants.indices.filter { want in kept.values.count { $0.want == want } < settings.wants[want].count }
-            .max { Closeness(of: traits, to: settings.wants[$0].traits) < Closeness(of: traits, to: settings.wants[$1].traits) }
+    /// Of `leases` and the wants with room, the closest pair in traits; nil when none is left.
+    private func bestPairing(of leases: [HeldSlice]) -> (lease: Int, want: Int)? {
+        let open = settings.wants.indices.filter { want in kept.values.count { $0.want == want } < settings.wants[want].count }
+        return leases.indices.flatMap { lease in open.map { (lease: lease, want: $0) } }
+            .max { Closeness(of: leases[$0.lease].traits, to: settings.wants[$0.want].traits) < Closeness(of: leases[$1.lease].traits, to: settings.wants[$1.want].traits) }
     }
 
-    private func acquireMissing() async throws {
+    /// The slice of a lease the allocator sent, or nil (logged) when it cannot be read: one
+    /// bad lease must not stop the others from being kept.
+    private func readable(_ body: LeaseBody) -> HeldSlice? {
+        do {
+            return try Self.heldSlice(body)
+        } catch {
+            log("\(error); leaving it to expire")
+            return nil
+        }
+    }
+
+    private func release(_ held: HeldSlice) async {
+        do {
+            try await client.send(.DELETE, "/v1/leases/\(held.leaseID)", timeout: requestTimeout)
+        } catch {
+            log("\(held): not released (\(error)); it expires on its own")
+        }
+    }
+
+    /// Asks for what each want lacks. A refusal (no capacity, say) or a failure of one request
+    /// is logged and tried again at the next renewal; it is not an outage.
+    private func acquireMissing() async {
         for (index, want) in settings.wants.enumerated() {
             let missing = want.count - kept.values.count { $0.want == index }
             guard missing > 0 else { continue }
@@ -177,12 +213,12 @@ public actor HostAgent {
             do {
                 granted = try await client.call(.POST, "/v1/leases", body: AcquireBody(count: missing, ttlSeconds: leaseSeconds, traits: want.traits),
                                                 as: LeaseList.self, timeout: requestTimeout).leases
-            } catch let failure as APIFailure where failure.status == 409 || failure.status == 400 {
-                log("cannot acquire \(missing) slice(s) of \(want.traits.summary): \(failure.message); trying again at the next renewal")
+            } catch {
+                log("cannot acquire \(missing) slice(s) of \(want.traits.summary): \((error as? APIFailure)?.message ?? "\(error)"); trying again at the next renewal")
                 continue
             }
             for body in granted {
-                let held = try Self.heldSlice(body)
+                guard let held = readable(body) else { continue }
                 kept[body.id] = Kept(held: held, want: index, deadline: sent + settings.leaseTime)
                 log("\(held): acquired for \(want.traits.summary), address traits \(held.traits.summary)")
             }
@@ -223,7 +259,16 @@ public actor HostAgent {
                 do {
                     try await network?.apply(current.sorted { $0.leaseID < $1.leaseID })
                 } catch {
-                    log("host setup: \(error)")
+                    // Only slices whose setup is in place may be used; the next pass (at the
+                    // next renewal or deadline) tries again.
+                    log("host setup: \(error); slices gained since are not used until it succeeds")
+                    withdrawLost()
+                    let usable = published.union(current.intersection(configured)).intersection(kept.values.map(\.held))
+                    if usable != published {
+                        use(usable.sorted { $0.leaseID < $1.leaseID })
+                        published = usable
+                    }
+                    return
                 }
                 configured = current
                 withdrawLost()
@@ -241,16 +286,12 @@ public actor HostAgent {
     /// than at expiry, and undoes the host setup. Leases the allocator cannot be told about
     /// expire on their own.
     public func releaseAll() async {
-        for (id, lease) in kept.sorted(by: { $0.key < $1.key }) {
-            kept[id] = nil
-            await publish()
-            do {
-                try await client.send(.DELETE, "/v1/leases/\(id)")
-            } catch {
-                log("\(lease.held): not released (\(error)); it expires on its own")
-            }
-        }
+        let held = kept.values.map(\.held).sorted { $0.leaseID < $1.leaseID }
+        kept.removeAll()
         await publish()
+        await withTaskGroup(of: Void.self) { group in
+            for lease in held { group.addTask { await self.release(lease) } }
+        }
         do { try await network?.remove() } catch { log("host setup: \(error)") }
     }
 

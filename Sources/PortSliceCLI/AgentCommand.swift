@@ -91,6 +91,7 @@ struct AgentService {
             server = try await proxy.start(sendingFrom: egress, allowLoopback: allowLoopback)
         } catch {
             leases.cancel()
+            await leases.value
             await agent.releaseAll()
             throw error
         }

@@ -87,8 +87,13 @@ public final class ProxyServer: Sendable {
 
     public var localAddress: SocketAddress? { channels.first?.localAddress }
 
+    /// Closes every listener; the first failure is thrown once all were tried.
     public func close() async throws {
-        for channel in channels { try await channel.close() }
+        var failure: (any Error)?
+        for channel in channels {
+            do { try await channel.close() } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
     }
 }
 

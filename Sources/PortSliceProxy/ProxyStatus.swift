@@ -20,7 +20,10 @@ public final class RecentFlows: Sendable {
     public let capacity: Int
     private let entries = Mutex<[Entry]>([])
 
-    public init(capacity: Int = 50) { self.capacity = capacity }
+    public init(capacity: Int = 50) {
+        precondition(capacity > 0, "RecentFlows keeps at least one flow")
+        self.capacity = capacity
+    }
 
     func record(_ opened: FlowOpener.Opened, client: IPAddress, transport: Transport) {
         let entry = Entry(time: Int64(Date().timeIntervalSince1970 * 1000), transport: transport == .tcp ? "tcp" : "udp",

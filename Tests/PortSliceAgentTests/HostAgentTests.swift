@@ -112,7 +112,7 @@ struct HostAgentTests {
         }
     }
 
-    @Test("a restarted agent adopts the leases it already holds instead of taking more")
+    @Test("a restarted agent adopts the leases it already holds instead of taking more, and releases those no want covers")
     func adoptsExistingLeases() async throws {
         try await withAllocator { store, client in
             let settings = HostAgent.Settings(wants: [try traits("1,country=US"), try traits("1,country=DE")], leaseTime: .seconds(30))
@@ -123,6 +123,13 @@ struct HostAgentTests {
             await second.refresh()
             #expect(Set(await second.slices) == held)
             #expect(try await store.leases(of: "h1").count == 2)
+            // Restarted wanting less: it keeps what a want still covers and releases the rest.
+            let third = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1,country=DE")], leaseTime: .seconds(30)),
+                                  use: { _ in }, log: { _ in })
+            await third.refresh()
+            let kept = await third.slices
+            #expect(kept.count == 1 && kept.first?.traits.country?.description == "DE")
+            #expect(try await store.leases(of: "h1").map(\.id) == kept.map(\.leaseID))
         }
     }
 
