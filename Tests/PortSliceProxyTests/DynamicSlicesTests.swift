@@ -60,4 +60,53 @@ struct DynamicSlicesTests {
         try await server.close()
         try await pool.shutdownGracefully()
     }
+
+    @Test("a UDP association's flow from a slice taken away is closed, and the next datagram leaves from a slice still held")
+    func udpFlowMovesToAHeldSlice() async throws {
+        let echo = try EchoServers(Endpoint(Self.loopback, 0))
+        let first = try EgressSlice(parsing: "127.0.0.2:42200-42299"), second = try EgressSlice(parsing: "127.0.0.3:42300-42399")
+        let traits = try Traits(country: CountryCode(parsing: "US"))
+        let slices = EgressSlices()
+        try slices.replace(with: [(first, traits)])
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true), threadPool: pool)
+        let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
+                                                 group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
+        let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
+
+        // UDP ASSOCIATE, then datagrams to the relay it names, each with the SOCKS UDP header.
+        let control = try UnslicedConnect.tcp(to: proxy)
+        try control.send([5, 1, 0])
+        #expect(try control.receive(timeout: .seconds(5)) == [5, 0])
+        try control.send([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+        let reply = try control.receive(timeout: .seconds(5))
+        #expect(reply.count == 10 && reply[1] == 0, "reply \(reply)")
+        let relay = Endpoint(IPv4Address(reply[4], reply[5], reply[6], reply[7]), UInt16(reply[8]) << 8 | UInt16(reply[9]))
+        let udp = try UnslicedConnect.udp(to: relay)
+        let target = echo.endpoint
+        let header: [UInt8] = [0, 0, 0, 1, 127, 0, 0, 1, UInt8(target.port >> 8), UInt8(target.port & 0xff)]
+        func exchange(_ text: String) throws -> [UInt8] {
+            try udp.send(header + Array(text.utf8))
+            return Array(try udp.receive(timeout: .seconds(5)).dropFirst(10))
+        }
+        #expect(try exchange("one") == Array("one".utf8))
+        #expect(echo.peers[.udp]?.last.map { $0.address == first.address && first.ports.contains($0.port) } == true)
+
+        let fromFirst = { echo.peers[.udp, default: []].filter { $0.address == first.address }.count }
+        let sentFromFirst = fromFirst()
+        try slices.replace(with: [(second, traits)])
+        // The association drops the closed flow on the event loop; a datagram sent before that
+        // may go unanswered, as UDP allows, so a few tries are allowed.
+        var answered = false
+        for attempt in 0..<5 where !answered {
+            try udp.send(header + Array("two \(attempt)".utf8))
+            answered = (try? udp.receive(timeout: .milliseconds(500)))?.dropFirst(10).elementsEqual(Array("two \(attempt)".utf8)) ?? false
+        }
+        #expect(answered)
+        #expect(echo.peers[.udp]?.last.map { $0.address == second.address && second.ports.contains($0.port) } == true)
+        #expect(fromFirst() == sentFromFirst, "datagrams left from the slice taken away")
+        try await server.close()
+        try await pool.shutdownGracefully()
+    }
 }
