@@ -52,7 +52,7 @@ final class DemoService: Service {
         guard let port = await ports.next() else { return }
         let wants = try Geofeed.read(Self.examplePool, source: "example pool").entries.map { LeaseWant(count: 1, traits: $0.traits) }
         let client = AllocatorClient(base: "http://127.0.0.1:\(port)", token: hostToken)
-        print("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice on each of 127.0.0.2-127.0.0.5")
+        FileHandle.standardOutput.write(Data("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice on each of 127.0.0.2-127.0.0.5\n".utf8))
         try await AgentService(client: client, settings: HostAgent.Settings(wants: wants, leaseTime: .seconds(60)), network: nil, proxy: proxy,
                                allowLoopback: true)
             .run { try? await gracefulShutdown() }

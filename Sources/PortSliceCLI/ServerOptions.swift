@@ -8,7 +8,7 @@ struct ServerOptions: ParsableArguments {
     var server: String?
 
     @Option(help: ArgumentHelp(
-        "Token: the admin token for pool, hosts, leases, status and who (PORTSLICE_TOKEN; else PORTSLICE_ADMIN_TOKEN, else ./portslice-data/admin-token).",
+        "Token: the admin token for pool, hosts, leases, status and who, the host's own token for agent (PORTSLICE_TOKEN; else PORTSLICE_ADMIN_TOKEN, else ./portslice-data/admin-token).",
         valueName: "token"))
     var token: String?
 
