@@ -10,6 +10,26 @@ import Testing
 struct DynamicSlicesTests {
     static let loopback = IPv4Address(127, 0, 0, 1)
 
+    static let traits = try! Traits(country: CountryCode(parsing: "US"))
+
+    /// An echo server, and a proxy in this process sending from `slice` (loopback
+    /// destinations allowed); `stop` closes the proxy.
+    func start(sendingFrom slice: EgressSlice) async throws
+        -> (echo: EchoServers, slices: EgressSlices, proxy: Endpoint, stop: @Sendable () async throws -> Void) {
+        let slices = EgressSlices()
+        try slices.replace(with: [(slice, Self.traits)])
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true), threadPool: pool)
+        let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
+                                                 group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
+        let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
+        return (try EchoServers(Endpoint(Self.loopback, 0)), slices, proxy, {
+            try await server.close()
+            try await pool.shutdownGracefully()
+        })
+    }
+
     /// A SOCKS5 CONNECT on `socket` (connected to the proxy) to `target`; the reply code.
     func connect(_ socket: borrowing ConnectedSocket, to target: Endpoint) throws -> UInt8 {
         try socket.send([5, 1, 0])
@@ -22,17 +42,8 @@ struct DynamicSlicesTests {
 
     @Test("a slice taken away serves no new flow and its open flows close; slices kept and gained serve on")
     func sliceTakenAway() async throws {
-        let echo = try EchoServers(Endpoint(Self.loopback, 0))
         let first = try EgressSlice(parsing: "127.0.0.2:42000-42099"), second = try EgressSlice(parsing: "127.0.0.3:42100-42199")
-        let traits = try Traits(country: CountryCode(parsing: "US"))
-        let slices = EgressSlices()
-        try slices.replace(with: [(first, traits)])
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true), threadPool: pool)
-        let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
-                                                 group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
-        let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
+        let (echo, slices, proxy, stop) = try await start(sendingFrom: first)
 
         let flow = try UnslicedConnect.tcp(to: proxy)
         #expect(try connect(flow, to: echo.endpoint) == 0)
@@ -42,7 +53,7 @@ struct DynamicSlicesTests {
 
         // The first slice goes, the second comes: the open flow is closed, new flows leave
         // from the second slice.
-        try slices.replace(with: [(second, traits)])
+        try slices.replace(with: [(second, Self.traits)])
         #expect(try flow.receive(timeout: .seconds(5)).isEmpty, "the flow from the slice taken away was not closed")
         let next = try UnslicedConnect.tcp(to: proxy)
         #expect(try connect(next, to: echo.endpoint) == 0)
@@ -57,23 +68,13 @@ struct DynamicSlicesTests {
         #expect(try connect(try UnslicedConnect.tcp(to: proxy), to: echo.endpoint) == 1)
         #expect(echo.peers[.tcp]?.count == seen)
         #expect(slices.openFlowCounts.isEmpty)
-        try await server.close()
-        try await pool.shutdownGracefully()
+        try await stop()
     }
 
     @Test("a UDP association's flow from a slice taken away is closed, and the next datagram leaves from a slice still held")
     func udpFlowMovesToAHeldSlice() async throws {
-        let echo = try EchoServers(Endpoint(Self.loopback, 0))
         let first = try EgressSlice(parsing: "127.0.0.2:42200-42299"), second = try EgressSlice(parsing: "127.0.0.3:42300-42399")
-        let traits = try Traits(country: CountryCode(parsing: "US"))
-        let slices = EgressSlices()
-        try slices.replace(with: [(first, traits)])
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true), threadPool: pool)
-        let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
-                                                 group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
-        let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
+        let (echo, slices, proxy, stop) = try await start(sendingFrom: first)
 
         // UDP ASSOCIATE, then datagrams to the relay it names, each with the SOCKS UDP header.
         let control = try UnslicedConnect.tcp(to: proxy)
@@ -95,7 +96,7 @@ struct DynamicSlicesTests {
 
         let fromFirst = { echo.peers[.udp, default: []].filter { $0.address == first.address }.count }
         let sentFromFirst = fromFirst()
-        try slices.replace(with: [(second, traits)])
+        try slices.replace(with: [(second, Self.traits)])
         // The association drops the closed flow on the event loop; a datagram sent before that
         // may go unanswered, as UDP allows, so a few tries are allowed.
         var answered = false
@@ -106,7 +107,6 @@ struct DynamicSlicesTests {
         #expect(answered)
         #expect(echo.peers[.udp]?.last.map { $0.address == second.address && second.ports.contains($0.port) } == true)
         #expect(fromFirst() == sentFromFirst, "datagrams left from the slice taken away")
-        try await server.close()
-        try await pool.shutdownGracefully()
+        try await stop()
     }
 }
