@@ -24,6 +24,8 @@ public final class EgressSlices: Sendable {
         var held: Held
         /// Open flows by the slice they left from, to close when the slice goes.
         var flows: [EgressSlice: [ObjectIdentifier: any Channel]] = [:]
+        /// One per held slice, set when the slice goes.
+        var revocations: [EgressSlice: SliceRevocation] = [:]
     }
 
     private let state: Mutex<State>
@@ -65,6 +67,11 @@ public final class EgressSlices: Sendable {
         let kept = Set(slices.map(\.slice))
         let orphaned = state.withLock { state in
             state.held = Held(pool: pool, dialers: dialers)
+            for (slice, revocation) in state.revocations where !kept.contains(slice) {
+                revocation.revoke()
+                state.revocations[slice] = nil
+            }
+            for slice in kept where state.revocations[slice] == nil { state.revocations[slice] = SliceRevocation() }
             let gone = state.flows.keys.filter { !kept.contains($0) }
             return gone.flatMap { state.flows.removeValue(forKey: $0)?.values.map { $0 } ?? [] }
         }
@@ -82,16 +89,17 @@ public final class EgressSlices: Sendable {
     /// Open flows by slice.
     var openFlowCounts: [EgressSlice: Int] { state.withLock { $0.flows.mapValues(\.count) } }
 
-    /// Records `channel` as a flow from `slice` until it closes. - Returns: false, having
-    /// recorded nothing, when the slice is no longer held (it went while the flow was dialed).
-    func track(_ channel: any Channel, from slice: EgressSlice) -> Bool {
+    /// Records `channel` as a flow from `slice` until it closes. - Returns: the slice's
+    /// revocation, which the flow checks before it sends; nil, having recorded nothing, when
+    /// the slice is no longer held (it went while the flow was dialed).
+    func track(_ channel: any Channel, from slice: EgressSlice) -> SliceRevocation? {
         let id = ObjectIdentifier(channel)
-        let tracked = state.withLock { state in
-            guard state.held.dialers[slice.address]?.contains(where: { $0.slice == slice }) == true else { return false }
+        let revocation = state.withLock { state -> SliceRevocation? in
+            guard let revocation = state.revocations[slice] else { return nil }
             state.flows[slice, default: [:]][id] = channel
-            return true
+            return revocation
         }
-        if tracked {
+        if revocation != nil {
             channel.closeFuture.whenComplete { [self] _ in
                 state.withLock { state in
                     state.flows[slice]?[id] = nil
@@ -99,8 +107,18 @@ public final class EgressSlices: Sendable {
                 }
             }
         }
-        return tracked
+        return revocation
     }
+}
+
+/// Set once, when a slice is taken away. Flows check it before they send: their channels
+/// close a moment later, on their event loops, and nothing may leave from the slice meanwhile.
+final class SliceRevocation: Sendable {
+    private let revoked = Atomic<Bool>(false)
+
+    var isRevoked: Bool { revoked.load(ordering: .acquiring) }
+
+    func revoke() { revoked.store(true, ordering: .releasing) }
 }
 
 extension EgressSlices.Held {

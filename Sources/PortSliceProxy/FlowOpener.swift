@@ -64,6 +64,8 @@ public struct FlowOpener: Sendable {
         public let local: Endpoint
         public let remote: Endpoint
         public let slice: EgressSlice
+        /// Set when the slice is taken away: check before sending.
+        let revocation: SliceRevocation
     }
 
     /// A dialed socket before NIO takes it.
@@ -90,7 +92,7 @@ public struct FlowOpener: Sendable {
                     .channelOption(.autoRead, value: false)
                     .channelOption(.allowRemoteHalfClosure, value: true)
                     .withConnectedSocket(dialed.descriptor)
-                    .flatMapThrowing { try tracked(Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice), client: client, transport: .tcp) }
+                    .flatMapThrowing { try tracked($0, dialed, client: client, transport: .tcp) }
             }
         }
     }
@@ -105,7 +107,7 @@ public struct FlowOpener: Sendable {
             DatagramBootstrap(group: eventLoop)
                 .channelInitializer(initializer)
                 .withBoundSocket(dialed.descriptor)
-                .flatMapThrowing { try tracked(Opened(channel: $0, local: dialed.local, remote: dialed.remote, slice: dialed.slice), client: client, transport: .udp) }
+                .flatMapThrowing { try tracked($0, dialed, client: client, transport: .udp) }
         }
     }
 
@@ -197,13 +199,14 @@ public struct FlowOpener: Sendable {
         }
     }
 
-    /// `opened`, once recorded as a flow of its slice; closed and refused as exhausted when
-    /// the slice was taken away while it was dialed.
-    private func tracked(_ opened: Opened, client: IPAddress, transport: Transport) throws -> Opened {
-        guard slices.track(opened.channel, from: opened.slice) else {
-            opened.channel.close(promise: nil)
-            throw OpenFailure.exhausted(opened.remote)
+    /// The flow on `channel`, once recorded as a flow of its slice; closed and refused as
+    /// exhausted when the slice was taken away while it was dialed.
+    private func tracked(_ channel: any Channel, _ dialed: Dialed, client: IPAddress, transport: Transport) throws -> Opened {
+        guard let revocation = slices.track(channel, from: dialed.slice) else {
+            channel.close(promise: nil)
+            throw OpenFailure.exhausted(dialed.remote)
         }
+        let opened = Opened(channel: channel, local: dialed.local, remote: dialed.remote, slice: dialed.slice, revocation: revocation)
         recent.record(opened, client: client, transport: transport)
         return opened
     }

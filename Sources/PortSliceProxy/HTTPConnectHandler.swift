@@ -146,11 +146,11 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
                     var early = ByteBuffer(string: forwardedHead ?? "")
                     var body = self.head
                     early.writeBuffer(&body)
-                    if early.readableBytes > 0 {
+                    if early.readableBytes > 0 && !opened.revocation.isRevoked {
                         counters.sent.increment(by: Int64(early.readableBytes))
                         flow.writeAndFlush(early, promise: nil)
                     }
-                    startRelay(channel, to: flow, counting: counters, removing: [self])
+                    startRelay(channel, to: opened, counting: counters, removing: [self])
                 }
             case .failure(let error):
                 if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "http") }

@@ -250,8 +250,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler, Sen
 /// out of the client's pipeline (in order), and starts relaying. The flow was opened without
 /// reading, so nothing it receives can arrive before the relay is in place. If the pipelines
 /// refuse, both channels close.
-func startRelay(_ client: Channel, to flow: Channel, counting counters: ProxyMetrics.FlowCounters?, removing handlers: [any RemovableChannelHandler]) {
-    let (clientSide, flowSide) = RelayHandler.pair(counting: counters)
+func startRelay(_ client: Channel, to opened: FlowOpener.Opened, counting counters: ProxyMetrics.FlowCounters?, removing handlers: [any RemovableChannelHandler]) {
+    let flow = opened.channel
+    let (clientSide, flowSide) = RelayHandler.pair(counting: counters, revocation: opened.revocation)
     do {
         try client.pipeline.syncOperations.addHandler(clientSide)
         try flow.pipeline.syncOperations.addHandler(flowSide)

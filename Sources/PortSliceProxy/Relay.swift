@@ -18,13 +18,19 @@ final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var pendingRead = false
     /// Counts the bytes this side reads (and its partner writes).
     private let counter: Counter?
+    /// On the client's side: the flow's slice, whose revocation stops what it reads from
+    /// leaving through the flow.
+    private let revocation: SliceRevocation?
 
-    private init(counting counter: Counter?) { self.counter = counter }
+    private init(counting counter: Counter?, revocation: SliceRevocation?) {
+        self.counter = counter
+        self.revocation = revocation
+    }
 
     /// Two handlers joined to each other: the client's side counts what it reads as sent, the
     /// flow's side what it reads as received.
-    static func pair(counting counters: ProxyMetrics.FlowCounters?) -> (client: RelayHandler, flow: RelayHandler) {
-        let client = RelayHandler(counting: counters?.sent), flow = RelayHandler(counting: counters?.received)
+    static func pair(counting counters: ProxyMetrics.FlowCounters?, revocation: SliceRevocation) -> (client: RelayHandler, flow: RelayHandler) {
+        let client = RelayHandler(counting: counters?.sent, revocation: revocation), flow = RelayHandler(counting: counters?.received, revocation: nil)
         client.partner = flow
         flow.partner = client
         return (client, flow)
@@ -50,6 +56,10 @@ final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if revocation?.isRevoked == true {
+            context.close(promise: nil)
+            return
+        }
         let buffer = unwrapInboundIn(data)
         counter?.increment(by: Int64(buffer.readableBytes))
         partner?.partnerWrite(buffer)

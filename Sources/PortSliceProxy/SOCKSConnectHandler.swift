@@ -60,13 +60,13 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
             session.opener.open(host: host, port: destinationPort, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success(let opened):
-                    let (flow, local) = (opened.channel, opened.local)
+                    let local = opened.local
                     let counters = session.opener.metrics.flowOpened(from: opened.slice, via: "socks")
                     let bound = (try? SocketAddress(ipAddress: "\(local.address)", port: Int(local.port))).map(SOCKSAddress.address) ?? .domain("\(local.address)", port: Int(local.port))
                     context.writeAndFlush(wrapOutboundOut(.response(SOCKSResponse(reply: .succeeded, boundAddress: bound)))).assumeIsolated().whenComplete { _ in
                         // This handler leaves before NIOSOCKS's, whose leftover bytes then reach the relay.
                         let handshake = try? channel.pipeline.syncOperations.handler(type: SOCKSServerHandshakeHandler.self)
-                        startRelay(channel, to: flow, counting: counters, removing: [self] + (handshake.map { [$0] } ?? []))
+                        startRelay(channel, to: opened, counting: counters, removing: [self] + (handshake.map { [$0] } ?? []))
                     }
                 case .failure(let error):
                     if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "socks") }

@@ -24,7 +24,7 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
     private var clientUDP: SocketAddress?
     /// Flows and datagrams waiting for their flow to open, by destination as the client
     /// named it (`host:port`, the host a literal or a name).
-    private var flows: [String: (channel: Channel, remote: SocketAddress)] = [:]
+    private var flows: [String: (channel: Channel, remote: SocketAddress, revocation: SliceRevocation)] = [:]
     private var waiting: [String: [ByteBuffer]] = [:]
     private var closed = false
 
@@ -43,6 +43,11 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
         var payload = envelope.data
         guard let (host, port) = Self.readHeader(&payload) else { return }
         let key = "\(host):\(port)"
+        if let flow = flows[key], flow.revocation.isRevoked {
+            // Its slice was taken away: the flow closes, and this datagram opens a new one.
+            flow.channel.close(promise: nil)
+            flows[key] = nil
+        }
         if let flow = flows[key] {
             flow.channel.writeAndFlush(AddressedEnvelope(remoteAddress: flow.remote, data: payload), promise: nil)
         } else if waiting[key] != nil {
@@ -83,7 +88,7 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
             case .success(let opened):
                 guard !closed else { opened.channel.close(promise: nil); return }
                 guard let remote = try? SocketAddress(ipAddress: "\(opened.remote.address)", port: Int(opened.remote.port)) else { return }
-                flows[key] = (opened.channel, remote)
+                flows[key] = (opened.channel, remote, opened.revocation)
                 // A flow closed under the association (its slice was taken away) is opened
                 // anew, from a slice still held, by the next datagram to its destination.
                 opened.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
