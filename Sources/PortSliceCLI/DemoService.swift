@@ -30,15 +30,15 @@ final class DemoService: Service {
         """
 
     let hostToken: String
+    let wants: [LeaseWant]
     let proxy: ProxyOptions
-    let clientsPath: String
     private let allocatorPort: AsyncStream<Int>
     private let announce: AsyncStream<Int>.Continuation
 
-    init(hostToken: String, proxy: ProxyOptions, clientsPath: String) {
+    init(hostToken: String, wants: [LeaseWant], proxy: ProxyOptions) {
         self.hostToken = hostToken
+        self.wants = wants
         self.proxy = proxy
-        self.clientsPath = clientsPath
         (allocatorPort, announce) = AsyncStream.makeStream(of: Int.self)
     }
 
@@ -50,9 +50,8 @@ final class DemoService: Service {
     func run() async throws {
         var ports = allocatorPort.makeAsyncIterator()
         guard let port = await ports.next() else { return }
-        let wants = try Geofeed.read(Self.examplePool, source: "example pool").entries.map { LeaseWant(count: 1, traits: $0.traits) }
         let client = AllocatorClient(base: "http://127.0.0.1:\(port)", token: hostToken)
-        FileHandle.standardOutput.write(Data("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice on each of 127.0.0.2-127.0.0.5\n".utf8))
+        FileHandle.standardOutput.write(Data("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice of each of the pool's \(wants.count) trait class(es)\n".utf8))
         try await AgentService(client: client, settings: HostAgent.Settings(wants: wants, leaseTime: .seconds(60)), network: nil, proxy: proxy,
                                allowLoopback: true)
             .run { try? await gracefulShutdown() }

@@ -2,9 +2,11 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Metrics
+import PortSliceAgent
 import PortSliceControl
 import PortSliceCore
 import PortSliceStore
+import PortSliceSockets
 import Prometheus
 import ServiceLifecycle
 
@@ -62,8 +64,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Run the whole system on this machine, as `serve` with no arguments does: the allocator, an agent and the proxy with the example pool.")
     var demo = false
 
-    @Option(help: ArgumentHelp("Where the demo's proxy listens; port 0 picks one.", valueName: "host:port"))
-    var proxyListen = "127.0.0.1:1080"
+    @Option(help: ArgumentHelp("Where the demo's proxy listens, on loopback, 127.0.0.1:1080 by default; port 0 picks one.", valueName: "host:port"))
+    var proxyListen: String?
+
+    func validate() throws {
+        guard let proxyListen else { return }
+        guard runsDemo else { throw ValidationError("--proxy-listen is for the demo only (serve with no allocator settings, or --demo)") }
+        guard let endpoint = try? Endpoint(parsing: proxyListen), endpoint.address.octets.0 == 127 else {
+            throw ValidationError("--proxy-listen '\(proxyListen)' must be a loopback IPV4:PORT, such as 127.0.0.1:1080 (the demo proxy allows loopback destinations)")
+        }
+    }
 
     /// True when nothing configures the allocator, so `serve` runs the local demo.
     var runsDemo: Bool {
@@ -140,7 +150,9 @@ struct ServeCommand: AsyncParsableCommand {
         for (path, text) in [(poolPath, DemoService.examplePool), (clientsPath, DemoService.exampleClients)] where !FileManager.default.fileExists(atPath: path) {
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         }
-        try await Self.importPool(poolPath, sliceSize: sliceSize, into: store)
+        // One slice of each trait class the pool file has (which the user may have edited).
+        let pool = try await Self.importPool(poolPath, sliceSize: sliceSize, into: store)
+        let wants = Set(pool.addresses.map(\.traits)).sorted { $0.summary < $1.summary }.map { LeaseWant(count: 1, traits: $0) }
         let tokenPath = "\(dataDir)/demo-host-token"
         let hostToken: String
         if let saved = FileManager.default.contents(atPath: tokenPath) {
@@ -155,9 +167,9 @@ struct ServeCommand: AsyncParsableCommand {
                 throw CommandFailure("cannot write the demo host's token to \(tokenPath); check the directory's permissions")
             }
         }
-        var proxy = try ProxyOptions.parse(["--listen", proxyListen])
+        var proxy = try ProxyOptions.parse(["--listen", proxyListen ?? "127.0.0.1:1080"])
         proxy.clientFeeds = [clientsPath]
-        return DemoService(hostToken: hostToken, proxy: proxy, clientsPath: clientsPath)
+        return DemoService(hostToken: hostToken, wants: wants, proxy: proxy)
     }
 
     /// The admin token kept in the data directory, created (readable by its owner only) the
@@ -176,8 +188,10 @@ struct ServeCommand: AsyncParsableCommand {
         return token
     }
 
-    /// Adds the pool file's addresses that the store does not have yet.
-    private static func importPool(_ path: String, sliceSize: Int, into store: SQLSliceStore) async throws {
+    /// Adds the pool file's addresses that the store does not have yet. - Returns: the pool
+    /// as the file gives it.
+    @discardableResult
+    private static func importPool(_ path: String, sliceSize: Int, into store: SQLSliceStore) async throws -> EgressPool {
         let feed = try Geofeed.read(readFile(path, what: "pool file"), source: path)
         let egress: EgressPool
         do { egress = try EgressPool(feed: feed) } catch { throw CommandFailure("\(path): \(error)") }
@@ -192,5 +206,6 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         print("portslice: pool \(path): \(added) address(es) added, \(egress.addresses.count - added) already present")
+        return egress
     }
 }

@@ -48,7 +48,7 @@ public struct AllocatorClient: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await Self.http.execute(request, timeout: .nanoseconds(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            response = try await Self.http.execute(request, timeout: TimeAmount(timeout))
         } catch is CancellationError {
             throw CancellationError()
         } catch {

@@ -133,11 +133,11 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
     /// request, then relays.
     private func open(host: String, port: UInt16, forwarding forwardedHead: String?, context: ChannelHandlerContext) {
         let channel = context.channel
-        session.opener.open(host: host, port: port, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+        let opening = session.opener.open(host: host, port: port, for: client, on: context.eventLoop)
+        session.accounted(opening, to: host, port: port, for: client, via: "http").assumeIsolated().whenComplete { [self] result in
             switch result {
-            case .success(let opened):
+            case .success(let (opened, counters)):
                 let flow = opened.channel
-                let counters = session.opener.metrics.flowOpened(from: opened.slice, via: "http")
                 // A tunnel is answered here; a forwarded request is answered by the origin.
                 let answered = forwardedHead == nil
                     ? context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n")))
@@ -153,8 +153,6 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
                     startRelay(channel, to: opened, counting: counters, removing: [self])
                 }
             case .failure(let error):
-                if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "http") }
-                log("http: \(client) -> \(host):\(port): \(error)")
                 refuse(HTTPRefusal(for: error), context: context)
             }
         }

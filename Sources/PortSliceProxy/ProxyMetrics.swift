@@ -1,3 +1,4 @@
+import Synchronization
 import Prometheus
 import PortSliceSockets
 
@@ -17,12 +18,35 @@ public final class ProxyMetrics: Sendable {
         let received: Counter
     }
 
+    /// A slice's counters for one protocol, made once: labels are strings, and building them
+    /// for every flow cost more on the connect path than counting.
+    private struct SliceCounters: Sendable {
+        let flows: Counter
+        let bytes: FlowCounters
+    }
+
+    private struct SliceProtocol: Hashable {
+        let slice: EgressSlice
+        let proxyProtocol: String
+    }
+
+    private let bySlice = Mutex<[SliceProtocol: SliceCounters]>([:])
+
     func flowOpened(from slice: EgressSlice, via proxyProtocol: String) -> FlowCounters {
-        let labels = [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]
-        registry.makeCounter(name: "portslice_proxy_flows_total", labels: labels + [("protocol", proxyProtocol)]).increment()
-        return FlowCounters(
-            sent: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "sent")]),
-            received: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "received")]))
+        let key = SliceProtocol(slice: slice, proxyProtocol: proxyProtocol)
+        let counters = bySlice.withLock { known in
+            if let counters = known[key] { return counters }
+            let labels = [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]
+            let made = SliceCounters(
+                flows: registry.makeCounter(name: "portslice_proxy_flows_total", labels: labels + [("protocol", proxyProtocol)]),
+                bytes: FlowCounters(
+                    sent: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "sent")]),
+                    received: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "received")])))
+            known[key] = made
+            return made
+        }
+        counters.flows.increment()
+        return counters.bytes
     }
 
     func sliceExhausted(_ slice: EgressSlice) {

@@ -121,6 +121,18 @@ struct ProxySession: Sendable {
         }
     }
 
+    /// A flow being opened, with its books kept: counters for a flow that opens; the reason,
+    /// counted, and a log line for one that does not. - Returns: the flow and its byte counters.
+    func accounted(_ opening: EventLoopFuture<FlowOpener.Opened>, to host: String, port: UInt16, for client: IPAddress,
+                   via proxyProtocol: String) -> EventLoopFuture<(opened: FlowOpener.Opened, counters: ProxyMetrics.FlowCounters)> {
+        opening.map { opened in (opened, opener.metrics.flowOpened(from: opened.slice, via: proxyProtocol)) }
+            .flatMapErrorThrowing { error in
+                if let failure = error as? OpenFailure { opener.metrics.failed(failure, via: proxyProtocol) }
+                log("\(proxyProtocol): \(client) -> \(host):\(port): \(error)")
+                throw error
+            }
+    }
+
     /// True when `user` and `password` match a configured user. Compares every byte, so the
     /// time taken does not tell how much of a password was right.
     func authenticates(_ user: String, _ password: String) -> Bool {

@@ -17,8 +17,18 @@ public final class RecentFlows: Sendable {
         public let slice: String
     }
 
+    /// What a flow's entry is made from, kept as it comes: formatting waits for a reader.
+    private struct Record: Sendable {
+        let time: Double
+        let transport: Transport
+        let client: IPAddress
+        let remote: Endpoint
+        let local: Endpoint
+        let slice: EgressSlice
+    }
+
     public let capacity: Int
-    private let entries = Mutex<[Entry]>([])
+    private let records = Mutex<[Record]>([])
 
     public init(capacity: Int = 50) {
         precondition(capacity > 0, "RecentFlows keeps at least one flow")
@@ -26,15 +36,20 @@ public final class RecentFlows: Sendable {
     }
 
     func record(_ opened: FlowOpener.Opened, client: IPAddress, transport: Transport) {
-        let entry = Entry(time: Int64(Date().timeIntervalSince1970 * 1000), transport: transport == .tcp ? "tcp" : "udp",
-                          client: "\(client)", destination: "\(opened.remote)", egress: "\(opened.local)", slice: "\(opened.slice)")
-        entries.withLock { entries in
-            if entries.count == capacity { entries.removeFirst() }
-            entries.append(entry)
+        let record = Record(time: Date().timeIntervalSince1970, transport: transport, client: client, remote: opened.remote,
+                            local: opened.local, slice: opened.slice)
+        records.withLock { records in
+            if records.count == capacity { records.removeFirst() }
+            records.append(record)
         }
     }
 
-    public var all: [Entry] { entries.withLock { $0 } }
+    public var all: [Entry] {
+        records.withLock { $0 }.map {
+            Entry(time: Int64($0.time * 1000), transport: $0.transport == .tcp ? "tcp" : "udp", client: "\($0.client)",
+                  destination: "\($0.remote)", egress: "\($0.local)", slice: "\($0.slice)")
+        }
+    }
 }
 
 /// What `GET /status.json` answers (and `GET /status` shows as text): the slices flows may

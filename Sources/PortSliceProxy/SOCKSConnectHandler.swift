@@ -57,11 +57,11 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                 return
             }
             let channel = context.channel
-            session.opener.open(host: host, port: destinationPort, for: client, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            let opening = session.opener.open(host: host, port: destinationPort, for: client, on: context.eventLoop)
+            session.accounted(opening, to: host, port: destinationPort, for: client, via: "socks").assumeIsolated().whenComplete { [self] result in
                 switch result {
-                case .success(let opened):
+                case .success(let (opened, counters)):
                     let local = opened.local
-                    let counters = session.opener.metrics.flowOpened(from: opened.slice, via: "socks")
                     let bound = (try? SocketAddress(ipAddress: "\(local.address)", port: Int(local.port))).map(SOCKSAddress.address) ?? .domain("\(local.address)", port: Int(local.port))
                     context.writeAndFlush(wrapOutboundOut(.response(SOCKSResponse(reply: .succeeded, boundAddress: bound)))).assumeIsolated().whenComplete { _ in
                         // This handler leaves before NIOSOCKS's, whose leftover bytes then reach the relay.
@@ -69,8 +69,6 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                         startRelay(channel, to: opened, counting: counters, removing: [self] + (handshake.map { [$0] } ?? []))
                     }
                 case .failure(let error):
-                    if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "socks") }
-                    log("socks: \(client) -> \(host):\(port): \(error)")
                     reply(Self.replyCode(for: error), context: context, closing: true)
                 }
             }

@@ -78,14 +78,15 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func open(host: String, port: UInt16, key: String, context: ChannelHandlerContext) {
-        session.opener.openUDP(host: host, port: port, for: client, on: context.eventLoop) { [self] channel in
+        let opening = session.opener.openUDP(host: host, port: port, for: client, on: context.eventLoop) { [self] channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(UDPReturn(association: self))
             }
-        }.assumeIsolated().whenComplete { [self] result in
+        }
+        session.accounted(opening, to: host, port: port, for: client, via: "socks-udp").assumeIsolated().whenComplete { [self] result in
             let queued = waiting.removeValue(forKey: key) ?? []
             switch result {
-            case .success(let opened):
+            case .success(let (opened, _)):
                 guard !closed else { opened.channel.close(promise: nil); return }
                 guard let remote = try? SocketAddress(ipAddress: "\(opened.remote.address)", port: Int(opened.remote.port)) else { return }
                 flows[key] = (opened.channel, remote, opened.revocation)
@@ -94,12 +95,10 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
                 opened.channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
                     if flows[key]?.channel === opened.channel { flows[key] = nil }
                 }
-                _ = session.opener.metrics.flowOpened(from: opened.slice, via: "socks-udp")
                 for payload in queued { opened.channel.write(AddressedEnvelope(remoteAddress: remote, data: payload), promise: nil) }
                 opened.channel.flush()
-            case .failure(let error):
-                if let failure = error as? OpenFailure { session.opener.metrics.failed(failure, via: "socks-udp") }
-                session.log("socks-udp: \(client) -> \(host):\(port): \(error)")
+            case .failure:
+                break  // counted and logged; the waiting datagrams are dropped, as UDP allows
             }
         }
     }

@@ -111,7 +111,9 @@ final class RunningCommand: @unchecked Sendable {
 
     init(_ arguments: [String], readyPattern: String, environment: [String: String] = [:], directory: URL? = nil) throws {
         errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-stderr-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        guard FileManager.default.createFile(atPath: errorFile.path, contents: nil) else {
+            throw CommandRunner.RunnerError("cannot create \(errorFile.path) for the command's standard error")
+        }
         process.executableURL = CommandRunner.executable
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
