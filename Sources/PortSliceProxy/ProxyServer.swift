@@ -64,11 +64,12 @@ public final class ProxyServer: Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SocketOption.reusePortName)), value: 1)
-            // A client that shuts down its sending side still gets the answer (the relay passes
-            // the half-close on).
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
+                    // A client that shuts down its sending side still gets the answer (the relay
+                    // passes the half-close on). Set here rather than as a bootstrap child option,
+                    // which goes through a future per option on every accepted connection.
+                    try child.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
                     try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), ConnectionCloser()])
                     guard let peer = child.remoteAddress.flatMap(ipAddress) else {
                         child.close(promise: nil)
@@ -274,5 +275,9 @@ func startRelay(_ client: Channel, to opened: FlowOpener.Opened, counting counte
         return
     }
     for handler in handlers { client.pipeline.syncOperations.removeHandler(handler, promise: nil) }
-    flow.setOption(.autoRead, value: true).whenFailure { _ in flow.close(promise: nil) }
+    do {
+        try flow.syncOptions?.setOption(.autoRead, value: true)
+    } catch {
+        flow.close(promise: nil)
+    }
 }
