@@ -21,6 +21,10 @@ public struct ProxyBenchmark: Sendable {
         public let proxy: String
         public let clients: Int
         public let connectionsPerSecond: Double
+        /// CPU time (user and system) the proxy's processes spent per connection while the
+        /// connection rate was measured: what each new connection costs the proxy itself,
+        /// apart from the load generator sharing the machine.
+        public let proxyMicrosecondsPerConnection: Double
         public let bytesPerSecond: Double
     }
 
@@ -77,10 +81,13 @@ public struct ProxyBenchmark: Sendable {
             try Self.waitUntilListening(proxy, process: process, name: contender.name)
             for clients in concurrencies {
                 progress("\(contender.name), \(clients) client(s): connections")
-                let rate = try connectionRate(via: proxy, to: closing.endpoint, clients: clients)
+                let cpuBefore = Self.cpuSeconds(ofGroup: process.processIdentifier)
+                let (rate, elapsed) = try connectionRate(via: proxy, to: closing.endpoint, clients: clients)
+                let cpu = Self.cpuSeconds(ofGroup: process.processIdentifier) - cpuBefore
                 progress("\(contender.name), \(clients) client(s): throughput")
                 let throughput = try self.throughput(via: proxy, to: sink, clients: clients)
-                rows.append(Row(proxy: contender.name, clients: clients, connectionsPerSecond: rate, bytesPerSecond: throughput))
+                rows.append(Row(proxy: contender.name, clients: clients, connectionsPerSecond: rate,
+                                proxyMicrosecondsPerConnection: rate > 0 ? cpu * 1e6 / (rate * elapsed) : 0, bytesPerSecond: throughput))
             }
         }
         return rows
@@ -108,7 +115,8 @@ public struct ProxyBenchmark: Sendable {
         return bytes
     }
 
-    func connectionRate(via proxy: Endpoint, to target: Endpoint, clients: Int) throws -> Double {
+    /// New connections per second, and the seconds it measured.
+    func connectionRate(via proxy: Endpoint, to target: Endpoint, clients: Int) throws -> (rate: Double, seconds: Double) {
         let total = Atomic<Int>(0)
         let elapsed = try onThreads(clients) {
             let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
@@ -120,7 +128,7 @@ public struct ProxyBenchmark: Sendable {
             }
             total.add(made, ordering: .relaxed)
         }
-        return Double(total.load(ordering: .relaxed)) / elapsed
+        return (Double(total.load(ordering: .relaxed)) / elapsed, elapsed)
     }
 
     func throughput(via proxy: Endpoint, to sink: EchoServers, clients: Int) throws -> Double {
@@ -175,6 +183,23 @@ public struct ProxyBenchmark: Sendable {
     static func stop(_ process: Process) {
         kill(-process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// User and system CPU seconds of every process in process group `group`, from
+    /// `/proc/PID/stat`; threads that ended are included in their process's count.
+    static func cpuSeconds(ofGroup group: Int32) -> Double {
+        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
+        var ticks = 0
+        for pid in processes {
+            // The fields after the command name (which may hold spaces), from the third on.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let nameEnd = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+            guard fields.count > 12, Int32(fields[2]) == group, let user = Int(fields[11]), let system = Int(fields[12]) else { continue }
+            ticks += user + system
+        }
+        return Double(ticks) / ticksPerSecond
     }
 
     static func installed(_ tool: String, package: String) throws -> String {
