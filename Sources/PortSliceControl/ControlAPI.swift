@@ -284,12 +284,12 @@ public struct ControlAPI: Sendable {
         var leased = 0
         for count in try await store.capacity() {
             registry.makeGauge(
-                name: "portslice_slices", labels: [("traits", count.traits.summary), ("state", count.state)],
-                help: "Slices per trait class and state"
+                descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "slices", unitName: "", helpText: "Slices per trait class and state"),
+                labels: [("traits", count.traits.summary), ("state", count.state)]
             ).set(Double(count.count))
             if count.state == "leased" { leased += count.count }
         }
-        registry.makeGauge(name: "portslice_leases", help: "Leases held now").set(Double(leased))
+        registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "leases", unitName: "", helpText: "Leases held now")).set(Double(leased))
         var text: [UInt8] = []
         registry.emit(into: &text)
         return String(decoding: text, as: UTF8.self)

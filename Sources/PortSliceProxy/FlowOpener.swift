@@ -89,8 +89,13 @@ public struct FlowOpener: Sendable {
             }
             return handshake.flatMap { dialed in
                 ClientBootstrap(group: eventLoop)
-                    .channelOption(.autoRead, value: false)
-                    .channelOption(.allowRemoteHalfClosure, value: true)
+                    .channelInitializer { flow in
+                        flow.eventLoop.makeCompletedFuture {
+                            // Set directly: bootstrap options cost a future each per flow.
+                            try flow.syncOptions?.setOption(.autoRead, value: false)
+                            try flow.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
+                        }
+                    }
                     .withConnectedSocket(dialed.descriptor)
                     .flatMapThrowing { try tracked($0, dialed, client: client, transport: .tcp) }
             }
@@ -114,7 +119,7 @@ public struct FlowOpener: Sendable {
     /// `host:port` as an allowed IPv4 destination: a literal at once, a name through the
     /// system resolver on the thread pool (the first address the policy allows).
     func destination(host: String, port: UInt16, on eventLoop: any EventLoop) -> EventLoopFuture<Endpoint> {
-        let allowed = { (address: IPv4Address) throws -> Endpoint in
+        let allowed: @Sendable (IPv4Address) throws -> Endpoint = { address in
             if let reason = policy.refusal(for: address, egressAddresses: slices.held.dialers.keys) { throw OpenFailure.refused(reason) }
             return Endpoint(address, port)
         }

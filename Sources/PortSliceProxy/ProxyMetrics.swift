@@ -32,16 +32,26 @@ public final class ProxyMetrics: Sendable {
 
     private let bySlice = Mutex<[SliceProtocol: SliceCounters]>([:])
 
+    private static var flows: MetricNameDescriptor { name("flows", "Flows opened, by egress address, slice and protocol.") }
+    private static var bytes: MetricNameDescriptor { name("bytes", "Bytes relayed, by egress address, slice and direction (sent: client to destination).") }
+    private static var sliceExhausted: MetricNameDescriptor { name("slice_exhausted", "Times a slice had no port free towards a destination.") }
+    private static var failures: MetricNameDescriptor { name("failures", "Requests that opened no flow, by reason and protocol.") }
+
+    /// `portslice_proxy_NAME_total`.
+    private static func name(_ metric: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "portslice", subsystem: "proxy", metricName: metric, unitName: "total", helpText: help)
+    }
+
     func flowOpened(from slice: EgressSlice, via proxyProtocol: String) -> FlowCounters {
         let key = SliceProtocol(slice: slice, proxyProtocol: proxyProtocol)
         let counters = bySlice.withLock { known in
             if let counters = known[key] { return counters }
             let labels = [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]
             let made = SliceCounters(
-                flows: registry.makeCounter(name: "portslice_proxy_flows_total", labels: labels + [("protocol", proxyProtocol)]),
+                flows: registry.makeCounter(descriptor: Self.flows, labels: labels + [("protocol", proxyProtocol)]),
                 bytes: FlowCounters(
-                    sent: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "sent")]),
-                    received: registry.makeCounter(name: "portslice_proxy_bytes_total", labels: labels + [("direction", "received")])))
+                    sent: registry.makeCounter(descriptor: Self.bytes, labels: labels + [("direction", "sent")]),
+                    received: registry.makeCounter(descriptor: Self.bytes, labels: labels + [("direction", "received")])))
             known[key] = made
             return made
         }
@@ -50,11 +60,11 @@ public final class ProxyMetrics: Sendable {
     }
 
     func sliceExhausted(_ slice: EgressSlice) {
-        registry.makeCounter(name: "portslice_proxy_slice_exhausted_total", labels: [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]).increment()
+        registry.makeCounter(descriptor: Self.sliceExhausted, labels: [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]).increment()
     }
 
     func failed(_ failure: OpenFailure, via proxyProtocol: String) {
-        registry.makeCounter(name: "portslice_proxy_failures_total", labels: [("reason", failure.reason), ("protocol", proxyProtocol)]).increment()
+        registry.makeCounter(descriptor: Self.failures, labels: [("reason", failure.reason), ("protocol", proxyProtocol)]).increment()
     }
 
     public func text() -> String {

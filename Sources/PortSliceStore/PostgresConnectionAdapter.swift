@@ -13,8 +13,8 @@ struct PostgresConnectionAdapter: SQLConnection {
         var bindings = PostgresBindings()
         for value in binds {
             switch value {
-            case .integer(let integer): try bindings.append(integer)
-            case .text(let text): try bindings.append(text)
+            case .integer(let integer): bindings.append(integer)
+            case .text(let text): bindings.append(text)
             case .null: bindings.appendNull()
             }
         }

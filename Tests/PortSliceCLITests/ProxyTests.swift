@@ -75,6 +75,7 @@ struct ProxyTests {
         let labels = #"egress="127.0.0.2",slice="40000-40999""#
         #expect(metrics.contains(#"portslice_proxy_flows_total{\#(labels),protocol="socks"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"portslice_proxy_flows_total{\#(labels),protocol="http"} 2"#))
+        #expect(metrics.contains("# HELP portslice_proxy_flows_total Flows opened"), "each metric says what it counts")
         let sent = metrics.split(separator: "\n").first { $0.hasPrefix("portslice_proxy_bytes_total{\(labels),direction=\"sent\"}") }
         #expect((sent?.split(separator: " ").last.flatMap { Double($0) } ?? 0) > 0, "\(sent ?? "no sent bytes")")
     }
