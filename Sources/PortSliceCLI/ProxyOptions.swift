@@ -77,7 +77,8 @@ struct ProxyOptions: ParsableArguments {
         let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.prefixes(allowed, option: "allow"),
                                        deny: try Self.prefixes(denied, option: "deny"))
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
-                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: Self.dialingThreads)
+                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: Self.lookupThreads,
+                                handshakes: Self.handshakes)
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
                                             trustProxyProtocol: trustProxyProtocol, users: try userTable())
         return (opener, settings)
@@ -98,13 +99,20 @@ struct ProxyOptions: ParsableArguments {
         return server
     }
 
-    /// A handshake that has not ended when its dial returns (a remote destination), or a name
-    /// lookup, holds one of these threads until it does, so their number bounds such connects
-    /// in flight (128 at 50 ms each is 2,560 new flows per second to far destinations).
-    static let dialingThreads: NIOThreadPool = {
+    /// A name lookup holds one of these threads until the system resolver answers.
+    static let lookupThreads: NIOThreadPool = {
         let pool = NIOThreadPool(numberOfThreads: 128)
         pool.start()
         return pool
+    }()
+
+    /// Waits for every handshake still under way when its dial returns (remote destinations).
+    static let handshakes: HandshakeWaiter = {
+        do {
+            return try HandshakeWaiter()
+        } catch {
+            fatalError("portslice cannot watch TCP handshakes (epoll): \(error)")
+        }
     }()
 
     static func prefixes(_ texts: [String], option: String) throws -> [IPv4Prefix] {

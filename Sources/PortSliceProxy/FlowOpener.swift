@@ -35,8 +35,8 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
 /// connected socket to SwiftNIO on the client's event loop.
 ///
 /// Dialing is non-blocking system calls, so it runs on the event loop itself; a TCP handshake
-/// that has not ended by then (a remote destination) is waited for on the thread pool, whose
-/// size bounds such waits in flight, as do names, which the system resolver looks up blocking.
+/// that has not ended by then (a remote destination) is waited for by `handshakes`, one thread
+/// for all of them. Names are looked up on the thread pool (the system resolver blocks).
 public struct FlowOpener: Sendable {
     public let slices: EgressSlices
     public let clientTraits: TraitIndex
@@ -45,9 +45,10 @@ public struct FlowOpener: Sendable {
     public let metrics: ProxyMetrics
     public let recent: RecentFlows
     let threadPool: NIOThreadPool
+    let handshakes: HandshakeWaiter
 
     public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10),
-                metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), threadPool: NIOThreadPool) {
+                metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), threadPool: NIOThreadPool, handshakes: HandshakeWaiter) {
         self.slices = slices
         self.clientTraits = clientTraits
         self.policy = policy
@@ -55,6 +56,7 @@ public struct FlowOpener: Sendable {
         self.metrics = metrics
         self.recent = recent
         self.threadPool = threadPool
+        self.handshakes = handshakes
     }
 
     /// An opened flow: a NIO channel that is not yet reading, the local end it left from, and
@@ -81,9 +83,7 @@ public struct FlowOpener: Sendable {
             let handshake: EventLoopFuture<Dialed>
             do {
                 let pending = try startTCP(to: destination, for: client)
-                handshake = pending.handshakeEnded
-                    ? eventLoop.makeCompletedFuture { try pending.finish(timeout: .zero) }
-                    : threadPool.runIfActive(eventLoop: eventLoop) { try pending.finish(timeout: connectTimeout) }
+                handshake = pending.handshakeEnded ? eventLoop.makeCompletedFuture { try pending.finish(timeout: .zero) } : awaitHandshake(pending, on: eventLoop)
             } catch {
                 return eventLoop.makeFailedFuture(error)
             }
@@ -100,6 +100,16 @@ public struct FlowOpener: Sendable {
                     .flatMapThrowing { try tracked($0, dialed, client: client, transport: .tcp) }
             }
         }
+    }
+
+    /// The dial once its handshake has ended or `connectTimeout` has passed, finished on
+    /// `eventLoop` (without waiting: the waiter says when there is nothing left to wait for).
+    private func awaitHandshake(_ pending: PendingDial, on eventLoop: any EventLoop) -> EventLoopFuture<Dialed> {
+        let promise = eventLoop.makePromise(of: Dialed.self)
+        handshakes.whenWritable(pending.descriptor, deadline: .now + connectTimeout) {
+            eventLoop.execute { promise.completeWith(Result { try pending.finish(timeout: .zero) }) }
+        }
+        return promise.futureResult
     }
 
     /// A connected UDP flow to `host:port` from the client's slices, as a NIO datagram
@@ -190,6 +200,9 @@ public struct FlowOpener: Sendable {
         }
 
         var handshakeEnded: Bool { connection?.handshakeEnded() ?? true }
+
+        /// The socket whose handshake is under way, to watch for its end.
+        var descriptor: CInt { connection?.pollableDescriptor ?? -1 }
 
         func finish(timeout: Duration) throws -> Dialed {
             guard let connection = connection.take() else { throw OpenFailure.failed("a dial was finished twice") }

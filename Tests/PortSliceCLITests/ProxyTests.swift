@@ -261,8 +261,8 @@ struct ProxyTests {
         sys.stdin.read()
         """
 
-    @Test("a destination that never completes the handshake gets SOCKS reply 6 and HTTP 502 after --connect-timeout, and the proxy serves on")
-    func connectTimeout() async throws {
+    /// `fullListener` running; its port, and what stops it.
+    func startFullListener() async throws -> (port: UInt16, stop: () -> Void) {
         let listener = Process()
         listener.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         listener.arguments = ["python3", "-c", Self.fullListener]
@@ -270,9 +270,19 @@ struct ProxyTests {
         listener.standardOutput = output
         listener.standardInput = input
         try listener.run()
-        defer { try? input.fileHandleForWriting.close(); listener.waitUntilExit() }
+        let stop = { try? input.fileHandleForWriting.close(); listener.waitUntilExit() }
         let line = try await CommandRunner.offThePool { String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
-        let port = try #require(UInt16(line.trimmingCharacters(in: .whitespacesAndNewlines)), "listener said: \(line)")
+        guard let port = UInt16(line.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            stop()
+            throw CommandRunner.RunnerError("the full listener said: \(line)")
+        }
+        return (port, stop)
+    }
+
+    @Test("a destination that never completes the handshake gets SOCKS reply 6 and HTTP 502 after --connect-timeout, and the proxy serves on")
+    func connectTimeout() async throws {
+        let (port, stopListener) = try await startFullListener()
+        defer { stopListener() }
         let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32", "--connect-timeout", "1"])
         let started = ContinuousClock.now
         let reply = try await CommandRunner.offThePool { () -> [UInt8] in
@@ -290,6 +300,45 @@ struct ProxyTests {
         let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let (ok, body) = try await curl(["--socks5-hostname", "127.0.0.1:\(proxy.port)", "http://127.0.0.1:\(server.endpoint.port)/"])
         #expect(ok == 0 && body.hasPrefix("127.0.0.2:"), "\(body)")
+    }
+
+    /// Sends 200 SOCKS5 CONNECTs to a destination that never answers (argv 2), then one to a
+    /// live one (argv 3), through the proxy (argv 1); prints the seconds all 200 were sent in,
+    /// the live reply code and how long it took, the first and last second a hanging one was
+    /// answered (from the start), and the reply codes they got.
+    static let manyHandshakesClient = """
+        import socket, sys, time
+        proxy, hanging, live = (int(a) for a in sys.argv[1:4])
+        def request(port):
+            s = socket.create_connection(("127.0.0.1", proxy)); s.settimeout(10)
+            s.sendall(b"\\x05\\x01\\x00"); assert s.recv(2) == b"\\x05\\x00"
+            s.sendall(b"\\x05\\x01\\x00\\x01\\x7f\\x00\\x00\\x01" + port.to_bytes(2, "big")); return s
+        start = time.monotonic()
+        waiting = [request(hanging) for _ in range(200)]
+        sent = time.monotonic() - start
+        asked = time.monotonic(); reply = request(live).recv(10); took = time.monotonic() - asked
+        answers = []
+        for s in waiting:
+            r = s.recv(10); answers.append((r[1] if len(r) > 1 else 255, time.monotonic() - start))
+        print(sent, reply[1], took, min(t for _, t in answers), max(t for _, t in answers), sorted({c for c, _ in answers}))
+        """
+
+    @Test("200 handshakes that never end are each answered with reply 6 at --connect-timeout, none queued behind the others, and a live destination is served meanwhile")
+    func manyConnectTimeouts() async throws {
+        let (port, stopListener) = try await startFullListener()
+        defer { stopListener() }
+        let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32", "--connect-timeout", "1", "--connections-per-client", "1000"])
+        let (status, output) = try await python(Self.manyHandshakesClient, "\(proxy.port)", "\(port)", "\(server.endpoint.port)")
+        try #require(status == 0, "\(output)")
+        let fields = output.split(separator: " ", maxSplits: 5).map(String.init)
+        let (sent, liveReply, liveTook) = (Double(fields[0]) ?? 99, fields[1], Double(fields[2]) ?? 99)
+        let (first, last) = (Double(fields[3]) ?? 0, Double(fields[4]) ?? 99)
+        #expect(fields[5].trimmingCharacters(in: .whitespacesAndNewlines) == "[6]", "reply codes: \(output)")
+        #expect(liveReply == "0" && liveTook < 0.5, "the live destination waited behind the hanging ones: \(output)")
+        #expect(first >= 0.9, "answered before the timeout: \(output)")
+        // One thread per waiting handshake, as before, answered the last ones a whole timeout later.
+        #expect(last < sent + 1.8, "the last hanging CONNECT was answered after \(last) s, sent within \(sent) s: \(output)")
     }
 
     @Test("internal destinations are refused with SOCKS reply 2 and HTTP 403 unless allowed")

@@ -20,13 +20,16 @@ struct DynamicSlicesTests {
         try slices.replace(with: [(slice, Self.traits)])
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
-        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true), threadPool: pool)
+        let handshakes = try HandshakeWaiter()
+        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true),
+                                threadPool: pool, handshakes: handshakes)
         let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
                                                  group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
         let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
         return (try EchoServers(Endpoint(Self.loopback, 0)), slices, proxy, {
             try await server.close()
             try await pool.shutdownGracefully()
+            handshakes.stop()
         })
     }
 
