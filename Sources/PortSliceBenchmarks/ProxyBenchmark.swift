@@ -25,6 +25,9 @@ public struct ProxyBenchmark: Sendable {
         /// connection rate was measured: what each new connection costs the proxy itself,
         /// apart from the load generator sharing the machine.
         public let proxyMicrosecondsPerConnection: Double
+        /// The part of it spent in the proxy's own code and libraries (user time); the rest is
+        /// the kernel's, mostly TCP on loopback.
+        public let proxyUserMicrosecondsPerConnection: Double
         public let bytesPerSecond: Double
     }
 
@@ -81,13 +84,15 @@ public struct ProxyBenchmark: Sendable {
             try Self.waitUntilListening(proxy, process: process, name: contender.name)
             for clients in concurrencies {
                 progress("\(contender.name), \(clients) client(s): connections")
-                let cpuBefore = Self.cpuSeconds(ofGroup: process.processIdentifier)
+                let before = Self.cpuSeconds(ofGroup: process.processIdentifier)
                 let (rate, elapsed) = try connectionRate(via: proxy, to: closing.endpoint, clients: clients)
-                let cpu = Self.cpuSeconds(ofGroup: process.processIdentifier) - cpuBefore
+                let after = Self.cpuSeconds(ofGroup: process.processIdentifier)
                 progress("\(contender.name), \(clients) client(s): throughput")
                 let throughput = try self.throughput(via: proxy, to: sink, clients: clients)
+                let perConnection = { (seconds: Double) in rate > 0 ? seconds * 1e6 / (rate * elapsed) : 0 }
                 rows.append(Row(proxy: contender.name, clients: clients, connectionsPerSecond: rate,
-                                proxyMicrosecondsPerConnection: rate > 0 ? cpu * 1e6 / (rate * elapsed) : 0, bytesPerSecond: throughput))
+                                proxyMicrosecondsPerConnection: perConnection(after.user + after.system - before.user - before.system),
+                                proxyUserMicrosecondsPerConnection: perConnection(after.user - before.user), bytesPerSecond: throughput))
             }
         }
         return rows
@@ -187,19 +192,20 @@ public struct ProxyBenchmark: Sendable {
 
     /// User and system CPU seconds of every process in process group `group`, from
     /// `/proc/PID/stat`; threads that ended are included in their process's count.
-    static func cpuSeconds(ofGroup group: Int32) -> Double {
+    static func cpuSeconds(ofGroup group: Int32) -> (user: Double, system: Double) {
         let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
         let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
-        var ticks = 0
+        var user = 0, system = 0
         for pid in processes {
             // The fields after the command name (which may hold spaces), from the third on.
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                   let nameEnd = stat.lastIndex(of: ")") else { continue }
             let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
-            guard fields.count > 12, Int32(fields[2]) == group, let user = Int(fields[11]), let system = Int(fields[12]) else { continue }
-            ticks += user + system
+            guard fields.count > 12, Int32(fields[2]) == group, let userTicks = Int(fields[11]), let systemTicks = Int(fields[12]) else { continue }
+            user += userTicks
+            system += systemTicks
         }
-        return Double(ticks) / ticksPerSecond
+        return (Double(user) / ticksPerSecond, Double(system) / ticksPerSecond)
     }
 
     static func installed(_ tool: String, package: String) throws -> String {

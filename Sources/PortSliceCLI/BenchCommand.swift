@@ -180,8 +180,8 @@ struct BenchProxyCommand: ParsableCommand {
         discussion: """
             One load generator, on loopback, against each proxy in turn: new connections (SOCKS5 \
             greeting, CONNECT to a listener, reply, reset) and bytes sent through the proxy to a \
-            sink; beside the connection rate, the CPU time (user and system, from /proc) each \
-            proxy's processes spent per connection. microsocks and Dante come from Debian (apt-get install microsocks \
+            sink; beside the connection rate, the CPU time each proxy's processes spent per \
+            connection (user and system, from /proc; the user part in brackets). microsocks and Dante come from Debian (apt-get install microsocks \
             dante-server; scripts/bench-proxy.sh installs them and runs this). Targets: at least \
             microsocks' connection rate, and at least 90% of the best peer's throughput.
             Build with -c release: swift run -c release portslice bench proxy
@@ -220,7 +220,7 @@ struct BenchProxyCommand: ParsableCommand {
 
     /// One row per proxy and client count, with the targets checked on portslice's rows.
     static func table(_ rows: [ProxyBenchmark.Row]) -> String {
-        renderTable(["proxy", "clients", "connections/s", "proxy CPU/conn", "throughput", "target", "met"], rows.map { row in
+        renderTable(["proxy", "clients", "connections/s", "proxy CPU/conn (user)", "throughput", "target", "met"], rows.map { row in
             var target = "-", met = "-"
             if row.proxy == "portslice" {
                 let peers = rows.filter { $0.proxy != "portslice" && $0.clients == row.clients }
@@ -231,7 +231,7 @@ struct BenchProxyCommand: ParsableCommand {
                 }
             }
             return [row.proxy, "\(row.clients)", String(format: "%.0f", row.connectionsPerSecond),
-                    String(format: "%.0f us", row.proxyMicrosecondsPerConnection), String(format: "%.2f Gbit/s", row.bytesPerSecond * 8 / 1e9), target, met]
+                    String(format: "%.0f us (%.0f)", row.proxyMicrosecondsPerConnection, row.proxyUserMicrosecondsPerConnection), String(format: "%.2f Gbit/s", row.bytesPerSecond * 8 / 1e9), target, met]
         })
     }
 }
