@@ -94,6 +94,7 @@ public struct FlowOpener: Sendable {
                             // Set directly: bootstrap options cost a future each per flow.
                             try flow.syncOptions?.setOption(.autoRead, value: false)
                             try flow.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
+                            try flow.syncOptions?.setOption(.recvAllocator, value: RelayHandler.receiveBuffers)
                         }
                     }
                     .withConnectedSocket(dialed.descriptor)

@@ -70,6 +70,7 @@ public final class ProxyServer: Sendable {
                     // passes the half-close on). Set here rather than as a bootstrap child option,
                     // which goes through a future per option on every accepted connection.
                     try child.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
+                    try child.syncOptions?.setOption(.recvAllocator, value: RelayHandler.receiveBuffers)
                     try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), ConnectionCloser()])
                     guard let peer = child.remoteAddress.flatMap(ipAddress) else {
                         child.close(promise: nil)

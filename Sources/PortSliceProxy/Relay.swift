@@ -13,6 +13,13 @@ final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    /// Read sizes for relayed sockets: they start small (most connections carry little) and
+    /// grow up to 256 KiB while reads keep filling them, so a bulk transfer moves in large reads
+    /// (NIO's default stops at 64 KiB, which made a single transfer a system call per 64 KiB).
+    static var receiveBuffers: AdaptiveRecvByteBufferAllocator {
+        AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 256 * 1024)
+    }
+
     private var partner: RelayHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
