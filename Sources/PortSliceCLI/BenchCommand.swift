@@ -181,8 +181,9 @@ struct BenchProxyCommand: ParsableCommand {
             One load generator, on loopback, against each proxy in turn: new connections (SOCKS5 \
             greeting, CONNECT to a listener, reply, reset) and bytes sent through the proxy to a \
             sink; beside the connection rate, the CPU time each proxy's processes spent per \
-            connection (user and system, from /proc; the user part in brackets). microsocks and Dante come from Debian (apt-get install microsocks \
-            dante-server; scripts/bench-proxy.sh installs them and runs this). Targets: at least \
+            connection (user and system, from /proc; the user part in brackets). microsocks and \
+            Dante come from Debian (apt-get install microsocks dante-server; \
+            scripts/bench-proxy.sh installs them and runs this). Targets: at least \
             microsocks' connection rate, and at least 90% of the best peer's throughput.
             Build with -c release: swift run -c release portslice bench proxy
             """
@@ -231,7 +232,8 @@ struct BenchProxyCommand: ParsableCommand {
                 }
             }
             return [row.proxy, "\(row.clients)", String(format: "%.0f", row.connectionsPerSecond),
-                    String(format: "%.0f us (%.0f)", row.proxyMicrosecondsPerConnection, row.proxyUserMicrosecondsPerConnection), String(format: "%.2f Gbit/s", row.bytesPerSecond * 8 / 1e9), target, met]
+                    String(format: "%.0f us (%.0f)", row.proxyMicrosecondsPerConnection, row.proxyUserMicrosecondsPerConnection),
+                    String(format: "%.2f Gbit/s", row.bytesPerSecond * 8 / 1e9), target, met]
         })
     }
 }

@@ -83,7 +83,9 @@ public struct FlowOpener: Sendable {
             let handshake: EventLoopFuture<Dialed>
             do {
                 let pending = try startTCP(to: destination, for: client)
-                handshake = pending.handshakeEnded ? eventLoop.makeCompletedFuture { try pending.finish(timeout: .zero) } : awaitHandshake(pending, on: eventLoop)
+                handshake = pending.handshakeEnded
+                    ? eventLoop.makeCompletedFuture { try pending.finish(timeout: .zero) }
+                    : awaitHandshake(pending, on: eventLoop)
             } catch {
                 return eventLoop.makeFailedFuture(error)
             }
