@@ -1,5 +1,4 @@
 import Foundation
-import SystemPackage
 import Synchronization
 
 /// Waits for TCP handshakes under way, all of them on one thread with epoll: a destination that
