@@ -43,7 +43,7 @@ public actor HostAgent {
     public let settings: Settings
     private let client: AllocatorClient
     private let network: HostNetworkSetup?
-    private let use: @Sendable ([HeldSlice]) -> Void
+    private let use: @Sendable ([HeldSlice]) throws -> Void
     private let log: @Sendable (String) -> Void
     private var kept: [Int64: Kept] = [:]
     /// The slices last handed to `use`, and to the host setup.
@@ -52,6 +52,8 @@ public actor HostAgent {
     private var publishing = false
     /// The last failure reaching the allocator, logged once until it answers again.
     private var outage: String?
+    /// Set when the allocator refused this host's token: no lease can come until it changes.
+    private var tokenRefused: APIFailure?
 
     /// - Parameters:
     ///   - client: the allocator, with this host's token.
@@ -59,9 +61,10 @@ public actor HostAgent {
     ///     to the operator.
     ///   - use: told the slices new flows may leave from, whenever they change. When slices
     ///     are lost it is told first (before the guard and addresses change); when slices are
-    ///     gained it is told last (after their addresses are in place).
+    ///     gained it is told last (after their addresses are in place). When it throws, the
+    ///     change is offered again on the next pass.
     public init(client: AllocatorClient, settings: Settings, network: HostNetworkSetup? = nil,
-                use: @escaping @Sendable ([HeldSlice]) -> Void, log: @escaping @Sendable (String) -> Void) {
+                use: @escaping @Sendable ([HeldSlice]) throws -> Void, log: @escaping @Sendable (String) -> Void) {
         self.client = client
         self.settings = settings
         self.network = network
@@ -113,6 +116,16 @@ public actor HostAgent {
         await publish()
     }
 
+    /// The first round with the allocator, before a proxy serves from the slices. A token the
+    /// allocator refuses is an error here, since no slice could ever come; an allocator that
+    /// does not answer is not (it is retried, and a previous run's leases adopted once it does).
+    public func start() async throws {
+        await refresh()
+        if let tokenRefused {
+            throw AgentError("\(tokenRefused); give this host's own token (from `portslice hosts add`) with --token or PORTSLICE_TOKEN, and check --server")
+        }
+    }
+
     /// How long one request may take: a hung allocator counts as unreachable well before
     /// the leases run out.
     private var requestTimeout: Duration { min(.seconds(5), settings.leaseTime / 4) }
@@ -122,6 +135,7 @@ public actor HostAgent {
         do {
             try await renewAndAdopt()
             await acquireMissing()
+            tokenRefused = nil
             if let outage {
                 log("the allocator answers again (after: \(outage)); holding \(kept.count) lease(s)")
                 self.outage = nil
@@ -131,6 +145,7 @@ public actor HostAgent {
         } catch is CancellationError {
             return ContinuousClock.now
         } catch {
+            if let failure = error as? APIFailure, failure.status == 401 || failure.status == 403 { tokenRefused = failure }
             if outage == nil {
                 let soonest = kept.values.map(\.deadline).min().map { " until \(Self.describe($0 - ContinuousClock.now)) from now at the latest" } ?? ""
                 log("cannot renew leases: \(error); keeping the \(kept.count) lease(s) held\(soonest), trying again every \(Self.describe(settings.retryInterval))")
@@ -240,8 +255,18 @@ public actor HostAgent {
     private func withdrawLost() {
         let remaining = published.intersection(kept.values.map(\.held))
         guard remaining != published else { return }
-        use(remaining.sorted { $0.leaseID < $1.leaseID })
-        published = remaining
+        hand(remaining)
+    }
+
+    /// Tells `use` the slices flows may leave from; `published` follows only once it took them,
+    /// so a change it refused is offered again on the next pass.
+    private func hand(_ slices: Set<HeldSlice>) {
+        do {
+            try use(slices.sorted { $0.leaseID < $1.leaseID })
+            published = slices
+        } catch {
+            log("cannot send from the slices held: \(error); trying again at the next renewal")
+        }
     }
 
     /// Hands the change on in the order that never sends from a slice not held: lost slices
@@ -264,20 +289,14 @@ public actor HostAgent {
                     log("host setup: \(error); slices gained since are not used until it succeeds")
                     withdrawLost()
                     let usable = published.union(current.intersection(configured)).intersection(kept.values.map(\.held))
-                    if usable != published {
-                        use(usable.sorted { $0.leaseID < $1.leaseID })
-                        published = usable
-                    }
+                    if usable != published { hand(usable) }
                     return
                 }
                 configured = current
                 withdrawLost()
                 continue
             }
-            if current != published {
-                use(current.sorted { $0.leaseID < $1.leaseID })
-                published = current
-            }
+            if current != published { hand(current) }
             return
         }
     }

@@ -7,10 +7,6 @@ import PortSliceStore
 /// slice of it is held, and the host guard (`HostGuardRuleset`) built from the host's own
 /// leases, so packets leave only from ports the host holds now.
 public actor HostNetworkSetup {
-    /// Add and remove shared addresses on `lo`.
-    public let configuresAddresses: Bool
-    /// Apply the host guard.
-    public let guards: Bool
     /// Keeps the guard's nftables table, once the host's name is known from its first lease.
     private var guardController: EdgeController?
     private let namespace: String?
@@ -23,9 +19,7 @@ public actor HostNetworkSetup {
 
     /// - Parameter namespace: the network namespace (`ip netns` name) to change; nil for this
     ///   process's own.
-    public init(configuresAddresses: Bool, guards: Bool, namespace: String? = nil) {
-        self.configuresAddresses = configuresAddresses
-        self.guards = guards
+    public init(namespace: String? = nil) {
         self.namespace = namespace
     }
 
@@ -33,12 +27,10 @@ public actor HostNetworkSetup {
     /// allowing exactly the held slices' ports, addresses no longer held removed.
     public func apply(_ held: [HeldSlice]) async throws {
         let addresses = Set(held.map(\.slice.address))
-        if configuresAddresses {
-            for address in addresses.subtracting(added).sorted() where !Self.isLoopbackNet(address) {
-                try addAddress(address)
-            }
+        for address in addresses.subtracting(added).sorted() where !Self.isLoopbackNet(address) {
+            try addAddress(address)
         }
-        if guards, guardController == nil, let host = held.first?.host {
+        if guardController == nil, let host = held.first?.host {
             guardController = EdgeController(role: .hostGuard(host: host), namespace: namespace)
         }
         if let guardController {
@@ -54,9 +46,7 @@ public actor HostNetworkSetup {
             })
             try await guardController.apply(table)
         }
-        if configuresAddresses {
-            for address in added.subtracting(addresses).sorted() { try removeAddress(address) }
-        }
+        for address in added.subtracting(addresses).sorted() { try removeAddress(address) }
     }
 
     /// Removes the addresses this agent added and the guard's table.

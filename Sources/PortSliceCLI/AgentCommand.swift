@@ -4,6 +4,7 @@ import PortSliceAgent
 import PortSliceControl
 import PortSliceCore
 import PortSliceProxy
+import PortSliceSockets
 
 /// `portslice agent`: the host agent and the egress proxy it feeds.
 struct AgentCommand: AsyncParsableCommand {
@@ -47,7 +48,9 @@ struct AgentCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (10...86_400).contains(leaseTime) else { throw ValidationError("--lease-time \(leaseTime) is out of range; give 10 to 86400 seconds") }
-        for want in wants { _ = try LeaseWant(parsing: want) }
+        for want in wants {
+            do { _ = try LeaseWant(parsing: want) } catch { throw ValidationError("--want \(error)") }
+        }
     }
 
     func run() async throws {
@@ -55,10 +58,10 @@ struct AgentCommand: AsyncParsableCommand {
         let network: HostNetworkSetup?
         if noHostSetup {
             network = nil
-        } else if geteuid() == 0 {
-            network = HostNetworkSetup(configuresAddresses: true, guards: true)
+        } else if ((try? HostNetwork.effectiveCapabilities()) ?? 0) & (1 << UInt64(HostNetwork.Capability.netAdmin.rawValue)) != 0 {
+            network = HostNetworkSetup()
         } else {
-            printToStandardError("agent: not root, so shared addresses are not put on lo and no host guard is applied; configure them yourself or run as root")
+            printToStandardError("agent: without CAP_NET_ADMIN (root), shared addresses are not put on lo and no host guard is applied; configure them yourself or run as root")
             network = nil
         }
         try await AgentService(client: try server.client(), settings: settings, network: network, proxy: proxy)
@@ -78,13 +81,9 @@ struct AgentService {
     func run(until stop: () async -> Void) async throws {
         let egress = EgressSlices()
         let agent = HostAgent(client: client, settings: settings, network: network, use: { held in
-            do {
-                try egress.replace(with: held.map { ($0.slice, $0.traits) })
-            } catch {
-                printToStandardError("agent: cannot send from the slices held: \(error)")
-            }
+            try egress.replace(with: held.map { ($0.slice, $0.traits) })
         }, log: { printToStandardError("agent: \($0)") })
-        await agent.refresh()
+        try await agent.start()
         let leases = Task { await agent.run() }
         let server: ProxyServer
         do {

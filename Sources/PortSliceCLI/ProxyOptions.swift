@@ -78,7 +78,7 @@ struct ProxyOptions: ParsableArguments {
                                        deny: try Self.prefixes(denied, option: "deny"))
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
                                 connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: Self.lookupThreads,
-                                handshakes: Self.handshakes)
+                                handshakes: try Self.handshakes.mapError { CommandFailure("cannot watch TCP handshakes (epoll): \($0)") }.get())
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
                                             trustProxyProtocol: trustProxyProtocol, users: try userTable())
         return (opener, settings)
@@ -94,7 +94,7 @@ struct ProxyOptions: ParsableArguments {
             group: MultiThreadedEventLoopGroup.singleton, log: { printToStandardError("proxy: \($0)") })
         let port = server.localAddress?.port ?? Int(endpoint.port)
         let held = slices.slices
-        let ready = "portslice proxy listening on \(endpoint.address):\(port) (SOCKS5 and HTTP); \(held.count) slice(s) on \(Set(held.map(\.address)).count) address(es)\n"
+        let ready = "portslice proxy listening on \(endpoint.address):\(port) (SOCKS5 and HTTP); \(held.count) slice(s) on \(slices.addresses.count) address(es)\n"
         FileHandle.standardOutput.write(Data(ready.utf8))
         return server
     }
@@ -107,13 +107,7 @@ struct ProxyOptions: ParsableArguments {
     }()
 
     /// Waits for every handshake still under way when its dial returns (remote destinations).
-    static let handshakes: HandshakeWaiter = {
-        do {
-            return try HandshakeWaiter()
-        } catch {
-            fatalError("portslice cannot watch TCP handshakes (epoll): \(error)")
-        }
-    }()
+    static let handshakes = Result { () throws(DialError) in try HandshakeWaiter() }
 
     static func prefixes(_ texts: [String], option: String) throws -> [IPv4Prefix] {
         try texts.map { text in

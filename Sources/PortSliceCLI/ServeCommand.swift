@@ -79,7 +79,8 @@ struct ServeCommand: AsyncParsableCommand {
     var runsDemo: Bool {
         let environment = ProcessInfo.processInfo.environment
         let configured = dataDir != nil || listen != nil || database != nil || pool != nil || sliceSize != nil || quarantine != nil || config != nil
-            || ["PORTSLICE_CONFIG", "PORTSLICE_DATA_DIR", "PORTSLICE_LISTEN", "PORTSLICE_DATABASE", "PORTSLICE_POOL"].contains { environment[$0] != nil }
+            || ["PORTSLICE_CONFIG", "PORTSLICE_DATA_DIR", "PORTSLICE_LISTEN", "PORTSLICE_DATABASE", "PORTSLICE_POOL", "PORTSLICE_SLICE_SIZE",
+                "PORTSLICE_QUARANTINE_SECONDS", "PORTSLICE_ADMIN_TOKEN"].contains { environment[$0] != nil }
         return demo || !configured
     }
 

@@ -109,8 +109,12 @@ public struct FlowOpener: Sendable {
     /// `eventLoop` (without waiting: the waiter says when there is nothing left to wait for).
     private func awaitHandshake(_ pending: PendingDial, on eventLoop: any EventLoop) -> EventLoopFuture<Dialed> {
         let promise = eventLoop.makePromise(of: Dialed.self)
-        handshakes.whenWritable(pending.descriptor, deadline: .now + connectTimeout) {
-            eventLoop.execute { promise.completeWith(Result { try pending.finish(timeout: .zero) }) }
+        handshakes.whenWritable(pending.descriptor, deadline: .now + connectTimeout) { failure in
+            eventLoop.execute {
+                // The pending connection closes with the last reference to it.
+                if let failure { return promise.fail(OpenFailure.failed("cannot wait for the handshake: \(failure)")) }
+                promise.completeWith(Result { try pending.finish(timeout: .zero) })
+            }
         }
         return promise.futureResult
     }

@@ -39,8 +39,15 @@ public final class ProxyServer: Sendable {
                              log: @escaping @Sendable (String) -> Void) async throws -> ProxyServer {
         let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), log: log)
         if let port = address.port, port != 0, let host = address.ipAddress.flatMap({ try? IPv4Address(parsing: $0) }),
-           !HostNetwork.tcpPortIsFree(Endpoint(host, UInt16(port))) {
-            throw ProxyError("\(host):\(port) is in use by another program; stop it or give another --listen address")
+           let problem = HostNetwork.tcpBindProblem(Endpoint(host, UInt16(port))) {
+            switch problem {
+            case .system(_, let errno) where errno == .addressInUse:
+                throw ProxyError("\(host):\(port) is in use by another program; stop it or listen on another address")
+            case .permissionDenied:
+                throw ProxyError("cannot listen on \(host):\(port): ports below 1024 need root (CAP_NET_BIND_SERVICE); listen on a port from 1024 up")
+            default:
+                throw ProxyError("cannot listen on \(host):\(port): \(problem)")
+            }
         }
         var channels: [Channel] = []
         var bound = address

@@ -9,11 +9,12 @@ import Synchronization
 /// `whenWritable` calls back once per descriptor: when the handshake has ended, well or not
 /// (writable, or an error), or when its deadline passes, whichever comes first. The caller then
 /// finishes the connection without waiting (`PendingConnection.finish(timeout: .zero)`), which
-/// tells success, refusal and timeout apart. The waiter's thread lives until `stop`.
+/// tells success, refusal and timeout apart. The callback gets an error only when the waiter
+/// itself could not watch (the kernel refused, or the waiter was stopped). The waiter's thread lives until `stop`.
 public final class HandshakeWaiter: Sendable {
     private struct Waiting {
         let deadline: ContinuousClock.Instant
-        let ready: @Sendable () -> Void
+        let ready: @Sendable (DialError?) -> Void
     }
 
     private struct State {
@@ -59,24 +60,26 @@ public final class HandshakeWaiter: Sendable {
 
     /// Calls `ready` (on the waiter's thread; keep it short) once `descriptor` is writable or
     /// has failed, or once `deadline` has passed. The descriptor must stay open until then.
-    /// After `stop`, or if the kernel refuses to watch it, `ready` is called at once.
-    public func whenWritable(_ descriptor: CInt, deadline: ContinuousClock.Instant, _ ready: @escaping @Sendable () -> Void) {
+    /// After `stop`, or if the kernel refuses to watch it, `ready` is called at once with why.
+    public func whenWritable(_ descriptor: CInt, deadline: ContinuousClock.Instant, _ ready: @escaping @Sendable (DialError?) -> Void) {
         let wake: Bool? = state.withLock { state in
             guard !state.stopping else { return nil }
             state.waiting[descriptor] = Waiting(deadline: deadline, ready: ready)
             // Extra wake-ups cost a system call; a missing one would leave a deadline unnoticed.
             return state.sleepingUntil.map { deadline < $0 } ?? true
         }
-        guard let wake else { return ready() }
-        if case .failure = Syscalls.epollAdd(epoll, descriptor, .writableOnce) {
+        guard let wake else { return ready(Self.stoppedFailure) }
+        if case .failure(let errno) = Syscalls.epollAdd(epoll, descriptor, .writableOnce) {
             let waiting = state.withLock { $0.waiting.removeValue(forKey: descriptor) }
-            waiting?.ready()
+            waiting?.ready(DialError.from(.epollCtl, errno))
             return
         }
         if wake { Syscalls.signalEvent(wakeup) }
     }
 
-    /// Ends the thread; handshakes still waited for are called back at once.
+    private static let stoppedFailure = DialError.system(call: "handshake waiter (stopped)", errno: .canceled)
+
+    /// Ends the thread; handshakes still waited for are called back at once, with an error.
     public func stop() {
         let first = state.withLock { state in
             defer { state.stopping = true }
@@ -118,15 +121,15 @@ public final class HandshakeWaiter: Sendable {
             defer { state.waiting = [:] }
             return Array(state.waiting)
         }
-        callBack(left.map { ($0.key, $0.value) })
+        callBack(left.map { ($0.key, $0.value) }, failure: Self.stoppedFailure)
         stopped.signal()
     }
 
     /// Stops watching each descriptor (its owner may hand it on or close it), then calls back.
-    private func callBack(_ due: [(CInt, Waiting)]) {
+    private func callBack(_ due: [(CInt, Waiting)], failure: DialError? = nil) {
         for (descriptor, waiting) in due {
             _ = Syscalls.epollRemove(epoll, descriptor)
-            waiting.ready()
+            waiting.ready(failure)
         }
     }
 }

@@ -69,11 +69,20 @@ public enum HostNetwork {
         return (try? Syscalls.bind(socket.raw, address, 0).get()) != nil
     }
 
-    /// True when nothing listens on (or holds) TCP `endpoint`: a listener that shares its port
-    /// among its own sockets (SO_REUSEPORT) checks first that no other program has it.
-    public static func tcpPortIsFree(_ endpoint: Endpoint) -> Bool {
-        guard let socket = try? OwnedDescriptor(.tcp, nonBlocking: true), (try? socket.set(.reuseAddress, 1)) != nil else { return false }
-        return (try? Syscalls.bind(socket.raw, endpoint.address, endpoint.port).get()) != nil
+    /// Why TCP `endpoint` cannot be bound now (held by another program, not an address of
+    /// this host, a privileged port), or nil when it can: a listener that shares its port among
+    /// its own sockets (SO_REUSEPORT) checks first that no other program has it.
+    public static func tcpBindProblem(_ endpoint: Endpoint) -> DialError? {
+        do {
+            let socket = try OwnedDescriptor(.tcp, nonBlocking: true)
+            try socket.set(.reuseAddress, 1)
+            if case .failure(let errno) = Syscalls.bind(socket.raw, endpoint.address, endpoint.port) {
+                return errno == .addressNotAvailable ? .addressNotLocal(endpoint.address) : DialError.from(.bind, errno)
+            }
+            return nil
+        } catch {
+            return error
+        }
     }
 
     /// Raises the soft limit on open descriptors to `wanted`: past the hard limit when this

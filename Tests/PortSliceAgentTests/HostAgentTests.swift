@@ -58,6 +58,43 @@ struct HostAgentTests {
         }
     }
 
+    @Test("a token the allocator refuses stops the agent at start, with an error naming --token")
+    func refusedToken() async throws {
+        try await withAllocator { _, client in
+            let settings = HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(30))
+            let refused = HostAgent(client: AllocatorClient(base: client.base, token: "not-this-host's-token"), settings: settings, use: { _ in }, log: { _ in })
+            do {
+                try await refused.start()
+                Issue.record("start accepted a token the allocator refuses")
+            } catch {
+                #expect("\(error)".contains("HTTP 40") && "\(error)".contains("--token"), "\(error)")
+            }
+            let agent = HostAgent(client: client, settings: settings, use: { _ in }, log: { _ in })
+            try await agent.start()
+            #expect(await agent.slices.count == 1)
+            await agent.releaseAll()
+        }
+    }
+
+    @Test("slices the proxy could not take are offered to it again on the next pass")
+    func refusedUseIsRetried() async throws {
+        try await withAllocator { _, client in
+            let uses = Uses()
+            let refuseNext = Mutex(true)
+            let agent = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(30)), use: { held in
+                if refuseNext.withLock({ refuse in defer { refuse = false }; return refuse }) { throw AgentError("out of descriptors") }
+                uses.record(held)
+            }, log: { _ in })
+            await agent.refresh()
+            #expect(uses.all.isEmpty)
+            let held = await agent.slices
+            #expect(held.count == 1)
+            await agent.refresh()
+            #expect(uses.last == held, "the slice refused once was not offered again")
+            await agent.releaseAll()
+        }
+    }
+
     @Test("acquires each want from the closest class, with the addresses' traits; renews; releases on stop")
     func acquiresRenewsReleases() async throws {
         try await withAllocator { store, client in
@@ -187,7 +224,7 @@ struct HostNetworkSetupTests {
         _ = try SystemTool.run("ip", ["netns", "add", Self.namespace])
         defer { _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace]) }
         _ = try inNamespace(["ip", "link", "set", "lo", "up"])
-        let setup = HostNetworkSetup(configuresAddresses: true, guards: true, namespace: Self.namespace)
+        let setup = HostNetworkSetup(namespace: Self.namespace)
         let first = try held(1, "192.0.2.10:20000-20999", index: 0), second = try held(2, "192.0.2.10:21000-21999", index: 1)
 
         try await setup.apply([first])

@@ -49,16 +49,16 @@ struct HandshakeWaiterTests {
         for _ in 0..<300 {
             let pending = Pending(try dialer.startTCP(to: full.endpoint))
             hanging.append(pending)
-            waiter.whenWritable(pending.descriptor, deadline: deadline) { [descriptor = pending.descriptor] in
-                endedAt.withLock { $0[descriptor] = .now }
+            waiter.whenWritable(pending.descriptor, deadline: deadline) { [descriptor = pending.descriptor] failure in
+                if failure == nil { endedAt.withLock { $0[descriptor] = .now } }
             }
         }
         #expect(waiter.count == 300, "every handshake to the full listener is still under way")
 
         let alive = Pending(try dialer.startTCP(to: live.endpoint))
         let liveStarted = ContinuousClock.now
-        waiter.whenWritable(alive.descriptor, deadline: liveStarted + .seconds(10)) { [descriptor = alive.descriptor] in
-            endedAt.withLock { $0[descriptor] = .now }
+        waiter.whenWritable(alive.descriptor, deadline: liveStarted + .seconds(10)) { [descriptor = alive.descriptor] failure in
+            if failure == nil { endedAt.withLock { $0[descriptor] = .now } }
         }
         while endedAt.withLock({ $0[alive.descriptor] }) == nil && ContinuousClock.now - liveStarted < .seconds(5) { Thread.sleep(forTimeInterval: 0.005) }
         let liveEnded = try #require(endedAt.withLock { $0[alive.descriptor] }, "the live handshake was never called back")
@@ -89,13 +89,13 @@ struct HandshakeWaiterTests {
         let waiter = try HandshakeWaiter()
         let called = DispatchSemaphore(value: 0)
         let pending = Pending(try dialer.startTCP(to: Endpoint(IPv4Address(127, 0, 0, 1), port)))
-        waiter.whenWritable(pending.descriptor, deadline: .now + .seconds(10)) { called.signal() }
+        waiter.whenWritable(pending.descriptor, deadline: .now + .seconds(10)) { failure in if failure == nil { called.signal() } }
         #expect(called.wait(timeout: .now() + 2) == .success, "a refused handshake waited for its deadline")
         #expect(throws: DialError.system(call: "connect", errno: .connectionRefused)) { _ = try pending.connection.take()!.finish(timeout: .zero) }
 
         waiter.stop()
         let afterStop = DispatchSemaphore(value: 0)
-        waiter.whenWritable(0, deadline: .now + .seconds(10)) { afterStop.signal() }
+        waiter.whenWritable(0, deadline: .now + .seconds(10)) { failure in if failure != nil { afterStop.signal() } }
         #expect(afterStop.wait(timeout: .now() + 1) == .success)
     }
 }
