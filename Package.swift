@@ -1,7 +1,8 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Dependencies point one way: PortSliceCore (pure) <- sockets <- store <- control/edge/agent/proxy
+// Dependencies point one way: PortSliceCore (pure) <- sockets, API contract, store
+// <- control/edge/agent/proxy
 // <- PortSliceCLI <- the `portslice` executable, which only wires things together.
 let package = Package(
     name: "portslice",
@@ -24,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
@@ -40,6 +44,17 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The allocator's HTTP contract: routes, roles, request and answer bodies, and the one
+        // client that the agent, the edge, the lab and the commands use. The OpenAPI document the
+        // allocator serves describes the same routes for other languages.
+        .target(
+            name: "PortSliceAPI",
+            dependencies: [
+                "PortSliceCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         // Where leases live: the allocator's rules (PortSliceCore's AllocatorModel) kept in a
         // database, SQLite embedded or PostgreSQL shared by replicas.
         .target(
@@ -49,17 +64,21 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The allocator's HTTP API (Hummingbird): leases, hosts, pool, who.
         .target(
             name: "PortSliceControl",
             dependencies: [
-                "PortSliceCore", "PortSliceStore",
+                "PortSliceCore", "PortSliceStore", "PortSliceAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Return-path steering on the edge and the guard on hosts: slice table -> one nftables
@@ -67,8 +86,8 @@ let package = Package(
         .target(
             name: "PortSliceEdge",
             dependencies: [
-                "PortSliceCore", "PortSliceStore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "PortSliceCore", "PortSliceAPI",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The egress proxy: SOCKS5 and HTTP CONNECT on SwiftNIO, flows from the host's slices.
@@ -87,11 +106,11 @@ let package = Package(
         // and applies the host guard; tells the proxy which slices it may send from.
         .target(
             name: "PortSliceAgent",
-            dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceControl", "PortSliceEdge"]
+            dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceAPI", "PortSliceEdge", .product(name: "Logging", package: "swift-log")]
         ),
         // `portslice lab`: a testbed in network namespaces (documentation prefixes only) and
         // the traffic that checks steering end to end.
-        .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceEdge"]),
+        .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceEdge"]),
         // Our own benchmark harness, reachable as `portslice bench`.
         .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore"]),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.
@@ -101,6 +120,7 @@ let package = Package(
                 "PortSliceCore",
                 "PortSliceSockets",
                 "PortSliceStore",
+                "PortSliceAPI",
                 "PortSliceControl",
                 "PortSliceEdge",
                 "PortSliceLab",
@@ -113,13 +133,14 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(name: "portslice", dependencies: ["PortSliceCLI"]),
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
-        .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceStore", "PortSliceCore"]),
+        .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceCore"]),
         .testTarget(
             name: "PortSliceProxyTests",
             dependencies: [
@@ -131,7 +152,7 @@ let package = Package(
         .testTarget(
             name: "PortSliceAgentTests",
             dependencies: [
-                "PortSliceAgent", "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceSockets", "PortSliceEdge",
+                "PortSliceAgent", "PortSliceAPI", "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceSockets", "PortSliceEdge",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
@@ -140,7 +161,8 @@ let package = Package(
         .testTarget(
             name: "PortSliceControlTests",
             dependencies: [
-                "PortSliceControl", "PortSliceStore", "PortSliceCore",
+                "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceAPI",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
@@ -160,7 +182,7 @@ let package = Package(
         .testTarget(
             name: "PortSliceCLITests",
             dependencies: [
-                "PortSliceCLI", "PortSliceCore", "PortSliceSockets", "PortSliceEdge", "PortSliceLab", "PortSliceStore",
+                "PortSliceCLI", "PortSliceCore", "PortSliceSockets", "PortSliceEdge", "PortSliceLab", "PortSliceStore", "PortSliceAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),

@@ -1,6 +1,5 @@
 import Foundation
-import NIOHTTP1
-import PortSliceControl
+import PortSliceAPI
 import PortSliceCore
 import PortSliceSockets
 
@@ -161,10 +160,8 @@ public actor HostAgent {
     /// longer lists are dropped, and those the agent does not know (a previous run's) are
     /// adopted while a want has room, else released.
     private func renewAndAdopt() async throws {
-        struct Renewal: Encodable { let ttlSeconds: Int64 }
         let sent = ContinuousClock.now
-        let listed = try await client.call(.POST, "/v1/leases/renew", body: Renewal(ttlSeconds: leaseSeconds), as: LeaseList.self,
-                                           timeout: requestTimeout).leases
+        let listed = try await client.renewAll(ttlSeconds: leaseSeconds, timeout: requestTimeout)
         let listedIDs = Set(listed.map(\.id))
         for (id, lost) in kept where !listedIDs.contains(id) {
             kept[id] = nil
@@ -211,7 +208,7 @@ public actor HostAgent {
 
     private func release(_ held: HeldSlice) async {
         do {
-            try await client.send(.DELETE, "/v1/leases/\(held.leaseID)", timeout: requestTimeout)
+            try await client.release(held.leaseID, timeout: requestTimeout)
         } catch {
             log("\(held): not released (\(error)); it expires on its own")
         }
@@ -226,8 +223,7 @@ public actor HostAgent {
             let sent = ContinuousClock.now
             let granted: [LeaseBody]
             do {
-                granted = try await client.call(.POST, "/v1/leases", body: AcquireBody(count: missing, ttlSeconds: leaseSeconds, traits: want.traits),
-                                                as: LeaseList.self, timeout: requestTimeout).leases
+                granted = try await client.acquire(AcquireRequest(count: missing, ttlSeconds: leaseSeconds, traits: want.traits), timeout: requestTimeout)
             } catch {
                 log("cannot acquire \(missing) slice(s) of \(want.traits.summary): \((error as? APIFailure)?.message ?? "\(error)"); trying again at the next renewal")
                 continue
@@ -315,38 +311,13 @@ public actor HostAgent {
     }
 
     static func heldSlice(_ body: LeaseBody) throws -> HeldSlice {
-        do {
-            return HeldSlice(
-                leaseID: body.id, host: body.host,
-                slice: EgressSlice(address: try IPv4Address(parsing: body.address), ports: try PortSet(parsing: body.ports)),
-                index: body.slice, traits: body.traits ?? .unknown)
-        } catch {
-            throw AgentError("the allocator sent lease \(body.id) with a slice this agent cannot read (\(body.address) \(body.ports)): \(error)")
+        guard !body.ports.isEmpty else {
+            throw AgentError("the allocator sent lease \(body.id) on \(body.address) with no ports")
         }
+        return HeldSlice(leaseID: body.id, host: body.host, slice: body.egressSlice, index: body.slice, traits: body.traits ?? .unknown)
     }
 
     static func describe(_ duration: Duration) -> String {
         String(format: "%.1f s", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
-    }
-}
-
-/// The body of `POST /v1/leases`: count, lease time and the trait fields.
-struct AcquireBody: Encodable {
-    let count: Int
-    let ttlSeconds: Int64
-    let traits: Traits
-
-    enum CodingKeys: String, CodingKey { case count, ttlSeconds, country, region, city, category, reputation, tags }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(count, forKey: .count)
-        try container.encode(ttlSeconds, forKey: .ttlSeconds)
-        try container.encodeIfPresent(traits.country?.description, forKey: .country)
-        try container.encodeIfPresent(traits.region?.description, forKey: .region)
-        try container.encodeIfPresent(traits.city, forKey: .city)
-        if traits.category != .unknown { try container.encode(traits.category.rawValue, forKey: .category) }
-        try container.encodeIfPresent(traits.reputation?.rawValue, forKey: .reputation)
-        if !traits.tags.isEmpty { try container.encode(traits.tags, forKey: .tags) }
     }
 }

@@ -1,7 +1,6 @@
 import PortSliceCore
 import PortSliceEdge
 import PortSliceSockets
-import PortSliceStore
 
 /// What the agent changes on the host (root only): each shared address on loopback while a
 /// slice of it is held, and the host guard (`HostGuardRuleset`) built from the host's own
@@ -41,8 +40,8 @@ public actor HostNetworkSetup {
             // Slices held before and not now stay as free entries: their ports are dropped.
             let table = SliceTable(version: version, slices: everHeld.sorted { $0.key < $1.key }.map { id, slice in
                 owned.contains(id)
-                    ? SliceTable.Entry(address: id.address, index: id.index, ports: slice.ports, state: "leased", host: host)
-                    : SliceTable.Entry(address: id.address, index: id.index, ports: slice.ports, state: "free", host: nil)
+                    ? SliceTable.Entry(address: id.address, index: id.index, ports: slice.ports, state: .leased, host: host)
+                    : SliceTable.Entry(address: id.address, index: id.index, ports: slice.ports, state: .free, host: nil)
             })
             try await guardController.apply(table)
         }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import PortSliceAgent
-import PortSliceControl
+import PortSliceAPI
 import PortSliceCore
 import PortSliceProxy
 import PortSliceSockets

@@ -1,6 +1,6 @@
 import Foundation
 import PortSliceAgent
-import PortSliceControl
+import PortSliceAPI
 import PortSliceCore
 import ServiceLifecycle
 import Synchronization
@@ -50,7 +50,7 @@ final class DemoService: Service {
     func run() async throws {
         var ports = allocatorPort.makeAsyncIterator()
         guard let port = await ports.next() else { return }
-        let client = AllocatorClient(base: "http://127.0.0.1:\(port)", token: hostToken)
+        let client = try AllocatorClient(base: "http://127.0.0.1:\(port)", token: hostToken)
         FileHandle.standardOutput.write(Data("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice of each of the pool's \(wants.count) trait class(es)\n".utf8))
         try await AgentService(client: client, settings: HostAgent.Settings(wants: wants, leaseTime: .seconds(60)), network: nil, proxy: proxy,
                                allowLoopback: true)

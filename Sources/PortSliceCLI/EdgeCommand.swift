@@ -13,20 +13,22 @@ struct EdgeCommand: AsyncParsableCommand {
         abstract: "Steer packets for shared addresses to the host owning their port (nftables + policy routing, no conntrack), or guard one host.",
         discussion: """
             Runs on the router in front of the hosts. It follows the allocator's slice table \
-            (long polls with the admin token) or a JSON file of the same form, and applies each \
+            (long polls with an edge token from `portslice edges add`) or a JSON file of the same \
+            form, and applies each \
             change as one nftables transaction: a table that is malformed, conflicts with itself \
             or that nft refuses leaves the rules in force. Changes made by others to its table \
             or routes are undone every --reconcile seconds. On SIGTERM or SIGINT it removes its \
             own table and routes, and nothing else. The router needs forwarding on and rp_filter \
             off or loose.
 
-            With --host-guard NAME it runs on host NAME instead: packets leaving from a shared \
-            address with a source port outside NAME's slices are dropped and counted.
+            With --host-guard NAME it runs on host NAME instead, with that host's own token (it \
+            sees only the host's slices): packets leaving from a shared address with a source \
+            port outside NAME's slices are dropped and counted.
 
             Examples:
-              portslice edge --server http://10.0.0.5:7300 --host proxy-1=192.0.2.2 --host proxy-2=192.0.2.6
+              portslice edge --server https://10.0.0.5:7300 --ca ca.pem --token EDGE-TOKEN --host proxy-1=192.0.2.2 --host proxy-2=192.0.2.6
               portslice edge render --table slices.json --host proxy-1=192.0.2.2
-              portslice edge --host-guard proxy-1 --server http://10.0.0.5:7300
+              portslice edge --host-guard proxy-1 --server https://10.0.0.5:7300 --ca ca.pem --token HOST-TOKEN
             """,
         subcommands: [EdgeRun.self, EdgeRender.self],
         defaultSubcommand: EdgeRun.self
@@ -73,8 +75,7 @@ struct EdgeOptions: ParsableArguments {
 
     func source() throws -> any SliceTableSource {
         if let table { return SliceTableFile(path: table) }
-        let client = try server.client()
-        return AllocatorSliceTable(base: client.base, adminToken: client.token)
+        return AllocatorSliceTable(client: try server.client())
     }
 }
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import PortSliceControl
+import PortSliceAPI
 import PortSliceCore
 import PortSliceEdge
 import PortSliceLab
@@ -114,39 +114,48 @@ struct LabRunner {
         let allocator = try LabProcess("allocator", ["serve", "--data-dir", "\(work)/allocator", "--listen", "0.0.0.0:\(Self.allocatorPort)",
                                                      "--pool", pool, "--slice-size", "\(sliceSize)"],
                                        environment: ["PORTSLICE_ADMIN_TOKEN": adminToken], logDirectory: work)
-        let admin = AllocatorClient(base: "http://127.0.0.1:\(Self.allocatorPort)", token: adminToken)
-        try await waitUntil("the allocator answers", process: allocator) { (try? await admin.send(.GET, "/healthz")) != nil }
+        let admin = try AllocatorClient(base: "http://127.0.0.1:\(Self.allocatorPort)", token: adminToken)
+        try await waitUntil("the allocator answers", process: allocator) { await admin.isAlive() }
 
         progress("allocator up")
         // Hosts register and lease their slices, as agents would.
+        // Each with a token that can do only its job: the edge reads the table, each host its
+        // own leases and (for its guard) its own slices.
         var slices: [Int: [EgressSlice]] = [:]
+        var hostTokens: [Int: String] = [:]
         for index in topology.hostIndices {
-            struct NewHost: Encodable { let name: String }
-            struct Acquire: Encodable { let count: Int; let ttlSeconds: Int }
-            let created = try await admin.call(.POST, "/v1/hosts", body: NewHost(name: topology.hostName(index)), as: ControlAPI.HostCreated.self)
-            let host = AllocatorClient(base: admin.base, token: created.token)
-            let leases = try await host.call(.POST, "/v1/leases", body: Acquire(count: slicesPerHost, ttlSeconds: 3600), as: LeaseList.self).leases
-            slices[index] = try leases.map { EgressSlice(address: try IPv4Address(parsing: $0.address), ports: try PortSet(parsing: $0.ports)) }
+            let created = try await admin.addHost(NewHost(name: topology.hostName(index)))
+            hostTokens[index] = created.token
+            let host = try AllocatorClient(base: admin.base, token: created.token)
+            slices[index] = try await host.acquire(AcquireRequest(count: slicesPerHost, ttlSeconds: 3600)).map(\.egressSlice)
         }
-        let version = try await admin.call(.GET, "/v1/slices", as: SliceTableVersion.self).version
+        let edgeToken = try await admin.addEdge(NewEdge(name: "lab-edge")).token
+        let version = try await admin.sliceTable().version
 
         let hostArguments = topology.hostIndices.flatMap { ["--host", "\(topology.hostName($0))=\(topology.hostSide(ofHost: $0))"] }
-        let edgeArguments = ["edge", "--server", admin.base, "--token", adminToken, "--reconcile", "1"] + hostArguments
+        let edgeArguments = ["edge", "--server", admin.base, "--token", edgeToken, "--reconcile", "1"] + hostArguments
         var edge = try LabProcess("edge", edgeArguments, logDirectory: work)
         let guards = try topology.hostIndices.map { index in
             try LabProcess("guard-\(topology.hostName(index))", [
                 "edge", "--host-guard", topology.hostName(index),
-                "--server", "http://\(topology.edgeSide(ofHost: index)):\(Self.allocatorPort)", "--token", adminToken,
+                "--server", "http://\(topology.edgeSide(ofHost: index)):\(Self.allocatorPort)", "--token", hostTokens[index]!,
             ], namespace: topology.namespace(ofHost: index), logDirectory: work)
         }
         let edgeTable = OwnedTable(name: EdgeRuleset.tableName)
         let guardTables = Dictionary(uniqueKeysWithValues: topology.hostIndices.map { ($0, OwnedTable(name: HostGuardRuleset.tableName, namespace: topology.namespace(ofHost: $0))) })
         let applyStarted = ContinuousClock.now
-        try await waitUntil("the edge applies slice table version \(version)", process: edge) { applied(version, edgeTable) }
+        // The row compares what each one applied (the version in its table's comment) with the
+        // version asked for, after waiting up to 20 s for it; a process that dies fails the run.
+        _ = try await waitUntil(process: edge) { appliedVersion(edgeTable) == version }
         for index in topology.hostIndices {
-            try await waitUntil("the guard of \(topology.hostName(index)) applies version \(version)", process: guards[index - 1]) { applied(version, guardTables[index]!) }
+            _ = try await waitUntil(process: guards[index - 1]) { appliedVersion(guardTables[index]!) == version }
         }
-        report.check("rules applied", true, "edge and \(guards.count) guards at slice table version \(version) within \((ContinuousClock.now - applyStarted).formatted(.units(allowed: [.milliseconds])))")
+        let appliedVersions = [("edge", appliedVersion(edgeTable))] + topology.hostIndices.map { ("guard \(topology.hostName($0))", appliedVersion(guardTables[$0]!)) }
+        let behind = appliedVersions.filter { $0.1 != version }
+        report.check("rules applied", behind.isEmpty,
+                     behind.isEmpty
+                        ? "edge and \(guards.count) guards at slice table version \(version) within \((ContinuousClock.now - applyStarted).formatted(.units(allowed: [.milliseconds])))"
+                        : "asked for version \(version); " + behind.map { "\($0.0) has \($0.1.map(String.init) ?? "nothing")" }.joined(separator: ", "))
 
         let server = Endpoint(LabTopology.internetAddress, Self.echoPort)
         let echo = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.internet)) { try EchoServers(server) }
@@ -230,10 +239,10 @@ struct LabRunner {
 
         progress("guard check done")
         // Restarting the edge: flows of live slices go on, with no state lost.
-        let restartVersion = try await admin.call(.GET, "/v1/slices", as: SliceTableVersion.self).version
+        let restartVersion = try await admin.sliceTable().version
         edge.stop()
         edge = try LabProcess("edge-restarted", edgeArguments, logDirectory: work)
-        try await waitUntil("the restarted edge applies version \(restartVersion)", process: edge) { applied(restartVersion, edgeTable) }
+        try await waitUntil("the restarted edge applies version \(restartVersion)", process: edge) { appliedVersion(edgeTable) == restartVersion }
         let keptFlows = kept.values.flatMap { $0 }
         let survived = keptFlows.filter { $0.echo("after the edge restarted") == nil }.count
         report.check("flows survive an edge restart", survived == keptFlows.count, "\(survived) of \(keptFlows.count) TCP flows opened before the restart still echo")
@@ -258,25 +267,33 @@ struct LabRunner {
         return report
     }
 
-    private func applied(_ version: Int64, _ table: OwnedTable) -> Bool {
-        ((try? table.listing()) ?? nil)?.contains("slice table version \(version);") ?? false
+    /// The slice-table version an edge or guard last applied, read from its table's comment
+    /// in the kernel; nil when it has applied none.
+    private func appliedVersion(_ table: OwnedTable) -> Int64? {
+        guard let listing = (try? table.listing()) ?? nil, let range = listing.range(of: "slice table version ") else { return nil }
+        return Int64(listing[range.upperBound...].prefix { $0.isNumber })
     }
 
     /// Polls `condition` every 50 ms for up to 20 s; fails naming what was awaited and the
     /// process's last words when it does not hold by then, or when the process died.
     private func waitUntil(_ what: String, process: LabProcess, _ condition: () async -> Bool) async throws {
+        guard try await waitUntil(process: process, condition) else {
+            throw CommandFailure("lab run: \(what) did not happen within 20 s; \(process.name) said:\n\(process.logTail)")
+        }
+    }
+
+    /// Polls `condition` every 50 ms for up to 20 s; whether it came to hold. Fails only when
+    /// the process died.
+    private func waitUntil(process: LabProcess, _ condition: () async -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            if await condition() { return }
-            guard process.isRunning else { throw CommandFailure("lab run: waiting for \(what), but \(process.name) exited:\n\(process.logTail)") }
+            if await condition() { return true }
+            guard process.isRunning else { throw CommandFailure("lab run: \(process.name) exited:\n\(process.logTail)") }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw CommandFailure("lab run: \(what) did not happen within 20 s; \(process.name) said:\n\(process.logTail)")
+        return false
     }
 }
-
-/// The version of `GET /v1/slices`, without decoding every slice.
-struct SliceTableVersion: Decodable { let version: Int64 }
 
 func percent(_ part: Int, of whole: Int) -> String {
     whole == 0 ? "-" : String(format: "%.1f%%", Double(part) * 100 / Double(whole))

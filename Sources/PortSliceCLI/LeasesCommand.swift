@@ -1,9 +1,8 @@
 import AsyncHTTPClient
 import ArgumentParser
 import Foundation
-import PortSliceControl
+import PortSliceAPI
 import PortSliceCore
-import PortSliceStore
 
 /// Milliseconds since 1970 as an ISO 8601 UTC time.
 func isoTime(_ milliseconds: Int64) -> String {
@@ -18,10 +17,10 @@ struct LeasesCommand: AsyncParsableCommand {
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        let list = try await server.client().call(.GET, "/v1/leases", as: LeaseList.self)
+        let leases = try await server.client().leases()
         print(renderTable(
             ["lease", "host", "address", "slice", "ports", "since", "expires"],
-            list.leases.map { ["\($0.id)", $0.host, $0.address, "\($0.slice)", $0.ports, isoTime($0.start), isoTime($0.expires)] }))
+            leases.map { ["\($0.id)", $0.host, $0.address.description, "\($0.slice)", $0.ports.description, isoTime($0.start), isoTime($0.expires)] }))
     }
 }
 
@@ -53,7 +52,7 @@ struct StatusCommand: AsyncParsableCommand {
         do {
             var request = HTTPClientRequest(url: "http://\(proxy)/status")
             request.method = .GET
-            let response = try await AllocatorClient.http.execute(request, timeout: .seconds(10))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
             let body = String(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
             guard response.status == .ok else { throw CommandFailure("the proxy at \(proxy) answered \(response.status.code): \(body)") }
             print("\nproxy at \(proxy)\n\(body)", terminator: "")
@@ -68,23 +67,23 @@ struct StatusCommand: AsyncParsableCommand {
 
     private func printAllocatorStatus() async throws {
         let client = try server.client()
-        let table = try await client.call(.GET, "/v1/slices", as: SliceTable.self)
+        let table = try await client.sliceTable()
         let byAddress = Dictionary(grouping: table.slices, by: \.address)
         let rows = byAddress.keys.sorted().map { address -> [String] in
             let slices = byAddress[address]!
-            func count(_ state: String) -> String { "\(slices.filter { $0.state == state }.count)" }
+            func count(_ state: SliceStatus) -> String { "\(slices.filter { $0.state == state }.count)" }
             let hosts = Set(slices.compactMap(\.host)).sorted().joined(separator: ",")
-            return [address.description, "\(slices.count)", count("leased"), count("free"), count("quarantined"), count("draining"), hosts]
+            return [address.description, "\(slices.count)", count(.leased), count(.free), count(.quarantined), count(.draining), hosts]
         }
         print("allocator at \(client.base)")
         print(renderTable(["address", "slices", "leased", "free", "quarantined", "draining", "hosts"], rows))
         print("\ntable version \(table.version)\n")
-        let report = try await client.call(.GET, "/v1/capacity", as: ControlAPI.CapacityReport.self)
+        let report = try await client.capacity()
         print(renderTable(
             ["trait class", "free", "leased", "quarantined", "draining"],
-            report.classes.map { [$0.traits, "\($0.free)", "\($0.leased)", "\($0.quarantined)", "\($0.draining)"] }))
+            report.classes.map { [$0.summary, "\($0.free)", "\($0.leased)", "\($0.quarantined)", "\($0.draining)"] }))
         for trait in report.classes {
-            if let warning = trait.warning { print("warning: \(trait.traits): \(warning)") }
+            if let warning = trait.warning { print("warning: \(trait.summary): \(warning)") }
         }
     }
 }
@@ -119,14 +118,14 @@ struct WhoCommand: AsyncParsableCommand {
         } else {
             throw ValidationError("--at '\(at)' must be ISO 8601 (2026-11-27T14:02:00Z), milliseconds since 1970, or 'now'.")
         }
-        let holders = try await server.client().call(.GET, "/v1/who?address=\(address)&port=\(port)&at=\(moment)", as: ControlAPI.Holders.self)
-        if holders.records.isEmpty {
+        let records = try await server.client().who(address: address, port: port, at: Moment(milliseconds: moment))
+        if records.isEmpty {
             print("nobody held \(address) port \(port) at \(isoTime(moment))")
             return
         }
         print(renderTable(
             ["host", "lease", "ports", "protocols", "from", "until"],
-            holders.records.map {
+            records.map {
                 [$0.host, "\($0.leaseID)", $0.ports.description, $0.protocols, isoTime($0.start.milliseconds), $0.end.map { isoTime($0.milliseconds) } ?? "now"]
             }))
     }

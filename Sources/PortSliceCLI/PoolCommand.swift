@@ -1,6 +1,5 @@
 import ArgumentParser
-import NIOHTTP1
-import PortSliceControl
+import PortSliceAPI
 import PortSliceCore
 
 /// `portslice pool`: the egress addresses the allocator slices.
@@ -27,20 +26,8 @@ struct PoolImportCommand: AsyncParsableCommand {
     @Option(help: "Ports per slice.")
     var sliceSize = 2048
 
-    @Option(help: ArgumentHelp("Ports to slice, LOW-HIGH.", valueName: "range"))
-    var range = PortRange.nonSystemPorts.description
-
-    struct NewAddress: Encodable {
-        let address: String
-        let country: String?
-        let region: String?
-        let city: String?
-        let category: String
-        let reputation: String?
-        let tags: [String]
-        let range: String
-        let sliceSize: Int
-    }
+    @Option(help: ArgumentHelp("Ports to slice, LOW-HIGH.", valueName: "range"), transform: { try PortRange(parsing: $0) })
+    var range = PortRange.nonSystemPorts
 
     func run() async throws {
         let feed = try Geofeed.read(readFile(file, what: "pool file"), source: file)
@@ -49,13 +36,8 @@ struct PoolImportCommand: AsyncParsableCommand {
         let client = try server.client()
         var added = 0, present = 0
         for egress in pool.addresses {
-            let traits = egress.traits
-            let body = NewAddress(
-                address: egress.address.description, country: traits.country?.rawValue, region: traits.region?.rawValue,
-                city: traits.city, category: traits.category.rawValue, reputation: traits.reputation?.rawValue,
-                tags: traits.tags, range: range, sliceSize: sliceSize)
             do {
-                try await client.send(.POST, "/v1/pool", body: body)
+                try await client.addAddress(NewAddress(address: egress.address, traits: egress.traits, range: range, sliceSize: sliceSize))
                 added += 1
             } catch let failure as APIFailure where failure.status == 409 {
                 present += 1
@@ -72,11 +54,9 @@ struct PoolAddressArguments: ParsableArguments {
     @Argument(help: ArgumentHelp("The address.", valueName: "ip"))
     var address: String
 
-    /// Sends `method` to the address's path under /v1/pool (plus `suffix`); the address it named.
-    func send(_ method: HTTPMethod, suffix: String = "") async throws -> IPv4Address {
-        let address = try IPv4Address(parsing: address)
-        try await server.client().send(method, "/v1/pool/\(address)\(suffix)")
-        return address
+    /// The address and a client to act on it with.
+    func target() throws -> (IPv4Address, AllocatorClient) {
+        (try IPv4Address(parsing: address), try server.client())
     }
 }
 
@@ -87,7 +67,8 @@ struct PoolDrainCommand: AsyncParsableCommand {
     @OptionGroup var target: PoolAddressArguments
 
     func run() async throws {
-        let address = try await target.send(.POST, suffix: "/drain")
+        let (address, client) = try target.target()
+        try await client.drain(address)
         print("\(address) is draining: no new leases; remove it once its leases and quarantines are over")
     }
 }
@@ -99,7 +80,8 @@ struct PoolRemoveCommand: AsyncParsableCommand {
     @OptionGroup var target: PoolAddressArguments
 
     func run() async throws {
-        let address = try await target.send(.DELETE)
+        let (address, client) = try target.target()
+        try await client.removeAddress(address)
         print("\(address) removed; its history stays in the assignment log")
     }
 }

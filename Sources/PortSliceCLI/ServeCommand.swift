@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import HummingbirdTLS
+import Logging
 import Metrics
+import NIOSSL
 import PortSliceAgent
 import PortSliceControl
 import PortSliceCore
@@ -28,13 +31,20 @@ struct ServeCommand: AsyncParsableCommand {
             the API on 127.0.0.1:7300 unless told otherwise. \
             Each setting can come from the command line, an environment variable (named beside \
             it) or a TOML file given with --config (keys data_dir, listen, database, pool, \
-            slice_size, quarantine_seconds), in that order of precedence. The admin token comes \
-            from PORTSLICE_ADMIN_TOKEN, or from DATA-DIR/admin-token, which is created with a \
-            random token on first start. Stops gracefully on SIGTERM or SIGINT.
+            slice_size, quarantine_seconds, tls_cert, tls_key), in that order of precedence. The \
+            admin token (at least 32 characters) comes from PORTSLICE_ADMIN_TOKEN, or from \
+            DATA-DIR/admin-token, which is created with a random token on first start. With \
+            --tls-cert and --tls-key the API speaks HTTPS only; serve it so whenever it listens \
+            beyond loopback. With --database, the allocator survives the database restarting or \
+            failing over (list the standby in the URL: postgres://u@primary,standby/db): requests \
+            get 503 while it is away and /readyz says not ready. Stops gracefully on SIGTERM or \
+            SIGINT.
 
             Example:
-              PORTSLICE_ADMIN_TOKEN=... portslice serve --pool pool.csv
+              PORTSLICE_ADMIN_TOKEN=$(openssl rand -hex 32) portslice serve --pool pool.csv
               curl -H "Authorization: Bearer $PORTSLICE_ADMIN_TOKEN" -d '{"name":"h1"}' http://127.0.0.1:7300/v1/hosts
+              portslice serve --listen 0.0.0.0:7300 --tls-cert cert.pem --tls-key key.pem \\
+                --database 'postgres://portslice@db1,db2/portslice?sslmode=verify-full&sslrootcert=db-ca.pem'
             """
     )
 
@@ -44,8 +54,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Address and port to listen on (PORTSLICE_LISTEN); port 0 picks one.", valueName: "host:port"))
     var listen: String?
 
-    @Option(help: ArgumentHelp("PostgreSQL URL, for several replicas sharing one database (PORTSLICE_DATABASE).", valueName: "url"))
+    @Option(help: ArgumentHelp(
+        "PostgreSQL URL, for several replicas sharing one database: postgres://USER[:PASSWORD]@HOST[:PORT][,HOST2...]/DB[?sslmode=disable|prefer|require|verify-ca|verify-full&sslrootcert=FILE] (PORTSLICE_DATABASE).",
+        valueName: "url"))
     var database: String?
+
+    @Option(help: ArgumentHelp("PEM certificate chain: serve HTTPS (with --tls-key) (PORTSLICE_TLS_CERT).", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key of --tls-cert (PORTSLICE_TLS_KEY).", valueName: "file"))
+    var tlsKey: String?
+
+    @OptionGroup var logging: LoggingOptions
 
     @Option(help: ArgumentHelp("Pool geofeed to add at start; addresses already present are kept (PORTSLICE_POOL).", valueName: "file"))
     var pool: String?
@@ -79,12 +99,16 @@ struct ServeCommand: AsyncParsableCommand {
     var runsDemo: Bool {
         let environment = ProcessInfo.processInfo.environment
         let configured = dataDir != nil || listen != nil || database != nil || pool != nil || sliceSize != nil || quarantine != nil || config != nil
+            || tlsCert != nil || tlsKey != nil
             || ["PORTSLICE_CONFIG", "PORTSLICE_DATA_DIR", "PORTSLICE_LISTEN", "PORTSLICE_DATABASE", "PORTSLICE_POOL", "PORTSLICE_SLICE_SIZE",
-                "PORTSLICE_QUARANTINE_SECONDS", "PORTSLICE_ADMIN_TOKEN"].contains { environment[$0] != nil }
+                "PORTSLICE_QUARANTINE_SECONDS", "PORTSLICE_ADMIN_TOKEN", "PORTSLICE_TLS_CERT", "PORTSLICE_TLS_KEY"].contains { environment[$0] != nil }
         return demo || !configured
     }
 
-    static let configKeys = ["data_dir", "listen", "database", "pool", "slice_size", "quarantine_seconds"]
+    static let configKeys = ["data_dir", "listen", "database", "pool", "slice_size", "quarantine_seconds", "tls_cert", "tls_key"]
+
+    /// The shortest admin token accepted: 128 bits of hex, so guessing it is out of reach.
+    static let minimumAdminTokenLength = 32
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -108,40 +132,80 @@ struct ServeCommand: AsyncParsableCommand {
             throw CommandFailure("listen address '\(listen)' must be HOST:PORT, such as 127.0.0.1:7300")
         }
         let host = String(listen[..<colon])
+        let tlsCert = try tlsCert ?? environment["PORTSLICE_TLS_CERT"] ?? file?.string("tls_cert")
+        let tlsKey = try tlsKey ?? environment["PORTSLICE_TLS_KEY"] ?? file?.string("tls_key")
+        let tls = try Self.serverTLS(certificate: tlsCert, key: tlsKey)
+        let logger = try logging.bootstrap("portslice.serve")
+        if tls == nil && !["127.0.0.1", "localhost", "::1"].contains(host) && !host.hasPrefix("127.") {
+            logger.warning("the API listens on \(host) in plain HTTP: tokens would cross the network unencrypted; serve with --tls-cert and --tls-key")
+        }
 
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let adminToken = try environment["PORTSLICE_ADMIN_TOKEN"] ?? Self.adminToken(in: dataDir)
+        guard adminToken.count >= Self.minimumAdminTokenLength else {
+            throw CommandFailure("""
+                the admin token is \(adminToken.count) characters; it must have at least \(Self.minimumAdminTokenLength). \
+                Make one with `openssl rand -hex 32` and set PORTSLICE_ADMIN_TOKEN (or write it to \(dataDir)/admin-token)
+                """)
+        }
         let store = if let database {
-            try await SQLSliceStore.openPostgres(url: database, quarantine: .seconds(quarantine))
+            try await SQLSliceStore.openPostgres(url: database, quarantine: .seconds(quarantine), logger: logger)
         } else {
-            try await SQLSliceStore.openSQLite(path: "\(dataDir)/portslice.sqlite", quarantine: .seconds(quarantine))
+            try await SQLSliceStore.openSQLite(path: "\(dataDir)/portslice.sqlite", quarantine: .seconds(quarantine), logger: logger)
         }
         if let pool { try await Self.importPool(pool, sliceSize: sliceSize, into: store) }
 
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry)
+        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry, logger: logger)
         let demo = runsDemo ? try await demoService(store: store, dataDir: dataDir, sliceSize: sliceSize) : nil
+        let scheme = tls == nil ? "http" : "https"
         let app = Application(
             router: api.router(),
+            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "portslice"),
-            services: [ExpiryReaper(store: store)],
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? 0
                 // Written straight to the descriptor, so scripts and tests see it at once.
-                FileHandle.standardOutput.write(Data("portslice allocator listening on \(host):\(bound)\n".utf8))
+                FileHandle.standardOutput.write(Data("portslice allocator listening on \(scheme)://\(host):\(bound)\n".utf8))
                 demo?.allocatorStarted(on: bound)
-            })
+            },
+            logger: logger)
         do {
-            // A group of its own so that the demo's agent stops (and releases its leases)
-            // while the allocator still answers: services stop in reverse order.
-            try await ServiceGroup(configuration: .init(services: [app] + (demo.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint],
-                                                        logger: app.logger)).run()
+            // The store first (on PostgreSQL it hears other replicas), the API last, so the API
+            // stops first. The demo's agent stops (and releases its leases) while the allocator
+            // still answers: services stop in reverse order. Every service has 4 s to stop, so
+            // a database that is away cannot hold a shutdown.
+            let services: [any Service] = [store, ExpiryReaper(store: store, logger: logger), app] + (demo.map { [$0] } ?? [])
+            var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration.maximumGracefulShutdownDuration = .seconds(4)
+            try await ServiceGroup(configuration: configuration).run()
         } catch {
             try? await store.close()
             throw error
         }
         try await store.close()
+    }
+
+    /// The server's TLS settings from a certificate chain and its key (PEM), or nil for plain
+    /// HTTP when neither is given.
+    static func serverTLS(certificate: String?, key: String?) throws -> TLSConfiguration? {
+        switch (certificate, key) {
+        case (nil, nil): return nil
+        case (nil, _): throw CommandFailure("--tls-key is given without --tls-cert; give both to serve HTTPS")
+        case (_, nil): throw CommandFailure("--tls-cert is given without --tls-key; give both to serve HTTPS")
+        case (let certificate?, let key?):
+            let chain: [NIOSSLCertificate]
+            do { chain = try NIOSSLCertificate.fromPEMFile(certificate) } catch {
+                throw CommandFailure("--tls-cert \(certificate) is not a readable PEM certificate chain: \(error)")
+            }
+            guard !chain.isEmpty else { throw CommandFailure("--tls-cert \(certificate) holds no certificate") }
+            let privateKey: NIOSSLPrivateKey
+            do { privateKey = try NIOSSLPrivateKey(file: key, format: .pem) } catch {
+                throw CommandFailure("--tls-key \(key) is not a readable PEM private key: \(error)")
+            }
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
+        }
     }
 
     /// The demo's pool and client geofeed in the data directory, the pool in the store, and
@@ -181,7 +245,10 @@ struct ServeCommand: AsyncParsableCommand {
             return String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         var random = SystemRandomNumberGenerator()
-        let token = (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined()
+        let token = (0..<4).map { _ in
+            let hex = String(random.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
         guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
             throw CommandFailure("cannot write the admin token to \(path); check the directory's permissions")
         }

@@ -1,16 +1,20 @@
 import ArgumentParser
 import Foundation
-import PortSliceControl
+import PortSliceAPI
 
-/// Where the allocator is and the token to use: shared by the commands that talk to it.
+/// Where the allocator is, the token to use and the CA to trust: shared by the commands that
+/// talk to it.
 struct ServerOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The allocator's URL (PORTSLICE_SERVER).", valueName: "url"))
+    @Option(help: ArgumentHelp("The allocator's URL, http:// or https:// (PORTSLICE_SERVER).", valueName: "url"))
     var server: String?
 
     @Option(help: ArgumentHelp(
-        "Token: the admin token for pool, hosts, leases, status and who, the host's own token for agent (PORTSLICE_TOKEN; else PORTSLICE_ADMIN_TOKEN, else ./portslice-data/admin-token).",
+        "Token: the admin token for pool, hosts, edges, leases, status and who; the host's own token for agent and edge --host-guard; an edge token for edge (PORTSLICE_TOKEN; else PORTSLICE_ADMIN_TOKEN, else ./portslice-data/admin-token).",
         valueName: "token"))
     var token: String?
+
+    @Option(help: ArgumentHelp("PEM file of a private CA to trust for an https:// allocator, instead of the system's roots (PORTSLICE_CA).", valueName: "file"))
+    var ca: String?
 
     func client() throws -> AllocatorClient {
         let environment = ProcessInfo.processInfo.environment
@@ -20,7 +24,13 @@ struct ServerOptions: ParsableArguments {
         guard let token = token ?? environment["PORTSLICE_TOKEN"] ?? environment["PORTSLICE_ADMIN_TOKEN"] ?? file else {
             throw CommandFailure("no token: pass --token, set PORTSLICE_TOKEN, or run where ./portslice-data/admin-token is")
         }
-        return AllocatorClient(base: base, token: token)
+        let client: AllocatorClient
+        do {
+            client = try AllocatorClient(base: base, token: token, caFile: ca ?? environment["PORTSLICE_CA"])
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        if let warning = client.plainTextWarning { printToStandardError("warning: \(warning)") }
+        return client
     }
 }
-

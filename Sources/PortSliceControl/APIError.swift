@@ -1,10 +1,11 @@
 import Foundation
 import Hummingbird
+import PortSliceAPI
 import PortSliceCore
 import PortSliceStore
 
-/// An error answer: a status and a JSON body `{"error": MESSAGE, "field": NAME}` that says
-/// what was wrong and, for bad input, which field.
+/// An error answer: a status and a JSON body (`ErrorBody`) that says what was wrong and, for
+/// bad input, which field.
 struct APIError: HTTPResponseError {
     let status: HTTPResponse.Status
     let message: String
@@ -16,17 +17,17 @@ struct APIError: HTTPResponseError {
         self.field = field
     }
 
-    static let unauthorized = APIError(.unauthorized, "send 'Authorization: Bearer TOKEN' with a host or admin token")
-    static let adminOnly = APIError(.forbidden, "this needs the admin token")
-    static let hostOnly = APIError(.forbidden, "this needs a host token")
+    static let unauthorized = APIError(.unauthorized, "send 'Authorization: Bearer TOKEN' with an admin, host or edge token")
+    static let databaseUnavailable = APIError(.serviceUnavailable, ErrorBody.databaseUnavailable)
 
-    private struct Body: Encodable {
-        let error: String
-        let field: String?
+    /// The answer to a caller whose role the route does not admit.
+    static func forbidden(_ route: APIRoute) -> APIError {
+        let roles = route.roles.map(\.rawValue).sorted().joined(separator: " or ")
+        return APIError(.forbidden, "\(route) needs the \(roles) token")
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        var response = try JSONEncoder().encode(Body(error: message, field: field), from: request, context: context)
+        var response = try JSONEncoder().encode(ErrorBody(error: message, field: field), from: request, context: context)
         response.status = status
         return response
     }
@@ -36,9 +37,9 @@ struct APIError: HTTPResponseError {
         switch error {
         case .quarantineTooShort, .badCount, .badTimeToLive, .badHostName:
             self.init(.badRequest, error.description, field: Self.field(of: error))
-        case .duplicateAddress, .duplicateHost, .addressInUse:
+        case .duplicateAddress, .duplicateHost, .duplicateEdge, .addressInUse:
             self.init(.conflict, error.description)
-        case .unknownAddress, .unknownLease:
+        case .unknownAddress, .unknownLease, .unknownHost, .unknownEdge:
             self.init(.notFound, error.description)
         case .notYourLease:
             self.init(.forbidden, error.description)

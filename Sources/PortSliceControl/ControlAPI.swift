@@ -1,25 +1,34 @@
 import Foundation
 import Hummingbird
-import ServiceLifecycle
+import Logging
+import PortSliceAPI
 import PortSliceCore
 import PortSliceStore
 import Prometheus
+import ServiceLifecycle
+import Synchronization
 
-/// The allocator's HTTP API, versioned under `/v1`, JSON in and out.
+/// The allocator's HTTP API (`PortSliceAPI.APIRoute` lists it), JSON in and out.
 ///
-/// Hosts authenticate with their own token (`Authorization: Bearer NAME.SECRET`) and may only
-/// renew or release their own leases; the operator uses the admin token, which is known here
-/// only as a SHA-256 hash and compared in constant time. Bodies above 64 KiB are refused.
+/// Each route admits the roles it names: the admin token (known here only as a SHA-256 hash
+/// and compared in constant time), a host's token (its own leases, its own part of the slice
+/// table) or an edge's (the slice table). While the database cannot be reached, every route
+/// that needs it answers 503 `{"error": "database unavailable"}` within
+/// `SQLSliceStore.operationTimeout`, and `/readyz` says why. Bodies above 64 KiB are refused.
 public struct ControlAPI: Sendable {
     public let store: any SliceStore
     private let adminTokenHash: String
     private let now: @Sendable () -> Moment
     private let registry: PrometheusCollectorRegistry
+    private let logger: Logger
+    private let health: DatabaseHealth
     /// Lease time when a request names none.
     public var defaultTimeToLive = Duration.seconds(300)
     /// How long `GET /v1/slices?since=V` waits for a newer table before answering anyway.
     public var longPollTimeout = Duration.seconds(25)
     public static let maximumBodyBytes = 64 * 1024
+    /// A class is about to run out when fewer than this share of its slices are free.
+    public static let lowCapacityShare = 0.1
 
     /// - Parameters:
     ///   - adminTokenHash: `HostToken.hash(of: adminToken)`.
@@ -28,103 +37,180 @@ public struct ControlAPI: Sendable {
     ///     with it, so request counts and latencies land there too.
     public init(
         store: any SliceStore, adminTokenHash: String, now: @escaping @Sendable () -> Moment = { .current },
-        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), logger: Logger = Logger(label: "portslice.api")
     ) {
         self.store = store
         self.adminTokenHash = adminTokenHash
         self.now = now
         self.registry = registry
+        self.logger = logger
+        health = DatabaseHealth(registry: registry)
     }
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: MetricsMiddleware())
-        router.get("healthz") { _, _ in "ok" }
-        router.get("metrics") { _, _ in try await self.metrics() }
-        let v1 = router.group("v1")
-        v1.post("hosts") { request, context in try await self.addHost(request, context) }
-        v1.post("leases") { request, context in try await self.acquire(request, context) }
-        v1.get("leases") { request, _ in try await self.listLeases(request) }
-        v1.post("leases/renew") { request, context in try await self.renewAll(request, context) }
-        v1.post("leases/:id/renew") { request, context in try await self.renew(request, context) }
-        v1.delete("leases/:id") { request, context in try await self.release(request, context) }
-        v1.post("pool") { request, context in try await self.addAddress(request, context) }
-        v1.post("pool/:address/drain") { request, context in try await self.drain(request, context) }
-        v1.delete("pool/:address") { request, context in try await self.removeAddress(request, context) }
-        v1.get("who") { request, _ in try await self.who(request) }
-        v1.get("slices") { request, _ in try await self.sliceTable(request) }
-        v1.get("capacity") { request, _ in try await self.capacity(request) }
+        on(router, .health) { _, _, _ in Self.text("ok") }
+        on(router, .readiness) { _, _, _ in try await readiness() }
+        on(router, .metrics) { _, _, _ in Self.text(await metrics()) }
+        on(router, .openAPIDocument) { _, _, _ in Self.text(OpenAPIDocument.yaml, contentType: "application/yaml") }
+        on(router, .addHost) { request, context, _ in
+            let body = try await decode(NewHost.self, request)
+            let token = try await store.addHost(body.name, labels: body.labels ?? [:], now: now())
+            return try Self.json(IssuedToken(name: body.name, token: token), status: .created)
+        }
+        on(router, .rotateHost) { _, context, _ in
+            let name = try Self.parameter("name", context)
+            return try Self.json(IssuedToken(name: name, token: try await store.rotateToken(of: .host(name))))
+        }
+        on(router, .removeHost) { _, context, _ in
+            try await store.removeHost(try Self.parameter("name", context), now: now())
+            return Response(status: .noContent)
+        }
+        on(router, .addEdge) { request, _, _ in
+            let body = try await decode(NewEdge.self, request)
+            let token = try await store.addEdge(body.name, now: now())
+            return try Self.json(IssuedToken(name: body.name, token: token), status: .created)
+        }
+        on(router, .rotateEdge) { _, context, _ in
+            let name = try Self.parameter("name", context)
+            return try Self.json(IssuedToken(name: name, token: try await store.rotateToken(of: .edge(name))))
+        }
+        on(router, .removeEdge) { _, context, _ in
+            try await store.removeEdge(try Self.parameter("name", context))
+            return Response(status: .noContent)
+        }
+        on(router, .acquire) { request, _, caller in
+            let body = try await decode(AcquireRequest.self, request)
+            let leases = try await store.acquire(
+                host: caller.name, traits: body.traits, count: body.count ?? 1,
+                timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
+            return try Self.json(try await leaseList(leases), status: .created)
+        }
+        on(router, .listLeases) { _, _, caller in
+            try await store.advance(to: now())
+            let leases = if case .admin = caller { try await store.allLeases() } else { try await store.leases(of: caller.name) }
+            return try Self.json(try await leaseList(leases))
+        }
+        on(router, .renewAll) { request, _, caller in
+            let timeToLive = try await renewalTime(request)
+            return try Self.json(try await leaseList(try await store.renewAll(host: caller.name, timeToLive: timeToLive, now: now())))
+        }
+        on(router, .renew) { request, context, caller in
+            let id = try Self.leaseID(context)
+            let lease = try await store.renew(id, host: caller.name, timeToLive: try await renewalTime(request), now: now())
+            return try Self.json(LeaseBody(lease, traits: try await store.traits(of: [lease.slice.address])[lease.slice.address]))
+        }
+        on(router, .release) { _, context, caller in
+            try await store.release(try Self.leaseID(context), host: caller.name, now: now())
+            return Response(status: .noContent)
+        }
+        on(router, .addAddress) { request, _, _ in
+            let body = try await decode(NewAddress.self, request)
+            if body.sliceSize != nil && body.slices != nil {
+                throw APIError(.badRequest, "give sliceSize or slices, not both", field: "slices")
+            }
+            let layout: SlicePlan.Layout = body.slices.map { .sliceCount($0) } ?? .portsPerSlice(body.sliceSize ?? 2048)
+            let plan = try Self.field(body.slices != nil ? "slices" : "sliceSize") {
+                try SlicePlan(range: body.range ?? .nonSystemPorts, layout: layout)
+            }
+            try await store.add(EgressAddress(address: body.address, traits: body.traits), plan: plan)
+            return Response(status: .created)
+        }
+        on(router, .drain) { _, context, _ in
+            try await store.drain(try Self.addressParameter(context), now: now())
+            return Response(status: .noContent)
+        }
+        on(router, .removeAddress) { _, context, _ in
+            try await store.remove(try Self.addressParameter(context), now: now())
+            return Response(status: .noContent)
+        }
+        on(router, .who) { request, _, _ in
+            let query = request.uri.queryParameters
+            let address = try Self.field("address") { try IPv4Address(parsing: String(query["address"] ?? "")) }
+            guard let port = query["port"].flatMap({ UInt16($0) }) else {
+                throw APIError(.badRequest, "port must be a number 0-65535", field: "port")
+            }
+            guard let at = query["at"].flatMap({ Int64($0) }) else {
+                throw APIError(.badRequest, "at must be a time in milliseconds since 1970", field: "at")
+            }
+            return try Self.json(Holders(records: try await store.who(address: address, port: port, at: Moment(milliseconds: at))))
+        }
+        on(router, .sliceTable) { request, _, caller in
+            let table = try await sliceTable(request)
+            return try Self.json(caller.role == .host ? table.held(by: caller.name) : table)
+        }
+        on(router, .capacity) { _, _, _ in try Self.json(try await capacity()) }
         return router
     }
 
-    // MARK: - Routes
+    // MARK: - Dispatch
 
-    struct NewHost: Decodable {
-        let name: String
-        let labels: [String: String]?
+    /// Who is calling, once the token is checked.
+    enum Caller {
+        case anonymous, admin, principal(Principal)
+
+        var role: Role? {
+            switch self {
+            case .anonymous: nil
+            case .admin: .admin
+            case .principal(.host): .host
+            case .principal(.edge): .edge
+            }
+        }
+
+        /// The host's or edge's name ("" otherwise: routes for them only are never reached
+        /// by others).
+        var name: String {
+            if case .principal(let principal) = self { principal.name } else { "" }
+        }
     }
 
-    public struct HostCreated: ResponseEncodable, Decodable, Sendable {
-        public let name: String
-        /// Shown once: only its hash is stored.
-        public let token: String
-    }
-
-    private func addHost(_ request: Request, _ context: BasicRequestContext) async throws -> EditedResponse<HostCreated> {
-        try await requireAdmin(request)
-        let body = try await decode(NewHost.self, request, context)
-        let token = try await allocation { try await store.addHost(body.name, labels: body.labels ?? [:], now: now()) }
-        return EditedResponse(status: .created, response: HostCreated(name: body.name, token: token))
-    }
-
-    /// The trait fields a request body may carry beside its own (acquire, pool add).
-    struct TraitFields: Decodable {
-        let country: String?
-        let region: String?
-        let city: String?
-        let category: String?
-        let reputation: String?
-        let tags: [String]?
-
-        /// The traits, each field checked and named when it is refused.
-        func traits() throws -> Traits {
-            let countryCode = try ControlAPI.field("country") { try country.map { try CountryCode(parsing: $0) } }
-            let regionCode = try ControlAPI.field("region") { try region.map { try RegionCode(parsing: $0, country: countryCode) } }
-            let categoryValue = try ControlAPI.field("category") { try category.map { try Category(parsing: $0) } ?? .unknown }
-            let tier = try ControlAPI.field("reputation") { try reputation.map { try ReputationTier(parsing: $0) } }
-            return try ControlAPI.field("region") {
-                try Traits(country: countryCode, region: regionCode, city: city, category: categoryValue, reputation: tier, tags: tags ?? [])
+    /// Registers `route`: the caller is authenticated and checked against the route's roles
+    /// before `handle` runs, and refusals and outages become their answers.
+    private func on(
+        _ router: Router<BasicRequestContext>, _ route: APIRoute, _ handle: @escaping @Sendable (Request, BasicRequestContext, Caller) async throws -> Response
+    ) {
+        let path = RouterPath(route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
+        router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue)!) { request, context in
+            do {
+                let caller = try await authorize(request, for: route)
+                return try await handle(request, context, caller)
+            } catch let error as AllocationError {
+                throw APIError(error)
+            } catch is DatabaseUnavailable {
+                health.recordOutage()
+                throw APIError.databaseUnavailable
             }
         }
     }
 
-    struct AcquireRequest: Decodable {
-        let count: Int?
-        let ttlSeconds: Int64?
+    /// Checks the bearer token against the route's roles. The admin token needs no database;
+    /// a host's or edge's is looked up (so it fails as unavailable while the database is away).
+    private func authorize(_ request: Request, for route: APIRoute) async throws -> Caller {
+        guard !route.roles.isEmpty else { return .anonymous }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            health.recordAuthenticationFailure("missing")
+            throw APIError.unauthorized
+        }
+        let token = String(header.dropFirst("Bearer ".count))
+        let caller: Caller
+        if HostToken.matches(token, hash: adminTokenHash) {
+            caller = .admin
+        } else if let principal = try await store.principal(authenticatedBy: token) {
+            caller = .principal(principal)
+        } else {
+            health.recordAuthenticationFailure("unknown")
+            throw APIError.unauthorized
+        }
+        guard let role = caller.role, route.roles.contains(role) else {
+            health.recordAuthenticationFailure("forbidden")
+            throw APIError.forbidden(route)
+        }
+        return caller
     }
 
-    private func acquire(_ request: Request, _ context: BasicRequestContext) async throws -> EditedResponse<LeaseList> {
-        let host = try await requireHost(request)
-        let json = try await bodyBytes(request)
-        let body = try Self.decode(AcquireRequest.self, json)
-        let traits = try Self.decode(TraitFields.self, json).traits()
-        let leases = try await allocation {
-            try await store.acquire(
-                host: host, traits: traits, count: body.count ?? 1,
-                timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
-        }
-        return EditedResponse(status: .created, response: try await leaseList(leases))
-    }
-
-    private func listLeases(_ request: Request) async throws -> LeaseList {
-        let caller = try await authenticate(request)
-        try await store.advance(to: now())
-        let leases = switch caller {
-        case .admin: try await store.allLeases()
-        case .host(let host): try await store.leases(of: host)
-        }
-        return try await leaseList(leases)
-    }
+    // MARK: - Answers that need more than one store call
 
     /// Leases as the API answers them, each with its address's traits: a host chooses among
     /// the addresses it holds by them.
@@ -133,138 +219,34 @@ public struct ControlAPI: Sendable {
         return LeaseList(leases: leases.map { LeaseBody($0, traits: traits[$0.slice.address]) })
     }
 
-    struct RenewRequest: Decodable {
-        let ttlSeconds: Int64?
-    }
-
     /// The lease time a renewal asks for; an empty body asks for the default.
-    private func renewalTime(_ request: Request, _ context: BasicRequestContext) async throws -> Duration {
-        let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest(ttlSeconds: nil)
-            : try await decode(RenewRequest.self, request, context)
+    private func renewalTime(_ request: Request) async throws -> Duration {
+        let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest()
+            : try await decode(RenewRequest.self, request)
         return body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
     }
 
-    private func renew(_ request: Request, _ context: BasicRequestContext) async throws -> LeaseBody {
-        let host = try await requireHost(request)
-        let id = try Self.leaseID(context)
-        let timeToLive = try await renewalTime(request, context)
-        let lease = try await allocation { try await store.renew(id, host: host, timeToLive: timeToLive, now: now()) }
-        return LeaseBody(lease, traits: try await store.traits(of: [lease.slice.address])[lease.slice.address])
-    }
-
-    /// Renews every lease of the calling host in one transaction: what an agent sends each period.
-    private func renewAll(_ request: Request, _ context: BasicRequestContext) async throws -> LeaseList {
-        let host = try await requireHost(request)
-        let timeToLive = try await renewalTime(request, context)
-        let leases = try await allocation { try await store.renewAll(host: host, timeToLive: timeToLive, now: now()) }
-        return try await leaseList(leases)
-    }
-
-    private func release(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
-        let host = try await requireHost(request)
-        let id = try Self.leaseID(context)
-        try await allocation { try await store.release(id, host: host, now: now()) }
-        return .noContent
-    }
-
-    struct NewAddress: Decodable {
-        let address: String
-        /// Ports to slice, `LOW-HIGH`; 1024-65535 by default.
-        let range: String?
-        let sliceSize: Int?
-        let slices: Int?
-    }
-
-    private func addAddress(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
-        try await requireAdmin(request)
-        let json = try await bodyBytes(request)
-        let body = try Self.decode(NewAddress.self, json)
-        let address = try Self.field("address") { try IPv4Address(parsing: body.address) }
-        let traits = try Self.decode(TraitFields.self, json).traits()
-        let range = try Self.field("range") { try PortRange(parsing: body.range ?? PortRange.nonSystemPorts.description) }
-        if body.sliceSize != nil && body.slices != nil {
-            throw APIError(.badRequest, "give sliceSize or slices, not both", field: "slices")
-        }
-        let layout: SlicePlan.Layout = body.slices.map { .sliceCount($0) } ?? .portsPerSlice(body.sliceSize ?? 2048)
-        let plan = try Self.field(body.slices != nil ? "slices" : "sliceSize") { try SlicePlan(range: range, layout: layout) }
-        try await allocation { try await store.add(EgressAddress(address: address, traits: traits), plan: plan) }
-        return .created
-    }
-
-    private func drain(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
-        try await requireAdmin(request)
-        let address = try Self.addressParameter(context)
-        try await allocation { try await store.drain(address, now: now()) }
-        return .noContent
-    }
-
-    private func removeAddress(_ request: Request, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
-        try await requireAdmin(request)
-        let address = try Self.addressParameter(context)
-        try await allocation { try await store.remove(address, now: now()) }
-        return .noContent
-    }
-
-    public struct Holders: ResponseEncodable, Decodable, Sendable {
-        public let records: [AssignmentRecord]
-    }
-
-    /// `GET /v1/who?address=IP&port=P&at=MILLISECONDS`: who held that port then.
-    private func who(_ request: Request) async throws -> Holders {
-        try await requireAdmin(request)
-        let query = request.uri.queryParameters
-        let address = try Self.field("address") { try IPv4Address(parsing: String(query["address"] ?? "")) }
-        guard let port = query["port"].flatMap({ UInt16($0) }) else {
-            throw APIError(.badRequest, "port must be a number 0-65535", field: "port")
-        }
-        guard let at = query["at"].flatMap({ Int64($0) }) else {
-            throw APIError(.badRequest, "at must be a time in milliseconds since 1970", field: "at")
-        }
-        return Holders(records: try await store.who(address: address, port: port, at: Moment(milliseconds: at)))
-    }
-
-    /// `GET /v1/slices[?since=VERSION]`: the slice table edges steer by. With `since`, the
-    /// answer waits (up to `longPollTimeout`) until the table is newer than that version; the
-    /// version is read from the database, so a change made through another replica counts too.
+    /// `GET /v1/slices[?since=VERSION]`: with `since`, the answer waits (up to
+    /// `longPollTimeout`) until the table is newer than that version. The wait asks nothing of
+    /// the database: the store's version feed hears this replica's commits and, on
+    /// PostgreSQL, every other replica's. A server shutting down answers at once.
     private func sliceTable(_ request: Request) async throws -> SliceTable {
-        try await requireAdmin(request)
         if let text = request.uri.queryParameters["since"] {
             guard let since = Int64(text) else { throw APIError(.badRequest, "since must be a table version number", field: "since") }
-            let deadline = ContinuousClock.now + longPollTimeout
-            // A server shutting down answers at once rather than holding its shutdown for a poll.
-            while try await store.tableVersion() <= since && ContinuousClock.now < deadline && !Task.isShuttingDownGracefully {
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            let timeout = longPollTimeout
+            _ = try? await cancelWhenGracefulShutdown { await store.versions.wait(newerThan: since, timeout: timeout) }
         }
         return try await store.sliceTable()
     }
 
-    /// Slices of one trait class, with a warning when few are left.
-    public struct ClassCapacity: Codable, Sendable {
-        public let traits: String
-        public let free: Int
-        public let leased: Int
-        public let quarantined: Int
-        public let draining: Int
-        public let warning: String?
-    }
-
-    public struct CapacityReport: ResponseEncodable, Decodable, Sendable {
-        public let classes: [ClassCapacity]
-    }
-
-    /// A class is about to run out when fewer than this share of its slices are free.
-    public static let lowCapacityShare = 0.1
-
-    /// `GET /v1/capacity`: per trait class, how many slices are free, leased, quarantined and
-    /// draining, and a warning for a class that is (nearly) exhausted.
-    private func capacity(_ request: Request) async throws -> CapacityReport {
-        try await requireAdmin(request)
+    /// Per trait class, how many slices are free, leased, quarantined and draining, and a
+    /// warning for a class that is (nearly) exhausted.
+    private func capacity() async throws -> CapacityReport {
         try await store.advance(to: now())
-        let counts = Dictionary(grouping: try await store.capacity(), by: \.traits.summary)
-        return CapacityReport(classes: counts.keys.sorted().map { traits in
-            func count(_ state: String) -> Int { counts[traits]!.filter { $0.state == state }.reduce(0) { $0 + $1.count } }
-            let free = count("free"), leased = count("leased"), quarantined = count("quarantined"), draining = count("draining")
+        let counts = Dictionary(grouping: try await store.capacity(), by: \.traits)
+        return CapacityReport(classes: counts.keys.sorted { $0.summary < $1.summary }.map { traits in
+            func count(_ state: SliceStatus) -> Int { counts[traits]!.filter { $0.state == state }.reduce(0) { $0 + $1.count } }
+            let free = count(.free), leased = count(.leased), quarantined = count(.quarantined), draining = count(.draining)
             let usable = free + leased + quarantined
             let warning: String? = if free == 0 {
                 "no free slice: requests for this class get 503 until slices are released or addresses are added"
@@ -277,65 +259,56 @@ public struct ControlAPI: Sendable {
         })
     }
 
-    /// `GET /metrics`: Prometheus text. Slice counts per trait class and state are read from
-    /// the store at each scrape; request counts and latencies come from swift-metrics.
-    private func metrics() async throws -> String {
-        try await store.advance(to: now())
-        var leased = 0
-        for count in try await store.capacity() {
-            registry.makeGauge(
-                descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "slices", unitName: "", helpText: "Slices per trait class and state"),
-                labels: [("traits", count.traits.summary), ("state", count.state)]
-            ).set(Double(count.count))
-            if count.state == "leased" { leased += count.count }
+    /// `/readyz`: 200 when the database answers, else 503 with the reason.
+    private func readiness() async throws -> Response {
+        do {
+            try await store.ping()
+            health.recordUp()
+            return try Self.json(Readiness(ready: true, reason: nil))
+        } catch {
+            health.recordOutage(answered503: false)
+            return try Self.json(Readiness(ready: false, reason: "\(error)"), status: .serviceUnavailable)
         }
-        registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "leases", unitName: "", helpText: "Leases held now")).set(Double(leased))
+    }
+
+    /// Prometheus text. Slice counts per trait class and state are read from the store at
+    /// each scrape (left out while the database is away); request counts and latencies come
+    /// from swift-metrics.
+    private func metrics() async -> String {
+        do {
+            try await store.advance(to: now())
+            var leased = 0
+            for count in try await store.capacity() {
+                registry.makeGauge(
+                    descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "slices", unitName: "", helpText: "Slices per trait class and state"),
+                    labels: [("traits", count.traits.summary), ("state", count.state.rawValue)]
+                ).set(Double(count.count))
+                if count.state == .leased { leased += count.count }
+            }
+            registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "leases", unitName: "", helpText: "Leases held now")).set(Double(leased))
+            health.recordUp()
+        } catch {
+            health.recordOutage(answered503: false)
+        }
         var text: [UInt8] = []
         registry.emit(into: &text)
         return String(decoding: text, as: UTF8.self)
     }
 
-    // MARK: - Authentication
-
-    enum Caller { case admin, host(String) }
-
-    private func authenticate(_ request: Request) async throws -> Caller {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
-        let token = String(header.dropFirst("Bearer ".count))
-        if HostToken.matches(token, hash: adminTokenHash) { return .admin }
-        if let host = try await store.host(authenticatedBy: token) { return .host(host) }
-        throw APIError.unauthorized
-    }
-
-    private func requireAdmin(_ request: Request) async throws {
-        guard case .admin = try await authenticate(request) else { throw APIError.adminOnly }
-    }
-
-    private func requireHost(_ request: Request) async throws -> String {
-        guard case .host(let host) = try await authenticate(request) else { throw APIError.hostOnly }
-        return host
-    }
-
-    // MARK: - Input
+    // MARK: - Input and output
 
     /// The JSON body as `T`, at most `maximumBodyBytes`; a bad field is named in the answer.
-    private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
-        try Self.decode(T.self, try await bodyBytes(request))
-    }
-
-    private func bodyBytes(_ request: Request) async throws -> Data {
+    private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let json: Data
         do {
-            return Data(try await request.body.collect(upTo: Self.maximumBodyBytes).readableBytesView)
+            json = Data(try await request.body.collect(upTo: Self.maximumBodyBytes).readableBytesView)
         } catch {
             throw APIError(.contentTooLarge, "the body is larger than \(Self.maximumBodyBytes) bytes")
         }
-    }
-
-    private static func decode<T: Decodable>(_ type: T.Type, _ json: Data) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: json)
         } catch let error as DecodingError {
-            throw apiError(error)
+            throw Self.apiError(error)
         } catch {
             throw APIError(.badRequest, "the body is not valid JSON: \(error)")
         }
@@ -349,15 +322,24 @@ public struct ControlAPI: Sendable {
         case .typeMismatch(_, let context), .valueNotFound(_, let context):
             return APIError(.badRequest, "'\(name(context.codingPath) ?? "body")' has the wrong type", field: name(context.codingPath))
         case .dataCorrupted(let context):
-            return APIError(.badRequest, "the body is not valid JSON: \(context.debugDescription)", field: name(context.codingPath))
+            // A field the contract parsed and refused names itself; otherwise the JSON is broken.
+            if let field = name(context.codingPath) { return APIError(.badRequest, context.debugDescription, field: field) }
+            return APIError(.badRequest, "the body is not valid JSON: \(context.debugDescription)")
         @unknown default:
             return APIError(.badRequest, "the body could not be read")
         }
     }
 
     /// Runs `body`, naming `field` when its input is refused.
-    fileprivate static func field<T>(_ field: String, _ body: () throws -> T) throws -> T {
+    private static func field<T>(_ field: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch { throw APIError(.badRequest, "\(error)", field: field) }
+    }
+
+    private static func parameter(_ name: String, _ context: BasicRequestContext) throws -> String {
+        guard let value = context.parameters.get(name), !value.isEmpty else {
+            throw APIError(.badRequest, "the path needs a \(name)", field: name)
+        }
+        return value
     }
 
     private static func leaseID(_ context: BasicRequestContext) throws -> Int64 {
@@ -371,41 +353,60 @@ public struct ControlAPI: Sendable {
         try field("address") { try IPv4Address(parsing: context.parameters.get("address") ?? "") }
     }
 
-    /// Maps refused allocation requests to their HTTP answers.
-    private func allocation<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch let error as AllocationError { throw APIError(error) }
+    private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
+    }
+
+    private static func text(_ text: String, contentType: String = "text/plain; charset=utf-8") -> Response {
+        Response(status: .ok, headers: [.contentType: contentType], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 }
 
-/// A lease as the API shows it (times in milliseconds since 1970).
-public struct LeaseBody: ResponseEncodable, Decodable, Sendable {
-    public let id: Int64
-    public let host: String
-    public let address: String
-    public let slice: Int
-    public let ports: String
-    public let start: Int64
-    public let expires: Int64
-    /// The traits of the slice's address (absent in answers from older allocators).
-    public let traits: Traits?
+/// The database's state as the API saw it last, and the metrics that count outages and
+/// refused tokens.
+final class DatabaseHealth: Sendable {
+    private let up = Mutex(true)
+    private let outages: Counter
+    private let unavailableAnswers: Counter
+    private let upGauge: Gauge
+    private let registry: PrometheusCollectorRegistry
 
-    init(_ lease: Lease, traits: Traits?) {
-        id = lease.id
-        host = lease.host
-        address = lease.slice.address.description
-        slice = lease.slice.index
-        ports = lease.ports.description
-        start = lease.start.milliseconds
-        expires = lease.expires.milliseconds
-        self.traits = traits
+    init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+        outages = registry.makeCounter(descriptor: MetricNameDescriptor(
+            namespace: "portslice", metricName: "database_outages", unitName: "", helpText: "Times the database was found unreachable after answering"))
+        unavailableAnswers = registry.makeCounter(descriptor: MetricNameDescriptor(
+            namespace: "portslice", metricName: "database_unavailable_answers", unitName: "", helpText: "Requests answered 503 because the database was unreachable"))
+        upGauge = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "portslice", metricName: "database_up", unitName: "", helpText: "1 while the database answers, 0 while it does not"))
+        upGauge.set(Int64(1))
+    }
+
+    /// The database did not answer; `answered503` when a request got 503 for it.
+    func recordOutage(answered503: Bool = true) {
+        if answered503 { unavailableAnswers.increment() }
+        let wasUp = up.withLock { wasUp in
+            defer { wasUp = false }
+            return wasUp
+        }
+        if wasUp { outages.increment() }
+        upGauge.set(Int64(0))
+    }
+
+    func recordUp() {
+        up.withLock { $0 = true }
+        upGauge.set(Int64(1))
+    }
+
+    func recordAuthenticationFailure(_ reason: String) {
+        registry.makeCounter(
+            descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "authentication_failures", unitName: "",
+                                             helpText: "Requests refused for their token: missing, unknown, or forbidden for the route"),
+            labels: [("reason", reason)]
+        ).increment()
     }
 }
-
-public struct LeaseList: ResponseEncodable, Decodable, Sendable {
-    public let leases: [LeaseBody]
-}
-
-extension SliceTable: ResponseEncodable {}
 
 extension Moment {
     /// The wall clock now.

@@ -1,4 +1,4 @@
-import PortSliceStore
+import PortSliceCore
 
 /// What this process programs: the edge's steering (with policy routes to each host), or the
 /// guard on one host.

@@ -1,6 +1,5 @@
 import Foundation
 import PortSliceCore
-import PortSliceStore
 
 /// The edge's nftables table: packets for a shared address get the mark of the host that owns
 /// their destination port (or, for an ICMP error, the source port of the packet it quotes),
@@ -75,7 +74,7 @@ public enum HostGuardRuleset {
     /// - Throws: `SliceTableError` when the table is malformed or conflicts with itself.
     public static func render(_ table: SliceTable, host: String, counters: CounterValues = [:]) throws(SliceTableError) -> String {
         let plan = try SteeringPlan(table: table, hosts: [])
-        let owned = table.slices.filter { $0.state == "leased" && $0.host == host }
+        let owned = table.slices.filter { $0.state == .leased && $0.host == host }
             .flatMap { entry in entry.ports.runs.map { "\(entry.address) . \($0.nftables)" } }
         var script = NFTablesScript(table: tableName, comment: "portslice host guard for \(host): slice table version \(table.version); managed by portslice, do not edit")
         for name in counterNames { script.counter(name, carrying: counters) }

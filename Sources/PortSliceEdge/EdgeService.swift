@@ -1,4 +1,4 @@
-import PortSliceStore
+import PortSliceCore
 
 /// Follows a slice table source and keeps the kernel's rules in step with it until cancelled,
 /// then removes what it installed. Failures are reported and never stop the edge: the rules in

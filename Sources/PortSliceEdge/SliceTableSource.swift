@@ -1,8 +1,6 @@
-import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOHTTP1
-import PortSliceStore
+import PortSliceAPI
+import PortSliceCore
 
 /// Where the edge learns the slice table from.
 public protocol SliceTableSource: Sendable {
@@ -54,37 +52,29 @@ public actor SliceTableFile: SliceTableSource {
 }
 
 /// Follows the allocator's table with long polls: each request returns once the table is newer
-/// than the version last seen (or after the server's poll timeout, with the same table).
+/// than the version last seen (or after the server's poll timeout, with the same table). An
+/// edge calls with an edge token and sees the whole table; a host's guard calls with the
+/// host's token and sees the host's own slices.
 public actor AllocatorSliceTable: SliceTableSource {
-    public nonisolated let base: String
-    private let token: String
+    private let client: AllocatorClient
     private var lastVersion: Int64?
 
-    public init(base: String, adminToken: String) {
-        self.base = base.hasSuffix("/") ? String(base.dropLast()) : base
-        self.token = adminToken
+    public init(client: AllocatorClient) {
+        self.client = client
     }
 
-    public nonisolated var description: String { "allocator at \(base)" }
+    public nonisolated var description: String { "allocator at \(client.base)" }
 
     public func next() async throws -> SliceTable {
         while true {
-            let query = lastVersion.map { "?since=\($0)" } ?? ""
-            var request = HTTPClientRequest(url: "\(base)/v1/slices\(query)")
-            request.headers.add(name: "Authorization", value: "Bearer \(token)")
-            let response: HTTPClientResponse
+            let table: SliceTable
             do {
-                response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+                table = try await client.sliceTable(since: lastVersion)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                throw EdgeError("cannot reach the \(description): \(error)")
+                throw EdgeError("the \(description): \(error)")
             }
-            let body = Data((try await response.body.collect(upTo: 256 * 1024 * 1024)).readableBytesView)
-            guard response.status == .ok else {
-                throw EdgeError("the \(description) answered \(response.status.code): \(String(decoding: body.prefix(500), as: UTF8.self))")
-            }
-            let table = try SliceTableFile.decode(body, from: description)
             if let lastVersion, table.version <= lastVersion { continue }
             lastVersion = table.version
             return table

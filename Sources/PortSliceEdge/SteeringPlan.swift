@@ -1,5 +1,4 @@
 import PortSliceCore
-import PortSliceStore
 
 /// A host behind the edge: the next hop that reaches it, and the packet mark and routing table
 /// that send its packets there. Numbers are given by the edge's configuration, sorted by name,
@@ -99,7 +98,7 @@ public struct SteeringPlan: Hashable, Sendable {
             guard !entry.ports.isEmpty else { throw SliceTableError("slice \(slice) has no ports") }
             let mark: UInt32
             switch entry.state {
-            case "leased":
+            case .leased:
                 guard let host = entry.host, !host.isEmpty else {
                     throw SliceTableError("slice \(slice) is leased but names no host")
                 }
@@ -109,11 +108,9 @@ public struct SteeringPlan: Hashable, Sendable {
                     unroutable.insert(host)
                     mark = SteeringMark.Unowned.unroutable.mark
                 }
-            case "free": mark = SteeringMark.Unowned.free.mark
-            case "quarantined": mark = SteeringMark.Unowned.quarantined.mark
-            case "draining": mark = SteeringMark.Unowned.draining.mark
-            default:
-                throw SliceTableError("slice \(slice) has state '\(entry.state)'; expected free, leased, quarantined or draining")
+            case .free: mark = SteeringMark.Unowned.free.mark
+            case .quarantined: mark = SteeringMark.Unowned.quarantined.mark
+            case .draining: mark = SteeringMark.Unowned.draining.mark
             }
             runs += entry.ports.runs.map { Run(address: entry.address, ports: $0, mark: mark) }
         }

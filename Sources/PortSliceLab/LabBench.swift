@@ -2,7 +2,6 @@ import Foundation
 import PortSliceCore
 import PortSliceEdge
 import PortSliceSockets
-import PortSliceStore
 import Synchronization
 
 /// The lab's comparison of the stateless edge with what it replaces, a source-NAT edge with
@@ -85,7 +84,7 @@ public enum LabBench {
         }
         let hosts = try EdgeHost.numbered(Dictionary(uniqueKeysWithValues: topology.hostIndices.map { (topology.hostName($0), topology.hostSide(ofHost: $0)) }))
         let table = SliceTable(version: 1, slices: topology.hostIndices.map { index in
-            SliceTable.Entry(address: shared, index: index - 1, ports: slices[index - 1].ports, state: "leased", host: topology.hostName(index))
+            SliceTable.Entry(address: shared, index: index - 1, ports: slices[index - 1].ports, state: .leased, host: topology.hostName(index))
         })
         let controller = EdgeController(role: .edge(hosts: hosts), namespace: LabTopology.edge)
         try await controller.start()
@@ -246,7 +245,7 @@ public enum LabBench {
             let address = IPv4Address(203, 0, 113, UInt8(10 + number / perAddress))
             let lower = 1024 + (number % perAddress) * width
             let host = hosts[(number % perAddress) % hosts.count].name
-            entries.append(SliceTable.Entry(address: address, index: number % perAddress, ports: PortSet(try PortRange(UInt16(lower), UInt16(lower + width - 1))), state: "leased", host: host))
+            entries.append(SliceTable.Entry(address: address, index: number % perAddress, ports: PortSet(try PortRange(UInt16(lower), UInt16(lower + width - 1))), state: .leased, host: host))
         }
         let script = EdgeRuleset.render(try SteeringPlan(table: SliceTable(version: Int64(count), slices: entries), hosts: hosts))
         let table = OwnedTable(name: EdgeRuleset.tableName, namespace: LabTopology.edge)

@@ -1,5 +1,6 @@
 import Synchronization
 import Prometheus
+import PortSliceCore
 import PortSliceSockets
 
 /// The proxy's counters in Prometheus text form (the same format as the allocator's

@@ -37,6 +37,12 @@ public enum SQLDialect: Sendable {
 /// One database connection, as the store uses it. Statements use `?` placeholders.
 public protocol SQLConnection: Sendable {
     var dialect: SQLDialect { get }
+    /// Makes the connection again if it was lost; the store calls it before each operation,
+    /// never inside a transaction.
+    /// - Throws: `DatabaseUnavailable` when no server can be reached within `timeout`.
+    func connectIfNeeded(within timeout: Duration) async throws
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+    /// Drops the connection at once, failing the statement in flight: what a deadline does.
+    func abort()
     func close() async throws
 }

@@ -91,6 +91,15 @@ extension SQLSliceStore {
                 SELECT a.address, a.traits, (SELECT COUNT(*) FROM slices s WHERE s.address = a.address AND s.state = 'free') FROM addresses a
                 """,
             ] + freeSliceCounting(dialect)),
+            // Edges read the slice table with tokens of their own rather than the admin's.
+            (5, [
+                """
+                CREATE TABLE edges (
+                    name TEXT PRIMARY KEY,
+                    token_hash TEXT NOT NULL,
+                    created \(integer) NOT NULL)
+                """,
+            ]),
         ]
     }
 

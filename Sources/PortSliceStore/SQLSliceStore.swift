@@ -1,5 +1,8 @@
 import Foundation
+import Logging
 import PortSliceCore
+import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
 /// Leases in a SQL database, with the rules of `AllocatorModel`: SQLite embedded, or
@@ -10,12 +13,27 @@ import Synchronization
 /// exclusion constraint also keeps the port ranges of one address's slices from overlapping.
 /// Every change runs in one write transaction (see `SQLDialect.beginWrite`) and applies whole
 /// or not at all. The assignment log is append-only: rows are inserted, and closed once.
-public final class SQLSliceStore: SliceStore {
+///
+/// While a PostgreSQL server cannot be reached, every operation fails within
+/// `operationTimeout` with `DatabaseUnavailable`, and the next one connects again (to the
+/// URL's servers in order). Run the store as a `Service` beside the API: on PostgreSQL it
+/// listens for other replicas' changes to the slice table (see `versions`).
+public final class SQLSliceStore: SliceStore, Service {
     private let connection: any SQLConnection
     private let gate = TransactionGate()
     private let traitsByText = Mutex<[String: Traits]>([:])
     private let renewals: Coalescer<Renewal, [Lease]>
+    private let logger: Logger
     public let quarantine: Duration
+    public let versions = TableVersionFeed()
+    /// The version the current transaction moved the table to, published after its commit.
+    private let committedVersion = Mutex<Int64?>(nil)
+    private let statements = Atomic<Int>(0)
+    /// How long an operation may take, queueing included, before it fails as unavailable
+    /// (PostgreSQL only: a local SQLite file is never away).
+    public static let operationTimeout = Duration.milliseconds(1500)
+    /// The channel replicas announce new slice-table versions on.
+    static let notificationChannel = "portslice_slices"
     /// The PostgreSQL advisory lock that serialises writers.
     static let lockKey: Int64 = 0x706f_7274_736c_6963
 
@@ -24,20 +42,75 @@ public final class SQLSliceStore: SliceStore {
     /// than one for a single host.
     public static let defaultRenewalWindow = Duration.milliseconds(100)
 
-    init(connection: any SQLConnection, quarantine: Duration, renewalWindow: Duration) async throws {
+    init(connection: any SQLConnection, quarantine: Duration, renewalWindow: Duration, logger: Logger) async throws {
         self.connection = connection
         self.quarantine = quarantine
+        self.logger = logger
         renewals = Coalescer(window: renewalWindow)
         try await migrate()
+        versions.publish(try await tableVersion())
     }
 
     public func close() async throws { try await connection.close() }
+
+    /// Statements sent to the database so far (by this store's operations; the listener's
+    /// `LISTEN` is not counted).
+    public var statementCount: Int { statements.load(ordering: .relaxed) }
 
     /// The PostgreSQL server process serving this store's connection (for measuring its CPU);
     /// nil for SQLite, which runs in this process.
     public func serverProcessID() async throws -> Int? {
         guard connection.dialect == .postgres else { return nil }
-        return try await gate.run { try await self.query("SELECT pg_backend_pid() AS pid").first?.integer("pid").map(Int.init) }
+        return try await withDatabase { try await self.query("SELECT pg_backend_pid() AS pid").first?.integer("pid").map(Int.init) }
+    }
+
+    public func ping() async throws {
+        try await withDatabase { try await self.run("SELECT 1") }
+    }
+
+    // MARK: - Hearing other replicas
+
+    /// On PostgreSQL: keeps one connection listening for new slice-table versions from any
+    /// replica and publishes them to `versions`, reconnecting (within a second) whenever it is
+    /// lost; after each reconnect the version is read once, as changes made meanwhile were not
+    /// heard. On SQLite every change is made by this process and published as it commits.
+    /// Returns on graceful shutdown.
+    public func run() async throws {
+        guard let link = connection as? PostgresLink else {
+            try? await gracefulShutdown()
+            return
+        }
+        try? await cancelWhenGracefulShutdown {
+            var delay = Duration.milliseconds(100)
+            while !Task.isCancelled {
+                do {
+                    try await self.listen(through: link)
+                } catch where !Task.isCancelled {
+                    self.logger.warning("not hearing other replicas' changes; retrying", metadata: [
+                        "error": "\(PostgresLink.describe(error))", "retry": "\(delay)",
+                    ])
+                }
+                // A session that was heard from starts the backoff afresh.
+                delay = self.versions.isLive ? .milliseconds(100) : min(delay * 2, .seconds(1))
+                self.versions.setLive(false)
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    /// One listening session: `LISTEN`, then the version read once, then each announcement
+    /// published until the connection ends.
+    private func listen(through link: PostgresLink) async throws {
+        let listener = try await link.makeListenerConnection(timeout: .seconds(2))
+        defer { PostgresLink.closeInBackground(listener) }
+        try await listener.listen(on: Self.notificationChannel) { notifications in
+            let rows = try await listener.query("SELECT version FROM table_version WHERE id = 1", logger: self.logger)
+            for try await version in rows.decode(Int64.self) { self.versions.publish(version) }
+            self.versions.setLive(true)
+            for try await notification in notifications {
+                if let version = Int64(notification.payload) { self.versions.publish(version) }
+            }
+        }
     }
 
     // MARK: - Schema
@@ -131,11 +204,74 @@ public final class SQLSliceStore: SliceStore {
         return token
     }
 
-    public func host(authenticatedBy token: String) async throws -> String? {
+    public func principal(authenticatedBy token: String) async throws -> Principal? {
         guard let name = HostToken.hostName(in: token) else { return nil }
-        let rows = try await gate.run { try await self.query("SELECT token_hash FROM hosts WHERE name = ?", [.text(name)]) }
-        guard let stored = rows.first?.text("token_hash") else { return nil }
-        return HostToken.matches(token, hash: stored) ? name : nil
+        let rows = try await withDatabase {
+            try await self.query(
+                "SELECT 'host' AS role, token_hash FROM hosts WHERE name = ? UNION ALL SELECT 'edge' AS role, token_hash FROM edges WHERE name = ?",
+                [.text(name), .text(name)])
+        }
+        // Every stored hash of that name is compared, so the time taken does not tell which matched.
+        var found: Principal?
+        for row in rows where HostToken.matches(token, hash: row.text("token_hash") ?? "") {
+            found = row.text("role") == "edge" ? .edge(name) : .host(name)
+        }
+        return found
+    }
+
+    public func addEdge(_ name: String, now: Moment) async throws -> String {
+        try HostToken.validate(name: name)
+        let token = HostToken.make(for: name)
+        try await transaction {
+            guard try await self.query("SELECT name FROM edges WHERE name = ?", [.text(name)]).isEmpty else {
+                throw AllocationError.duplicateEdge(name)
+            }
+            try await self.run(
+                "INSERT INTO edges (name, token_hash, created) VALUES (?, ?, ?)",
+                [.text(name), .text(HostToken.hash(of: token)), .integer(now.milliseconds)])
+        }
+        return token
+    }
+
+    public func rotateToken(of principal: Principal) async throws -> String {
+        let token = HostToken.make(for: principal.name)
+        let table = switch principal { case .host: "hosts"; case .edge: "edges" }
+        try await transaction {
+            let changed = try await self.query(
+                "UPDATE \(table) SET token_hash = ? WHERE name = ? RETURNING name", [.text(HostToken.hash(of: token)), .text(principal.name)])
+            guard !changed.isEmpty else { throw Self.unknown(principal) }
+        }
+        return token
+    }
+
+    public func removeHost(_ name: String, now: Moment) async throws {
+        try await transaction {
+            guard try await !self.query("SELECT name FROM hosts WHERE name = ?", [.text(name)]).isEmpty else {
+                throw AllocationError.unknownHost(name)
+            }
+            try await self.advanceInTransaction(to: now)
+            let condition = "state = 'leased' AND host = ?"
+            if try await !self.query("SELECT lease_id FROM slices WHERE \(condition)", [.text(name)]).isEmpty {
+                try await self.end(leasesWhere: condition, [.text(name)], at: now)
+                try await self.bumpVersion()
+            }
+            try await self.run("DELETE FROM hosts WHERE name = ?", [.text(name)])
+        }
+    }
+
+    public func removeEdge(_ name: String) async throws {
+        try await transaction {
+            guard try await !self.query("DELETE FROM edges WHERE name = ? RETURNING name", [.text(name)]).isEmpty else {
+                throw AllocationError.unknownEdge(name)
+            }
+        }
+    }
+
+    private static func unknown(_ principal: Principal) -> AllocationError {
+        switch principal {
+        case .host(let name): .unknownHost(name)
+        case .edge(let name): .unknownEdge(name)
+        }
     }
 
     // MARK: - Leases
@@ -264,7 +400,7 @@ public final class SQLSliceStore: SliceStore {
     /// Makes a batch of renewals at the latest of their times, which is when the batch runs.
     private func renew(_ batch: [Renewal]) async throws -> [[Lease]] {
         let now = batch.map(\.now).max()!
-        let renewed = try await gate.run {
+        let renewed = try await withDatabase {
             var renewed: [String: [Lease]] = [:]
             for (timeToLive, renewals) in Dictionary(grouping: batch, by: \.timeToLive) {
                 let hosts = Array(Set(renewals.map(\.host)))
@@ -298,16 +434,16 @@ public final class SQLSliceStore: SliceStore {
     }
 
     public func leases(of host: String) async throws -> [Lease] {
-        try await gate.run { try await self.leases(where: "s.host = ?", [.text(host)]) }
+        try await withDatabase { try await self.leases(where: "s.host = ?", [.text(host)]) }
     }
 
     public func allLeases() async throws -> [Lease] {
-        try await gate.run { try await self.leases(where: "TRUE", []) }
+        try await withDatabase { try await self.leases(where: "TRUE", []) }
     }
 
     public func traits(of addresses: Set<IPv4Address>) async throws -> [IPv4Address: Traits] {
         guard !addresses.isEmpty else { return [:] }
-        let rows = try await gate.run {
+        let rows = try await withDatabase {
             try await self.query("SELECT address, traits FROM addresses WHERE address IN (\(Self.placeholders(addresses.count)))",
                                  addresses.map { .int($0.bits) })
         }
@@ -317,7 +453,7 @@ public final class SQLSliceStore: SliceStore {
     }
 
     public func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord] {
-        let rows = try await gate.run {
+        let rows = try await withDatabase {
             try await self.query(
                 "SELECT * FROM assignments WHERE address = ? AND started <= ? AND (ended IS NULL OR ended > ?) ORDER BY lease_id",
                 [.int(address.bits), .integer(moment.milliseconds), .integer(moment.milliseconds)])
@@ -335,44 +471,59 @@ public final class SQLSliceStore: SliceStore {
     // MARK: - Slice table
 
     public func sliceTable() async throws -> SliceTable {
-        try await gate.run {
+        try await withDatabase {
             let version = try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0
             let rows = try await self.query("SELECT address, slice_index, ports, state, host FROM slices ORDER BY address, slice_index")
             return SliceTable(version: version, slices: try rows.map { row in
                 SliceTable.Entry(
                     address: Self.address(row), index: Int(row.integer("slice_index") ?? 0), ports: try Self.ports(row),
-                    state: row.text("state") ?? "", host: row.text("host"))
+                    state: try Self.status(row), host: row.text("host"))
             })
         }
     }
 
     public func tableVersion() async throws -> Int64 {
-        try await gate.run { try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0 }
+        try await withDatabase { try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0 }
     }
 
     public func capacity() async throws -> [SliceCount] {
-        let rows = try await gate.run {
+        let rows = try await withDatabase {
             try await self.query(
                 "SELECT a.traits, s.state, COUNT(*) AS slices FROM slices s JOIN addresses a ON a.address = s.address GROUP BY a.traits, s.state")
         }
         // Equal traits may be spelled by different JSON texts over time; merge after decoding.
         var counts: [SliceCountKey: Int] = [:]
         for row in rows {
-            let key = SliceCountKey(traits: try Self.decode(Traits.self, row.text("traits")), state: row.text("state") ?? "")
+            let key = SliceCountKey(traits: try Self.decode(Traits.self, row.text("traits")), state: try Self.status(row))
             counts[key, default: 0] += Int(row.integer("slices") ?? 0)
         }
         return counts.map { SliceCount(traits: $0.key.traits, state: $0.key.state, count: $0.value) }
-            .sorted { ($0.traits.summary, $0.state) < ($1.traits.summary, $1.state) }
+            .sorted { ($0.traits.summary, $0.state.rawValue) < ($1.traits.summary, $1.state.rawValue) }
     }
 
     private struct SliceCountKey: Hashable {
         let traits: Traits
-        let state: String
+        let state: SliceStatus
+    }
+
+    private static func status(_ row: SQLRow) throws -> SliceStatus {
+        guard let text = row.text("state"), let status = SliceStatus(rawValue: text) else {
+            throw StoreError("a slice has state '\(row.text("state") ?? "")', which the schema forbids")
+        }
+        return status
     }
 
     /// Marks a change edges must learn of: who owns which ports, or which addresses exist.
+    /// On PostgreSQL the new version is announced to every replica's listener, which hears it
+    /// when the transaction commits (and never if it rolls back).
     private func bumpVersion() async throws {
-        try await run("UPDATE table_version SET version = version + 1 WHERE id = 1")
+        let bump = "UPDATE table_version SET version = version + 1 WHERE id = 1 RETURNING version"
+        let rows = switch connection.dialect {
+        case .sqlite: try await query(bump)
+        case .postgres:
+            try await query("WITH bumped AS (\(bump)) SELECT version, pg_notify('\(Self.notificationChannel)', CAST(version AS TEXT)) FROM bumped")
+        }
+        committedVersion.withLock { $0 = rows.first?.integer("version") }
     }
 
     // MARK: - Internals
@@ -444,13 +595,16 @@ public final class SQLSliceStore: SliceStore {
         try await query("SELECT address FROM addresses WHERE address = ?", [.int(address.bits)]).first
     }
 
-    /// Runs `body` in one write transaction, rolled back on any error.
+    /// Runs `body` in one write transaction, rolled back on any error; a new slice-table
+    /// version it made is published once committed.
     private func transaction<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await gate.run {
+        try await withDatabase {
+            self.committedVersion.withLock { $0 = nil }
             for statement in self.connection.dialect.beginWrite { try await self.run(statement) }
             do {
                 let result = try await body()
                 try await self.run("COMMIT")
+                if let version = self.committedVersion.withLock({ $0 }) { self.versions.publish(version) }
                 return result
             } catch {
                 try? await self.run("ROLLBACK")
@@ -459,9 +613,44 @@ public final class SQLSliceStore: SliceStore {
         }
     }
 
+    /// Runs `body` alone on the connection, connecting first if it was lost. On PostgreSQL
+    /// the whole of it, waiting included, has `operationTimeout`: past it the statement in
+    /// flight is abandoned with its connection (the server rolls back an open transaction)
+    /// and the caller gets `DatabaseUnavailable`, so no request hangs on a database that is
+    /// away.
+    private func withDatabase<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard connection.dialect == .postgres else {
+            return try await gate.run(body)
+        }
+        let deadline = ContinuousClock.now + Self.operationTimeout
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await self.gate.run {
+                    try await self.connection.connectIfNeeded(within: max(deadline - ContinuousClock.now, .milliseconds(100)))
+                    return try await body()
+                }
+            }
+            group.addTask {
+                try await Task.sleep(until: deadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            do {
+                if let first = try await group.next(), let result = first { return result }
+            } catch is CancellationError where !Task.isCancelled {
+                // The operation gave up its place in the queue at the deadline.
+            }
+            connection.abort()
+            throw DatabaseUnavailable("no answer within \(Self.operationTimeout)")
+        }
+    }
+
     private func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        statements.add(1, ordering: .relaxed)
         do {
             return try await connection.query(sql, binds)
+        } catch let error as DatabaseUnavailable {
+            throw error
         } catch {
             throw StoreError("\(connection.dialect): \(String(reflecting: error)) in: \(sql.prefix(100))")
         }

@@ -1,3 +1,4 @@
+import Logging
 import PortSliceCore
 import SQLiteNIO
 
@@ -25,6 +26,11 @@ struct SQLiteConnectionAdapter: SQLConnection {
             }, uniquingKeysWith: { first, _ in first }))
         }
     }
+
+    /// A file on this machine is never away.
+    func connectIfNeeded(within timeout: Duration) async throws {}
+
+    func abort() {}
 
     func close() async throws { try await connection.close() }
 }
@@ -56,8 +62,9 @@ extension SQLSliceStore {
     /// The embedded store: one SQLite file (or memory, when `path` is nil), no server to run.
     /// Changes run in `BEGIN IMMEDIATE` transactions, which also serialise several processes
     /// sharing the file.
-    public static func openSQLite(path: String?, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow) async throws -> SQLSliceStore {
+    public static func openSQLite(path: String?, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow,
+                                  logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
-        return try await SQLSliceStore(connection: try await SQLConnections.sqlite(path: path), quarantine: quarantine, renewalWindow: renewalWindow)
+        return try await SQLSliceStore(connection: try await SQLConnections.sqlite(path: path), quarantine: quarantine, renewalWindow: renewalWindow, logger: logger)
     }
 }

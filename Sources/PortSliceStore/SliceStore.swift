@@ -17,8 +17,20 @@ public protocol SliceStore: Sendable {
     /// Registers a host and returns its token, which is stored only as a hash: this is the one
     /// time it can be read.
     func addHost(_ name: String, labels: [String: String], now: Moment) async throws -> String
-    /// The host a token belongs to, or nil for any token that is not a current host's.
-    func host(authenticatedBy token: String) async throws -> String?
+    /// The host or edge a token belongs to, or nil for any token that is not a current one.
+    func principal(authenticatedBy token: String) async throws -> Principal?
+    /// Registers an edge and returns its token (stored only as a hash).
+    func addEdge(_ name: String, now: Moment) async throws -> String
+    /// A new token for a host or edge; the old one stops working at once.
+    func rotateToken(of principal: Principal) async throws -> String
+    /// Removes a host: its leases end now and their slices go to quarantine.
+    func removeHost(_ name: String, now: Moment) async throws
+    func removeEdge(_ name: String) async throws
+    /// Answers when the database does: what readiness checks.
+    func ping() async throws
+    /// The slice table's version as this process last heard it, and waits for newer ones,
+    /// without asking the database.
+    var versions: TableVersionFeed { get }
     func leases(of host: String) async throws -> [Lease]
     func allLeases() async throws -> [Lease]
     /// The traits of those of `addresses` that are in the pool: what a host needs to choose
@@ -34,43 +46,37 @@ public protocol SliceStore: Sendable {
     func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord]
 }
 
-/// What edges steer by: every slice, its state and, when leased, its holder.
-public struct SliceTable: Hashable, Sendable, Codable {
-    public struct Entry: Hashable, Sendable, Codable {
-        public let address: IPv4Address
-        public let index: Int
-        public let ports: PortSet
-        /// free, leased, quarantined or draining.
-        public let state: String
-        public let host: String?
-
-        public init(address: IPv4Address, index: Int, ports: PortSet, state: String, host: String?) {
-            self.address = address
-            self.index = index
-            self.ports = ports
-            self.state = state
-            self.host = host
-        }
-    }
-
-    public let version: Int64
-    public let slices: [Entry]
-
-    public init(version: Int64, slices: [Entry]) {
-        self.version = version
-        self.slices = slices
-    }
-}
-
-/// How many slices of one trait class are in one state.
-public struct SliceCount: Hashable, Sendable {
-    public let traits: Traits
-    public let state: String
-    public let count: Int
-}
-
 /// A failure of the database itself (not a refused request: those are `AllocationError`).
 public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The database cannot be reached now (down, restarting, failing over, or not answering
+/// within the operation's deadline). Nothing was changed by the operation that got it, or, if
+/// the connection broke during the commit itself, the change may have been made: a retry
+/// is answered as a fresh request.
+public struct DatabaseUnavailable: Error, Hashable, Sendable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { "database unavailable: \(reason)" }
+}
+
+/// Who a token other than the admin's belongs to.
+public enum Principal: Hashable, Sendable, CustomStringConvertible {
+    case host(String)
+    case edge(String)
+
+    public var name: String {
+        switch self {
+        case .host(let name), .edge(let name): name
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .host(let name): "host \(name)"
+        case .edge(let name): "edge \(name)"
+        }
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import PortSliceAPI
 import PortSliceControl
 import PortSliceCore
 import PortSliceEdge
@@ -34,7 +35,7 @@ struct HostAgentTests {
         let token = try await store.addHost("h1", labels: [:], now: .current)
         let app = Application(router: ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken)).router())
         try await app.test(.live) { client in
-            try await body(store, AllocatorClient(base: "http://127.0.0.1:\(client.port!)", token: token))
+            try await body(store, try AllocatorClient(base: "http://127.0.0.1:\(client.port!)", token: token))
         }
         try await store.close()
     }
@@ -62,7 +63,7 @@ struct HostAgentTests {
     func refusedToken() async throws {
         try await withAllocator { _, client in
             let settings = HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(30))
-            let refused = HostAgent(client: AllocatorClient(base: client.base, token: "not-this-host's-token"), settings: settings, use: { _ in }, log: { _ in })
+            let refused = HostAgent(client: try AllocatorClient(base: client.base, token: "not-this-host's-token"), settings: settings, use: { _ in }, log: { _ in })
             do {
                 try await refused.start()
                 Issue.record("start accepted a token the allocator refuses")

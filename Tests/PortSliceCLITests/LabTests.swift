@@ -77,7 +77,7 @@ struct LabTests {
         }
 
         let directory = try TemporaryDirectory()
-        func writeTable(_ version: Int64, _ slices: [(String, String, String?)]) throws {
+        func writeTable(_ version: Int64, _ slices: [(String, SliceStatus, String?)]) throws {
             let entries = slices.enumerated().map { index, slice in
                 SliceTable.Entry(address: shared, index: index, ports: try! PortSet(parsing: slice.0), state: slice.1, host: slice.2)
             }
@@ -89,7 +89,7 @@ struct LabTests {
             // rename(2) replaces the file in one step, so the edge never reads it half written.
             #expect(Glibc.rename(staging.path, directory.url.appendingPathComponent("table.json").path) == 0)
         }
-        try writeTable(1, [("1024-2047", "leased", "h1"), ("2048-3071", "free", nil)])
+        try writeTable(1, [("1024-2047", .leased, "h1"), ("2048-3071", .free, nil)])
 
         _ = try SystemTool.run("nft", ["add", "table", "ip", "bystander"], in: LabTopology.edge)
         let hosts = try EdgeHost.numbered(Dictionary(uniqueKeysWithValues: topology.hostIndices.map { (topology.hostName($0), topology.hostSide(ofHost: $0)) }))
@@ -111,7 +111,7 @@ struct LabTests {
         // Malformed and conflicting tables are refused; the rules in force stay.
         try writeAtomically(Data("{\"version\": 2, \"slices\": [".utf8))
         try await Task.sleep(for: .milliseconds(600))
-        try writeTable(3, [("1024-2047", "leased", "h2"), ("2000-3071", "free", nil)])
+        try writeTable(3, [("1024-2047", .leased, "h2"), ("2000-3071", .free, nil)])
         try await Task.sleep(for: .milliseconds(600))
         #expect(await controller.appliedVersion == 1)
         #expect(deliveredTo() == 1)
@@ -119,12 +119,12 @@ struct LabTests {
         #expect(reports.all.contains { $0.contains("rejected slice table version 3") && $0.contains("share ports") })
 
         // The slice is released into quarantine (dropped and counted), then leased to h2.
-        try writeTable(4, [("1024-2047", "quarantined", nil), ("2048-3071", "free", nil)])
+        try writeTable(4, [("1024-2047", .quarantined, nil), ("2048-3071", .free, nil)])
         #expect(try await waitFor(nil, within: .seconds(3)) != nil)
         let edgeTable = OwnedTable(name: EdgeRuleset.tableName, namespace: LabTopology.edge)
         #expect((try edgeTable.counters()["quarantined"]?.packets ?? 0) > 0)
         let h1Before = receivers[0].peers[.udp, default: []].count
-        try writeTable(5, [("1024-2047", "leased", "h2"), ("2048-3071", "free", nil)])
+        try writeTable(5, [("1024-2047", .leased, "h2"), ("2048-3071", .free, nil)])
         let rerouted = try await waitFor(2, within: .seconds(1))
         #expect(rerouted != nil, "not rerouted to h2 within a second of the table change: \(reports.all)")
         #expect(receivers[0].peers[.udp, default: []].count == h1Before, "h1 received after its slice moved")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import PortSliceCore
 @testable import PortSliceSockets
 
 /// A network namespace a test creates for itself, with loopback up and documentation-prefix

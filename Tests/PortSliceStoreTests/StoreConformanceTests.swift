@@ -55,6 +55,8 @@ struct SQLiteStoreTests {
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.sqlite) }
     @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.sqlite) }
     @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.sqlite) }
+    @Test func edgesRotationAndRemoval() async throws { try await StoreConformance.edgesRotationAndRemoval(.sqlite) }
+    @Test func versionFeedFollowsCommits() async throws { try await StoreConformance.versionFeedFollowsCommits(.sqlite) }
 }
 
 @Suite("PostgreSQL store against the allocator model", .enabled(if: Engine.postgresURL != nil, Engine.postgresMissing))
@@ -65,6 +67,8 @@ struct PostgresStoreTests {
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.postgres) }
     @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.postgres) }
     @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.postgres) }
+    @Test func edgesRotationAndRemoval() async throws { try await StoreConformance.edgesRotationAndRemoval(.postgres) }
+    @Test func versionFeedFollowsCommits() async throws { try await StoreConformance.versionFeedFollowsCommits(.postgres) }
 }
 
 /// The store conformance suite, run against each engine: the same random sequences of
@@ -192,6 +196,7 @@ enum StoreConformance {
             #expect(try await batching.acquire(host: host, traits: Self.traits("US"), count: index + 1, timeToLive: ttl, now: Self.start) == expected)
         }
         let now = Self.start + .seconds(30)
+        let statementsBefore = batching.statementCount
         let answers = try await withThrowingTaskGroup(of: (String, Duration, [Lease]).self) { group in
             for (index, host) in hosts.enumerated() {
                 let ttl = Duration.seconds(index % 2 == 0 ? 90 : 120)  // two lease times: two statements
@@ -202,6 +207,7 @@ enum StoreConformance {
         for (host, ttl, leases) in answers {
             #expect(leases == (try model.renewAll(host: host, timeToLive: ttl, now: now)), "\(host)")
         }
+        #expect(batching.statementCount - statementsBefore == 2, "four renewals in one window, two lease times: two statements")
         #expect(answers.first { $0.0 == "h3" }?.2.count == 3)
         #expect(answers.first { $0.0 == "h1" }?.2.isEmpty == true, "an expired lease is not renewed")
         #expect(try await batching.allLeases() == model.allLeases)
@@ -221,13 +227,13 @@ enum StoreConformance {
         #expect(table.version > afterAdd)
         #expect(table.slices.count == 4)
         #expect(table.slices.filter { $0.host == "h1" }.map(\.index) == [lease.slice.index])
-        #expect(table.slices.first { $0.index == lease.slice.index }?.state == "leased")
+        #expect(table.slices.first { $0.index == lease.slice.index }?.state == .leased)
         _ = try await store.renew(lease.id, host: "h1", timeToLive: .seconds(60), now: Self.start + .seconds(10))
         #expect(try await store.tableVersion() == table.version, "a renewal changes no holder")
         try await store.advance(to: Self.start + .seconds(71))
         let expired = try await store.sliceTable()
         #expect(expired.version > table.version)
-        #expect(expired.slices.first { $0.index == lease.slice.index }?.state == "quarantined")
+        #expect(expired.slices.first { $0.index == lease.slice.index }?.state == .quarantined)
         #expect(expired.slices.allSatisfy { $0.host == nil })
         try await store.advance(to: Self.start + .seconds(72))
         #expect(try await store.tableVersion() == expired.version, "nothing changed hands")
@@ -239,11 +245,11 @@ enum StoreConformance {
         let (store, reopen) = try await engine.makeStore()
         let token = try await store.addHost("edge-1.example", labels: ["rack": "a"], now: Self.start)
         #expect(token.hasPrefix("edge-1.example."))
-        #expect(try await store.host(authenticatedBy: token) == "edge-1.example")
+        #expect(try await store.principal(authenticatedBy: token) == .host("edge-1.example"))
         var tampered = Array(token)
         tampered[tampered.count - 1] = tampered.last == "0" ? "1" : "0"
         for wrong in [String(tampered), "edge-1.example", "edge-2.example.\(token.split(separator: ".").last!)", "", "no dots", String(token.dropLast())] {
-            #expect(try await store.host(authenticatedBy: wrong) == nil, "\(wrong)")
+            #expect(try await store.principal(authenticatedBy: wrong) == nil, "\(wrong)")
         }
         await #expect(throws: AllocationError.duplicateHost("edge-1.example")) {
             _ = try await store.addHost("edge-1.example", labels: [:], now: Self.start)
@@ -254,8 +260,64 @@ enum StoreConformance {
         try await store.close()
         // The token still works after a restart.
         let again = try await reopen(.seconds(240))
-        #expect(try await again.host(authenticatedBy: token) == "edge-1.example")
+        #expect(try await again.principal(authenticatedBy: token) == .host("edge-1.example"))
         try await again.close()
+    }
+
+    /// Edges have tokens of their own; rotating a token ends the old one at once; removing a
+    /// host ends its leases now (their slices quarantined, the log closed) and its token.
+    static func edgesRotationAndRemoval(_ engine: Engine) async throws {
+        let store = try await engine.makeStore().store
+        for (egress, plan) in Self.pool { try await store.add(egress, plan: plan) }
+        let edgeToken = try await store.addEdge("router-1", now: Self.start)
+        #expect(edgeToken.hasPrefix("router-1."))
+        #expect(try await store.principal(authenticatedBy: edgeToken) == .edge("router-1"))
+        await #expect(throws: AllocationError.duplicateEdge("router-1")) { _ = try await store.addEdge("router-1", now: Self.start) }
+        // A host may share an edge's name; each token names its own.
+        let hostToken = try await store.addHost("router-1", labels: [:], now: Self.start)
+        #expect(try await store.principal(authenticatedBy: hostToken) == .host("router-1"))
+        #expect(try await store.principal(authenticatedBy: edgeToken) == .edge("router-1"))
+
+        let rotatedEdge = try await store.rotateToken(of: .edge("router-1"))
+        #expect(rotatedEdge != edgeToken)
+        #expect(try await store.principal(authenticatedBy: edgeToken) == nil, "the old edge token stops at once")
+        #expect(try await store.principal(authenticatedBy: rotatedEdge) == .edge("router-1"))
+        await #expect(throws: AllocationError.unknownEdge("router-9")) { _ = try await store.rotateToken(of: .edge("router-9")) }
+        await #expect(throws: AllocationError.unknownHost("h9")) { _ = try await store.rotateToken(of: .host("h9")) }
+
+        let leases = try await store.acquire(host: "router-1", traits: Self.traits("US"), count: 2, timeToLive: .seconds(600), now: Self.start)
+        let before = try await store.tableVersion()
+        try await store.removeHost("router-1", now: Self.start + .seconds(5))
+        #expect(try await store.principal(authenticatedBy: hostToken) == nil)
+        #expect(try await store.allLeases().isEmpty)
+        let table = try await store.sliceTable()
+        #expect(table.version > before)
+        for lease in leases {
+            let entry = try #require(table.slices.first { $0.address == lease.slice.address && $0.index == lease.slice.index })
+            #expect(entry.state == .quarantined && entry.host == nil)
+            let record = try #require(try await store.who(address: lease.slice.address, port: lease.ports.runs[0].lower, at: Self.start).first)
+            #expect(record.end == Self.start + .seconds(5))
+        }
+        await #expect(throws: AllocationError.unknownHost("router-1")) { try await store.removeHost("router-1", now: Self.start) }
+        try await store.removeEdge("router-1")
+        #expect(try await store.principal(authenticatedBy: rotatedEdge) == nil)
+        await #expect(throws: AllocationError.unknownEdge("router-1")) { try await store.removeEdge("router-1") }
+        try await store.close()
+    }
+
+    /// A change is published to the version feed when it commits, so long polls wake without
+    /// asking the database.
+    static func versionFeedFollowsCommits(_ engine: Engine) async throws {
+        let store = try await engine.makeStore().store
+        #expect(store.versions.version == (try await store.tableVersion()))
+        let statements = store.statementCount
+        let waiting = Task { await store.versions.wait(newerThan: store.versions.version, timeout: .seconds(10)) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(store.statementCount == statements, "waiting costs no statement")
+        try await store.add(Self.pool[0].0, plan: Self.pool[0].1)
+        let woken = await waiting.value
+        #expect(woken == (try await store.tableVersion()))
+        try await store.close()
     }
 
     static func keepsLeasesAcrossRestartsAndMigratesOnce(_ engine: Engine) async throws {

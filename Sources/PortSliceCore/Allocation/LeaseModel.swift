@@ -101,6 +101,9 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
     case leaseExpired(Int64)
     case badHostName(String)
     case duplicateHost(String)
+    case unknownHost(String)
+    case duplicateEdge(String)
+    case unknownEdge(String)
 
     public var description: String {
         switch self {
@@ -128,6 +131,12 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
             "host name '\(name)' must be 1-63 characters of lower-case letters, digits, '-' and '.'"
         case .duplicateHost(let name):
             "host '\(name)' already exists"
+        case .unknownHost(let name):
+            "no host is named '\(name)'"
+        case .duplicateEdge(let name):
+            "edge '\(name)' already exists"
+        case .unknownEdge(let name):
+            "no edge is named '\(name)'"
         }
     }
 }

@@ -1,0 +1,264 @@
+import PortSliceCore
+
+// The request and answer bodies of the allocator's API, JSON in both directions. Times are
+// milliseconds since 1970; addresses, port sets, traits and states have their core types,
+// which encode as the strings the API has always used.
+
+/// Every error answer: what was wrong and, for bad input, which field.
+public struct ErrorBody: Codable, Sendable, Hashable {
+    public let error: String
+    public let field: String?
+
+    public init(error: String, field: String? = nil) {
+        self.error = error
+        self.field = field
+    }
+
+    /// The words the allocator answers with while its database cannot be reached.
+    public static let databaseUnavailable = "database unavailable"
+}
+
+/// `POST /v1/hosts`.
+public struct NewHost: Codable, Sendable, Hashable {
+    public let name: String
+    public let labels: [String: String]?
+
+    public init(name: String, labels: [String: String]? = nil) {
+        self.name = name
+        self.labels = labels
+    }
+}
+
+/// `POST /v1/edges`.
+public struct NewEdge: Codable, Sendable, Hashable {
+    public let name: String
+
+    public init(name: String) { self.name = name }
+}
+
+/// A token made for a host or an edge (on creation or rotation). Shown once: the allocator
+/// keeps only its hash.
+public struct IssuedToken: Codable, Sendable, Hashable {
+    public let name: String
+    public let token: String
+
+    public init(name: String, token: String) {
+        self.name = name
+        self.token = token
+    }
+}
+
+/// `POST /v1/leases`: how many slices, for how long, of which traits. The trait fields sit
+/// beside the others in the JSON object (`{"count": 2, "country": "US"}`).
+public struct AcquireRequest: Codable, Sendable, Hashable {
+    public let count: Int?
+    public let ttlSeconds: Int64?
+    public let traits: Traits
+
+    public init(count: Int? = nil, ttlSeconds: Int64? = nil, traits: Traits = .unknown) {
+        self.count = count
+        self.ttlSeconds = ttlSeconds
+        self.traits = traits
+    }
+
+    enum CodingKeys: String, CodingKey { case count, ttlSeconds }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        count = try container.decodeIfPresent(Int.self, forKey: .count)
+        ttlSeconds = try container.decodeIfPresent(Int64.self, forKey: .ttlSeconds)
+        traits = try FlatTraits(from: decoder).traits
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(count, forKey: .count)
+        try container.encodeIfPresent(ttlSeconds, forKey: .ttlSeconds)
+        try FlatTraits(traits).encode(to: encoder)
+    }
+}
+
+/// `POST /v1/leases/renew` and `POST /v1/leases/{id}/renew`; an empty body asks for the
+/// allocator's default lease time.
+public struct RenewRequest: Codable, Sendable, Hashable {
+    public let ttlSeconds: Int64?
+
+    public init(ttlSeconds: Int64? = nil) { self.ttlSeconds = ttlSeconds }
+}
+
+/// A lease as the API shows it.
+public struct LeaseBody: Codable, Sendable, Hashable {
+    public let id: Int64
+    public let host: String
+    public let address: IPv4Address
+    /// The slice's index on its address.
+    public let slice: Int
+    public let ports: PortSet
+    public let start: Int64
+    public let expires: Int64
+    /// The traits of the slice's address (absent in answers from older allocators).
+    public let traits: Traits?
+
+    public init(_ lease: Lease, traits: Traits?) {
+        id = lease.id
+        host = lease.host
+        address = lease.slice.address
+        slice = lease.slice.index
+        ports = lease.ports
+        start = lease.start.milliseconds
+        expires = lease.expires.milliseconds
+        self.traits = traits
+    }
+
+    public var sliceID: SliceID { SliceID(address: address, index: slice) }
+    public var egressSlice: EgressSlice { EgressSlice(address: address, ports: ports) }
+}
+
+public struct LeaseList: Codable, Sendable, Hashable {
+    public let leases: [LeaseBody]
+
+    public init(leases: [LeaseBody]) { self.leases = leases }
+}
+
+/// `POST /v1/pool`: an address, its traits (beside the other fields, as in `AcquireRequest`)
+/// and how to cut it: `sliceSize` ports per slice (2048 by default) or `slices` slices, over
+/// `range` (1024-65535 by default).
+public struct NewAddress: Codable, Sendable, Hashable {
+    public let address: IPv4Address
+    public let traits: Traits
+    public let range: PortRange?
+    public let sliceSize: Int?
+    public let slices: Int?
+
+    public init(address: IPv4Address, traits: Traits = .unknown, range: PortRange? = nil, sliceSize: Int? = nil, slices: Int? = nil) {
+        self.address = address
+        self.traits = traits
+        self.range = range
+        self.sliceSize = sliceSize
+        self.slices = slices
+    }
+
+    enum CodingKeys: String, CodingKey { case address, range, sliceSize, slices }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        address = try container.decodeParsed(.address) { try IPv4Address(parsing: $0) }
+        range = try container.decodeParsedIfPresent(.range) { try PortRange(parsing: $0) }
+        sliceSize = try container.decodeIfPresent(Int.self, forKey: .sliceSize)
+        slices = try container.decodeIfPresent(Int.self, forKey: .slices)
+        traits = try FlatTraits(from: decoder).traits
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(address, forKey: .address)
+        try container.encodeIfPresent(range?.description, forKey: .range)
+        try container.encodeIfPresent(sliceSize, forKey: .sliceSize)
+        try container.encodeIfPresent(slices, forKey: .slices)
+        try FlatTraits(traits).encode(to: encoder)
+    }
+}
+
+/// `GET /v1/who`: the assignment-log records covering that address, port and moment.
+public struct Holders: Codable, Sendable, Hashable {
+    public let records: [AssignmentRecord]
+
+    public init(records: [AssignmentRecord]) { self.records = records }
+}
+
+/// Slices of one trait class per state, with a warning when few are left.
+public struct ClassCapacity: Codable, Sendable, Hashable {
+    public let traits: Traits
+    /// `traits` in a line, as tables print it.
+    public let summary: String
+    public let free: Int
+    public let leased: Int
+    public let quarantined: Int
+    public let draining: Int
+    public let warning: String?
+
+    public init(traits: Traits, free: Int, leased: Int, quarantined: Int, draining: Int, warning: String?) {
+        self.traits = traits
+        summary = traits.summary
+        self.free = free
+        self.leased = leased
+        self.quarantined = quarantined
+        self.draining = draining
+        self.warning = warning
+    }
+}
+
+/// `GET /v1/capacity`.
+public struct CapacityReport: Codable, Sendable, Hashable {
+    public let classes: [ClassCapacity]
+
+    public init(classes: [ClassCapacity]) { self.classes = classes }
+}
+
+/// `GET /readyz`.
+public struct Readiness: Codable, Sendable, Hashable {
+    public let ready: Bool
+    /// Why not, when not.
+    public let reason: String?
+
+    public init(ready: Bool, reason: String?) {
+        self.ready = ready
+        self.reason = reason
+    }
+}
+
+// MARK: - Traits as fields of the enclosing object
+
+/// The trait fields a request carries beside its own: each is checked as it is read, and a
+/// refused one is named by the decoding error's coding path.
+struct FlatTraits: Codable {
+    let traits: Traits
+
+    init(_ traits: Traits) { self.traits = traits }
+
+    enum CodingKeys: String, CodingKey { case country, region, city, category, reputation, tags }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let country = try container.decodeParsedIfPresent(.country) { try CountryCode(parsing: $0) }
+        let region = try container.decodeParsedIfPresent(.region) { try RegionCode(parsing: $0, country: country) }
+        let city = try container.decodeIfPresent(String.self, forKey: .city)
+        let category = try container.decodeParsedIfPresent(.category) { try Category(parsing: $0) } ?? .unknown
+        let reputation = try container.decodeParsedIfPresent(.reputation) { try ReputationTier(parsing: $0) }
+        let tags = try container.decodeIfPresent([String].self, forKey: .tags) ?? []
+        do {
+            traits = try Traits(country: country, region: region, city: city, category: category, reputation: reputation, tags: tags)
+        } catch {
+            throw DecodingError.dataCorruptedError(forKey: .region, in: container, debugDescription: "\(error)")
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(traits.country?.description, forKey: .country)
+        try container.encodeIfPresent(traits.region?.description, forKey: .region)
+        try container.encodeIfPresent(traits.city, forKey: .city)
+        if traits.category != .unknown { try container.encode(traits.category.rawValue, forKey: .category) }
+        try container.encodeIfPresent(traits.reputation?.rawValue, forKey: .reputation)
+        if !traits.tags.isEmpty { try container.encode(traits.tags, forKey: .tags) }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A string field read with `parse`; a refusal becomes a decoding error naming the field.
+    func decodeParsedIfPresent<T>(_ key: Key, _ parse: (String) throws -> T) throws -> T? {
+        guard let text = try decodeIfPresent(String.self, forKey: key) else { return nil }
+        do {
+            return try parse(text)
+        } catch {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "\(error)")
+        }
+    }
+
+    func decodeParsed<T>(_ key: Key, _ parse: (String) throws -> T) throws -> T {
+        guard let value = try decodeParsedIfPresent(key, parse) else {
+            throw DecodingError.keyNotFound(key, DecodingError.Context(codingPath: codingPath, debugDescription: "'\(key.stringValue)' is missing"))
+        }
+        return value
+    }
+}

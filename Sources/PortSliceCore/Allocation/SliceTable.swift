@@ -1,0 +1,65 @@
+/// What a slice is doing, without the details `SliceState` carries: the form the slice table,
+/// capacity counts and the database store.
+public enum SliceStatus: String, Hashable, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    case free, leased, quarantined, draining
+
+    public var description: String { rawValue }
+}
+
+extension SliceState {
+    public var status: SliceStatus {
+        switch self {
+        case .free: .free
+        case .leased: .leased
+        case .quarantined: .quarantined
+        case .draining: .draining
+        }
+    }
+}
+
+/// What edges steer by: every slice, its state and, when leased, its holder.
+public struct SliceTable: Hashable, Sendable, Codable {
+    public struct Entry: Hashable, Sendable, Codable {
+        public let address: IPv4Address
+        public let index: Int
+        public let ports: PortSet
+        public let state: SliceStatus
+        public let host: String?
+
+        public init(address: IPv4Address, index: Int, ports: PortSet, state: SliceStatus, host: String?) {
+            self.address = address
+            self.index = index
+            self.ports = ports
+            self.state = state
+            self.host = host
+        }
+    }
+
+    /// Grows whenever a slice changes hands or addresses come and go.
+    public let version: Int64
+    public let slices: [Entry]
+
+    public init(version: Int64, slices: [Entry]) {
+        self.version = version
+        self.slices = slices
+    }
+
+    /// The part of the table one host may see: its own leased slices, which is all its guard
+    /// needs.
+    public func held(by host: String) -> SliceTable {
+        SliceTable(version: version, slices: slices.filter { $0.state == .leased && $0.host == host })
+    }
+}
+
+/// How many slices of one trait class are in one state.
+public struct SliceCount: Hashable, Sendable {
+    public let traits: Traits
+    public let state: SliceStatus
+    public let count: Int
+
+    public init(traits: Traits, state: SliceStatus, count: Int) {
+        self.traits = traits
+        self.state = state
+        self.count = count
+    }
+}
