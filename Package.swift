@@ -88,6 +88,7 @@ let package = Package(
             dependencies: [
                 "PortSliceCore", "PortSliceAPI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The egress proxy: SOCKS5 and HTTP CONNECT on SwiftNIO, flows from the host's slices.
@@ -99,6 +100,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSOCKS", package: "swift-nio-extras"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The host agent: keeps this host's leases (renewed with jitter, held through an
@@ -112,7 +115,19 @@ let package = Package(
         // the traffic that checks steering end to end.
         .target(name: "PortSliceLab", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceEdge"]),
         // Our own benchmark harness, reachable as `portslice bench`.
-        .target(name: "PortSliceBenchmarks", dependencies: ["PortSliceCore", "PortSliceSockets", "PortSliceStore"]),
+        // The HTTP rows of `bench alloc` drive the allocator's API (PortSliceAPI's routes and
+        // bodies) and serve a first-fit peer with the same routes (Hummingbird).
+        .target(
+            name: "PortSliceBenchmarks",
+            dependencies: [
+                "PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Subcommands; the executable only calls `PortSliceCommand.main()`.
         .target(
             name: "PortSliceCLI",
@@ -127,7 +142,6 @@ let package = Package(
                 "PortSliceProxy",
                 "PortSliceAgent",
                 "PortSliceBenchmarks",
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -32,7 +32,7 @@ public struct AllocatorClient: Sendable {
         }
         self.base = trimmed
         self.token = token
-        http = try Self.client(trusting: caFile)
+        http = try Self.httpClient(trusting: caFile)
     }
 
     /// A warning to show when tokens would cross the network in the clear: plain `http://`
@@ -183,9 +183,7 @@ public struct AllocatorClient: Sendable {
             response = try await http.execute(request, timeout: TimeAmount(timeout))
         } catch is CancellationError {
             throw CancellationError()
-        } catch let error as NIOSSLError {
-            throw AllocatorUnreachable("TLS with the allocator at \(base) failed: \(error); check --ca (or PORTSLICE_CA) and that the certificate names this host")
-        } catch let error as BoringSSLError {
+        } catch where error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             throw AllocatorUnreachable("TLS with the allocator at \(base) failed: \(error); check --ca (or PORTSLICE_CA) and that the certificate names this host")
         } catch {
             throw AllocatorUnreachable("cannot reach the allocator at \(base): \(error); is `portslice serve` running there?")
@@ -208,7 +206,9 @@ public struct AllocatorClient: Sendable {
     /// like `HTTPClient.shared`.
     private static let clients = Mutex<[String?: HTTPClient]>([:])
 
-    private static func client(trusting caFile: String?) throws -> HTTPClient {
+    /// The HTTP client for `caFile` (nil: the system's roots), made on first use: for other
+    /// requests that should fail as fast, such as reading a proxy's status page.
+    public static func httpClient(trusting caFile: String? = nil) throws -> HTTPClient {
         try clients.withLock { clients in
             if let existing = clients[caFile] { return existing }
             var configuration = HTTPClient.Configuration()

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PortSliceAPI
 import PortSliceCore
 import PortSliceSockets
@@ -43,7 +44,7 @@ public actor HostAgent {
     private let client: AllocatorClient
     private let network: HostNetworkSetup?
     private let use: @Sendable ([HeldSlice]) throws -> Void
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private var kept: [Int64: Kept] = [:]
     /// The slices last handed to `use`, and to the host setup.
     private var published: Set<HeldSlice> = []
@@ -62,13 +63,16 @@ public actor HostAgent {
     ///     are lost it is told first (before the guard and addresses change); when slices are
     ///     gained it is told last (after their addresses are in place). When it throws, the
     ///     change is offered again on the next pass.
+    ///   - logger: where leases gained (info), lost or expired (warning), and the allocator's
+    ///     outages (warning as one begins, notice as it ends) are told, with the lease, slice
+    ///     and traits as metadata.
     public init(client: AllocatorClient, settings: Settings, network: HostNetworkSetup? = nil,
-                use: @escaping @Sendable ([HeldSlice]) throws -> Void, log: @escaping @Sendable (String) -> Void) {
+                use: @escaping @Sendable ([HeldSlice]) throws -> Void, logger: Logger) {
         self.client = client
         self.settings = settings
         self.network = network
         self.use = use
-        self.log = log
+        self.logger = logger
     }
 
     /// The slices held now.
@@ -136,7 +140,7 @@ public actor HostAgent {
             await acquireMissing()
             tokenRefused = nil
             if let outage {
-                log("the allocator answers again (after: \(outage)); holding \(kept.count) lease(s)")
+                logger.notice("the allocator answers again (after: \(outage)); holding \(kept.count) lease(s)", metadata: ["leases": "\(kept.count)"])
                 self.outage = nil
             }
             var random = SystemRandomNumberGenerator()
@@ -147,7 +151,8 @@ public actor HostAgent {
             if let failure = error as? APIFailure, failure.status == 401 || failure.status == 403 { tokenRefused = failure }
             if outage == nil {
                 let soonest = kept.values.map(\.deadline).min().map { " until \(Self.describe($0 - ContinuousClock.now)) from now at the latest" } ?? ""
-                log("cannot renew leases: \(error); keeping the \(kept.count) lease(s) held\(soonest), trying again every \(Self.describe(settings.retryInterval))")
+                logger.warning("cannot renew leases: \(error); keeping the \(kept.count) lease(s) held\(soonest), trying again every \(Self.describe(settings.retryInterval))",
+                               metadata: ["leases": "\(kept.count)", "error": "\(error)"])
             }
             outage = "\(error)"
             return ContinuousClock.now + settings.retryInterval
@@ -165,7 +170,7 @@ public actor HostAgent {
         let listedIDs = Set(listed.map(\.id))
         for (id, lost) in kept where !listedIDs.contains(id) {
             kept[id] = nil
-            log("\(lost.held) lost: the allocator no longer lists it (expired or taken back); no new flow leaves from it")
+            logger.warning("\(lost.held) lost: the allocator no longer lists it (expired or taken back); no new flow leaves from it", metadata: Self.metadata(lost.held))
         }
         withdrawLost()
         var unknown: [HeldSlice] = []
@@ -180,10 +185,10 @@ public actor HostAgent {
         while let (index, want) = bestPairing(of: unknown) {
             let held = unknown.remove(at: index)
             kept[held.leaseID] = Kept(held: held, want: want, deadline: sent + settings.leaseTime)
-            log("\(held): adopted (held by this host, not known to this run)")
+            logger.info("\(held): adopted (held by this host, not known to this run)", metadata: Self.metadata(held))
         }
         for held in unknown {
-            log("\(held): held by this host beyond every --want; releasing it")
+            logger.info("\(held): held by this host beyond every --want; releasing it", metadata: Self.metadata(held))
             await release(held)
         }
     }
@@ -201,7 +206,7 @@ public actor HostAgent {
         do {
             return try Self.heldSlice(body)
         } catch {
-            log("\(error); leaving it to expire")
+            logger.warning("\(error); leaving it to expire", metadata: ["lease": "\(body.id)"])
             return nil
         }
     }
@@ -210,7 +215,7 @@ public actor HostAgent {
         do {
             try await client.release(held.leaseID, timeout: requestTimeout)
         } catch {
-            log("\(held): not released (\(error)); it expires on its own")
+            logger.warning("\(held): not released (\(error)); it expires on its own", metadata: Self.metadata(held))
         }
     }
 
@@ -225,13 +230,15 @@ public actor HostAgent {
             do {
                 granted = try await client.acquire(AcquireRequest(count: missing, ttlSeconds: leaseSeconds, traits: want.traits), timeout: requestTimeout)
             } catch {
-                log("cannot acquire \(missing) slice(s) of \(want.traits.summary): \((error as? APIFailure)?.message ?? "\(error)"); trying again at the next renewal")
+                logger.warning("cannot acquire \(missing) slice(s) of \(want.traits.summary): \((error as? APIFailure)?.message ?? "\(error)"); trying again at the next renewal",
+                               metadata: ["want": "\(want.traits.summary)", "missing": "\(missing)"])
                 continue
             }
             for body in granted {
                 guard let held = readable(body) else { continue }
                 kept[body.id] = Kept(held: held, want: index, deadline: sent + settings.leaseTime)
-                log("\(held): acquired for \(want.traits.summary), address traits \(held.traits.summary)")
+                logger.info("\(held): acquired for \(want.traits.summary), address traits \(held.traits.summary)",
+                            metadata: Self.metadata(held).merging(["want": "\(want.traits.summary)"]) { $1 })
             }
         }
     }
@@ -241,7 +248,7 @@ public actor HostAgent {
         let now = ContinuousClock.now
         for (id, lease) in kept where lease.deadline <= now {
             kept[id] = nil
-            log("\(lease.held) expired without renewal (the allocator did not answer); no new flow leaves from it")
+            logger.warning("\(lease.held) expired without renewal (the allocator did not answer); no new flow leaves from it", metadata: Self.metadata(lease.held))
         }
         withdrawLost()
     }
@@ -261,7 +268,7 @@ public actor HostAgent {
             try use(slices.sorted { $0.leaseID < $1.leaseID })
             published = slices
         } catch {
-            log("cannot send from the slices held: \(error); trying again at the next renewal")
+            logger.error("cannot send from the slices held: \(error); trying again at the next renewal", metadata: ["slices": "\(slices.count)"])
         }
     }
 
@@ -282,7 +289,7 @@ public actor HostAgent {
                 } catch {
                     // Only slices whose setup is in place may be used; the next pass (at the
                     // next renewal or deadline) tries again.
-                    log("host setup: \(error); slices gained since are not used until it succeeds")
+                    logger.error("host setup: \(error); slices gained since are not used until it succeeds")
                     withdrawLost()
                     let usable = published.union(current.intersection(configured)).intersection(kept.values.map(\.held))
                     if usable != published { hand(usable) }
@@ -307,7 +314,12 @@ public actor HostAgent {
         await withTaskGroup(of: Void.self) { group in
             for lease in held { group.addTask { await self.release(lease) } }
         }
-        do { try await network?.remove() } catch { log("host setup: \(error)") }
+        do { try await network?.remove() } catch { logger.error("host setup: \(error)") }
+    }
+
+    /// A lease's identity for log metadata: its id, slice and address traits.
+    static func metadata(_ held: HeldSlice) -> Logger.Metadata {
+        ["lease": "\(held.leaseID)", "slice": "\(held.slice)", "traits": "\(held.traits.summary)"]
     }
 
     static func heldSlice(_ body: LeaseBody) throws -> HeldSlice {

@@ -2,10 +2,11 @@ import Foundation
 import PortSliceCore
 import PortSliceStore
 
-/// `portslice bench alloc`: acquire and renew-all requests against the store, on SQLite and
-/// optionally PostgreSQL, with thousands of hosts on a pool of addresses, beside a plain-SQL
-/// first-fit allocator on the same engine (the least a durable, logged allocator must do:
-/// find a free row, mark it, append a log row, commit).
+/// `portslice bench alloc`: acquire, renew-all and release requests, on SQLite and optionally
+/// PostgreSQL, with thousands of hosts on a pool of addresses, each beside a first-fit peer
+/// on the same engine (`FirstFitPeer`). Two paths: straight against the store in this process
+/// (`store`), and through the HTTP API to allocator processes with concurrent clients (`http`,
+/// see `AllocBenchmark+HTTP.swift`).
 public struct AllocBenchmark: Sendable {
     public var hosts = 10_000
     public var addresses = 1_000
@@ -13,8 +14,21 @@ public struct AllocBenchmark: Sendable {
     public var slicesPerHost = 3
     /// Renewal period the CPU share is stated for.
     public var renewalPeriod = Duration.seconds(10)
+    /// Concurrent clients of the HTTP rows' acquires and releases.
+    public var clients = 32
+    public var paths: Set<Path> = [.store, .http]
+    /// The `portslice` executable: the HTTP rows run `portslice serve` and `portslice bench
+    /// alloc-peer` processes.
+    public var executable: String?
 
     public init() {}
+
+    public enum Path: String, Sendable, CaseIterable {
+        /// Calls on the store in this process, one after another.
+        case store
+        /// Requests through the HTTP API to allocator processes.
+        case http
+    }
 
     /// Where the stores live.
     public enum Engine: Sendable, CustomStringConvertible {
@@ -32,21 +46,37 @@ public struct AllocBenchmark: Sendable {
 
     public struct Row: Sendable, Encodable {
         public let engine: String
+        /// "store" or "http".
+        public let path: String
         public let operation: String
+        /// Who sends the requests, such as "32 clients" or "10000 hosts over 10 s".
+        public let load: String
+        /// Requests measured (every one answered as expected).
+        public let requests: Int
+        /// Measured: requests answered over the time from the first sent to the last answered.
         public let operationsPerSecond: Double
         public let p50Milliseconds: Double
         public let p99Milliseconds: Double
-        public let peerOperationsPerSecond: Double
-        public let peerP99Milliseconds: Double
-        /// CPU used by one renewal round of every host, as a share of one core over the period:
-        /// this process plus, for PostgreSQL on this machine, the server backend, less the load
-        /// generator's own share.
+        /// CPU used by one renewal round of every host, as a share of one core over the period.
+        /// Store path: this process (less the load generator's own share, measured alone) plus,
+        /// on PostgreSQL, the server's processes for the database. HTTP path: the allocator
+        /// processes plus, on PostgreSQL, the server's processes for the database.
         public let corePercentPerPeriod: Double?
-        /// The load generator's own CPU in the same paced round, already taken off the above.
+        /// Store path: the load generator's own CPU in the same paced round, already taken off
+        /// the above and off the peer's.
         public let generatorCorePercentPerPeriod: Double?
+        public let peerRequests: Int
+        public let peerOperationsPerSecond: Double
+        public let peerP50Milliseconds: Double
+        public let peerP99Milliseconds: Double
         public let peerCorePercentPerPeriod: Double?
+        /// HTTP path: the same processes' CPU with no requests at all (measured over a few
+        /// seconds before the round) as a share of a core: part of the above, not taken off.
+        public let idleCorePercent: Double?
+        public let peerIdleCorePercent: Double?
         public let target: String
-        public let meetsTarget: Bool
+        /// nil when the row has no target.
+        public let meetsTarget: Bool?
     }
 
     /// The plan every address gets: 1024-65535 in 2,048-port slices, 31 of them.
@@ -61,104 +91,152 @@ public struct AllocBenchmark: Sendable {
         }
     }()
 
+    static func address(_ index: Int) -> IPv4Address {
+        IPv4Address(bits: IPv4Address(198, 18, 0, 0).bits + UInt32(index))
+    }
+
+    /// The rows of the chosen paths on one engine.
     public func run(on engine: Engine, progress: @Sendable (String) -> Void) async throws -> [Row] {
         var random = SplitMix64(seed: 8805)
         let wanted = (0..<hosts).map { _ in Self.classes.randomElement(using: &random)! }
-
-        let (store, dropStore) = try await openStore(engine, label: "store")
-        let ours: Measured
-        do {
-            ours = try await measure(store, engine: engine, wanted: wanted, progress: progress)
-            try await store.close()
-            try await dropStore()
-        } catch {
-            try? await store.close()
-            try? await dropStore()
-            throw error
+        var rows: [Row] = []
+        if paths.contains(.store) { rows += try await runOnStore(engine, wanted: wanted, progress: progress) }
+        if paths.contains(.http) {
+            guard let executable else { throw BenchmarkFailure("the HTTP rows need the portslice executable") }
+            rows += try await runThroughHTTP(engine, wanted: wanted, executable: executable, progress: progress)
         }
-
-        progress("\(engine): the plain-SQL first-fit peer: \(hosts) acquires, then \(hosts) renewals one after another")
-        let peer = try await FirstFitPeer(engine: engine, benchmark: self)
-        let theirs: Measured
-        do {
-            theirs = try await measure(peer)
-            try await peer.close()
-        } catch {
-            try? await peer.close()
-            throw error
-        }
-
-        let acquire = Latencies(ours.acquire), peerAcquire = Latencies(theirs.acquire)
-        let renew = Latencies(ours.renew), peerRenew = Latencies(theirs.renew)
-        // What the renewals cost the allocator: the round's CPU less the load generator's.
-        let corePercent = (ours.renewCPUSeconds - ours.generatorCPUSeconds) / renewalPeriod.seconds * 100
-        return [
-            Row(engine: engine.description, operation: "acquire (\(slicesPerHost) slices)", operationsPerSecond: acquire.perSecond,
-                p50Milliseconds: acquire.p50, p99Milliseconds: acquire.p99,
-                peerOperationsPerSecond: peerAcquire.perSecond, peerP99Milliseconds: peerAcquire.p99,
-                corePercentPerPeriod: nil, generatorCorePercentPerPeriod: nil, peerCorePercentPerPeriod: nil,
-                target: "p99 < 10 ms", meetsTarget: acquire.p99 < 10),
-            // Renewals are paced, so their rate is the one offered: every host once per period.
-            Row(engine: engine.description, operation: "renew all of a host's leases", operationsPerSecond: Double(hosts) / renewalPeriod.seconds,
-                p50Milliseconds: renew.p50, p99Milliseconds: renew.p99,
-                peerOperationsPerSecond: peerRenew.perSecond, peerP99Milliseconds: peerRenew.p99,
-                corePercentPerPeriod: corePercent, generatorCorePercentPerPeriod: ours.generatorCPUSeconds / renewalPeriod.seconds * 100,
-                peerCorePercentPerPeriod: theirs.renewCPUSeconds / renewalPeriod.seconds * 100,
-                target: "\(hosts) hosts every \(Int(renewalPeriod.seconds)) s < 10% of a core",
-                meetsTarget: corePercent < 10),
-        ]
+        return rows
     }
 
+    // MARK: - Store path
+
     struct Measured {
-        var acquire: [Duration] = []
-        var renew: [Duration] = []
+        var acquire = Timings()
+        var renew = Timings()
         var renewCPUSeconds = 0.0
-        /// The CPU the paced round costs with renewals that do nothing: the load generator's own.
-        var generatorCPUSeconds = 0.0
     }
 
     static let start = Moment(milliseconds: 1_800_000_000_000)
     static let timeToLive = Duration.seconds(3_600)
 
+    private func runOnStore(_ engine: Engine, wanted: [Traits], progress: @Sendable (String) -> Void) async throws -> [Row] {
+        let (store, database) = try await openStore(engine, label: "store")
+        let ours: Measured
+        let generatorCPUSeconds: Double
+        do {
+            progress("\(engine), store: the load generator alone, one period, for calibration")
+            let generatorBefore = Self.ownCPUSeconds()
+            _ = try await pacedRound { _ in }
+            generatorCPUSeconds = Self.ownCPUSeconds() - generatorBefore
+            ours = try await measure(store, engine: engine, database: database.name, wanted: wanted, progress: progress)
+            try await store.close()
+            try await database.drop()
+        } catch {
+            try? await store.close()
+            try? await database.drop()
+            throw error
+        }
+
+        progress("\(engine), store: the first-fit peer: \(hosts) acquires one after another, then the same paced renewal round")
+        let peerDatabase = try await Self.place(engine, label: "peer")
+        let theirs: Measured
+        do {
+            try await FirstFitPeer.createSchema(peerDatabase.peer)
+            let peer = try await FirstFitPeer.open(peerDatabase.peer)
+            do {
+                theirs = try await measure(peer, database: peerDatabase.name)
+                try await peer.close()
+            } catch {
+                try? await peer.close()
+                throw error
+            }
+            try await peerDatabase.drop()
+        } catch {
+            try? await peerDatabase.drop()
+            throw error
+        }
+
+        // What the renewals cost: the round's CPU less the load generator's, for both.
+        func share(_ seconds: Double) -> Double { seconds / renewalPeriod.seconds * 100 }
+        let corePercent = share(ours.renewCPUSeconds - generatorCPUSeconds)
+        return [
+            Row(engine: engine.description, path: "store", operation: "acquire (\(slicesPerHost) slices)", load: "1 client",
+                ours: ours.acquire, theirs: theirs.acquire, cpu: nil, generator: nil, peerCPU: nil,
+                target: "p99 < 10 ms", meetsTarget: ours.acquire.latencies.p99 < 10),
+            Row(engine: engine.description, path: "store", operation: "renew all of a host's leases", load: pacedLoad,
+                ours: ours.renew, theirs: theirs.renew, cpu: corePercent, generator: share(generatorCPUSeconds),
+                peerCPU: share(theirs.renewCPUSeconds - generatorCPUSeconds),
+                target: "\(hosts) hosts every \(periodText) s < 10% of a core", meetsTarget: corePercent < 10),
+        ]
+    }
+
+    var pacedLoad: String { "\(hosts) hosts over \(periodText) s" }
+
+    /// The period in seconds, as a person writes it: "10", "0.5".
+    var periodText: String {
+        let seconds = renewalPeriod.seconds
+        return seconds == seconds.rounded() ? "\(Int(seconds))" : String(format: "%.1f", seconds)
+    }
+
     /// Fills the pool; every host acquires once, one after another; then one renewal period
     /// in real time, each host renewing at its own moment, spread evenly over the period, as
     /// agents do. CPU is counted over that period.
-    private func measure(_ store: SQLSliceStore, engine: Engine, wanted: [Traits], progress: @Sendable (String) -> Void) async throws -> Measured {
+    private func measure(_ store: SQLSliceStore, engine: Engine, database: String?, wanted: [Traits], progress: @Sendable (String) -> Void) async throws -> Measured {
         let clock = ContinuousClock()
         var measured = Measured()
-        progress("\(engine): adding \(addresses) addresses x \(Self.plan.slices.count) slices")
+        progress("\(engine), store: adding \(addresses) addresses x \(Self.plan.slices.count) slices")
         for index in 0..<addresses {
-            let address = IPv4Address(bits: IPv4Address(198, 18, 0, 0).bits + UInt32(index))
-            try await store.add(EgressAddress(address: address, traits: Self.classes[index % Self.classes.count]), plan: Self.plan)
+            try await store.add(EgressAddress(address: Self.address(index), traits: Self.classes[index % Self.classes.count]), plan: Self.plan)
         }
-        progress("\(engine): \(hosts) hosts acquire \(slicesPerHost) slices each, one after another")
+        progress("\(engine), store: \(hosts) hosts acquire \(slicesPerHost) slices each, one after another")
+        let began = clock.now
         for (index, traits) in wanted.enumerated() {
-            let began = clock.now
-            _ = try await store.acquire(host: "host\(index)", traits: traits, count: slicesPerHost, timeToLive: Self.timeToLive, now: Self.start)
-            measured.acquire.append(clock.now - began)
+            let requested = clock.now
+            let leases = try await store.acquire(host: "host\(index)", traits: traits, count: slicesPerHost, timeToLive: Self.timeToLive, now: Self.start)
+            guard leases.count == slicesPerHost else { throw BenchmarkFailure("host\(index) got \(leases.count) slices") }
+            measured.acquire.times.append(clock.now - requested)
         }
-        progress("\(engine): the load generator alone, one period, for calibration")
-        let generatorBefore = Self.cpuSeconds(serverProcess: nil)
-        _ = try await pacedRound { _ in }
-        measured.generatorCPUSeconds = Self.cpuSeconds(serverProcess: nil) - generatorBefore
-        progress("\(engine): every host renews all its leases once, spread over \(renewalPeriod)")
-        let serverProcess = try await store.serverProcessID()
-        let cpuBefore = Self.cpuSeconds(serverProcess: serverProcess)
+        measured.acquire.elapsed = clock.now - began
+        progress("\(engine), store: every host renews all its leases once, spread over \(renewalPeriod)")
+        let cpuBefore = Self.cpuSeconds(database: database)
         measured.renew = try await pacedRound { host in
             let renewed = try await store.renewAll(host: "host\(host)", timeToLive: Self.timeToLive, now: Self.start + .seconds(60))
-            guard !renewed.isEmpty else { throw BenchmarkFailure("host\(host) had no lease to renew") }
+            guard renewed.count == slicesPerHost else { throw BenchmarkFailure("host\(host) renewed \(renewed.count) leases") }
         }
-        measured.renewCPUSeconds = Self.cpuSeconds(serverProcess: serverProcess) - cpuBefore
+        measured.renewCPUSeconds = Self.cpuSpent(since: cpuBefore, database: database)
+        return measured
+    }
+
+    /// The peer's acquires one after another, then the same paced round as ours.
+    private func measure(_ peer: FirstFitPeer, database: String?) async throws -> Measured {
+        let clock = ContinuousClock()
+        var measured = Measured()
+        for index in 0..<addresses { try await peer.add(Self.address(index), plan: Self.plan) }
+        let began = clock.now
+        for index in 0..<hosts {
+            let requested = clock.now
+            let leases = try await peer.acquire(host: "host\(index)", count: slicesPerHost, expires: Self.start + Self.timeToLive, now: Self.start)
+            guard leases.count == slicesPerHost else { throw BenchmarkFailure("the peer gave host\(index) \(leases.count) slices") }
+            measured.acquire.times.append(clock.now - requested)
+        }
+        measured.acquire.elapsed = clock.now - began
+        let cpuBefore = Self.cpuSeconds(database: database)
+        measured.renew = try await pacedRound { host in
+            let renewed = try await peer.renewAll(host: "host\(host)", expires: Self.start + Self.timeToLive + .seconds(60), now: Self.start + .seconds(60))
+            guard renewed.count == slicesPerHost else { throw BenchmarkFailure("the peer renewed \(renewed.count) leases of host\(host)") }
+        }
+        measured.renewCPUSeconds = Self.cpuSpent(since: cpuBefore, database: database)
         return measured
     }
 
     /// One renewal period in real time: host i calls `renew(i)` at i/hosts of the period, each
-    /// in its own task, as independent agents would; the time each call took.
-    private func pacedRound(_ renew: @escaping @Sendable (Int) async throws -> Void) async throws -> [Duration] {
+    /// in its own task, as independent agents would; the time each call took, and the time
+    /// from the first call to the last answer.
+    func pacedRound(_ renew: @escaping @Sendable (Int) async throws -> Void) async throws -> Timings {
         let clock = ContinuousClock()
         let hosts = self.hosts, periodMilliseconds = Int(renewalPeriod.seconds * 1_000)
-        return try await withThrowingTaskGroup(of: Duration.self) { group in
-            let began = clock.now
+        let began = clock.now
+        let times = try await withThrowingTaskGroup(of: Duration.self) { group in
             var launched = 0
             while launched < hosts {
                 // Every host whose moment has come, checked every 10 ms.
@@ -176,38 +254,42 @@ public struct AllocBenchmark: Sendable {
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
+        return Timings(times: times, elapsed: clock.now - began)
     }
 
-    /// The peer's acquires and renewals, one after another (it has no batching to wait for).
-    private func measure(_ peer: FirstFitPeer) async throws -> Measured {
-        let clock = ContinuousClock()
-        var measured = Measured()
-        for index in 0..<hosts {
-            let began = clock.now
-            try await peer.acquire(host: "host\(index)", count: slicesPerHost, expires: Self.start + Self.timeToLive, now: Self.start)
-            measured.acquire.append(clock.now - began)
+    /// A store in a fresh place, and that place.
+    private func openStore(_ engine: Engine, label: String) async throws -> (SQLSliceStore, Place) {
+        let place = try await Self.place(engine, label: label)
+        do {
+            switch place.peer {
+            case .sqlite(let path): return (try await SQLSliceStore.openSQLite(path: path), place)
+            case .postgres(let url): return (try await SQLSliceStore.openPostgres(url: url), place)
+            }
+        } catch {
+            try? await place.drop()
+            throw error
         }
-        let serverProcess = try await peer.serverProcessID()
-        let cpuBefore = Self.cpuSeconds(serverProcess: serverProcess)
-        for index in 0..<hosts {
-            let began = clock.now
-            try await peer.renewAll(host: "host\(index)", expires: Self.start + Self.timeToLive + .seconds(60))
-            measured.renew.append(clock.now - began)
-        }
-        measured.renewCPUSeconds = Self.cpuSeconds(serverProcess: serverProcess) - cpuBefore
-        return measured
     }
 
-    /// A store in a fresh place, and how to remove that place afterwards.
-    private func openStore(_ engine: Engine, label: String) async throws -> (SQLSliceStore, @Sendable () async throws -> Void) {
+    /// A fresh database: a SQLite file in the engine's directory, or a scratch database on
+    /// the PostgreSQL server.
+    struct Place: Sendable {
+        /// The database as the peer names it (the same file or URL serves the store).
+        let peer: FirstFitPeerServer.Database
+        /// The PostgreSQL database's name, for counting its server processes' CPU.
+        let name: String?
+        let drop: @Sendable () async throws -> Void
+    }
+
+    static func place(_ engine: Engine, label: String) async throws -> Place {
         switch engine {
         case .sqlite(let directory):
             let path = "\(directory)/bench-\(label).sqlite"
-            try? FileManager.default.removeItem(atPath: path)
-            return (try await SQLSliceStore.openSQLite(path: path), { Self.removeSQLite(path) })
+            removeSQLite(path)
+            return Place(peer: .sqlite(path: path), name: nil, drop: { removeSQLite(path) })
         case .postgres(let url):
-            let scratch = try await Self.createScratchDatabase(beside: url, label: label)
-            return (try await SQLSliceStore.openPostgres(url: scratch.url), scratch.drop)
+            let scratch = try await createScratchDatabase(beside: url, label: label)
+            return Place(peer: .postgres(url: scratch.url), name: scratch.name, drop: scratch.drop)
         }
     }
 
@@ -215,9 +297,10 @@ public struct AllocBenchmark: Sendable {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 
-    /// Creates `portslice_bench_<label>_<random>` on the server of `url`.
+    /// Creates `portslice_bench_<label>_<random>` on the server of `url`; dropping it ends any
+    /// session still connected to it.
     static func createScratchDatabase(beside url: String, label: String) async throws
-        -> (url: String, drop: @Sendable () async throws -> Void)
+        -> (url: String, name: String, drop: @Sendable () async throws -> Void)
     {
         guard let slash = url.lastIndex(of: "/"), url[..<slash].contains("@") else {
             throw BenchmarkFailure("--postgres '\(url)' must look like postgres://USER@HOST:PORT/DATABASE")
@@ -226,124 +309,67 @@ public struct AllocBenchmark: Sendable {
         let admin = try await SQLConnections.postgres(url: url)
         _ = try await admin.query("CREATE DATABASE \(name)", [])
         try await admin.close()
-        return (String(url[..<slash]) + "/\(name)", {
+        let query = url[slash...].firstIndex(of: "?").map { String(url[$0...]) } ?? ""
+        return (String(url[..<slash]) + "/\(name)" + query, name, {
             let admin = try await SQLConnections.postgres(url: url)
-            _ = try await admin.query("DROP DATABASE IF EXISTS \(name)", [])
+            _ = try await admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)", [])
             try await admin.close()
         })
     }
 
-    /// CPU seconds used so far by this process and by the PostgreSQL server process serving
-    /// the connection, when there is one on this machine.
-    static func cpuSeconds(serverProcess: Int?) -> Double {
+    /// CPU seconds used so far by this process.
+    static func ownCPUSeconds() -> Double {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        var seconds = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-        if let serverProcess, let stat = try? String(contentsOfFile: "/proc/\(serverProcess)/stat", encoding: .utf8),
-           let endOfName = stat.lastIndex(of: ")") {
-            // utime and stime, fields 14 and 15, in clock ticks; fields count from the state after the name.
-            let fields = stat[stat.index(after: endOfName)...].split(separator: " ")
-            let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-            seconds += ((Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)) / ticks
-        }
-        return seconds
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
+    /// This process's CPU seconds, and per process those of the PostgreSQL server's
+    /// processes working for `database` (when there is one).
+    static func cpuSeconds(database: String?) -> (own: Double, postgres: [Int32: Double]) {
+        (ownCPUSeconds(), database.map { ProcessCPU.postgres(database: $0) } ?? [:])
+    }
+
+    static func cpuSpent(since before: (own: Double, postgres: [Int32: Double]), database: String?) -> Double {
+        let after = cpuSeconds(database: database)
+        return after.own - before.own + ProcessCPU.spent(from: before.postgres, to: after.postgres)
     }
 }
 
-/// Request times: rate over the whole run and percentiles, in milliseconds.
+/// The times of one kind of request, and the time from the first sent to the last answered.
+struct Timings: Sendable {
+    var times: [Duration] = []
+    var elapsed = Duration.zero
+
+    var latencies: Latencies { Latencies(times, elapsed: elapsed) }
+}
+
+/// Request times: the measured rate and percentiles, in milliseconds.
 struct Latencies {
+    let count: Int
     let perSecond: Double
     let p50: Double
     let p99: Double
 
-    init(_ times: [Duration]) {
+    init(_ times: [Duration], elapsed: Duration) {
         let sorted = times.map(\.seconds).sorted()
-        let total = sorted.reduce(0, +)
-        perSecond = total > 0 ? Double(sorted.count) / total : 0
+        count = sorted.count
+        perSecond = elapsed > .zero ? Double(sorted.count) / elapsed.seconds : 0
         p50 = sorted.isEmpty ? 0 : sorted[sorted.count / 2] * 1000
         p99 = sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, sorted.count * 99 / 100)] * 1000
     }
 }
 
-/// The benchmark's peer: first-fit allocation in plain SQL on the same engine and settings,
-/// with no trait matching, spreading, quarantine or expiry, but the same durable log.
-struct FirstFitPeer {
-    let connection: any SQLConnection
-    let drop: @Sendable () async throws -> Void
-
-    init(engine: AllocBenchmark.Engine, benchmark: AllocBenchmark) async throws {
-        switch engine {
-        case .sqlite(let directory):
-            let path = "\(directory)/bench-peer.sqlite"
-            AllocBenchmark.removeSQLite(path)
-            connection = try await SQLConnections.sqlite(path: path)
-            drop = { AllocBenchmark.removeSQLite(path) }
-        case .postgres(let url):
-            let scratch = try await AllocBenchmark.createScratchDatabase(beside: url, label: "peer")
-            connection = try await SQLConnections.postgres(url: scratch.url)
-            drop = scratch.drop
-        }
-        let key = connection.dialect == .sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY"
-        for statement in [
-            "CREATE TABLE slices (address BIGINT, slice_index BIGINT, state TEXT NOT NULL, host TEXT, expires BIGINT, PRIMARY KEY (address, slice_index))",
-            "CREATE INDEX slices_by_state ON slices (state, address, slice_index)",
-            "CREATE INDEX slices_by_host ON slices (host)",
-            "CREATE TABLE log (id \(key), host TEXT NOT NULL, address BIGINT NOT NULL, slice_index BIGINT NOT NULL, started BIGINT NOT NULL)",
-        ] {
-            _ = try await connection.query(statement, [])
-        }
-        let slices = AllocBenchmark.plan.slices.count
-        for address in 0..<benchmark.addresses {
-            try await transaction {
-                for index in 0..<slices {
-                    _ = try await connection.query(
-                        "INSERT INTO slices (address, slice_index, state) VALUES (?, ?, 'free')", [.integer(Int64(address)), .integer(Int64(index))])
-                }
-            }
-        }
-    }
-
-    func acquire(host: String, count: Int, expires: Moment, now: Moment) async throws {
-        try await transaction {
-            let free = try await connection.query(
-                "SELECT address, slice_index FROM slices WHERE state = 'free' ORDER BY address, slice_index LIMIT ?", [.integer(Int64(count))])
-            guard free.count == count else { throw BenchmarkFailure("the peer ran out of slices") }
-            for row in free {
-                let slice: [SQLValue] = [.integer(row.integer("address") ?? 0), .integer(row.integer("slice_index") ?? 0)]
-                _ = try await connection.query(
-                    "UPDATE slices SET state = 'leased', host = ?, expires = ? WHERE address = ? AND slice_index = ?",
-                    [.text(host), .integer(expires.milliseconds)] + slice)
-                _ = try await connection.query(
-                    "INSERT INTO log (host, address, slice_index, started) VALUES (?, ?, ?, ?)", [.text(host)] + slice + [.integer(now.milliseconds)])
-            }
-        }
-    }
-
-    func serverProcessID() async throws -> Int? {
-        guard connection.dialect == .postgres else { return nil }
-        return try await connection.query("SELECT pg_backend_pid() AS pid", []).first?.integer("pid").map(Int.init)
-    }
-
-    func renewAll(host: String, expires: Moment) async throws {
-        try await transaction {
-            _ = try await connection.query("UPDATE slices SET expires = ? WHERE host = ?", [.integer(expires.milliseconds), .text(host)])
-        }
-    }
-
-    func close() async throws {
-        try await connection.close()
-        try await drop()
-    }
-
-    private func transaction(_ body: () async throws -> Void) async throws {
-        for statement in connection.dialect.beginWrite { _ = try await connection.query(statement, []) }
-        do {
-            try await body()
-            _ = try await connection.query("COMMIT", [])
-        } catch {
-            _ = try? await connection.query("ROLLBACK", [])
-            throw error
-        }
+extension AllocBenchmark.Row {
+    init(engine: String, path: String, operation: String, load: String, ours: Timings, theirs: Timings,
+         cpu: Double?, generator: Double?, peerCPU: Double?, idle: Double? = nil, peerIdle: Double? = nil,
+         target: String, meetsTarget: Bool?) {
+        let ours = ours.latencies, theirs = theirs.latencies
+        self.init(
+            engine: engine, path: path, operation: operation, load: load, requests: ours.count, operationsPerSecond: ours.perSecond,
+            p50Milliseconds: ours.p50, p99Milliseconds: ours.p99, corePercentPerPeriod: cpu, generatorCorePercentPerPeriod: generator,
+            peerRequests: theirs.count, peerOperationsPerSecond: theirs.perSecond, peerP50Milliseconds: theirs.p50,
+            peerP99Milliseconds: theirs.p99, peerCorePercentPerPeriod: peerCPU, idleCorePercent: idle, peerIdleCorePercent: peerIdle,
+            target: target, meetsTarget: meetsTarget)
     }
 }

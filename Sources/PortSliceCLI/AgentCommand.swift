@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PortSliceAgent
 import PortSliceAPI
 import PortSliceCore
 import PortSliceProxy
 import PortSliceSockets
+import ServiceLifecycle
 
 /// `portslice agent`: the host agent and the egress proxy it feeds.
 struct AgentCommand: AsyncParsableCommand {
@@ -23,8 +25,8 @@ struct AgentCommand: AsyncParsableCommand {
             As root it also puts each shared address on lo while it holds a slice there and \
             applies the host guard (nftables table portslice_guard: nothing leaves from a port \
             of a shared address that this host does not hold); --no-host-setup leaves both to \
-            the operator. On SIGTERM or SIGINT it stops serving, releases its leases and undoes \
-            what it set up.
+            the operator. On SIGTERM or SIGINT it stops gracefully: the proxy closes first, then \
+            the agent releases its leases and undoes what it set up.
 
             Example:
               portslice agent --server http://10.0.0.1:7300 --token $HOST_TOKEN --want 2,country=DE,category=residential --want 1
@@ -46,6 +48,8 @@ struct AgentCommand: AsyncParsableCommand {
 
     @OptionGroup var proxy: ProxyOptions
 
+    @OptionGroup var logging: LoggingOptions
+
     func validate() throws {
         guard (10...86_400).contains(leaseTime) else { throw ValidationError("--lease-time \(leaseTime) is out of range; give 10 to 86400 seconds") }
         for want in wants {
@@ -55,49 +59,69 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = HostAgent.Settings(wants: try wants.map { try LeaseWant(parsing: $0) }, leaseTime: .seconds(leaseTime))
+        let client = try server.client()
+        let logger = try logging.bootstrap("portslice.agent")
         let network: HostNetworkSetup?
         if noHostSetup {
             network = nil
         } else if ((try? HostNetwork.effectiveCapabilities()) ?? 0) & (1 << UInt64(HostNetwork.Capability.netAdmin.rawValue)) != 0 {
             network = HostNetworkSetup()
         } else {
-            printToStandardError("agent: without CAP_NET_ADMIN (root), shared addresses are not put on lo and no host guard is applied; configure them yourself or run as root")
+            logger.warning("without CAP_NET_ADMIN (root), shared addresses are not put on lo and no host guard is applied; configure them yourself or run as root")
             network = nil
         }
-        try await AgentService(client: try server.client(), settings: settings, network: network, proxy: proxy)
-            .run { await ProxyCommand.waitForStopSignal() }
+        let agent = AgentService(client: client, settings: settings, network: network, proxy: proxy, logger: logger)
+        try await runDaemon([agent], logger: logger)
     }
 }
 
-/// A host agent feeding a proxy in one process: the proxy starts once the first leases are
-/// in, serves until `stop` returns, and the leases are released after it closed.
-struct AgentService {
+/// A host agent feeding a proxy in one process, as a service: the first round with the
+/// allocator, then the proxy (once the first leases are in) and the agent's loop as services of
+/// their own, until graceful shutdown. They stop in reverse order of starting: the proxy
+/// closes first, then the agent's loop stops and its leases are released.
+struct AgentService: Service, CustomStringConvertible {
     let client: AllocatorClient
     let settings: HostAgent.Settings
     let network: HostNetworkSetup?
     let proxy: ProxyOptions
     var allowLoopback = false
+    /// For the agent; the proxy logs as `portslice.proxy`, at the same level.
+    let logger: Logger
 
-    func run(until stop: () async -> Void) async throws {
+    /// Names the service in the group's logs (and never shows the host's token).
+    var description: String { "agent of \(client.base) with its proxy" }
+
+    func run() async throws {
         let egress = EgressSlices()
         let agent = HostAgent(client: client, settings: settings, network: network, use: { held in
             try egress.replace(with: held.map { ($0.slice, $0.traits) })
-        }, log: { printToStandardError("agent: \($0)") })
+        }, logger: logger)
         try await agent.start()
-        let leases = Task { await agent.run() }
-        let server: ProxyServer
-        do {
-            server = try await proxy.start(sendingFrom: egress, allowLoopback: allowLoopback)
-        } catch {
-            leases.cancel()
-            await leases.value
-            await agent.releaseAll()
-            throw error
-        }
-        await stop()
-        try? await server.close()
-        leases.cancel()
-        await leases.value
-        await agent.releaseAll()
+        var proxyLogger = Logger(label: "portslice.proxy")
+        proxyLogger.logLevel = logger.logLevel
+        // The group inherits this service's graceful shutdown (and cancellation); it traps no
+        // signals itself. A proxy that cannot start cancels the lease keeper, which still
+        // releases the leases.
+        let services: [any Service] = [
+            LeaseKeeper(agent: agent),
+            ProxyService(options: proxy, slices: egress, allowLoopback: allowLoopback, logger: proxyLogger),
+        ]
+        try await ServiceGroup(services: services, logger: logger).run()
+    }
+}
+
+/// The agent's loop as a service: keeps the leases until graceful shutdown (or cancellation),
+/// then releases them all and undoes the host setup.
+struct LeaseKeeper: Service, CustomStringConvertible {
+    let agent: HostAgent
+
+    var description: String { "lease keeper" }
+
+    func run() async {
+        await cancelWhenGracefulShutdown { [agent] in await agent.run() }
+        // Released even when the group was cancelled (the proxy failed to start, or shutdown
+        // ran out of time): a task of its own, awaited here, does not inherit the cancellation
+        // that would abort the requests to the allocator.
+        await Task { [agent] in await agent.releaseAll() }.value
     }
 }

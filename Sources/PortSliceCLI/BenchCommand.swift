@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PortSliceBenchmarks
 
 /// `portslice bench`: benchmarks that print a table with a peer measured in the same run.
@@ -7,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run benchmarks; each prints our numbers beside a peer's, measured in the same run.",
-        subcommands: [BenchCoreCommand.self, BenchConnectCommand.self, BenchAllocCommand.self, BenchProxyCommand.self]
+        subcommands: [BenchCoreCommand.self, BenchConnectCommand.self, BenchAllocCommand.self, BenchAllocPeerCommand.self, BenchProxyCommand.self]
     )
 }
 
@@ -106,13 +107,20 @@ struct BenchConnectCommand: ParsableCommand {
 struct BenchAllocCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "alloc",
-        abstract: "Acquire and renew requests per second on the allocator's store, beside plain-SQL first fit.",
+        abstract: "Acquire, renew and release requests on the allocator, on its store and through HTTP, beside a first-fit peer.",
         discussion: """
-            Every host acquires its slices in one request, then renews all of them in one \
-            request, straight against the store (no HTTP), on SQLite in a temporary directory \
-            and, with --postgres, on scratch databases created on that server and dropped \
-            afterwards. The peer is first-fit allocation in plain SQL on the same engine, with \
-            the same log row and commit but no trait matching or spreading.
+            Every host acquires its slices in one request, renews all of them in one request \
+            (every host once, spread over a 10-second period, as agents do) and, through HTTP, \
+            releases one. Two paths: straight against the store in this process, one request \
+            after another; and through the HTTP API, with --clients concurrent clients, to \
+            `portslice serve` processes (two replicas on one database for PostgreSQL). SQLite \
+            runs in a temporary directory; with --postgres, scratch databases are created on \
+            that server and dropped afterwards. The peer is first-fit allocation in plain SQL \
+            on the same engine (UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING on PostgreSQL), \
+            with the same log rows, token checks and renewal batching but no trait matching, \
+            spreading or quarantine; through HTTP it serves the same routes from processes of \
+            its own. Renewal CPU is read per process from /proc (servers, and the PostgreSQL \
+            server's processes for the database).
             Build with -c release: swift run -c release portslice bench alloc --postgres postgres://postgres@127.0.0.1:55432/postgres
             """
     )
@@ -126,8 +134,17 @@ struct BenchAllocCommand: AsyncParsableCommand {
     @Option(help: "Slices each host acquires in its request.")
     var slicesPerHost = 3
 
+    @Option(help: "Concurrent clients of the HTTP acquires and releases.")
+    var clients = 32
+
     @Option(help: "Also measure on this PostgreSQL server (postgres://USER@HOST:PORT/DATABASE); scratch databases are created beside DATABASE.")
     var postgres: String?
+
+    @Flag(help: "Only the HTTP rows.")
+    var httpOnly = false
+
+    @Flag(help: "Only the store rows (no HTTP).")
+    var storeOnly = false
 
     @Option(help: "Output format.")
     var format: OutputFormat = .table
@@ -136,6 +153,8 @@ struct BenchAllocCommand: AsyncParsableCommand {
         guard (1...100_000).contains(hosts) else { throw ValidationError("--hosts must be 1-100000.") }
         guard (1...65_536).contains(addresses) else { throw ValidationError("--addresses must be 1-65536.") }
         guard (1...64).contains(slicesPerHost) else { throw ValidationError("--slices-per-host must be 1-64.") }
+        guard (1...256).contains(clients) else { throw ValidationError("--clients must be 1-256.") }
+        guard !(httpOnly && storeOnly) else { throw ValidationError("--http-only and --store-only together leave nothing to run; give one.") }
         guard hosts * slicesPerHost <= addresses * 31 else {
             throw ValidationError("--hosts x --slices-per-host (\(hosts * slicesPerHost)) is more than the pool's \(addresses * 31) slices; add --addresses.")
         }
@@ -146,6 +165,9 @@ struct BenchAllocCommand: AsyncParsableCommand {
         benchmark.hosts = hosts
         benchmark.addresses = addresses
         benchmark.slicesPerHost = slicesPerHost
+        benchmark.clients = clients
+        benchmark.paths = httpOnly ? [.http] : storeOnly ? [.store] : [.store, .http]
+        benchmark.executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -159,16 +181,68 @@ struct BenchAllocCommand: AsyncParsableCommand {
         case .json:
             print(try jsonText(rows))
         case .table:
-            print(renderTable(
-                ["engine", "request", "req/s", "p50 ms", "p99 ms", "CPU per period", "peer req/s", "peer p99 ms", "peer CPU per period", "target", "met"],
-                rows.map {
-                    [$0.engine, $0.operation, String(format: "%.0f", $0.operationsPerSecond),
-                     String(format: "%.2f", $0.p50Milliseconds), String(format: "%.2f", $0.p99Milliseconds),
-                     $0.corePercentPerPeriod.map { String(format: "%.1f%% of a core", $0) } ?? "-",
-                     String(format: "%.0f", $0.peerOperationsPerSecond), String(format: "%.2f", $0.peerP99Milliseconds),
-                     $0.peerCorePercentPerPeriod.map { String(format: "%.1f%% of a core", $0) } ?? "-",
-                     $0.target, $0.meetsTarget ? "yes" : "NO"]
-                }))
+            print(Self.table(rows))
+        }
+    }
+
+    static func table(_ rows: [AllocBenchmark.Row]) -> String {
+        func cpu(_ share: Double?, idle: Double?) -> String {
+            guard let share else { return "-" }
+            return String(format: "%.1f%% of a core", share) + (idle.map { String(format: " (idle %.1f%%)", $0) } ?? "")
+        }
+        func milliseconds(_ value: Double) -> String { String(format: "%.2f", value) }
+        return renderTable(
+            ["engine", "path", "request", "load", "req/s", "p50 ms", "p99 ms", "CPU per period",
+             "peer req/s", "peer p50 ms", "peer p99 ms", "peer CPU per period", "target", "met"],
+            rows.map {
+                [$0.engine, $0.path, $0.operation, $0.load, String(format: "%.0f", $0.operationsPerSecond),
+                 milliseconds($0.p50Milliseconds), milliseconds($0.p99Milliseconds), cpu($0.corePercentPerPeriod, idle: $0.idleCorePercent),
+                 String(format: "%.0f", $0.peerOperationsPerSecond), milliseconds($0.peerP50Milliseconds),
+                 milliseconds($0.peerP99Milliseconds), cpu($0.peerCorePercentPerPeriod, idle: $0.peerIdleCorePercent),
+                 $0.target, $0.meetsTarget.map { $0 ? "yes" : "NO" } ?? "-"]
+            })
+    }
+}
+
+/// `portslice bench alloc-peer`: the first-fit peer of `bench alloc` as an HTTP server, which
+/// `bench alloc` starts itself; not for use on its own.
+struct BenchAllocPeerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "alloc-peer",
+        abstract: "The first-fit peer of `bench alloc`, served over HTTP (started by `bench alloc`).",
+        shouldDisplay: false
+    )
+
+    @Option(help: ArgumentHelp("Address and port to listen on; port 0 picks one.", valueName: "host:port"))
+    var listen = "127.0.0.1:0"
+
+    @Option(help: ArgumentHelp("The peer's SQLite file (its tables made beforehand).", valueName: "file"))
+    var sqlite: String?
+
+    @Option(help: ArgumentHelp("The peer's PostgreSQL database (its tables made beforehand).", valueName: "url"))
+    var postgres: String?
+
+    @Option(help: "Connections to PostgreSQL.")
+    var connections = FirstFitPeerServer.defaultPostgresConnections
+
+    func validate() throws {
+        guard (sqlite == nil) != (postgres == nil) else { throw ValidationError("give --sqlite or --postgres") }
+        guard (1...64).contains(connections) else { throw ValidationError("--connections must be 1-64.") }
+    }
+
+    func run() async throws {
+        guard let token = ProcessInfo.processInfo.environment["PORTSLICE_ADMIN_TOKEN"], token.count >= 32 else {
+            throw CommandFailure("set PORTSLICE_ADMIN_TOKEN (at least 32 characters)")
+        }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw CommandFailure("--listen '\(listen)' must be HOST:PORT")
+        }
+        let host = String(listen[..<colon])
+        try await FirstFitPeerServer.run(
+            database: sqlite.map { .sqlite(path: $0) } ?? .postgres(url: postgres!), host: host, port: port, adminToken: token,
+            connections: connections, logger: Logger(label: "portslice.bench.peer")
+        ) { bound in
+            FileHandle.standardOutput.write(Data("portslice alloc peer listening on \(host):\(bound)\n".utf8))
         }
     }
 }

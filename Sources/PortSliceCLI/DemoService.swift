@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PortSliceAgent
 import PortSliceAPI
 import PortSliceCore
@@ -48,12 +49,13 @@ final class DemoService: Service {
     }
 
     func run() async throws {
-        var ports = allocatorPort.makeAsyncIterator()
-        guard let port = await ports.next() else { return }
+        // A shutdown before the allocator listens ends the demo at once.
+        guard let port = await cancelWhenGracefulShutdown({ [allocatorPort] in await allocatorPort.first { _ in true } }) else { return }
         let client = try AllocatorClient(base: "http://127.0.0.1:\(port)", token: hostToken)
         FileHandle.standardOutput.write(Data("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice of each of the pool's \(wants.count) trait class(es)\n".utf8))
+        // Logs at the level `serve` bootstrapped the log handler with.
         try await AgentService(client: client, settings: HostAgent.Settings(wants: wants, leaseTime: .seconds(60)), network: nil, proxy: proxy,
-                               allowLoopback: true)
-            .run { try? await gracefulShutdown() }
+                               allowLoopback: true, logger: Logger(label: "portslice.agent"))
+            .run()
     }
 }

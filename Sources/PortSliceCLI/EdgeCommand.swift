@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PortSliceCore
 import PortSliceEdge
 import PortSliceStore
-import UnixSignals
 
 /// `portslice edge`: return-path steering on the router in front of the hosts, or the guard on
 /// one host.
@@ -87,6 +87,8 @@ struct EdgeRun: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds between checks that the rules in force are still ours.", valueName: "seconds"))
     var reconcile: Double = 5
 
+    @OptionGroup var logging: LoggingOptions
+
     func validate() throws {
         guard reconcile >= 0.1 && reconcile <= 3600 else {
             throw ValidationError("--reconcile \(reconcile) is out of range; give 0.1 to 3600 seconds")
@@ -95,25 +97,20 @@ struct EdgeRun: AsyncParsableCommand {
 
     func run() async throws {
         let role = try options.role()
-        if case .edge = role { try Self.checkForwarding() }
+        let logger = try logging.bootstrap("portslice.edge")
+        if case .edge = role { try Self.checkForwarding(logger: logger) }
         let service = EdgeService(
             controller: EdgeController(role: role),
             source: try options.source(),
             reconcileInterval: .milliseconds(Int(reconcile * 1000)),
-            report: { printToStandardError("edge: \($0)") }
+            logger: logger
         )
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await service.run() }
-            group.addTask { for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { return } }
-            try await group.next()
-            group.cancelAll()
-            try await group.waitForAll()
-        }
+        try await runDaemon([service], logger: logger)
     }
 
     /// The kernel must forward, and strict reverse-path filtering would drop the hosts' packets
     /// (their source, a shared address, routes nowhere without a mark).
-    static func checkForwarding() throws {
+    static func checkForwarding(logger: Logger) throws {
         func sysctl(_ name: String) -> String? {
             (try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -121,7 +118,7 @@ struct EdgeRun: AsyncParsableCommand {
             throw CommandFailure("this machine does not forward IPv4; run `sysctl -w net.ipv4.ip_forward=1` first")
         }
         for scope in ["all", "default"] where sysctl("conf/\(scope)/rp_filter") == "1" {
-            printToStandardError("warning: net.ipv4.conf.\(scope).rp_filter is 1 (strict), which drops hosts' packets from shared addresses; set it to 0 or 2")
+            logger.warning("net.ipv4.conf.\(scope).rp_filter is 1 (strict), which drops hosts' packets from shared addresses; set it to 0 or 2")
         }
     }
 }

@@ -52,7 +52,7 @@ struct StatusCommand: AsyncParsableCommand {
         do {
             var request = HTTPClientRequest(url: "http://\(proxy)/status")
             request.method = .GET
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let response = try await AllocatorClient.httpClient().execute(request, timeout: .seconds(10))
             let body = String(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
             guard response.status == .ok else { throw CommandFailure("the proxy at \(proxy) answered \(response.status.code): \(body)") }
             print("\nproxy at \(proxy)\n\(body)", terminator: "")

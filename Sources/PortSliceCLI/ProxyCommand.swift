@@ -1,11 +1,8 @@
 import ArgumentParser
 import Foundation
-import NIOCore
-import NIOPosix
+import Logging
 import PortSliceCore
 import PortSliceProxy
-import PortSliceSockets
-import UnixSignals
 
 /// `portslice proxy`: the egress proxy, from slices given on the command line.
 struct ProxyCommand: AsyncParsableCommand {
@@ -25,7 +22,8 @@ struct ProxyCommand: AsyncParsableCommand {
             Beyond loopback it listens only with --users (SOCKS username/password, RFC 1929; \
             HTTP Proxy-Authorization: Basic). With --trust-proxy-protocol every connection must \
             start with a PROXY protocol v1 or v2 header, whose source is taken as the client: \
-            for a load balancer or VPN concentrator in front. Stops on SIGTERM or SIGINT.
+            for a load balancer or VPN concentrator in front. Stops gracefully on SIGTERM or \
+            SIGINT: it closes its listeners first.
 
             Example:
               portslice proxy --slice 127.0.0.2:20000-20999 --pool pool.csv --clients clients.csv --allow 127.0.0.1/32
@@ -40,6 +38,8 @@ struct ProxyCommand: AsyncParsableCommand {
     var pool: String
 
     @OptionGroup var proxy: ProxyOptions
+
+    @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         if slices.isEmpty { throw ValidationError("give at least one --slice ADDRESS:LOW-HIGH to send from") }
@@ -57,12 +57,8 @@ struct ProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let server = try await proxy.start(sendingFrom: try egressSlices())
-        await Self.waitForStopSignal()
-        try await server.close()
-    }
-
-    static func waitForStopSignal() async {
-        for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { return }
+        let slices = try egressSlices()
+        let logger = try logging.bootstrap("portslice.proxy")
+        try await runDaemon([ProxyService(options: proxy, slices: slices, logger: logger)], logger: logger)
     }
 }

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import PortSliceCore
 import PortSliceProxy
 import PortSliceSockets
+import ServiceLifecycle
 
 /// The proxy's settings, shared by `portslice proxy` (fixed slices) and `portslice agent`
 /// (slices leased from the allocator).
@@ -70,15 +72,16 @@ struct ProxyOptions: ParsableArguments {
         return table
     }
 
-    /// Reads the client feeds and users, and builds what opens flows from `slices`.
-    /// `allowLoopback` opens loopback destinations (the local demo only).
-    func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
+    /// Reads the client feeds and users, and builds what opens flows from `slices`, looking
+    /// names up on `lookups` and waiting for handshakes on `handshakes`. `allowLoopback` opens
+    /// loopback destinations (the local demo only).
+    func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false, lookups: NIOThreadPool,
+                         handshakes: HandshakeWaiter) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
         let feeds = try clientFeeds.map { try Geofeed.read(readFile($0, what: "client geofeed"), source: $0) }
         let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.prefixes(allowed, option: "allow"),
                                        deny: try Self.prefixes(denied, option: "deny"))
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
-                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: Self.lookupThreads,
-                                handshakes: try Self.handshakes.mapError { CommandFailure("cannot watch TCP handshakes (epoll): \($0)") }.get())
+                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: lookups, handshakes: handshakes)
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
                                             trustProxyProtocol: trustProxyProtocol, users: try userTable())
         return (opener, settings)
@@ -86,12 +89,13 @@ struct ProxyOptions: ParsableArguments {
 
     /// Starts serving flows from `slices` and says so on standard output (unbuffered: scripts
     /// wait for this line before connecting).
-    func start(sendingFrom slices: EgressSlices, allowLoopback: Bool = false) async throws -> ProxyServer {
+    func start(sendingFrom slices: EgressSlices, allowLoopback: Bool = false, lookups: NIOThreadPool, handshakes: HandshakeWaiter,
+               logger: Logger) async throws -> ProxyServer {
         let endpoint = try listenAddress()
-        let (opener, settings) = try makeServerParts(slices: slices, allowLoopback: allowLoopback)
+        let (opener, settings) = try makeServerParts(slices: slices, allowLoopback: allowLoopback, lookups: lookups, handshakes: handshakes)
         let server = try await ProxyServer.start(
             on: try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port)), opener: opener, settings: settings,
-            group: MultiThreadedEventLoopGroup.singleton, log: { printToStandardError("proxy: \($0)") })
+            group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         let port = server.localAddress?.port ?? Int(endpoint.port)
         let held = slices.slices
         let ready = "portslice proxy listening on \(endpoint.address):\(port) (SOCKS5 and HTTP); \(held.count) slice(s) on \(slices.addresses.count) address(es)\n"
@@ -99,19 +103,43 @@ struct ProxyOptions: ParsableArguments {
         return server
     }
 
-    /// A name lookup holds one of these threads until the system resolver answers.
-    static let lookupThreads: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 128)
-        pool.start()
-        return pool
-    }()
-
-    /// Waits for every handshake still under way when its dial returns (remote destinations).
-    static let handshakes = Result { () throws(DialError) in try HandshakeWaiter() }
+    /// Threads for name lookups: a lookup holds one until the system resolver answers.
+    static let lookupThreadCount = 128
 
     static func prefixes(_ texts: [String], option: String) throws -> [IPv4Prefix] {
         try texts.map { text in
             do { return try IPv4Prefix(parsing: text.contains("/") ? text : text + "/32") } catch { throw CommandFailure("--\(option) '\(text)': \(error)") }
         }
+    }
+}
+
+/// The egress proxy as a service (`portslice proxy`, and beside the agent): while it runs it
+/// owns the threads a proxy needs, the name-lookup pool and the handshake waiter; it serves
+/// from `slices` until graceful shutdown, then closes its listeners and stops those threads.
+struct ProxyService: Service, CustomStringConvertible {
+    let options: ProxyOptions
+    let slices: EgressSlices
+    var allowLoopback = false
+    let logger: Logger
+
+    var description: String { "proxy on \(options.listen)" }
+
+    func run() async throws {
+        let handshakes: HandshakeWaiter
+        do { handshakes = try HandshakeWaiter() } catch { throw CommandFailure("cannot watch TCP handshakes (epoll): \(error)") }
+        // Handshakes still waited for when it stops are called back at once, as failed.
+        defer { handshakes.stop() }
+        let lookups = NIOThreadPool(numberOfThreads: ProxyOptions.lookupThreadCount)
+        lookups.start()
+        do {
+            let server = try await options.start(sendingFrom: slices, allowLoopback: allowLoopback, lookups: lookups, handshakes: handshakes,
+                                                 logger: logger)
+            try await server.run()
+        } catch {
+            try? await lookups.shutdownGracefully()
+            throw error
+        }
+        try await lookups.shutdownGracefully()
+        logger.info("the proxy stopped; its listeners are closed")
     }
 }

@@ -159,7 +159,7 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry, logger: logger)
         let demo = runsDemo ? try await demoService(store: store, dataDir: dataDir, sliceSize: sliceSize) : nil
-        let scheme = tls == nil ? "http" : "https"
+        let served = tls == nil ? "" : " (HTTPS)"
         let app = Application(
             router: api.router(),
             server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
@@ -167,7 +167,7 @@ struct ServeCommand: AsyncParsableCommand {
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? 0
                 // Written straight to the descriptor, so scripts and tests see it at once.
-                FileHandle.standardOutput.write(Data("portslice allocator listening on \(scheme)://\(host):\(bound)\n".utf8))
+                FileHandle.standardOutput.write(Data("portslice allocator listening on \(host):\(bound)\(served)\n".utf8))
                 demo?.allocatorStarted(on: bound)
             },
             logger: logger)

@@ -375,9 +375,9 @@ final class DatabaseHealth: Sendable {
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
         outages = registry.makeCounter(descriptor: MetricNameDescriptor(
-            namespace: "portslice", metricName: "database_outages", unitName: "", helpText: "Times the database was found unreachable after answering"))
+            namespace: "portslice", metricName: "database_outages", unitName: "total", helpText: "Times the database was found unreachable after answering"))
         unavailableAnswers = registry.makeCounter(descriptor: MetricNameDescriptor(
-            namespace: "portslice", metricName: "database_unavailable_answers", unitName: "", helpText: "Requests answered 503 because the database was unreachable"))
+            namespace: "portslice", metricName: "database_unavailable_answers", unitName: "total", helpText: "Requests answered 503 because the database was unreachable"))
         upGauge = registry.makeGauge(descriptor: MetricNameDescriptor(
             namespace: "portslice", metricName: "database_up", unitName: "", helpText: "1 while the database answers, 0 while it does not"))
         upGauge.set(Int64(1))
@@ -401,7 +401,7 @@ final class DatabaseHealth: Sendable {
 
     func recordAuthenticationFailure(_ reason: String) {
         registry.makeCounter(
-            descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "authentication_failures", unitName: "",
+            descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "authentication_failures", unitName: "total",
                                              helpText: "Requests refused for their token: missing, unknown, or forbidden for the route"),
             labels: [("reason", reason)]
         ).increment()

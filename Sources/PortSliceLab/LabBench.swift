@@ -280,9 +280,14 @@ public enum LabBench {
     static func edgeState() throws -> (entries: Int, bytes: Int) {
         // Read from a thread inside the namespace rather than by a child process: with tens of
         // thousands of descriptors open, Foundation's Process crashes while spawning.
-        let count = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.edge)) {
+        // An unreadable count is an error, not zero: without connection tracking loaded the
+        // stateless edge's 0 would prove nothing. The NAT edge's entries are read the same way.
+        let read = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.edge)) {
             (try? String(contentsOfFile: "/proc/sys/net/netfilter/nf_conntrack_count", encoding: .utf8))
-                .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+                .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        guard let count = read else {
+            throw LabError("cannot read the edge's connection-tracking count (/proc/sys/net/netfilter/nf_conntrack_count): conntrack is not loaded, so a count of 0 would prove nothing; run `modprobe nf_conntrack`")
         }
         let slab = (try? String(contentsOfFile: "/proc/slabinfo", encoding: .utf8)) ?? ""
         let line = slab.split(separator: "\n").first { $0.hasPrefix("nf_conntrack ") }

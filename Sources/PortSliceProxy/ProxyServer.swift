@@ -1,14 +1,18 @@
+import Logging
 import NIOCore
 import NIOPosix
 import NIOSOCKS
 import PortSliceCore
 import PortSliceSockets
+import ServiceLifecycle
 import Synchronization
 
 /// The egress proxy: SOCKS5 (RFC 1928, CONNECT) and HTTP CONNECT on one port, told apart by
 /// the first byte, optionally behind a PROXY protocol header naming the true client. Each flow
 /// leaves from a slice chosen by the client's traits (`FlowOpener`) and is relayed both ways.
-public final class ProxyServer: Sendable {
+///
+/// As a `Service`, it serves from `start` until graceful shutdown, then closes its listeners.
+public final class ProxyServer: Sendable, Service {
     public struct Settings: Sendable {
         /// Open connections one client address may hold; more are closed at once.
         public var connectionsPerClient: Int
@@ -34,10 +38,11 @@ public final class ProxyServer: Sendable {
     /// hand-over between threads.
     public let channels: [Channel]
 
-    /// Binds `address` and starts serving.
+    /// Binds `address` and starts serving; connections refused and flows that could not be
+    /// opened are logged to `logger`.
     public static func start(on address: SocketAddress, opener: FlowOpener, settings: Settings = Settings(), group: any EventLoopGroup,
-                             log: @escaping @Sendable (String) -> Void) async throws -> ProxyServer {
-        let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), log: log)
+                             logger: Logger) async throws -> ProxyServer {
+        let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), logger: logger)
         if let port = address.port, port != 0, let host = address.ipAddress.flatMap({ try? IPv4Address(parsing: $0) }),
            let problem = HostNetwork.tcpBindProblem(Endpoint(host, UInt16(port))) {
             switch problem {
@@ -96,6 +101,13 @@ public final class ProxyServer: Sendable {
 
     public var localAddress: SocketAddress? { channels.first?.localAddress }
 
+    /// Serves until graceful shutdown (or cancellation), then closes every listener and waits
+    /// for them to close. Connections already accepted are left to their owners.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
     /// Closes every listener; the first failure is thrown once all were tried.
     public func close() async throws {
         var failure: (any Error)?
@@ -111,13 +123,18 @@ struct ProxySession: Sendable {
     let opener: FlowOpener
     let settings: ProxyServer.Settings
     let counts: ClientCounts
-    let log: @Sendable (String) -> Void
+    let logger: Logger
+
+    /// Logs what happened to one client's connection or flow (info: routine for a proxy).
+    var log: @Sendable (String) -> Void {
+        { [logger] message in logger.info("\(message)") }
+    }
 
     /// Admits `client` (within its connection limit) and adds the protocol sniffer; a client
     /// over its limit is closed at once.
     func begin(_ channel: Channel, client: IPAddress, after handler: (any ChannelHandler)? = nil) throws {
         guard counts.admit(client, limit: settings.connectionsPerClient) else {
-            log("refused a connection from \(client): over the per-client limit of \(settings.connectionsPerClient)")
+            logger.warning("refused a connection from \(client): over the per-client limit of \(settings.connectionsPerClient)", metadata: ["client": "\(client)"])
             channel.close(promise: nil)
             return
         }
@@ -137,7 +154,8 @@ struct ProxySession: Sendable {
         opening.map { opened in (opened, opener.metrics.flowOpened(from: opened.slice, via: proxyProtocol)) }
             .flatMapErrorThrowing { error in
                 if let failure = error as? OpenFailure { opener.metrics.failed(failure, via: proxyProtocol) }
-                log("\(proxyProtocol): \(client) -> \(host):\(port): \(error)")
+                logger.info("\(proxyProtocol): \(client) -> \(host):\(port): \(error)",
+                            metadata: ["client": "\(client)", "destination": "\(host):\(port)", "protocol": "\(proxyProtocol)"])
                 throw error
             }
     }
@@ -175,11 +193,11 @@ final class ProxyHeaderReader: ChannelInboundHandler, RemovableChannelHandler, @
         switch ProxyProtocolHeader.parse(buffered.readableBytesView) {
         case .needMore:
             if buffered.readableBytes > Self.limit {
-                session.log("\(peer): PROXY header over \(Self.limit) bytes; closing")
+                session.logger.warning("\(peer): PROXY header over \(Self.limit) bytes; closing", metadata: ["peer": "\(peer)"])
                 context.close(promise: nil)
             }
         case .invalid(let reason):
-            session.log("\(peer): \(reason); closing")
+            session.logger.warning("\(peer): \(reason); closing", metadata: ["peer": "\(peer)"])
             context.close(promise: nil)
         case .header(let client, let length):
             buffered.moveReaderIndex(forwardBy: length)

@@ -10,7 +10,9 @@ import Synchronization
 /// (writable, or an error), or when its deadline passes, whichever comes first. The caller then
 /// finishes the connection without waiting (`PendingConnection.finish(timeout: .zero)`), which
 /// tells success, refusal and timeout apart. The callback gets an error only when the waiter
-/// itself could not watch (the kernel refused, or the waiter was stopped). The waiter's thread lives until `stop`.
+/// itself could not watch (the kernel refused, or the waiter was stopped). The waiter's thread
+/// lives until `stop`, which its owner calls when done with it (the proxy's service does as it
+/// stops).
 public final class HandshakeWaiter: Sendable {
     private struct Waiting {
         let deadline: ContinuousClock.Instant

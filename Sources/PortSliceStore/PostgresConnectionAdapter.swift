@@ -140,7 +140,9 @@ final class PostgresLink: SQLConnection {
         var configuration = PostgresConnection.Configuration(
             host: server.host, port: server.port, username: url.user, password: url.password, database: url.database, tls: tls)
         configuration.options.connectTimeout = TimeAmount(timeout)
-        if url.tlsMode == .verifyFull { configuration.options.tlsServerName = server.host }
+        // A name is sent (SNI) and checked against the certificate; an IP address is not sent,
+        // and NIOSSL checks the certificate against the address connected to instead.
+        if url.tlsMode == .verifyFull && Self.isName(server.host) { configuration.options.tlsServerName = server.host }
         return try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
     }
 
@@ -162,6 +164,10 @@ final class PostgresLink: SQLConnection {
         let context: NIOSSLContext
         do { context = try NIOSSLContext(configuration: configuration) } catch { throw StoreError("cannot set up TLS for the database: \(error)") }
         return url.tlsMode == .prefer ? .prefer(context) : .require(context)
+    }
+
+    private static func isName(_ host: String) -> Bool {
+        (try? IPv4Address(parsing: host)) == nil && !host.contains(":")
     }
 
     /// Server errors that end the session: admin shutdown (a restart or fail-over), crash

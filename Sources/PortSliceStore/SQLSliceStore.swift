@@ -29,6 +29,8 @@ public final class SQLSliceStore: SliceStore, Service {
     /// The version the current transaction moved the table to, published after its commit.
     private let committedVersion = Mutex<Int64?>(nil)
     private let statements = Atomic<Int>(0)
+    /// The slice table as last read; see `sliceTable()`.
+    private let keptTable = Mutex<SliceTable?>(nil)
     /// How long an operation may take, queueing included, before it fails as unavailable
     /// (PostgreSQL only: a local SQLite file is never away).
     public static let operationTimeout = Duration.milliseconds(1500)
@@ -49,6 +51,8 @@ public final class SQLSliceStore: SliceStore, Service {
         renewals = Coalescer(window: renewalWindow)
         try await migrate()
         versions.publish(try await tableVersion())
+        // On PostgreSQL other replicas' changes are heard only once the listener runs.
+        versions.setLive(connection.dialect == .sqlite)
     }
 
     public func close() async throws { try await connection.close() }
@@ -162,6 +166,7 @@ public final class SQLSliceStore: SliceStore, Service {
             try await self.advanceInTransaction(to: now)
             try await self.run("UPDATE addresses SET draining = 1 WHERE address = ?", [.int(address.bits)])
             try await self.run("UPDATE slices SET state = 'draining' WHERE address = ? AND state = 'free'", [.int(address.bits)])
+            try await self.bumpVersion()
         }
     }
 
@@ -470,16 +475,33 @@ public final class SQLSliceStore: SliceStore, Service {
 
     // MARK: - Slice table
 
+    /// Every waiting long poll reads the table when it changes, thousands at once: the table
+    /// of the newest version this process has heard of is read from the database once and
+    /// kept. Only while changes are heard (`versions.isLive`) is a kept table known to be
+    /// current.
     public func sliceTable() async throws -> SliceTable {
-        try await withDatabase {
-            let version = try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0
-            let rows = try await self.query("SELECT address, slice_index, ports, state, host FROM slices ORDER BY address, slice_index")
-            return SliceTable(version: version, slices: try rows.map { row in
-                SliceTable.Entry(
-                    address: Self.address(row), index: Int(row.integer("slice_index") ?? 0), ports: try Self.ports(row),
-                    state: try Self.status(row), host: row.text("host"))
-            })
+        if let current = currentTable() { return current }
+        return try await withDatabase {
+            if let current = self.currentTable() { return current }
+            let table = try await self.readSliceTable()
+            self.keptTable.withLock { $0 = table }
+            return table
         }
+    }
+
+    private func currentTable() -> SliceTable? {
+        guard versions.isLive, let kept = keptTable.withLock({ $0 }), kept.version >= versions.version else { return nil }
+        return kept
+    }
+
+    private func readSliceTable() async throws -> SliceTable {
+        let version = try await query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0
+        let rows = try await query("SELECT address, slice_index, ports, state, host FROM slices ORDER BY address, slice_index")
+        return SliceTable(version: version, slices: try rows.map { row in
+            SliceTable.Entry(
+                address: Self.address(row), index: Int(row.integer("slice_index") ?? 0), ports: try Self.ports(row),
+                state: try Self.status(row), host: row.text("host"))
+        })
     }
 
     public func tableVersion() async throws -> Int64 {
@@ -536,12 +558,13 @@ public final class SQLSliceStore: SliceStore, Service {
             try await end(leasesWhere: expired, [.integer(now.milliseconds)], at: nil)
             try await bumpVersion()
         }
-        try await run(
+        let released = try await query(
             """
             UPDATE slices SET state = CASE WHEN (SELECT draining FROM addresses a WHERE a.address = slices.address) = 1
                 THEN 'draining' ELSE 'free' END, quarantine_until = NULL
-            WHERE state = 'quarantined' AND quarantine_until <= ?
+            WHERE state = 'quarantined' AND quarantine_until <= ? RETURNING slice_index
             """, [.integer(now.milliseconds)])
+        if !released.isEmpty { try await bumpVersion() }
     }
 
     /// Closes the log records of the matching leased slices and quarantines the slices, at

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import PortSliceAPI
 import PortSliceControl
 import PortSliceCore
@@ -23,6 +24,9 @@ struct HostAgentTests {
         var all: [[HeldSlice]] { calls.withLock { $0 } }
         var last: [HeldSlice] { all.last ?? [] }
     }
+
+    /// A logger that drops everything, for tests that do not look at the log.
+    static let quiet = Logger(label: "portslice.agent.test") { _ in SwiftLogNoOpLogHandler() }
 
     /// An allocator with two US residential addresses and one DE hosting address (4 slices
     /// each) and a host `h1`; runs `body` with the store, the host's client and the admin's.
@@ -63,14 +67,14 @@ struct HostAgentTests {
     func refusedToken() async throws {
         try await withAllocator { _, client in
             let settings = HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(30))
-            let refused = HostAgent(client: try AllocatorClient(base: client.base, token: "not-this-host's-token"), settings: settings, use: { _ in }, log: { _ in })
+            let refused = HostAgent(client: try AllocatorClient(base: client.base, token: "not-this-host's-token"), settings: settings, use: { _ in }, logger: Self.quiet)
             do {
                 try await refused.start()
                 Issue.record("start accepted a token the allocator refuses")
             } catch {
                 #expect("\(error)".contains("HTTP 40") && "\(error)".contains("--token"), "\(error)")
             }
-            let agent = HostAgent(client: client, settings: settings, use: { _ in }, log: { _ in })
+            let agent = HostAgent(client: client, settings: settings, use: { _ in }, logger: Self.quiet)
             try await agent.start()
             #expect(await agent.slices.count == 1)
             await agent.releaseAll()
@@ -85,7 +89,7 @@ struct HostAgentTests {
             let agent = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(30)), use: { held in
                 if refuseNext.withLock({ refuse in defer { refuse = false }; return refuse }) { throw AgentError("out of descriptors") }
                 uses.record(held)
-            }, log: { _ in })
+            }, logger: Self.quiet)
             await agent.refresh()
             #expect(uses.all.isEmpty)
             let held = await agent.slices
@@ -101,7 +105,7 @@ struct HostAgentTests {
         try await withAllocator { store, client in
             let uses = Uses()
             let settings = HostAgent.Settings(wants: [try traits("2,country=US,category=residential"), try traits("1,country=DE")], leaseTime: .seconds(30))
-            let agent = HostAgent(client: client, settings: settings, use: { uses.record($0) }, log: { _ in })
+            let agent = HostAgent(client: client, settings: settings, use: { uses.record($0) }, logger: Self.quiet)
             await agent.refresh()
             let held = await agent.slices
             #expect(held.count == 3)
@@ -130,7 +134,7 @@ struct HostAgentTests {
         try await withAllocator { store, client in
             let uses = Uses()
             let agent = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("2,country=US")], leaseTime: .seconds(30)),
-                                  use: { uses.record($0) }, log: { _ in })
+                                  use: { uses.record($0) }, logger: Self.quiet)
             await agent.refresh()
             let first = await agent.slices
             #expect(first.count == 2)
@@ -154,16 +158,16 @@ struct HostAgentTests {
     func adoptsExistingLeases() async throws {
         try await withAllocator { store, client in
             let settings = HostAgent.Settings(wants: [try traits("1,country=US"), try traits("1,country=DE")], leaseTime: .seconds(30))
-            let first = HostAgent(client: client, settings: settings, use: { _ in }, log: { _ in })
+            let first = HostAgent(client: client, settings: settings, use: { _ in }, logger: Self.quiet)
             await first.refresh()
             let held = Set(await first.slices)
-            let second = HostAgent(client: client, settings: settings, use: { _ in }, log: { _ in })
+            let second = HostAgent(client: client, settings: settings, use: { _ in }, logger: Self.quiet)
             await second.refresh()
             #expect(Set(await second.slices) == held)
             #expect(try await store.leases(of: "h1").count == 2)
             // Restarted wanting less: it keeps what a want still covers and releases the rest.
             let third = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1,country=DE")], leaseTime: .seconds(30)),
-                                  use: { _ in }, log: { _ in })
+                                  use: { _ in }, logger: Self.quiet)
             await third.refresh()
             let kept = await third.slices
             #expect(kept.count == 1 && kept.first?.traits.country?.description == "DE")
@@ -174,12 +178,12 @@ struct HostAgentTests {
     @Test("while the allocator cannot be reached, leases are kept until their deadline, never beyond")
     func keepsLeasesThroughAnOutageUntilTheyExpire() async throws {
         let uses = Uses()
-        let logs = Mutex<[String]>([])
+        let logs = RecordedLog()
         // Leases from a live allocator, then the allocator goes away.
         let agent = Mutex<HostAgent?>(nil)
         try await withAllocator { _, client in
             let created = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(10), retryInterval: .milliseconds(200)),
-                                    use: { uses.record($0) }, log: { line in logs.withLock { $0.append(line) } })
+                                    use: { uses.record($0) }, logger: logs.logger)
             await created.refresh()
             agent.withLock { $0 = created }
         }
@@ -200,8 +204,48 @@ struct HostAgentTests {
         #expect(await running.slices.isEmpty)
         #expect(uses.last.isEmpty)
         #expect(dropped <= .milliseconds(10_100), "dropped \(dropped) after the outage began")
-        #expect(logs.withLock { $0.contains { $0.contains("cannot renew leases") } })
-        #expect(logs.withLock { $0.contains { $0.contains("expired without renewal") } })
+        #expect(logs.messages.contains { $0.contains("cannot renew leases") })
+        #expect(logs.messages.contains { $0.contains("expired without renewal") })
+        // An outage beginning and a lease expiring are warnings, with the lease as metadata.
+        #expect(logs.entries.contains { $0.level == .warning && $0.message.contains("cannot renew leases") })
+        #expect(logs.entries.contains { $0.level == .warning && $0.message.contains("expired without renewal") && $0.metadata["lease"] != nil })
+    }
+}
+
+/// Every message a logger was given, with its level and metadata, in order.
+final class RecordedLog: Sendable {
+    struct Entry: Sendable {
+        let level: Logger.Level
+        let message: String
+        let metadata: Logger.Metadata
+    }
+
+    private let recorded = Mutex<[Entry]>([])
+
+    var entries: [Entry] { recorded.withLock { $0 } }
+    var messages: [String] { entries.map(\.message) }
+
+    /// A logger (at trace level) whose messages are kept here.
+    var logger: Logger {
+        var logger = Logger(label: "portslice.agent.test") { _ in Handler(sink: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let sink: RecordedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let entry = Entry(level: event.level, message: event.message.description, metadata: metadata.merging(event.metadata ?? [:]) { $1 })
+            sink.recorded.withLock { $0.append(entry) }
+        }
     }
 }
 

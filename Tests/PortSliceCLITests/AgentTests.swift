@@ -8,7 +8,7 @@ import Testing
 /// flows through the proxy, the allocator killed and restarted under them.
 @Suite("portslice agent")
 struct AgentTests {
-    static let adminToken = "admin-token-for-agent-tests"
+    static let adminToken = "admin-token-for-agent-tests-0123456789"
 
     /// A SOCKS5 CONNECT through `proxy` to `target`; returns the reply code.
     static func socksConnect(_ socket: borrowing ConnectedSocket, to target: Endpoint) throws -> UInt8 {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import Testing
 import PortSliceCore
 import PortSliceEdge
@@ -96,7 +97,7 @@ struct LabTests {
         let controller = EdgeController(role: .edge(hosts: hosts), namespace: LabTopology.edge)
         let reports = Reports()
         let service = EdgeService(controller: controller, source: SliceTableFile(path: directory.url.appendingPathComponent("table.json").path),
-                                  reconcileInterval: .milliseconds(200), report: { reports.add($0) })
+                                  reconcileInterval: .milliseconds(200), logger: reports.logger)
         let running = Task { try await service.run() }
 
         #expect(try await waitFor(1, within: .seconds(5)) != nil, "never reached h1: \(reports.all)")
@@ -116,7 +117,7 @@ struct LabTests {
         #expect(await controller.appliedVersion == 1)
         #expect(deliveredTo() == 1)
         #expect(reports.all.contains { $0.contains("not a slice table") })
-        #expect(reports.all.contains { $0.contains("rejected slice table version 3") && $0.contains("share ports") })
+        #expect(reports.all.contains { $0.contains("rejected slice table version 3") && $0.contains("share ports") }, "\(reports.all)")
 
         // The slice is released into quarantine (dropped and counted), then leased to h2.
         try writeTable(4, [("1024-2047", .quarantined, nil), ("2048-3071", .free, nil)])
@@ -139,12 +140,32 @@ struct LabTests {
     }
 }
 
-/// What the edge reported, for failure messages and checks.
+/// What the edge logged, for failure messages and checks.
 final class Reports: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
     func add(_ line: String) { lock.withLock { lines.append(line) } }
     var all: [String] { lock.withLock { lines } }
+
+    /// A logger (every level) whose messages are kept here.
+    var logger: Logger {
+        var logger = Logger(label: "portslice.edge.test") { _ in Handler(reports: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let reports: Reports
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) { reports.add(event.message.description) }
+    }
 }
 
 extension LabTests {

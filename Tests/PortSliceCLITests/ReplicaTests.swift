@@ -55,7 +55,7 @@ struct ReplicaTests {
         _ = try await psql(Self.base, "CREATE DATABASE \(name)")
         let url = String(Self.base[..<Self.base.lastIndex(of: "/")!]) + "/\(name)"
         let directory = try TemporaryDirectory()
-        let environment = ["PORTSLICE_ADMIN_TOKEN": "adm", "PORTSLICE_DATABASE": url]
+        let environment = ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken, "PORTSLICE_DATABASE": url]
         let replicas = try (0..<2).map { index in
             try ServeTests.Server(dataDir: directory.url.appendingPathComponent("data\(index)").path, environment: environment)
         }
@@ -63,11 +63,11 @@ struct ReplicaTests {
 
         let pool = try directory.write("pool.csv", "203.0.113.10/32,US,,,,residential\n")
         let imported = try await CommandRunner.run(
-            ["pool", "import", pool], environment: ["PORTSLICE_SERVER": "http://127.0.0.1:\(replicas[0].port)", "PORTSLICE_TOKEN": "adm"])
+            ["pool", "import", pool], environment: ["PORTSLICE_SERVER": "http://127.0.0.1:\(replicas[0].port)", "PORTSLICE_TOKEN": ServeTests.adminToken])
         #expect(imported.status == 0, "\(imported.errorOutput)")
         var tokens: [String] = []
         for host in 0..<4 {
-            let (status, body) = try replicas[host % 2].request("/v1/hosts", token: "adm", json: #"{"name": "h\#(host)"}"#)
+            let (status, body) = try replicas[host % 2].request("/v1/hosts", token: ServeTests.adminToken, json: #"{"name": "h\#(host)"}"#)
             #expect(status == 201)
             let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
             tokens.append(try #require(object?["token"] as? String))

@@ -5,6 +5,9 @@ import Testing
 /// finds its data again on the next start.
 @Suite("portslice serve")
 struct ServeTests {
+    /// An admin token of the length `serve` asks for.
+    static let adminToken = "0123456789abcdef0123456789abcdef"
+
     /// A running `portslice serve` and the port it listens on.
     final class Server {
         let command: RunningCommand
@@ -53,9 +56,19 @@ struct ServeTests {
         #expect(try second.request("/v1/hosts", token: adminToken, json: #"{"name": "h1"}"#).0 == 409, "the host survived the restart")
         #expect(second.stop() == 0)
 
-        let fromEnvironment = try Server(dataDir: dataDir, environment: ["PORTSLICE_ADMIN_TOKEN": "from-the-environment"])
-        #expect(try fromEnvironment.request("/v1/hosts", token: "from-the-environment", json: #"{"name": "h3"}"#).0 == 201)
+        let fromEnvironment = try Server(dataDir: dataDir, environment: ["PORTSLICE_ADMIN_TOKEN": "from-the-environment-0123456789abcdef"])
+        #expect(try fromEnvironment.request("/v1/hosts", token: "from-the-environment-0123456789abcdef", json: #"{"name": "h3"}"#).0 == 201)
         #expect(fromEnvironment.stop() == 0)
+    }
+
+    /// A guessable admin token is refused at start, with a way to make a good one.
+    @Test func shortAdminTokenIsRefused() async throws {
+        let directory = try TemporaryDirectory()
+        let refused = try await CommandRunner.run(
+            ["serve", "--listen", "127.0.0.1:0", "--data-dir", directory.url.path], environment: ["PORTSLICE_ADMIN_TOKEN": "short-token"])
+        #expect(refused.status == 1)
+        #expect(refused.errorOutput.contains("the admin token is 11 characters; it must have at least 32"), "\(refused.errorOutput)")
+        #expect(refused.errorOutput.contains("openssl rand -hex 32"))
     }
 
     /// Settings from a TOML file, below the command line and the environment in precedence.
@@ -63,7 +76,7 @@ struct ServeTests {
         let directory = try TemporaryDirectory()
         let dataDir = directory.url.appendingPathComponent("from-config").path
         let config = try directory.write("serve.toml", "data_dir = \"\(dataDir)\"\nlisten = \"127.0.0.1:0\"\nquarantine_seconds = 300\n")
-        let server = try Server(dataDir: nil, environment: ["PORTSLICE_ADMIN_TOKEN": "adm"], extra: ["--config", config])
+        let server = try Server(dataDir: nil, environment: ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken], extra: ["--config", config])
         #expect(try server.request("/healthz") == (200, "ok"))
         #expect(FileManager.default.fileExists(atPath: "\(dataDir)/portslice.sqlite"))
         #expect(server.stop() == 0)
@@ -79,9 +92,9 @@ struct ServeTests {
     /// The operator's commands against a running allocator.
     @Test func adminCommandsDriveTheAllocator() async throws {
         let directory = try TemporaryDirectory()
-        let server = try Server(dataDir: directory.url.appendingPathComponent("data").path, environment: ["PORTSLICE_ADMIN_TOKEN": "adm"])
+        let server = try Server(dataDir: directory.url.appendingPathComponent("data").path, environment: ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken])
         defer { _ = server.stop() }
-        let environment = ["PORTSLICE_SERVER": "http://127.0.0.1:\(server.port)", "PORTSLICE_TOKEN": "adm"]
+        let environment = ["PORTSLICE_SERVER": "http://127.0.0.1:\(server.port)", "PORTSLICE_TOKEN": ServeTests.adminToken]
         func run(_ arguments: String...) async throws -> CommandRunner.Result {
             try await CommandRunner.run(arguments, environment: environment)
         }
@@ -108,7 +121,7 @@ struct ServeTests {
         #expect(bad.errorOutput.contains("(field 'name')"))
         let wrongToken = try await CommandRunner.run(["leases"], environment: ["PORTSLICE_SERVER": environment["PORTSLICE_SERVER"]!, "PORTSLICE_TOKEN": "nope"])
         #expect(wrongToken.errorOutput.contains("HTTP 401"))
-        let nowhere = try await CommandRunner.run(["status"], environment: ["PORTSLICE_SERVER": "http://127.0.0.1:1", "PORTSLICE_TOKEN": "adm"])
+        let nowhere = try await CommandRunner.run(["status"], environment: ["PORTSLICE_SERVER": "http://127.0.0.1:1", "PORTSLICE_TOKEN": ServeTests.adminToken])
         #expect(nowhere.errorOutput.contains("cannot reach the allocator at http://127.0.0.1:1"))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import PortSliceAPI
 import PortSliceCore
 import PortSliceStore
 import Synchronization
@@ -68,6 +69,68 @@ struct ControlAPITests {
             #expect(try await call(client, .post, "/v1/hosts", token: host, json: #"{"name": "h2"}"#).0 == .forbidden)
             #expect(try await call(client, .post, "/v1/leases", token: Self.adminToken, json: "{}").0 == .forbidden)
             #expect(try await call(client, .get, "/v1/leases", token: host).0 == .ok)
+        }
+    }
+
+    /// Every route admits exactly the roles the contract names: a host or edge token gets 403
+    /// on every admin route (with the route's roles named), admin gets 403 on host routes, and
+    /// refused tokens are counted.
+    @Test func everyRouteAdmitsOnlyItsRoles() async throws {
+        try await withAPI { client, _ in
+            let host = try await setUp(client)
+            let (_, edgeBody) = try await call(client, .post, "/v1/edges", token: Self.adminToken, json: #"{"name": "router-1"}"#)
+            let edge = try #require(edgeBody["token"] as? String)
+            let tokens: [Role: String] = [.admin: Self.adminToken, .host: host, .edge: edge]
+            for route in APIRoute.all where !route.roles.isEmpty {
+                let path = route.path(["id": "1", "name": "nobody", "address": "203.0.113.99"])
+                for (role, token) in tokens where !route.roles.contains(role) {
+                    let method = HTTPRequest.Method(rawValue: route.method.rawValue)!
+                    let (status, body) = try await call(client, method, path, token: token, json: route.method == .get ? nil : "{}")
+                    #expect(status == .forbidden, "\(role) on \(route)")
+                    let roles = route.roles.map(\.rawValue).sorted().joined(separator: " or ")
+                    #expect(body["error"] as? String == "\(route) needs the \(roles) token", "\(body)")
+                }
+            }
+            // What an edge may do: read the whole table, long poll included.
+            let (status, table) = try await call(client, .get, "/v1/slices", token: edge)
+            #expect(status == .ok && (table["slices"] as? [Any])?.count == 4)
+            let version = try #require(table["version"] as? Int)
+            #expect(try await call(client, .get, "/v1/slices?since=\(version - 1)", token: edge).0 == .ok)
+            let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            let forbidden = APIRoute.all.reduce(0) { sum, route in route.roles.isEmpty ? sum : sum + Role.allCases.filter { !route.roles.contains($0) }.count }
+            #expect(metrics.contains(#"portslice_authentication_failures_total{reason="forbidden"} \#(forbidden)"#), "\(metrics)")
+        }
+    }
+
+    /// A rotated token stops working at once, the new one works; a removed host's or edge's
+    /// token stops too, and a removed host's leases are quarantined.
+    @Test func rotationAndRemoval() async throws {
+        try await withAPI { client, _ in
+            let host = try await setUp(client)
+            #expect(try await call(client, .post, "/v1/leases", token: host, json: #"{"count": 2}"#).0 == .created)
+            let (rotated, body) = try await call(client, .post, "/v1/hosts/h1/rotate", token: Self.adminToken)
+            #expect(rotated == .ok && body["name"] as? String == "h1")
+            let newToken = try #require(body["token"] as? String)
+            #expect(try await call(client, .get, "/v1/leases", token: host).0 == .unauthorized)
+            let (listed, leases) = try await call(client, .get, "/v1/leases", token: newToken)
+            #expect(listed == .ok && (leases["leases"] as? [Any])?.count == 2, "rotation keeps the leases")
+            #expect(try await call(client, .post, "/v1/hosts/h9/rotate", token: Self.adminToken).0 == .notFound)
+
+            let (_, edgeBody) = try await call(client, .post, "/v1/edges", token: Self.adminToken, json: #"{"name": "router-1"}"#)
+            let edge = try #require(edgeBody["token"] as? String)
+            #expect(try await call(client, .post, "/v1/edges", token: Self.adminToken, json: #"{"name": "router-1"}"#).0 == .conflict)
+            let (_, rotatedEdge) = try await call(client, .post, "/v1/edges/router-1/rotate", token: Self.adminToken)
+            #expect(try await call(client, .get, "/v1/slices", token: edge).0 == .unauthorized)
+            #expect(try await call(client, .get, "/v1/slices", token: try #require(rotatedEdge["token"] as? String)).0 == .ok)
+            #expect(try await call(client, .delete, "/v1/edges/router-1", token: Self.adminToken).0 == .noContent)
+            #expect(try await call(client, .get, "/v1/slices", token: try #require(rotatedEdge["token"] as? String)).0 == .unauthorized)
+
+            #expect(try await call(client, .delete, "/v1/hosts/h1", token: Self.adminToken).0 == .noContent)
+            #expect(try await call(client, .get, "/v1/leases", token: newToken).0 == .unauthorized)
+            let (_, capacity) = try await call(client, .get, "/v1/capacity", token: Self.adminToken)
+            let counts = try #require((capacity["classes"] as? [[String: Any]])?.first)
+            #expect(counts["quarantined"] as? Int == 2 && counts["leased"] as? Int == 0, "\(counts)")
+            #expect(try await call(client, .delete, "/v1/hosts/h1", token: Self.adminToken).0 == .notFound)
         }
     }
 

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 import PortSliceCore
@@ -24,7 +25,8 @@ struct DynamicSlicesTests {
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true),
                                 threadPool: pool, handshakes: handshakes)
         let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
-                                                 group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
+                                                 group: MultiThreadedEventLoopGroup.singleton,
+                                                 logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
         let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
         return (try EchoServers(Endpoint(Self.loopback, 0)), slices, proxy, {
             try await server.close()

@@ -35,14 +35,19 @@ enum Engine: String, Sendable, CustomTestStringConvertible {
 
     /// Runs one statement on the server's default database (CREATE DATABASE cannot run in a
     /// transaction, and the store opens none for it).
-    private static func administer(_ url: String, _ statement: String) async throws {
+    static func administer(_ url: String, _ statement: String) async throws {
         let components = try #require(URLComponents(string: url))
         let configuration = PostgresConnection.Configuration(
             host: components.host ?? "127.0.0.1", port: components.port ?? 5432, username: components.user ?? "postgres",
             password: components.password, database: String(components.path.dropFirst()), tls: .disable)
         let logger = Logger(label: "portslice.tests")
         let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
-        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        do {
+            try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        } catch {
+            try await connection.close()
+            throw error
+        }
         try await connection.close()
     }
 }
@@ -69,6 +74,29 @@ struct PostgresStoreTests {
     @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.postgres) }
     @Test func edgesRotationAndRemoval() async throws { try await StoreConformance.edgesRotationAndRemoval(.postgres) }
     @Test func versionFeedFollowsCommits() async throws { try await StoreConformance.versionFeedFollowsCommits(.postgres) }
+
+    /// The database itself refuses two slices of one address that share a port, whatever
+    /// inserts them: a row written past the store (here by hand) is refused by the exclusion
+    /// constraint, while the same row with ports of its own is accepted.
+    @Test func exclusionConstraintRefusesOverlappingPorts() async throws {
+        let base = try #require(Engine.postgresURL)
+        let name = "portslice_test_\(UInt32.random(in: 0...UInt32.max))"
+        try await Engine.administer(base, "CREATE DATABASE \(name)")
+        let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"
+        let store = try await SQLSliceStore.openPostgres(url: url)
+        let address = IPv4Address(203, 0, 113, 10)
+        let plan = try SlicePlan(range: try PortRange(20000, 23999), layout: .sliceCount(4))
+        try await store.add(EgressAddress(address: address, traits: .unknown), plan: plan)
+        try await store.close()
+        let overlapping = "INSERT INTO slices (address, slice_index, ports, state, port_ranges) VALUES (\(address.bits), 99, '20500-20600', 'free', '{[20500,20601)}')"
+        let separate = "INSERT INTO slices (address, slice_index, ports, state, port_ranges) VALUES (\(address.bits), 98, '30000-30100', 'free', '{[30000,30101)}')"
+        await #expect {
+            try await Engine.administer(url, overlapping)
+        } throws: { error in
+            String(reflecting: error).contains("slices_address_port_ranges_excl")
+        }
+        try await Engine.administer(url, separate)
+    }
 }
 
 /// The store conformance suite, run against each engine: the same random sequences of

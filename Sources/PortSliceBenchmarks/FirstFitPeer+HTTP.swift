@@ -1,0 +1,119 @@
+import Foundation
+import Hummingbird
+import Logging
+import PortSliceAPI
+import PortSliceCore
+import PortSliceStore
+
+/// The first-fit peer behind HTTP, for `portslice bench alloc`'s HTTP rows: the allocator's
+/// routes for registering hosts and addresses, acquiring, renewing all and releasing, with the
+/// same paths, bodies and tokens, so the same client drives both. It answers leases without
+/// traits (it has none). `portslice bench alloc-peer` runs it as a process of its own.
+public enum FirstFitPeerServer {
+    /// Where the peer's table lives (made beforehand with `FirstFitPeer.createSchema`).
+    public enum Database: Sendable {
+        case sqlite(path: String)
+        case postgres(url: String)
+    }
+
+    /// Connections a peer process keeps to PostgreSQL, so that concurrent acquires (SKIP
+    /// LOCKED) and renewal batches do not wait for each other.
+    public static let defaultPostgresConnections = 4
+
+    /// Serves until the process is stopped.
+    /// - Parameters:
+    ///   - adminToken: the token that may add hosts and addresses.
+    ///   - connections: connections to PostgreSQL (SQLite always has one).
+    ///   - onListening: called with the bound port.
+    public static func run(
+        database: Database, host: String, port: Int, adminToken: String, connections: Int,
+        logger: Logger, onListening: @escaping @Sendable (Int) -> Void
+    ) async throws {
+        let peer = try await FirstFitPeer.open(database, connections: connections)
+        let app = Application(
+            router: router(peer, adminTokenHash: HostToken.hash(of: adminToken)),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "portslice-bench-peer"),
+            onServerRunning: { onListening($0.localAddress?.port ?? 0) },
+            logger: logger)
+        try await app.runService()
+        try await peer.close()
+    }
+
+    static func router(_ peer: FirstFitPeer, adminTokenHash: String) -> Router<BasicRequestContext> {
+        let router = Router()
+        func on(_ route: APIRoute, _ handle: @escaping @Sendable (Request, BasicRequestContext, String) async throws -> Response) {
+            let path = RouterPath(route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
+            router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue)!) { request, context in
+                guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+                    return try error(.unauthorized, "a bearer token is needed")
+                }
+                let token = String(header.dropFirst("Bearer ".count))
+                let caller: String
+                if route.roles.contains(.admin) {
+                    guard HostToken.matches(token, hash: adminTokenHash) else { return try error(.unauthorized, "not the admin token") }
+                    caller = ""
+                } else {
+                    guard let host = try await peer.host(authenticatedBy: token) else { return try error(.unauthorized, "unknown token") }
+                    caller = host
+                }
+                return try await handle(request, context, caller)
+            }
+        }
+        on(.addHost) { request, _, _ in
+            let body = try await decode(NewHost.self, request)
+            return try json(IssuedToken(name: body.name, token: try await peer.addHost(body.name)), status: .created)
+        }
+        on(.addAddress) { request, _, _ in
+            let body = try await decode(NewAddress.self, request)
+            let layout: SlicePlan.Layout = body.slices.map { .sliceCount($0) } ?? .portsPerSlice(body.sliceSize ?? 2048)
+            try await peer.add(body.address, plan: try SlicePlan(range: body.range ?? .nonSystemPorts, layout: layout))
+            return Response(status: .created)
+        }
+        on(.acquire) { request, _, host in
+            let body = try await decode(AcquireRequest.self, request)
+            let now = current()
+            do {
+                let leases = try await peer.acquire(
+                    host: host, count: body.count ?? 1, expires: now + .seconds(body.ttlSeconds ?? 300), now: now)
+                return try json(try leaseList(leases), status: .created)
+            } catch PeerRefusal.noCapacity {
+                return try error(.conflict, "not enough free slices")
+            }
+        }
+        on(.renewAll) { request, _, host in
+            let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest() : try await decode(RenewRequest.self, request)
+            let now = current()
+            return try json(try leaseList(try await peer.renewAll(host: host, expires: now + .seconds(body.ttlSeconds ?? 300), now: now)))
+        }
+        on(.release) { _, context, host in
+            guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else { return try error(.badRequest, "the lease id must be a number") }
+            guard try await peer.release(id, host: host, now: current()) else { return try error(.notFound, "no such lease of \(host)") }
+            return Response(status: .noContent)
+        }
+        return router
+    }
+
+    private static func current() -> Moment { Moment(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
+
+    private static func leaseList(_ leases: [PeerLease]) throws -> LeaseList {
+        LeaseList(leases: try leases.map { lease in
+            LeaseBody(
+                Lease(id: lease.id, host: lease.host, slice: SliceID(address: lease.address, index: lease.sliceIndex),
+                      ports: try PortSet(parsing: lease.ports), start: Moment(milliseconds: lease.started), expires: Moment(milliseconds: lease.expires)),
+                traits: nil)
+        })
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(try await request.body.collect(upTo: 64 * 1024).readableBytesView))
+    }
+
+    private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
+    }
+
+    private static func error(_ status: HTTPResponse.Status, _ message: String) throws -> Response {
+        try json(ErrorBody(error: message), status: status)
+    }
+}

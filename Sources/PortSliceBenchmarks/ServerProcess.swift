@@ -1,0 +1,198 @@
+import Foundation
+import Synchronization
+
+/// A server the benchmark runs as a child process, so its CPU can be read on its own from
+/// `/proc/PID/stat` and none of the load generator's is counted with it.
+///
+/// Beside it runs a small `sh` watchdog reading a pipe from the benchmark: if the benchmark
+/// ends without stopping the server (Ctrl-C, a crash), the pipe closes and the watchdog kills
+/// the server, so no server outlives the run. Servers are stopped with SIGKILL, because a
+/// child started from a Swift concurrency thread inherits its blocked SIGTERM.
+final class ServerProcess {
+    let pid: Int32
+    let port: Int
+    let name: String
+    private let server: Process
+    private let watchdog: Process
+    private let watchdogInput: Pipe
+    private let stopped = Once()
+
+    /// Kills $1 unless told "stopped" first.
+    private static let watchdogScript = """
+        read line
+        [ "$line" = stopped ] || kill -9 "$1" 2>/dev/null
+        exit 0
+        """
+
+    private init(server: Process, port: Int, name: String, watchdog: Process, watchdogInput: Pipe) {
+        pid = server.processIdentifier
+        self.port = port
+        self.name = name
+        self.server = server
+        self.watchdog = watchdog
+        self.watchdogInput = watchdogInput
+    }
+
+    /// Starts `executable arguments` and waits (up to 60 s) for it to print `listening on HOST:PORT`.
+    /// - Parameter log: the file its standard error goes to.
+    static func start(
+        _ executable: String, _ arguments: [String], environment: [String: String], log: String, name: String
+    ) async throws -> ServerProcess {
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: executable)
+        server.arguments = arguments
+        // The caller's PORTSLICE_* settings (a config file, a pool, a database) are not the run's.
+        server.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PORTSLICE_") }.merging(environment) { $1 }
+        let output = Pipe()
+        server.standardInput = FileHandle.nullDevice
+        server.standardOutput = output
+        guard FileManager.default.createFile(atPath: log, contents: nil), let errors = FileHandle(forWritingAtPath: log) else {
+            throw BenchmarkFailure("cannot write \(log)")
+        }
+        server.standardError = errors
+        try server.run()
+        try? errors.close()
+
+        let watchdog = Process(), watchdogInput = Pipe()
+        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
+        watchdog.arguments = ["-c", watchdogScript, "sh", String(server.processIdentifier)]
+        watchdog.standardInput = watchdogInput
+        watchdog.standardOutput = FileHandle.nullDevice
+        watchdog.standardError = FileHandle.nullDevice
+        do {
+            try watchdog.run()
+        } catch {
+            kill(server.processIdentifier, SIGKILL)
+            server.waitUntilExit()
+            throw error
+        }
+
+        let reported = Once()
+        let port: Int
+        do {
+            port = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int, any Error>) in
+                let reader = output.fileHandleForReading
+                // Reads standard output to its end (so the server never blocks on a full
+                // pipe), reporting the port once it has been printed.
+                Thread {
+                    var text = ""
+                    var found = false
+                    while true {
+                        let chunk = reader.availableData
+                        if chunk.isEmpty { break }
+                        guard !found else { continue }
+                        text += String(decoding: chunk, as: UTF8.self)
+                        for line in text.split(separator: "\n") {
+                            guard let range = line.range(of: "listening on "),
+                                  let address = line[range.upperBound...].split(separator: " ").first,
+                                  let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+                                  reported.claim() else { continue }
+                            found = true
+                            continuation.resume(returning: port)
+                            break
+                        }
+                    }
+                    if reported.claim() {
+                        let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(1_500) ?? ""
+                        continuation.resume(throwing: BenchmarkFailure("\(name) exited before listening; its log (\(log)) ends: \(tail)"))
+                    }
+                }.start()
+                // A server that neither listens nor exits is killed, which ends the reading.
+                let pid = server.processIdentifier
+                DispatchQueue.global().asyncAfter(deadline: .now() + 60) {
+                    if !reported.isClaimed { kill(pid, SIGKILL) }
+                }
+            }
+        } catch {
+            halt(server, watchdog: watchdog, watchdogInput: watchdogInput)
+            throw error
+        }
+        return ServerProcess(server: server, port: port, name: name, watchdog: watchdog, watchdogInput: watchdogInput)
+    }
+
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    /// Kills the server and waits until it is gone; then lets the watchdog go.
+    func stop() {
+        guard stopped.claim() else { return }
+        Self.halt(server, watchdog: watchdog, watchdogInput: watchdogInput)
+    }
+
+    private static func halt(_ server: Process, watchdog: Process, watchdogInput: Pipe) {
+        if server.isRunning { kill(server.processIdentifier, SIGKILL) }
+        server.waitUntilExit()
+        watchdogInput.fileHandleForWriting.write(Data("stopped\n".utf8))
+        try? watchdogInput.fileHandleForWriting.close()
+        watchdog.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+/// Something that happens once, whoever gets there first.
+final class Once: Sendable {
+    private let done = Mutex(false)
+
+    var isClaimed: Bool { done.withLock { $0 } }
+
+    /// True for the first caller only.
+    func claim() -> Bool {
+        done.withLock { done in
+            defer { done = true }
+            return !done
+        }
+    }
+}
+
+/// CPU time of processes, from `/proc`.
+enum ProcessCPU {
+    /// User plus system CPU seconds of a process, its ended threads included; nil once it is gone.
+    static func seconds(of pid: Int32) -> Double? {
+        stat(pid).map { $0.seconds }
+    }
+
+    /// CPU seconds of each process of the PostgreSQL server on this machine that works for
+    /// `database`: the backends and autovacuum workers of that database, and the server's
+    /// shared processes (postmaster, WAL writer, checkpointer, background writer, launchers),
+    /// which work for every database. Backends of other databases are left out, so other
+    /// work on the same server counts only through the shared processes.
+    static func postgres(database: String) -> [Int32: Double] {
+        var result: [Int32: Double] = [:]
+        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        for pid in processes {
+            guard let stat = stat(pid), stat.command == "postgres",
+                  let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            let title = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            if let servedDatabase = servedDatabase(title), servedDatabase != database { continue }
+            result[pid] = stat.seconds
+        }
+        return result
+    }
+
+    /// The database a PostgreSQL process title names, for a backend ("postgres: USER DB
+    /// HOST(PORT) STATE" or "... [local] ...") or an autovacuum worker; nil for the others.
+    static func servedDatabase(_ title: String) -> String? {
+        guard title.hasPrefix("postgres: ") else { return nil }
+        var words = title.dropFirst("postgres: ".count).split(separator: " ").map(String.init)
+        // With cluster_name set, the title starts with "NAME:".
+        if let first = words.first, first.hasSuffix(":") { words.removeFirst() }
+        if words.count >= 3, words[0] == "autovacuum", words[1] == "worker" { return words[2] }
+        if words.count >= 3, words[2] == "[local]" || (words[2].hasSuffix(")") && words[2].contains("(")) { return words[1] }
+        return nil
+    }
+
+    /// CPU seconds spent since `before` by the processes of `after` (processes that started
+    /// in between count whole).
+    static func spent(from before: [Int32: Double], to after: [Int32: Double]) -> Double {
+        after.reduce(0) { $0 + $1.value - (before[$1.key] ?? 0) }
+    }
+
+    private static func stat(_ pid: Int32) -> (command: String, seconds: Double)? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let nameStart = stat.firstIndex(of: "("), let nameEnd = stat.lastIndex(of: ")") else { return nil }
+        // utime and stime are fields 14 and 15; these count from field 3, after the name.
+        let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (String(stat[stat.index(after: nameStart)..<nameEnd]), (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))))
+    }
+}
