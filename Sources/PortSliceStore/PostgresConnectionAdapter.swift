@@ -229,10 +229,14 @@ extension SQLSliceStore {
     /// A store in a PostgreSQL database that several allocator replicas share.
     /// - Parameter url: see `PostgresURL`; the first connection must succeed (within 10 s),
     ///   later losses are survived.
+    /// - Parameter operationTimeout: how long an operation may take before it fails as
+    ///   unavailable; an allocator keeps the default, so its clients get 503 within 2 s.
     public static func openPostgres(url: String, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow,
+                                    operationTimeout: Duration = defaultOperationTimeout,
                                     logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
         let connection = try await SQLConnections.postgres(url: url)
-        return try await SQLSliceStore(connection: connection, quarantine: quarantine, renewalWindow: renewalWindow, logger: logger)
+        return try await SQLSliceStore(connection: connection, quarantine: quarantine, renewalWindow: renewalWindow,
+                                       operationTimeout: operationTimeout, logger: logger)
     }
 }

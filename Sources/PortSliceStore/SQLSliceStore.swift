@@ -33,7 +33,11 @@ public final class SQLSliceStore: SliceStore, Service {
     private let keptTable = Mutex<SliceTable?>(nil)
     /// How long an operation may take, queueing included, before it fails as unavailable
     /// (PostgreSQL only: a local SQLite file is never away).
-    public static let operationTimeout = Duration.milliseconds(1500)
+    public let operationTimeout: Duration
+    /// What an allocator answering requests allows: a 503 well within 2 s.
+    public static let defaultOperationTimeout = Duration.milliseconds(1500)
+    /// Schema changes at start may wait behind other replicas' (and run `CREATE EXTENSION`).
+    static let migrationTimeout = Duration.seconds(60)
     /// The channel replicas announce new slice-table versions on.
     static let notificationChannel = "portslice_slices"
     /// The PostgreSQL advisory lock that serialises writers.
@@ -44,13 +48,15 @@ public final class SQLSliceStore: SliceStore, Service {
     /// than one for a single host.
     public static let defaultRenewalWindow = Duration.milliseconds(100)
 
-    init(connection: any SQLConnection, quarantine: Duration, renewalWindow: Duration, logger: Logger) async throws {
+    init(connection: any SQLConnection, quarantine: Duration, renewalWindow: Duration, operationTimeout: Duration = defaultOperationTimeout,
+         logger: Logger) async throws {
         self.connection = connection
         self.quarantine = quarantine
+        self.operationTimeout = operationTimeout
         self.logger = logger
         renewals = Coalescer(window: renewalWindow)
         try await migrate()
-        versions.publish(try await tableVersion())
+        versions.publish(try await withDatabase(timeout: Self.migrationTimeout) { try await self.readVersion() })
         // On PostgreSQL other replicas' changes are heard only once the listener runs.
         versions.setLive(connection.dialect == .sqlite)
     }
@@ -122,7 +128,7 @@ public final class SQLSliceStore: SliceStore, Service {
     /// Brings the schema up to date, inside the write lock, so replicas starting together
     /// apply each step once.
     private func migrate() async throws {
-        try await transaction {
+        try await transaction(timeout: Self.migrationTimeout) {
             try await self.run("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
             let applied = Set(try await self.query("SELECT version FROM schema_migrations").compactMap { $0.integer("version") })
             for migration in Self.migrations(self.connection.dialect) where !applied.contains(Int64(migration.version)) {
@@ -495,7 +501,7 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     private func readSliceTable() async throws -> SliceTable {
-        let version = try await query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0
+        let version = try await readVersion()
         let rows = try await query("SELECT address, slice_index, ports, state, host FROM slices ORDER BY address, slice_index")
         return SliceTable(version: version, slices: try rows.map { row in
             SliceTable.Entry(
@@ -505,7 +511,11 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     public func tableVersion() async throws -> Int64 {
-        try await withDatabase { try await self.query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0 }
+        try await withDatabase { try await self.readVersion() }
+    }
+
+    private func readVersion() async throws -> Int64 {
+        try await query("SELECT version FROM table_version WHERE id = 1").first?.integer("version") ?? 0
     }
 
     public func capacity() async throws -> [SliceCount] {
@@ -620,8 +630,8 @@ public final class SQLSliceStore: SliceStore, Service {
 
     /// Runs `body` in one write transaction, rolled back on any error; a new slice-table
     /// version it made is published once committed.
-    private func transaction<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withDatabase {
+    private func transaction<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withDatabase(timeout: timeout) {
             self.committedVersion.withLock { $0 = nil }
             for statement in self.connection.dialect.beginWrite { try await self.run(statement) }
             do {
@@ -641,11 +651,12 @@ public final class SQLSliceStore: SliceStore, Service {
     /// flight is abandoned with its connection (the server rolls back an open transaction)
     /// and the caller gets `DatabaseUnavailable`, so no request hangs on a database that is
     /// away.
-    private func withDatabase<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    private func withDatabase<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard connection.dialect == .postgres else {
             return try await gate.run(body)
         }
-        let deadline = ContinuousClock.now + Self.operationTimeout
+        let limit = timeout ?? operationTimeout
+        let deadline = ContinuousClock.now + limit
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await self.gate.run {
@@ -664,7 +675,7 @@ public final class SQLSliceStore: SliceStore, Service {
                 // The operation gave up its place in the queue at the deadline.
             }
             connection.abort()
-            throw DatabaseUnavailable("no answer within \(Self.operationTimeout)")
+            throw DatabaseUnavailable("no answer within \(limit)")
         }
     }
 

@@ -28,8 +28,10 @@ enum Engine: String, Sendable, CustomTestStringConvertible {
             let name = "portslice_test_\(UInt32.random(in: 0...UInt32.max))"
             try await Self.administer(base, "CREATE DATABASE \(name)")
             let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"
-            return (try await SQLSliceStore.openPostgres(url: url, quarantine: quarantine, renewalWindow: renewalWindow),
-                    { try await SQLSliceStore.openPostgres(url: url, quarantine: $0, renewalWindow: renewalWindow) })
+            // These tests check the rules, not outages: a server busy with every other test may
+            // take longer than an allocator's deadline.
+            return (try await SQLSliceStore.openPostgres(url: url, quarantine: quarantine, renewalWindow: renewalWindow, operationTimeout: .seconds(30)),
+                    { try await SQLSliceStore.openPostgres(url: url, quarantine: $0, renewalWindow: renewalWindow, operationTimeout: .seconds(30)) })
         }
     }
 
@@ -83,7 +85,7 @@ struct PostgresStoreTests {
         let name = "portslice_test_\(UInt32.random(in: 0...UInt32.max))"
         try await Engine.administer(base, "CREATE DATABASE \(name)")
         let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"
-        let store = try await SQLSliceStore.openPostgres(url: url)
+        let store = try await SQLSliceStore.openPostgres(url: url, operationTimeout: .seconds(30))
         let address = IPv4Address(203, 0, 113, 10)
         let plan = try SlicePlan(range: try PortRange(20000, 23999), layout: .sliceCount(4))
         try await store.add(EgressAddress(address: address, traits: .unknown), plan: plan)
