@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// `https://` URLs are verified against the system's roots or a private CA (`caFile`), and a
 /// certificate that does not name the URL's host is refused.
-public struct AllocatorClient: Sendable {
+public struct AllocatorClient: Sendable, CustomStringConvertible {
     public let base: String
     public let token: String
     private let http: HTTPClient
@@ -34,6 +34,9 @@ public struct AllocatorClient: Sendable {
         self.token = token
         http = try Self.httpClient(trusting: caFile)
     }
+
+    /// Names the allocator, never the token.
+    public var description: String { "allocator at \(base)" }
 
     /// A warning to show when tokens would cross the network in the clear: plain `http://`
     /// to an address that is not this machine's loopback. nil when there is nothing to say.

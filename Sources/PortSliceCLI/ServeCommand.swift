@@ -244,11 +244,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let existing = FileManager.default.contents(atPath: path) {
             return String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        var random = SystemRandomNumberGenerator()
-        let token = (0..<4).map { _ in
-            let hex = String(random.next() as UInt64, radix: 16)
-            return String(repeating: "0", count: 16 - hex.count) + hex
-        }.joined()
+        let token = HostToken.randomSecret()
         guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
             throw CommandFailure("cannot write the admin token to \(path); check the directory's permissions")
         }

@@ -10,9 +10,13 @@ public enum HostToken {
     }
 
     static func make(for name: String) -> String {
+        "\(name).\(randomSecret())"
+    }
+
+    /// 256 random bits as 64 hex digits: a host's or edge's secret, or a new admin token.
+    public static func randomSecret() -> String {
         var random = SystemRandomNumberGenerator()
-        let secret = (0..<4).map { _ in String(random.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
-        return "\(name).\(secret)"
+        return (0..<4).map { _ in String(random.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
     }
 
     public static func hash(of token: String) -> String {

@@ -50,14 +50,17 @@ final class PostgresLink: SQLConnection {
         var reasons: [String] = []
         for server in url.servers {
             do {
+                // Only the gate's holder connects, so no other connection is replaced here.
                 let connection = try await connect(to: server, id: id, timeout: timeout)
-                let replaced = state.withLock { state in
-                    defer { state.connection = connection; state.lastFailure = nil }
-                    return state.connection
+                state.withLock { state in
+                    state.connection = connection
+                    state.lastFailure = nil
                 }
-                replaced.map(Self.closeInBackground)
                 if !reasons.isEmpty { logger.notice("connected to the database", metadata: ["server": "\(server)", "skipped": "\(reasons)"]) }
                 return
+            } catch is CancellationError {
+                // The operation's deadline, not the server: nothing to remember.
+                throw CancellationError()
             } catch {
                 reasons.append("\(server): \(Self.describe(error))")
             }

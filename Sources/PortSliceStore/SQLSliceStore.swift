@@ -29,8 +29,8 @@ public final class SQLSliceStore: SliceStore, Service {
     /// The version the current transaction moved the table to, published after its commit.
     private let committedVersion = Mutex<Int64?>(nil)
     private let statements = Atomic<Int>(0)
-    /// The slice table as last read; see `sliceTable()`.
-    private let keptTable = Mutex<SliceTable?>(nil)
+    /// The slice table as last read, and how many reads there have been; see `sliceTable()`.
+    private let keptTable = Mutex<(table: SliceTable?, reads: Int)>((nil, 0))
     /// How long an operation may take, queueing included, before it fails as unavailable
     /// (PostgreSQL only: a local SQLite file is never away).
     public let operationTimeout: Duration
@@ -145,7 +145,9 @@ public final class SQLSliceStore: SliceStore, Service {
     public func add(_ egress: EgressAddress, plan: SlicePlan) async throws {
         let traits = try Self.json(egress.traits), planText = try Self.json(plan)
         let postgres = connection.dialect == .postgres
-        try await transaction {
+        // A statement per slice: a plan of thousands of small slices needs more than a
+        // request's deadline, and adding addresses is the operator's, not a host's, hurry.
+        try await transaction(timeout: Self.migrationTimeout) {
             guard try await self.poolRow(egress.address) == nil else { throw AllocationError.duplicateAddress(egress.address) }
             try await self.run(
                 "INSERT INTO addresses (address, traits, plan) VALUES (?, ?, ?)",
@@ -485,18 +487,23 @@ public final class SQLSliceStore: SliceStore, Service {
     /// of the newest version this process has heard of is read from the database once and
     /// kept. Only while changes are heard (`versions.isLive`) is a kept table known to be
     /// current.
+    /// A read that began after a call arrived serves that call too, live or not, so polls
+    /// woken together share one read even while the listener reconnects.
     public func sliceTable() async throws -> SliceTable {
+        let arrived = keptTable.withLock { $0.reads }
         if let current = currentTable() { return current }
         return try await withDatabase {
             if let current = self.currentTable() { return current }
+            let (kept, reads) = self.keptTable.withLock { ($0.table, $0.reads) }
+            if let kept, reads > arrived + 1 { return kept }
             let table = try await self.readSliceTable()
-            self.keptTable.withLock { $0 = table }
+            self.keptTable.withLock { $0 = (table, $0.reads + 1) }
             return table
         }
     }
 
     private func currentTable() -> SliceTable? {
-        guard versions.isLive, let kept = keptTable.withLock({ $0 }), kept.version >= versions.version else { return nil }
+        guard versions.isLive, let kept = keptTable.withLock({ $0.table }), kept.version >= versions.version else { return nil }
         return kept
     }
 
@@ -657,10 +664,15 @@ public final class SQLSliceStore: SliceStore, Service {
         }
         let limit = timeout ?? operationTimeout
         let deadline = ContinuousClock.now + limit
+        // Set once this operation has the connection: only then is abandoning it this
+        // operation's to do (one still queued must not cut off the holder's transaction).
+        let started = StartedFlag()
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await self.gate.run {
+                    started.value.withLock { $0 = true }
                     try await self.connection.connectIfNeeded(within: max(deadline - ContinuousClock.now, .milliseconds(100)))
+                    try Task.checkCancellation()
                     return try await body()
                 }
             }
@@ -668,15 +680,18 @@ public final class SQLSliceStore: SliceStore, Service {
                 try await Task.sleep(until: deadline)
                 return nil
             }
-            defer { group.cancelAll() }
-            do {
-                if let first = try await group.next(), let result = first { return result }
-            } catch is CancellationError where !Task.isCancelled {
-                // The operation gave up its place in the queue at the deadline.
+            if let first = try await group.next(), let result = first {
+                group.cancelAll()
+                return result
             }
-            connection.abort()
+            group.cancelAll()
+            if started.value.withLock({ $0 }) { connection.abort() }
             throw DatabaseUnavailable("no answer within \(limit)")
         }
+    }
+
+    private final class StartedFlag: Sendable {
+        let value = Mutex(false)
     }
 
     private func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {

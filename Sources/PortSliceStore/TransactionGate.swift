@@ -1,8 +1,9 @@
 import Synchronization
 
 /// Lets one operation at a time use a connection, in the order they came. A waiting operation
-/// that is cancelled (its deadline passed) leaves the queue at once. An actor alone is not
-/// enough: it lets a second call in while the first awaits the database.
+/// that is cancelled (its deadline passed) leaves the queue at once, and one cancelled just as
+/// its turn came passes the turn on without running. An actor alone is not enough: it lets a
+/// second call in while the first awaits the database.
 final class TransactionGate: Sendable {
     private struct State {
         var busy = false
@@ -15,27 +16,34 @@ final class TransactionGate: Sendable {
     func run<T>(_ body: () async throws -> T) async throws -> T {
         try await enter()
         defer { leave() }
+        try Task.checkCancellation()
         return try await body()
     }
 
     private func enter() async throws {
-        let ticket: Int? = state.withLock { state in
-            guard state.busy else {
-                state.busy = true
-                return nil
-            }
+        let ticket = state.withLock { state in
             state.nextID += 1
             return state.nextID
         }
-        guard let ticket else { return }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (turn: CheckedContinuation<Void, any Error>) in
-                let cancelled = state.withLock { state in
-                    if Task.isCancelled { return true }
+                // One decision under one lock: a gate opened since the ticket was taken is
+                // entered now, never missed.
+                enum Outcome { case entered, queued, cancelled }
+                let outcome = state.withLock { state -> Outcome in
+                    if Task.isCancelled { return .cancelled }
+                    guard state.busy else {
+                        state.busy = true
+                        return .entered
+                    }
                     state.waiting.append((ticket, turn))
-                    return false
+                    return .queued
                 }
-                if cancelled { turn.resume(throwing: CancellationError()) }
+                switch outcome {
+                case .entered: turn.resume()
+                case .cancelled: turn.resume(throwing: CancellationError())
+                case .queued: break
+                }
             }
         } onCancel: {
             let turn = state.withLock { state in
