@@ -26,13 +26,32 @@ struct LongPollTests {
         return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
+    /// Two `serve` replicas on a fresh database with a one-address pool; stopped when released.
+    final class Replicas {
+        let first: RunningCommand
+        let second: RunningCommand
+        let database: String
+        private let directory: TemporaryDirectory
+
+        init() async throws {
+            let (url, name) = try await LongPollTests.database()
+            database = name
+            directory = try TemporaryDirectory()
+            let pool = try directory.write("pool.csv", "203.0.113.10/32,US,,,,residential\n")
+            first = try DatabaseOutageTests.serve(url, dataDir: directory.url.appendingPathComponent("a").path, pool: pool)
+            second = try DatabaseOutageTests.serve(url, dataDir: directory.url.appendingPathComponent("b").path)
+        }
+
+        deinit {
+            _ = first.stop()
+            _ = second.stop()
+        }
+    }
+
     @Test func aChangeThroughOneReplicaWakesPollsOnTheOther() async throws {
-        let (url, _) = try await Self.database()
-        let directory = try TemporaryDirectory()
-        let pool = try directory.write("pool.csv", "203.0.113.10/32,US,,,,residential\n")
-        let first = try DatabaseOutageTests.serve(url, dataDir: directory.url.appendingPathComponent("a").path, pool: pool)
-        let second = try DatabaseOutageTests.serve(url, dataDir: directory.url.appendingPathComponent("b").path)
-        defer { _ = first.stop(); _ = second.stop() }
+        let replicas = try await Replicas()
+        defer { withExtendedLifetime(replicas) {} }
+        let (first, second) = (replicas.first, replicas.second)
         let admin = try AllocatorClient(base: "http://127.0.0.1:\(first.port)", token: Self.adminToken)
         let onSecond = try AllocatorClient(base: "http://127.0.0.1:\(second.port)", token: Self.adminToken)
         let host = try AllocatorClient(base: admin.base, token: try await admin.addHost(NewHost(name: "h1")).token)
@@ -56,12 +75,9 @@ struct LongPollTests {
     }
 
     @Test func waitingPollsCostTheDatabaseNothing() async throws {
-        let (url, name) = try await Self.database()
-        let directory = try TemporaryDirectory()
-        let pool = try directory.write("pool.csv", "203.0.113.10/32,US,,,,residential\n")
-        let first = try DatabaseOutageTests.serve(url, dataDir: directory.url.appendingPathComponent("a").path, pool: pool)
-        let second = try DatabaseOutageTests.serve(url, dataDir: directory.url.appendingPathComponent("b").path)
-        defer { _ = first.stop(); _ = second.stop() }
+        let replicas = try await Replicas()
+        defer { withExtendedLifetime(replicas) {} }
+        let (first, second, name) = (replicas.first, replicas.second, replicas.database)
         let admin = try AllocatorClient(base: "http://127.0.0.1:\(first.port)", token: Self.adminToken)
         let version = try await admin.sliceTable().version
 
