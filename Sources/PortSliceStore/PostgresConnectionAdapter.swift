@@ -146,7 +146,21 @@ final class PostgresLink: SQLConnection {
         // A name is sent (SNI) and checked against the certificate; an IP address is not sent,
         // and NIOSSL checks the certificate against the address connected to instead.
         if url.tlsMode == .verifyFull && Self.isName(server.host) { configuration.options.tlsServerName = server.host }
-        return try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        // After a fail-over the old primary may come back as a standby: it takes connections
+        // but refuses writes, and NOTIFY is not replicated to it. Like libpq's
+        // target_session_attrs=read-write, go on to the next server.
+        do {
+            let rows = try await connection.query("SELECT pg_is_in_recovery() AS standby", logger: logger)
+            for try await standby in rows.decode(Bool.self) where standby {
+                try await connection.close()
+                throw StoreError("it is a standby (in recovery), which cannot take writes")
+            }
+        } catch {
+            if !connection.isClosed { try? await connection.close() }
+            throw error
+        }
+        return connection
     }
 
     private static func tls(for url: PostgresURL) throws -> PostgresConnection.Configuration.TLS {
@@ -174,7 +188,8 @@ final class PostgresLink: SQLConnection {
     }
 
     /// Server errors that end the session: admin shutdown (a restart or fail-over), crash
-    /// shutdown, cannot connect now (starting up or shutting down).
+    /// shutdown, cannot connect now (starting up or shutting down), connection failures, and
+    /// a write refused by a server that is now a standby.
     private static func isServerGoingAway(_ error: any Error) -> Bool {
         guard let error = error as? PSQLError else { return false }
         switch error.code {
@@ -182,7 +197,8 @@ final class PostgresLink: SQLConnection {
         default: break
         }
         guard let state = error.serverInfo?[.sqlState] else { return false }
-        return state.hasPrefix("57P") || state.hasPrefix("08")
+        // 25006: a write on a server that became a standby (read only).
+        return state.hasPrefix("57P") || state.hasPrefix("08") || state == "25006"
     }
 
     static func describe(_ error: any Error) -> String {

@@ -24,6 +24,23 @@ struct DatabaseOutageTests {
         return (value, ContinuousClock.now - start)
     }
 
+    /// A URL listing a standby first (as after a fail-over, when the old primary returns as
+    /// one): the allocator skips it and writes to the primary.
+    @Test func aStandbyListedFirstIsSkipped() async throws {
+        let primary = try ThrowawayPostgres()
+        let standby = try ThrowawayPostgres(standbyOf: primary)
+        #expect(try standby.psql("SELECT pg_is_in_recovery()") == "t")
+        let directory = try TemporaryDirectory()
+        let url = "postgres://postgres@127.0.0.1:\(standby.port),127.0.0.1:\(primary.port)/postgres"
+        let server = try Self.serve(url, dataDir: directory.url.appendingPathComponent("a").path)
+        let admin = try AllocatorClient(base: "http://127.0.0.1:\(server.port)", token: Self.adminToken)
+        #expect(try await admin.readiness().ready)
+        let token = try await admin.addHost(NewHost(name: "h1")).token
+        #expect(token.hasPrefix("h1."))
+        #expect(try primary.psql("SELECT count(*) FROM hosts") == "1", "the host was written to the primary")
+        #expect(server.stop() == 0)
+    }
+
     @Test func restartUnderAnAgentAndALongPoll() async throws {
         let postgres = try ThrowawayPostgres()
         let directory = try TemporaryDirectory()

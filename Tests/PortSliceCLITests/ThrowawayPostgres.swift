@@ -38,6 +38,18 @@ final class ThrowawayPostgres: @unchecked Sendable {
         try start()
     }
 
+    /// A standby of `primary`, streaming from it (pg_basebackup), on a port of its own.
+    init(standbyOf primary: ThrowawayPostgres) throws {
+        bin = primary.bin
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-pg-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        port = try Self.freePort()
+        try Self.shell("chown postgres \(directory)")
+        try asPostgres("\(bin)/pg_basebackup -h 127.0.0.1 -p \(primary.port) -U postgres -D \(directory)/data -R -X stream >/dev/null 2>&1")
+        try asPostgres("cat >> \(directory)/data/postgresql.conf <<'EOF'\nport = \(port)\nunix_socket_directories = '\(directory)'\nEOF")
+        try start()
+    }
+
     var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
     /// Starts the server and returns once it accepts connections. pg_ctl's own output goes to
