@@ -177,9 +177,7 @@ struct ServeCommand: AsyncParsableCommand {
             // still answers: services stop in reverse order. Every service has 4 s to stop, so
             // a database that is away cannot hold a shutdown.
             let services: [any Service] = [store, ExpiryReaper(store: store, logger: logger), app] + (demo.map { [$0] } ?? [])
-            var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            configuration.maximumGracefulShutdownDuration = .seconds(4)
-            try await ServiceGroup(configuration: configuration).run()
+            try await runDaemon(services, logger: logger, stopWithin: .seconds(4))
         } catch {
             try? await store.close()
             throw error
