@@ -29,6 +29,11 @@ public final class SQLSliceStore: SliceStore, Service {
     /// The version the current transaction moved the table to, published after its commit.
     private let committedVersion = Mutex<Int64?>(nil)
     private let statements = Atomic<Int>(0)
+    /// Tokens verified lately, by their SHA-256 (never the token itself), and the traits of
+    /// pool addresses: what every renewal would otherwise ask the database for. Rotating or
+    /// removing a host or edge, and removing an address, is announced to every replica.
+    private let verifiedTokens = HeardCache<String, Principal>(capacity: 200_000)
+    private let addressTraits = HeardCache<IPv4Address, Traits>(capacity: 200_000)
     /// The slice table as last read, and how many reads there have been; see `sliceTable()`.
     private let keptTable = Mutex<(table: SliceTable?, reads: Int)>((nil, 0))
     /// How long an operation may take, queueing included, before it fails as unavailable
@@ -103,8 +108,36 @@ public final class SQLSliceStore: SliceStore, Service {
                 // A session that was heard from starts the backoff afresh.
                 delay = self.versions.isLive ? .milliseconds(100) : min(delay * 2, .seconds(1))
                 self.versions.setLive(false)
+                // Announcements may be missed until the listener is back.
+                self.verifiedTokens.forgetAll()
+                self.addressTraits.forgetAll()
                 try? await Task.sleep(for: delay)
             }
+        }
+    }
+
+    /// What replicas announce on the channel: a new table version (a number), a token that
+    /// changed (`token:NAME`) or an address removed (`address:BITS`).
+    private func heard(_ payload: String) {
+        if let version = Int64(payload) {
+            versions.publish(version)
+        } else if payload.hasPrefix(Self.tokenAnnouncement) {
+            let name = String(payload.dropFirst(Self.tokenAnnouncement.count))
+            verifiedTokens.forget { $1.name == name }
+        } else if payload.hasPrefix(Self.addressAnnouncement), let bits = UInt32(payload.dropFirst(Self.addressAnnouncement.count)) {
+            addressTraits.forget { address, _ in address.bits == bits }
+        }
+    }
+
+    private static let tokenAnnouncement = "token:"
+    private static let addressAnnouncement = "address:"
+
+    /// Tells every other replica, when the transaction commits, what to forget; this process
+    /// forgets it at once (a lookup under way then keeps nothing).
+    private func announce(_ payload: String) async throws {
+        heard(payload)
+        if connection.dialect == .postgres {
+            try await run("SELECT pg_notify('\(Self.notificationChannel)', ?)", [.text(payload)])
         }
     }
 
@@ -118,7 +151,7 @@ public final class SQLSliceStore: SliceStore, Service {
             for try await version in rows.decode(Int64.self) { self.versions.publish(version) }
             self.versions.setLive(true)
             for try await notification in notifications {
-                if let version = Int64(notification.payload) { self.versions.publish(version) }
+                self.heard(notification.payload)
             }
         }
     }
@@ -196,6 +229,7 @@ public final class SQLSliceStore: SliceStore, Service {
             try await self.run("DELETE FROM slices WHERE address = ?", [.int(address.bits)])
             try await self.run("DELETE FROM free_counts WHERE address = ?", [.int(address.bits)])
             try await self.run("DELETE FROM addresses WHERE address = ?", [.int(address.bits)])
+            try await self.announce(Self.addressAnnouncement + String(address.bits))
             try await self.bumpVersion()
         }
     }
@@ -219,6 +253,10 @@ public final class SQLSliceStore: SliceStore, Service {
 
     public func principal(authenticatedBy token: String) async throws -> Principal? {
         guard let name = HostToken.hostName(in: token) else { return nil }
+        let hash = HostToken.hash(of: token)
+        let cached = versions.isLive
+        if cached, let known = verifiedTokens.value(for: hash) { return known }
+        let generation = verifiedTokens.generation
         let rows = try await withDatabase {
             try await self.query(
                 "SELECT 'host' AS role, token_hash FROM hosts WHERE name = ? UNION ALL SELECT 'edge' AS role, token_hash FROM edges WHERE name = ?",
@@ -229,6 +267,7 @@ public final class SQLSliceStore: SliceStore, Service {
         for row in rows where HostToken.matches(token, hash: row.text("token_hash") ?? "") {
             found = row.text("role") == "edge" ? .edge(name) : .host(name)
         }
+        if cached, let found { verifiedTokens.keep(found, for: hash, ifStill: generation) }
         return found
     }
 
@@ -253,6 +292,7 @@ public final class SQLSliceStore: SliceStore, Service {
             let changed = try await self.query(
                 "UPDATE \(table) SET token_hash = ? WHERE name = ? RETURNING name", [.text(HostToken.hash(of: token)), .text(principal.name)])
             guard !changed.isEmpty else { throw Self.unknown(principal) }
+            try await self.announce(Self.tokenAnnouncement + principal.name)
         }
         return token
     }
@@ -269,6 +309,7 @@ public final class SQLSliceStore: SliceStore, Service {
                 try await self.bumpVersion()
             }
             try await self.run("DELETE FROM hosts WHERE name = ?", [.text(name)])
+            try await self.announce(Self.tokenAnnouncement + name)
         }
     }
 
@@ -277,6 +318,7 @@ public final class SQLSliceStore: SliceStore, Service {
             guard try await !self.query("DELETE FROM edges WHERE name = ? RETURNING name", [.text(name)]).isEmpty else {
                 throw AllocationError.unknownEdge(name)
             }
+            try await self.announce(Self.tokenAnnouncement + name)
         }
     }
 
@@ -454,14 +496,27 @@ public final class SQLSliceStore: SliceStore, Service {
         try await withDatabase { try await self.leases(where: "TRUE", []) }
     }
 
+    /// An address's traits never change while it is in the pool, so they are kept once read
+    /// (while changes are heard) until it is removed.
     public func traits(of addresses: Set<IPv4Address>) async throws -> [IPv4Address: Traits] {
-        guard !addresses.isEmpty else { return [:] }
-        let rows = try await withDatabase {
-            try await self.query("SELECT address, traits FROM addresses WHERE address IN (\(Self.placeholders(addresses.count)))",
-                                 addresses.map { .int($0.bits) })
-        }
+        let cached = versions.isLive
         var traits: [IPv4Address: Traits] = [:]
-        for row in rows { traits[Self.address(row)] = try self.traits(row.text("traits")) }
+        var missing: [IPv4Address] = []
+        for address in addresses {
+            if cached, let known = addressTraits.value(for: address) { traits[address] = known } else { missing.append(address) }
+        }
+        guard !missing.isEmpty else { return traits }
+        let generation = addressTraits.generation
+        let toRead = missing
+        let rows = try await withDatabase {
+            try await self.query("SELECT address, traits FROM addresses WHERE address IN (\(Self.placeholders(toRead.count)))",
+                                 toRead.map { .int($0.bits) })
+        }
+        for row in rows {
+            let address = Self.address(row), read = try self.traits(row.text("traits"))
+            traits[address] = read
+            if cached { addressTraits.keep(read, for: address, ifStill: generation) }
+        }
         return traits
     }
 

@@ -74,6 +74,31 @@ struct LongPollTests {
         #expect(delays[2] < .milliseconds(100), "the poll on the other replica answered \(delays) after the lease was granted")
     }
 
+    /// A token verified (and kept) by one replica stops there as soon as another rotates it;
+    /// a host removed through one loses its token on the other.
+    @Test func aTokenRotatedThroughOneReplicaStopsOnTheOther() async throws {
+        let replicas = try await Replicas()
+        defer { withExtendedLifetime(replicas) {} }
+        let admin = try AllocatorClient(base: "http://127.0.0.1:\(replicas.first.port)", token: Self.adminToken)
+        let token = try await admin.addHost(NewHost(name: "h1")).token
+        let onSecond = try AllocatorClient(base: "http://127.0.0.1:\(replicas.second.port)", token: token)
+        for _ in 0..<3 { #expect(try await onSecond.leases().isEmpty) }
+        let rotated = try await admin.rotateHost("h1").token
+        func refusedOnSecond(_ client: AllocatorClient) async -> Bool {
+            let deadline = ContinuousClock.now + .seconds(1)
+            while ContinuousClock.now < deadline {
+                do { _ = try await client.leases() } catch let failure as APIFailure where failure.status == 401 { return true } catch {}
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return false
+        }
+        #expect(await refusedOnSecond(onSecond), "the old token still works on the other replica")
+        let renewed = try AllocatorClient(base: onSecond.base, token: rotated)
+        #expect(try await renewed.leases().isEmpty)
+        try await admin.removeHost("h1")
+        #expect(await refusedOnSecond(renewed), "a removed host's token still works on the other replica")
+    }
+
     @Test func waitingPollsCostTheDatabaseNothing() async throws {
         let replicas = try await Replicas()
         defer { withExtendedLifetime(replicas) {} }

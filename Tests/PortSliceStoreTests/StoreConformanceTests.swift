@@ -308,6 +308,12 @@ enum StoreConformance {
         #expect(try await store.principal(authenticatedBy: hostToken) == .host("router-1"))
         #expect(try await store.principal(authenticatedBy: edgeToken) == .edge("router-1"))
 
+        // A token verified once is known without the database while changes are heard (on
+        // SQLite always; on PostgreSQL while the store's listener runs, which it does not here).
+        let statements = store.statementCount
+        #expect(try await store.principal(authenticatedBy: edgeToken) == .edge("router-1"))
+        #expect(store.statementCount - statements == (engine == .sqlite ? 0 : 1))
+
         let rotatedEdge = try await store.rotateToken(of: .edge("router-1"))
         #expect(rotatedEdge != edgeToken)
         #expect(try await store.principal(authenticatedBy: edgeToken) == nil, "the old edge token stops at once")
