@@ -154,6 +154,7 @@ let package = Package(
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
+        .testTarget(name: "PortSliceAPITests", dependencies: ["PortSliceAPI", "PortSliceCore"]),
         .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceCore"]),
         .testTarget(
             name: "PortSliceProxyTests",

@@ -19,21 +19,21 @@ import Synchronization
 /// URL's servers in order). Run the store as a `Service` beside the API: on PostgreSQL it
 /// listens for other replicas' changes to the slice table (see `versions`).
 public final class SQLSliceStore: SliceStore, Service {
-    private let connection: any SQLConnection
-    private let gate = TransactionGate()
+    let connection: any SQLConnection
+    let gate = TransactionGate()
     private let traitsByText = Mutex<[String: Traits]>([:])
     private let renewals: Coalescer<Renewal, [Lease]>
-    private let logger: Logger
+    let logger: Logger
     public let quarantine: Duration
     public let versions = TableVersionFeed()
     /// The version the current transaction moved the table to, published after its commit.
-    private let committedVersion = Mutex<Int64?>(nil)
-    private let statements = Atomic<Int>(0)
+    let committedVersion = Mutex<Int64?>(nil)
+    let statements = Atomic<Int>(0)
     /// Tokens verified lately, by their SHA-256 (never the token itself), and the traits of
     /// pool addresses: what every renewal would otherwise ask the database for. Rotating or
     /// removing a host or edge, and removing an address, is announced to every replica.
-    private let verifiedTokens = HeardCache<String, Principal>(capacity: 200_000)
-    private let addressTraits = HeardCache<IPv4Address, Traits>(capacity: 200_000)
+    let verifiedTokens = HeardCache<String, Principal>(capacity: 200_000)
+    let addressTraits = HeardCache<IPv4Address, Traits>(capacity: 200_000)
     /// The slice table as last read, and how many reads there have been; see `sliceTable()`.
     private let keptTable = Mutex<(table: SliceTable?, reads: Int)>((nil, 0))
     /// How long an operation may take, queueing included, before it fails as unavailable
@@ -81,79 +81,6 @@ public final class SQLSliceStore: SliceStore, Service {
 
     public func ping() async throws {
         try await withDatabase { try await self.run("SELECT 1") }
-    }
-
-    // MARK: - Hearing other replicas
-
-    /// On PostgreSQL: keeps one connection listening for new slice-table versions from any
-    /// replica and publishes them to `versions`, reconnecting (within a second) whenever it is
-    /// lost; after each reconnect the version is read once, as changes made meanwhile were not
-    /// heard. On SQLite every change is made by this process and published as it commits.
-    /// Returns on graceful shutdown.
-    public func run() async throws {
-        guard let link = connection as? PostgresLink else {
-            try? await gracefulShutdown()
-            return
-        }
-        try? await cancelWhenGracefulShutdown {
-            var delay = Duration.milliseconds(100)
-            while !Task.isCancelled {
-                do {
-                    try await self.listen(through: link)
-                } catch where !Task.isCancelled {
-                    self.logger.warning("not hearing other replicas' changes; retrying", metadata: [
-                        "error": "\(PostgresLink.describe(error))", "retry": "\(delay)",
-                    ])
-                }
-                // A session that was heard from starts the backoff afresh.
-                delay = self.versions.isLive ? .milliseconds(100) : min(delay * 2, .seconds(1))
-                self.versions.setLive(false)
-                // Announcements may be missed until the listener is back.
-                self.verifiedTokens.forgetAll()
-                self.addressTraits.forgetAll()
-                try? await Task.sleep(for: delay)
-            }
-        }
-    }
-
-    /// What replicas announce on the channel: a new table version (a number), a token that
-    /// changed (`token:NAME`) or an address removed (`address:BITS`).
-    private func heard(_ payload: String) {
-        if let version = Int64(payload) {
-            versions.publish(version)
-        } else if payload.hasPrefix(Self.tokenAnnouncement) {
-            let name = String(payload.dropFirst(Self.tokenAnnouncement.count))
-            verifiedTokens.forget { $1.name == name }
-        } else if payload.hasPrefix(Self.addressAnnouncement), let bits = UInt32(payload.dropFirst(Self.addressAnnouncement.count)) {
-            addressTraits.forget { address, _ in address.bits == bits }
-        }
-    }
-
-    private static let tokenAnnouncement = "token:"
-    private static let addressAnnouncement = "address:"
-
-    /// Tells every other replica, when the transaction commits, what to forget; this process
-    /// forgets it at once (a lookup under way then keeps nothing).
-    private func announce(_ payload: String) async throws {
-        heard(payload)
-        if connection.dialect == .postgres {
-            try await run("SELECT pg_notify('\(Self.notificationChannel)', ?)", [.text(payload)])
-        }
-    }
-
-    /// One listening session: `LISTEN`, then the version read once, then each announcement
-    /// published until the connection ends.
-    private func listen(through link: PostgresLink) async throws {
-        let listener = try await link.makeListenerConnection(timeout: .seconds(2))
-        defer { PostgresLink.closeInBackground(listener) }
-        try await listener.listen(on: Self.notificationChannel) { notifications in
-            let rows = try await listener.query("SELECT version FROM table_version WHERE id = 1", logger: self.logger)
-            for try await version in rows.decode(Int64.self) { self.versions.publish(version) }
-            self.versions.setLive(true)
-            for try await notification in notifications {
-                self.heard(notification.payload)
-            }
-        }
     }
 
     // MARK: - Schema
@@ -688,80 +615,6 @@ public final class SQLSliceStore: SliceStore, Service {
 
     private func poolRow(_ address: IPv4Address) async throws -> SQLRow? {
         try await query("SELECT address FROM addresses WHERE address = ?", [.int(address.bits)]).first
-    }
-
-    /// Runs `body` in one write transaction, rolled back on any error; a new slice-table
-    /// version it made is published once committed.
-    private func transaction<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withDatabase(timeout: timeout) {
-            self.committedVersion.withLock { $0 = nil }
-            for statement in self.connection.dialect.beginWrite { try await self.run(statement) }
-            do {
-                let result = try await body()
-                try await self.run("COMMIT")
-                if let version = self.committedVersion.withLock({ $0 }) { self.versions.publish(version) }
-                return result
-            } catch {
-                try? await self.run("ROLLBACK")
-                throw error
-            }
-        }
-    }
-
-    /// Runs `body` alone on the connection, connecting first if it was lost. On PostgreSQL
-    /// the whole of it, waiting included, has `operationTimeout`: past it the statement in
-    /// flight is abandoned with its connection (the server rolls back an open transaction)
-    /// and the caller gets `DatabaseUnavailable`, so no request hangs on a database that is
-    /// away.
-    private func withDatabase<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard connection.dialect == .postgres else {
-            return try await gate.run(body)
-        }
-        let limit = timeout ?? operationTimeout
-        let deadline = ContinuousClock.now + limit
-        // Set once this operation has the connection: only then is abandoning it this
-        // operation's to do (one still queued must not cut off the holder's transaction).
-        let started = StartedFlag()
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await self.gate.run {
-                    started.value.withLock { $0 = true }
-                    try await self.connection.connectIfNeeded(within: max(deadline - ContinuousClock.now, .milliseconds(100)))
-                    try Task.checkCancellation()
-                    return try await body()
-                }
-            }
-            group.addTask {
-                try await Task.sleep(until: deadline)
-                return nil
-            }
-            if let first = try await group.next(), let result = first {
-                group.cancelAll()
-                return result
-            }
-            group.cancelAll()
-            if started.value.withLock({ $0 }) { connection.abort() }
-            throw DatabaseUnavailable("no answer within \(limit)")
-        }
-    }
-
-    private final class StartedFlag: Sendable {
-        let value = Mutex(false)
-    }
-
-    private func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
-        statements.add(1, ordering: .relaxed)
-        do {
-            return try await connection.query(sql, binds)
-        } catch let error as DatabaseUnavailable {
-            throw error
-        } catch {
-            throw StoreError("\(connection.dialect): \(String(reflecting: error)) in: \(sql.prefix(100))")
-        }
-    }
-
-    private func run(_ sql: String, _ binds: [SQLValue] = []) async throws {
-        _ = try await query(sql, binds)
     }
 
     /// `?, ?, ?` for `count` values.

@@ -1,0 +1,79 @@
+import Synchronization
+
+// The connection, one operation at a time: transactions, the deadline of every operation on
+// PostgreSQL, and the statements themselves (counted).
+extension SQLSliceStore {
+    /// Runs `body` in one write transaction, rolled back on any error; a new slice-table
+    /// version it made is published once committed.
+    func transaction<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withDatabase(timeout: timeout) {
+            self.committedVersion.withLock { $0 = nil }
+            for statement in self.connection.dialect.beginWrite { try await self.run(statement) }
+            do {
+                let result = try await body()
+                try await self.run("COMMIT")
+                if let version = self.committedVersion.withLock({ $0 }) { self.versions.publish(version) }
+                return result
+            } catch {
+                try? await self.run("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` alone on the connection, connecting first if it was lost. On PostgreSQL
+    /// the whole of it, waiting included, has `operationTimeout`: past it the statement in
+    /// flight is abandoned with its connection (the server rolls back an open transaction)
+    /// and the caller gets `DatabaseUnavailable`, so no request hangs on a database that is
+    /// away.
+    func withDatabase<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard connection.dialect == .postgres else {
+            return try await gate.run(body)
+        }
+        let limit = timeout ?? operationTimeout
+        let deadline = ContinuousClock.now + limit
+        // Set once this operation has the connection: only then is abandoning it this
+        // operation's to do (one still queued must not cut off the holder's transaction).
+        let started = StartedFlag()
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await self.gate.run {
+                    started.value.withLock { $0 = true }
+                    try await self.connection.connectIfNeeded(within: max(deadline - ContinuousClock.now, .milliseconds(100)))
+                    try Task.checkCancellation()
+                    return try await body()
+                }
+            }
+            group.addTask {
+                try await Task.sleep(until: deadline)
+                return nil
+            }
+            if let first = try await group.next(), let result = first {
+                group.cancelAll()
+                return result
+            }
+            group.cancelAll()
+            if started.value.withLock({ $0 }) { connection.abort() }
+            throw DatabaseUnavailable("no answer within \(limit)")
+        }
+    }
+
+    private final class StartedFlag: Sendable {
+        let value = Mutex(false)
+    }
+
+    func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        statements.add(1, ordering: .relaxed)
+        do {
+            return try await connection.query(sql, binds)
+        } catch let error as DatabaseUnavailable {
+            throw error
+        } catch {
+            throw StoreError("\(connection.dialect): \(String(reflecting: error)) in: \(sql.prefix(100))")
+        }
+    }
+
+    func run(_ sql: String, _ binds: [SQLValue] = []) async throws {
+        _ = try await query(sql, binds)
+    }
+}
