@@ -24,12 +24,13 @@ final class FirstFitPeer: Sendable {
 
     let dialect: SQLDialect
     private let pool: ConnectionPool
-    private let renewals: RenewalBatcher
+    /// The store's own group commit, so the peer batches renewals exactly as the store does.
+    private let renewals: Coalescer<PeerRenewal, [PeerLease]>
 
     private init(dialect: SQLDialect, connections: [any SQLConnection]) {
         self.dialect = dialect
         pool = ConnectionPool(connections)
-        renewals = RenewalBatcher(window: SQLSliceStore.defaultRenewalWindow)
+        renewals = Coalescer(window: SQLSliceStore.defaultRenewalWindow)
     }
 
     /// Opens the peer on a database whose schema `createSchema` made.
@@ -301,40 +302,5 @@ final class ConnectionPool: Sendable {
             return state.waiting.removeFirst()
         }
         next?.resume(returning: connection)
-    }
-}
-
-/// Renewals that arrive within one window, made by one call: the store's group commit for
-/// renewals, rebuilt here so the peer batches exactly as the store does.
-actor RenewalBatcher {
-    private let window: Duration
-    private var pending: [(renewal: PeerRenewal, answer: CheckedContinuation<[PeerLease], any Error>)] = []
-    private var flushScheduled = false
-
-    init(window: Duration) {
-        self.window = window
-    }
-
-    func submit(_ renewal: PeerRenewal, handledBy handle: @escaping @Sendable ([PeerRenewal]) async throws -> [[PeerLease]]) async throws -> [PeerLease] {
-        try await withCheckedThrowingContinuation { continuation in
-            pending.append((renewal, continuation))
-            if !flushScheduled {
-                flushScheduled = true
-                Task { await self.flushAfterWindow(handle) }
-            }
-        }
-    }
-
-    private func flushAfterWindow(_ handle: @Sendable ([PeerRenewal]) async throws -> [[PeerLease]]) async {
-        try? await Task.sleep(for: window)
-        let batch = pending
-        pending = []
-        flushScheduled = false
-        do {
-            let answers = try await handle(batch.map(\.renewal))
-            for (waiting, answer) in zip(batch, answers) { waiting.answer.resume(returning: answer) }
-        } catch {
-            for waiting in batch { waiting.answer.resume(throwing: error) }
-        }
     }
 }

@@ -193,19 +193,8 @@ public struct ProxyBenchmark: Sendable {
     /// User and system CPU seconds of every process in process group `group`, from
     /// `/proc/PID/stat`; threads that ended are included in their process's count.
     static func cpuSeconds(ofGroup group: Int32) -> (user: Double, system: Double) {
-        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
-        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
-        var user = 0, system = 0
-        for pid in processes {
-            // The fields after the command name (which may hold spaces), from the third on.
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let nameEnd = stat.lastIndex(of: ")") else { continue }
-            let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
-            guard fields.count > 12, Int32(fields[2]) == group, let userTicks = Int(fields[11]), let systemTicks = Int(fields[12]) else { continue }
-            user += userTicks
-            system += systemTicks
-        }
-        return (Double(user) / ticksPerSecond, Double(system) / ticksPerSecond)
+        ProcessCPU.processIDs.compactMap(ProcessCPU.record(of:)).filter { $0.group == group }
+            .reduce((user: 0, system: 0)) { ($0.user + $1.user, $0.system + $1.system) }
     }
 
     static func installed(_ tool: String, package: String) throws -> String {

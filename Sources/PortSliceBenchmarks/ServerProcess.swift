@@ -158,8 +158,7 @@ enum ProcessCPU {
     /// work on the same server counts only through the shared processes.
     static func postgres(database: String) -> [Int32: Double] {
         var result: [Int32: Double] = [:]
-        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
-        for pid in processes {
+        for pid in processIDs {
             guard let stat = stat(pid), stat.command == "postgres",
                   let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
             let title = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
@@ -187,12 +186,25 @@ enum ProcessCPU {
         after.reduce(0) { $0 + $1.value - (before[$1.key] ?? 0) }
     }
 
-    private static func stat(_ pid: Int32) -> (command: String, seconds: Double)? {
+    /// A process's command name, process group and user and system CPU seconds (its ended
+    /// threads included), from `/proc/PID/stat`; nil once it is gone.
+    static func record(of pid: Int32) -> (command: String, group: Int32, user: Double, system: Double)? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let nameStart = stat.firstIndex(of: "("), let nameEnd = stat.lastIndex(of: ")") else { return nil }
-        // utime and stime are fields 14 and 15; these count from field 3, after the name.
+        // The fields after the name (which may hold spaces) count from field 3: the group is
+        // field 5, utime and stime fields 14 and 15.
         let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (String(stat[stat.index(after: nameStart)..<nameEnd]), (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))))
+        guard fields.count > 12, let group = Int32(fields[2]), let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return (String(stat[stat.index(after: nameStart)..<nameEnd]), group, user / ticks, system / ticks)
+    }
+
+    /// Every process on the machine, by id.
+    static var processIDs: [Int32] {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+    }
+
+    private static func stat(_ pid: Int32) -> (command: String, seconds: Double)? {
+        record(of: pid).map { ($0.command, $0.user + $0.system) }
     }
 }

@@ -1,17 +1,18 @@
 /// Gathers requests that arrive within a short window into one batch, handled by one call:
 /// group commit for requests that are frequent, cheap to combine and in no hurry (renewals).
-actor Coalescer<Request: Sendable, Answer: Sendable> {
+/// Public so that the allocation benchmark's peer batches exactly as the store does.
+public actor Coalescer<Request: Sendable, Answer: Sendable> {
     private let window: Duration
     private var pending: [(request: Request, answer: CheckedContinuation<Answer, any Error>)] = []
     private var flushScheduled = false
 
-    init(window: Duration) {
+    public init(window: Duration) {
         self.window = window
     }
 
     /// Waits for `request`'s answer. `handle` answers a batch, one answer per request in the
     /// same order; the batch is handled by the handler its first request brought.
-    func submit(_ request: Request, handledBy handle: @escaping @Sendable ([Request]) async throws -> [Answer]) async throws -> Answer {
+    public func submit(_ request: Request, handledBy handle: @escaping @Sendable ([Request]) async throws -> [Answer]) async throws -> Answer {
         try await withCheckedThrowingContinuation { continuation in
             pending.append((request, continuation))
             if !flushScheduled {
