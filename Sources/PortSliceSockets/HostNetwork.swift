@@ -108,6 +108,14 @@ public enum HostNetwork {
         }
     }
 
+    /// Every IPv4 and IPv6 address on this host's interfaces now, loopback included.
+    public static func interfaceAddresses() throws(HostNetworkError) -> [InterfaceAddress] {
+        switch Syscalls.interfaceAddresses() {
+        case .success(let entries): return entries.map { InterfaceAddress($0.address, on: $0.interface) }
+        case .failure(let errno): throw .interfacesUnlisted(errno)
+        }
+    }
+
     static func readText(_ path: String) throws(HostNetworkError) -> String {
         do {
             let descriptor = try FileDescriptor.open(FilePath(path), .readOnly)
@@ -129,11 +137,13 @@ public enum HostNetwork {
 public enum HostNetworkError: Error, Hashable, Sendable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case unresolvable(host: String, reason: String)
+    case interfacesUnlisted(Errno)
 
     public var description: String {
         switch self {
         case .unreadable(let path, let reason): "cannot read \(path): \(reason)"
         case .unresolvable(let host, let reason): "cannot resolve '\(host)': \(reason)"
+        case .interfacesUnlisted(let errno): "cannot list this host's interface addresses (getifaddrs): \(errno)"
         }
     }
 }

@@ -15,7 +15,7 @@ enum Syscalls {
     enum Call: String, Sendable, CaseIterable {
         case socket, setsockopt, getsockopt, bind, connect, getsockname, close, poll, send, recv
         case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo
-        case shutdown, recvmmsg, recvfrom, sendto, getpeername
+        case shutdown, recvmmsg, recvfrom, sendto, getpeername, getifaddrs
         case epollCreate = "epoll_create1", epollCtl = "epoll_ctl", epollWait = "epoll_wait", eventfd, read, write
     }
 
@@ -373,6 +373,37 @@ enum Syscalls {
             entry = current.pointee.ai_next
         }
         return .success(addresses)
+    }
+
+    /// `getifaddrs(3)`: every IPv4 and IPv6 address on this host's interfaces (in this
+    /// thread's network namespace), with the interface's name. Entries without an address
+    /// (an interface's link-layer entry) are left out.
+    @inline(never)
+    static func interfaceAddresses() -> Result<[(interface: String, address: IPAddress)], Errno> {
+        var list: UnsafeMutablePointer<ifaddrs>? = nil
+        return performReturningInt32(.getifaddrs) { Glibc.getifaddrs(&list) }.map { _ in
+            defer { freeifaddrs(list) }
+            var addresses: [(interface: String, address: IPAddress)] = []
+            var entry = list
+            while let current = entry {
+                entry = current.pointee.ifa_next
+                guard let socketAddress = current.pointee.ifa_addr else { continue }
+                let address: IPAddress
+                switch CInt(socketAddress.pointee.sa_family) {
+                case AF_INET:
+                    let bits = socketAddress.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                    address = .v4(IPv4Address(bits: UInt32(bigEndian: bits)))
+                case AF_INET6:
+                    let bytes = socketAddress.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    let bits = withUnsafeBytes(of: bytes) { raw in raw.reduce(UInt128(0)) { $0 << 8 | UInt128($1) } }
+                    address = .v6(IPv6Address(bits: bits))
+                default:
+                    continue
+                }
+                addresses.append((String(cString: current.pointee.ifa_name), address))
+            }
+            return addresses
+        }
     }
 
     struct ResolveFailure: Error {

@@ -92,6 +92,19 @@ struct AddressTests {
         #expect(try IPPrefix(parsing: "192.0.2.7/32").description == "192.0.2.7/32")
     }
 
+    @Test func prefixOfEitherFamilyContainsOnlyItsOwnFamily() throws {
+        let v6 = try IPPrefix(parsing: "2001:db8::/32")
+        #expect(v6.contains(try IPAddress(parsing: "2001:db8::")))
+        #expect(v6.contains(try IPAddress(parsing: "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff")))
+        #expect(!v6.contains(try IPAddress(parsing: "2001:db9::")))
+        #expect(!v6.contains(try IPAddress(parsing: "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff")))
+        let v4 = try IPPrefix(parsing: "10.0.0.0/8")
+        #expect(v4.contains(try IPAddress(parsing: "10.255.255.255")))
+        #expect(!v4.contains(try IPAddress(parsing: "11.0.0.0")))
+        #expect(!v4.contains(try IPAddress(parsing: "::ffff:10.1.2.3")), "a mapped address is IPv6 to a prefix")
+        #expect(!v6.contains(try IPAddress(parsing: "32.1.13.184")), "the IPv4 address with 2001:db8's first bits is not in it")
+    }
+
     @Test(arguments: [
         ("192.0.2.1/24", AddressParseError.Reason.hostBitsSet(network: "192.0.2.0/24")),
         ("192.0.2.0/33", .badPrefixLength(length: "33", maximum: 32)),

@@ -58,6 +58,24 @@ public enum IPPrefix: Hashable, Sendable, Comparable, CustomStringConvertible, L
         }
     }
 
+    /// The number of leading bits that make the prefix.
+    public var length: UInt8 {
+        switch self {
+        case .v4(let prefix): prefix.length
+        case .v6(let prefix): prefix.length
+        }
+    }
+
+    /// True when `address` is of this prefix's family and inside it. An IPv4-mapped IPv6
+    /// address is an IPv6 address here: only an IPv6 prefix can contain it.
+    public func contains(_ address: IPAddress) -> Bool {
+        switch (self, address) {
+        case (.v4(let prefix), .v4(let address)): prefix.contains(address)
+        case (.v6(let prefix), .v6(let address)): prefix.contains(address)
+        case (.v4, .v6), (.v6, .v4): false
+        }
+    }
+
     /// IPv4 prefixes sort before IPv6 ones; within a family by network, then length.
     public static func < (lhs: IPPrefix, rhs: IPPrefix) -> Bool {
         switch (lhs, rhs) {
