@@ -60,6 +60,9 @@ struct AgentCommand: AsyncParsableCommand {
     func run() async throws {
         let settings = HostAgent.Settings(wants: try wants.map { try LeaseWant(parsing: $0) }, leaseTime: .seconds(leaseTime))
         let client = try server.client()
+        // The proxy reads the users file only once the first leases are in; a file it would
+        // refuse (a plain-text password) stops the agent before it leases anything.
+        _ = try proxy.userTable()
         let logger = try logging.bootstrap("portslice.agent")
         let network: HostNetworkSetup?
         if noHostSetup {

@@ -31,14 +31,14 @@ struct StatusCommand: AsyncParsableCommand {
         discussion: """
             From the allocator (admin token): slices leased, free, quarantined and draining per \
             address and per trait class, with warnings for classes running out. From the proxy \
-            (its status page, served to clients on its own host): the slices it sends from now and \
+            (its status page on its admin listener, --admin-listen, loopback only): the slices it sends from now and \
             the recent flows with the egress address, port and slice each used. Either part is \
             left out, with a note, when it does not answer; the command fails only when neither does.
             """)
 
     @OptionGroup var server: ServerOptions
 
-    @Option(help: ArgumentHelp("The proxy whose status page to read (PORTSLICE_PROXY).", valueName: "host:port"))
+    @Option(help: ArgumentHelp("The proxy's admin listener, whose status page to read (PORTSLICE_PROXY; 127.0.0.1:1081 by default).", valueName: "host:port"))
     var proxy: String?
 
     func run() async throws {
@@ -48,7 +48,7 @@ struct StatusCommand: AsyncParsableCommand {
         } catch {
             failures.append("\(error)")
         }
-        let proxy = proxy ?? ProcessInfo.processInfo.environment["PORTSLICE_PROXY"] ?? "127.0.0.1:1080"
+        let proxy = proxy ?? ProcessInfo.processInfo.environment["PORTSLICE_PROXY"] ?? "127.0.0.1:1081"
         do {
             var request = HTTPClientRequest(url: "http://\(proxy)/status")
             request.method = .GET

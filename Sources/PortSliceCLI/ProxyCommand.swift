@@ -16,11 +16,17 @@ struct ProxyCommand: AsyncParsableCommand {
             plane's dialer; when they are out of ports for the destination, equally close \
             addresses are tried, then the client gets SOCKS reply 1 or HTTP 503.
 
-            By default no destination inside the network is reached: loopback, private, \
-            link-local, shared address space, multicast, reserved, and the egress addresses \
-            themselves are refused (SOCKS reply 2, HTTP 403) unless --allow names them. \
+            By default no destination inside the network is reached: every range of the IANA \
+            IPv4 and IPv6 special-purpose registries (this network, private use, shared \
+            address space, loopback, link-local, 192.0.0.0/24, the documentation and \
+            benchmarking prefixes, AS112, AMT, 6to4 relays, reserved, limited broadcast; \
+            unique local, IPv4-mapped, NAT64, ...), multicast, the egress addresses themselves \
+            and every address on this host's interfaces (read again every second) are refused \
+            (SOCKS reply 2, HTTP 403) unless --allow names them; --deny refuses more, checked \
+            first. A name is judged by the address it resolves to, which is what is dialled. \
             Beyond loopback it listens only with --users (SOCKS username/password, RFC 1929; \
-            HTTP Proxy-Authorization: Basic). With --trust-proxy-protocol every connection must \
+            HTTP Proxy-Authorization: Basic), a file of bcrypt hashes that `portslice users add` \
+            writes. With --trust-proxy-protocol every connection must \
             start with a PROXY protocol v1 or v2 header, whose source is taken as the client: \
             for a load balancer or VPN concentrator in front. Stops gracefully on SIGTERM or \
             SIGINT: it closes its listeners first.

@@ -32,44 +32,66 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Open connections one client address may hold.")
     var connectionsPerClient = 256
 
-    @Option(help: ArgumentHelp("A file of NAME:PASSWORD lines; clients must authenticate as one of them.", valueName: "file"))
+    @Option(help: ArgumentHelp("A file of NAME:BCRYPT-HASH lines, made with `portslice users add NAME --file FILE`; clients must authenticate as one of them.", valueName: "file"))
     var users: String?
 
-    @Flag(help: "Read a PROXY protocol header (v1 or v2) first on every connection and take the client from it; only for a listener that the trusted balancer alone can reach.")
+    @Flag(help: "Read a PROXY protocol header (v1 or v2) first on every connection and take the client from it; needs --proxy-protocol-from.")
     var trustProxyProtocol = false
+
+    @Option(name: .customLong("proxy-protocol-from"),
+            help: ArgumentHelp("A balancer's address or prefix whose PROXY headers are believed; repeat for several. Connections from any other peer are closed unread.", valueName: "prefix"))
+    var proxyProtocolFrom: [String] = []
+
+    @Option(help: ArgumentHelp("Where the status page and /metrics are served (loopback only: they have no login); port 0 picks one.", valueName: "host:port"))
+    var adminListen = "127.0.0.1:1081"
 
     func validate() throws {
         guard connectTimeout > 0 && connectTimeout <= 120 else { throw ValidationError("--connect-timeout \(connectTimeout) is out of range; give 0 to 120 seconds") }
         guard (1...86_400).contains(idleTimeout) else { throw ValidationError("--idle-timeout \(idleTimeout) is out of range; give 1 to 86400 seconds") }
         guard (1...100_000).contains(connectionsPerClient) else { throw ValidationError("--connections-per-client \(connectionsPerClient) is out of range; give 1 to 100000") }
         _ = try listenAddress()
+        _ = try adminAddress()
+        if trustProxyProtocol && proxyProtocolFrom.isEmpty {
+            throw ValidationError("--trust-proxy-protocol needs --proxy-protocol-from PREFIX naming the balancers: anyone else could name any client in a PROXY header")
+        }
+        if !trustProxyProtocol && !proxyProtocolFrom.isEmpty {
+            throw ValidationError("--proxy-protocol-from is for --trust-proxy-protocol; give both, or neither")
+        }
+        _ = try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from")
+    }
+
+    /// IPV4:PORT given to `--option`; port 0 stands for one the system picks.
+    static func endpoint(_ text: String, option: String, example: String) throws -> Endpoint {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let address = try? IPv4Address(parsing: parts[0]), let port = UInt16(parts[1]) else {
+            throw ValidationError("--\(option) '\(text)' is not IPV4:PORT, such as \(example) (port 0 picks one)")
+        }
+        return Endpoint(address, port)
+    }
+
+    /// Where the admin pages listen: loopback only, since they answer without a login.
+    func adminAddress() throws -> Endpoint {
+        let endpoint = try Self.endpoint(adminListen, option: "admin-listen", example: "127.0.0.1:1081")
+        guard endpoint.address.octets.0 == 127 else {
+            throw ValidationError("--admin-listen \(adminListen) is beyond loopback; the status page and metrics have no login, so they stay on 127.0.0.0/8 (reach them through SSH or a reverse proxy that authenticates)")
+        }
+        return endpoint
     }
 
     func listenAddress() throws -> Endpoint {
-        let parts = listen.split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let address = try? IPv4Address(parsing: parts[0]), let port = UInt16(parts[1]) else {
-            throw ValidationError("--listen '\(listen)' is not IPV4:PORT, such as 127.0.0.1:1080 (port 0 picks one)")
-        }
-        let endpoint = Endpoint(address, port)
+        let endpoint = try Self.endpoint(listen, option: "listen", example: "127.0.0.1:1080")
         guard endpoint.address.octets.0 == 127 || users != nil else {
             throw ValidationError("--listen \(listen) is beyond loopback, where an open proxy would serve anyone: give --users FILE, or listen on 127.0.0.1")
         }
         return endpoint
     }
 
-    /// NAME:PASSWORD lines of the --users file.
-    func userTable() throws -> [String: String] {
-        guard let users else { return [:] }
-        var table: [String: String] = [:]
+    /// The users of the --users file (NAME:HASH lines, written by `portslice users add`); nil
+    /// without --users.
+    func userTable() throws -> ProxyUsers? {
+        guard let users else { return nil }
         let text = String(decoding: try readFile(users, what: "users file"), as: UTF8.self)
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex, line.utf8.count <= 511 else {
-                throw CommandFailure("\(users) line \(number + 1): write NAME:PASSWORD (each at most 255 bytes)")
-            }
-            table[String(line[..<colon])] = String(line[line.index(after: colon)...])
-        }
-        guard !table.isEmpty else { throw CommandFailure("\(users) names no users; write NAME:PASSWORD lines") }
-        return table
+        do { return try ProxyUsers(parsing: text, file: users) } catch { throw CommandFailure("\(error)") }
     }
 
     /// Reads the client feeds and users, and builds what opens flows from `slices`, looking
@@ -83,24 +105,26 @@ struct ProxyOptions: ParsableArguments {
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
                                 connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: lookups, handshakes: handshakes)
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
-                                            trustProxyProtocol: trustProxyProtocol, users: try userTable())
+                                            trustProxyProtocol: trustProxyProtocol,
+                                            proxyProtocolPeers: try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from"), users: try userTable())
         return (opener, settings)
     }
 
-    /// Starts serving flows from `slices` and says so on standard output (unbuffered: scripts
-    /// wait for this line before connecting).
-    func start(sendingFrom slices: EgressSlices, allowLoopback: Bool = false, lookups: NIOThreadPool, handshakes: HandshakeWaiter,
-               logger: Logger) async throws -> ProxyServer {
+    /// Starts serving flows with `opener` on --listen.
+    func listen(opener: FlowOpener, settings: ProxyServer.Settings, logger: Logger) async throws -> ProxyServer {
         let endpoint = try listenAddress()
-        let (opener, settings) = try makeServerParts(slices: slices, allowLoopback: allowLoopback, lookups: lookups, handshakes: handshakes)
-        let server = try await ProxyServer.start(
+        return try await ProxyServer.start(
             on: try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port)), opener: opener, settings: settings,
             group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-        let port = server.localAddress?.port ?? Int(endpoint.port)
-        let held = slices.slices
-        let ready = "portslice proxy listening on \(endpoint.address):\(port) (SOCKS5 and HTTP); \(held.count) slice(s) on \(slices.addresses.count) address(es)\n"
-        FileHandle.standardOutput.write(Data(ready.utf8))
-        return server
+    }
+
+    /// The admin pages of `opener`'s proxy on --admin-listen; `onListening` gets the bound port.
+    func adminPages(of opener: FlowOpener, logger: Logger, onListening: @escaping @Sendable (Int) -> Void) throws -> some Service {
+        let endpoint = try adminAddress()
+        if endpoint.port != 0, let problem = HostNetwork.tcpBindProblem(endpoint) {
+            throw CommandFailure("cannot serve the admin pages on \(adminListen) (\(problem)); give --admin-listen 127.0.0.1:PORT with a free port")
+        }
+        return ProxyAdminPages(opener: opener).application(host: "\(endpoint.address)", port: Int(endpoint.port), logger: logger, onListening: onListening)
     }
 
     /// Threads for name lookups: a lookup holds one until the system resolver answers.
@@ -132,9 +156,29 @@ struct ProxyService: Service, CustomStringConvertible {
         let lookups = NIOThreadPool(numberOfThreads: ProxyOptions.lookupThreadCount)
         lookups.start()
         do {
-            let server = try await options.start(sendingFrom: slices, allowLoopback: allowLoopback, lookups: lookups, handshakes: handshakes,
-                                                 logger: logger)
-            try await server.run()
+            let (opener, settings) = try options.makeServerParts(slices: slices, allowLoopback: allowLoopback, lookups: lookups, handshakes: handshakes)
+            let (adminPort, portFound) = AsyncStream.makeStream(of: Int.self)
+            let admin = try options.adminPages(of: opener, logger: logger) { port in
+                portFound.yield(port)
+                portFound.finish()
+            }
+            let server = try await options.listen(opener: opener, settings: settings, logger: logger)
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.run() }
+                group.addTask {
+                    // A listener that fails ends the wait for its port too.
+                    defer { portFound.finish() }
+                    try await admin.run()
+                }
+                for await port in adminPort {
+                    let proxyPort = server.localAddress?.port ?? 0
+                    let endpoint = try options.listenAddress(), adminEndpoint = try options.adminAddress()
+                    // Unbuffered: scripts and tests wait for this line before connecting.
+                    let ready = "portslice proxy listening on \(endpoint.address):\(proxyPort) (SOCKS5 and HTTP); \(slices.slices.count) slice(s) on "
+                        + "\(slices.addresses.count) address(es); status and metrics on http://\(adminEndpoint.address):\(port)/\n"
+                    FileHandle.standardOutput.write(Data(ready.utf8))
+                }
+            }
         } catch {
             try? await lookups.shutdownGracefully()
             throw error

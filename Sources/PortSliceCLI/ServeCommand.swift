@@ -22,8 +22,8 @@ struct ServeCommand: AsyncParsableCommand {
             With no arguments (or with --demo), a local demo that needs no root: the allocator, \
             one agent in the same process and the egress proxy on 127.0.0.1:1080 (SOCKS5 and \
             HTTP), with an example pool of loopback egress addresses (127.0.0.2-127.0.0.5, \
-            written with an example client geofeed to the data directory) and a status page at \
-            http://127.0.0.1:1080/. Only in this demo may flows go to loopback destinations. \
+            written with an example client geofeed to the data directory) and the proxy's status \
+            page and metrics at http://127.0.0.1:1081/. Only in this demo may flows go to loopback destinations. \
             Try: curl --socks5-hostname 127.0.0.1:1080 http://127.0.0.1:8000/ against any local \
             server, then `portslice status`.
 
@@ -87,7 +87,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where the demo's proxy listens, on loopback, 127.0.0.1:1080 by default; port 0 picks one.", valueName: "host:port"))
     var proxyListen: String?
 
+    @Option(help: ArgumentHelp("Where the demo proxy's status page and metrics are served, 127.0.0.1:1081 by default; port 0 picks one.", valueName: "host:port"))
+    var proxyAdminListen: String?
+
     func validate() throws {
+        if proxyAdminListen != nil && !runsDemo { throw ValidationError("--proxy-admin-listen is for the demo only (serve with no allocator settings, or --demo)") }
         guard let proxyListen else { return }
         guard runsDemo else { throw ValidationError("--proxy-listen is for the demo only (serve with no allocator settings, or --demo)") }
         guard let endpoint = try? Endpoint(parsing: proxyListen), endpoint.address.octets.0 == 127 else {
@@ -230,7 +234,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw CommandFailure("cannot write the demo host's token to \(tokenPath); check the directory's permissions")
             }
         }
-        var proxy = try ProxyOptions.parse(["--listen", proxyListen ?? "127.0.0.1:1080"])
+        var proxy = try ProxyOptions.parse(["--listen", proxyListen ?? "127.0.0.1:1080", "--admin-listen", proxyAdminListen ?? "127.0.0.1:1081"])
         proxy.clientFeeds = [clientsPath]
         return DemoService(hostToken: hostToken, wants: wants, proxy: proxy)
     }

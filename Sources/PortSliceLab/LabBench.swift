@@ -259,7 +259,9 @@ public enum LabBench {
         // Slice 0 of the first address belongs to host 1 and starts at port 1024.
         let target = Endpoint(topology.sharedAddresses[0], 1024)
         let sink = try NetworkNamespace.run(at: NetworkNamespace.path(named: topology.namespace(ofHost: 1))) { try EchoServers(target, mode: .udpSink) }
-        let rate = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.internet)) { () throws -> Double in
+        // The sender's thread is given no reference to the sink: a thread that ends a moment
+        // after `run` returns would keep it (and its port) open into the next point's bind.
+        let elapsed = try NetworkNamespace.run(at: NetworkNamespace.path(named: LabTopology.internet)) { () throws -> Double in
             let socket = try UnslicedConnect.udp(to: target)
             let payload = [UInt8](repeating: 0x55, count: 64)
             let started = ContinuousClock.now
@@ -270,9 +272,9 @@ public enum LabBench {
             }
             Thread.sleep(forTimeInterval: 0.2)  // let the last packets arrive
             let elapsed = ContinuousClock.now - started - .milliseconds(200)
-            return Double(sink.datagramCount) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         }
-        return ScalePoint(slices: count, applySeconds: applyTimes.sorted()[1], packetsPerSecond: rate)
+        return ScalePoint(slices: count, applySeconds: applyTimes.sorted()[1], packetsPerSecond: Double(sink.datagramCount) / elapsed)
     }
 
     /// Connection-tracking entries in the edge's namespace, and the conntrack slab's bytes in

@@ -76,6 +76,9 @@ public struct FlowOpener: Sendable {
         let local: Endpoint
         let remote: Endpoint
         let slice: EgressSlice
+        /// A TCP flow's port, counted by its dialer until the channel closes (so the dialer's
+        /// one-port hints see the proxy's flows when the slice is nearly full).
+        var hold: PortHold? = nil
     }
 
     public func open(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop) -> EventLoopFuture<Opened> {
@@ -137,7 +140,7 @@ public struct FlowOpener: Sendable {
     /// system resolver on the thread pool (the first address the policy allows).
     func destination(host: String, port: UInt16, on eventLoop: any EventLoop) -> EventLoopFuture<Endpoint> {
         let allowed: @Sendable (IPv4Address) throws -> Endpoint = { address in
-            if let reason = policy.refusal(for: address, egressAddresses: slices.held.dialers.keys) { throw OpenFailure.refused(reason) }
+            if let refusal = policy.refusal(for: address, egressAddresses: slices.held.dialers.keys) { throw OpenFailure.refused("\(refusal)") }
             return Endpoint(address, port)
         }
         if let literal = try? IPv4Address(parsing: host) {
@@ -217,7 +220,8 @@ public struct FlowOpener: Sendable {
             do {
                 let socket = try connection.finish(timeout: timeout)
                 let local = socket.local
-                return Dialed(descriptor: socket.takeDescriptor(), local: local, remote: remote, slice: slice)
+                let (descriptor, hold) = socket.handOff()
+                return Dialed(descriptor: descriptor, local: local, remote: remote, slice: slice, hold: hold)
             } catch {
                 throw OpenFailure(error, towards: remote)
             }
@@ -227,6 +231,7 @@ public struct FlowOpener: Sendable {
     /// The flow on `channel`, once recorded as a flow of its slice; closed and refused as
     /// exhausted when the slice was taken away while it was dialed.
     private func tracked(_ channel: any Channel, _ dialed: Dialed, client: IPAddress, transport: Transport) throws -> Opened {
+        if let hold = dialed.hold { channel.closeFuture.whenComplete { _ in hold.end() } }
         guard let revocation = slices.track(channel, from: dialed.slice) else {
             channel.close(promise: nil)
             throw OpenFailure.exhausted(dialed.remote)

@@ -3,20 +3,21 @@ import NIOCore
 import PortSliceCore
 
 /// HTTP proxying: CONNECT (RFC 9110 section 9.3.6) and requests with an absolute `http://` URI.
-/// Reads the request head (at most 16 KiB), opens the flow to the target, then answers 200 and
-/// relays (CONNECT) or sends the rewritten request and relays the origin's answer; bytes the
-/// client sent after the head follow. Failures get a status and a one-line reason, then the
+/// Reads the request head, opens the flow to the target, then answers 200 and relays (CONNECT)
+/// or sends the rewritten request and relays the origin's answer; bytes the client sent after
+/// the head follow. Head and early bytes together are capped by `PreRelayBudget` (431 while the
+/// head is unfinished, 413 after). Failures get a status and a one-line reason, then the
 /// connection closes.
 final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    static let headLimit = 16 * 1024
-
     let session: ProxySession
     let client: IPAddress
     private var head = ByteBuffer()
     private var answered = false
+    /// Set once the client was refused: a flow that opens after that is closed unused.
+    private var refused = false
 
     init(session: ProxySession, client: IPAddress) {
         self.session = session
@@ -25,16 +26,25 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
 
     private var log: @Sendable (String) -> Void { session.log }
 
-    /// Nil when the head carries credentials of a configured user (or none are configured).
-    func authenticationRefusal(ofHead text: String) -> HTTPRefusal? {
-        guard !session.settings.users.isEmpty else { return nil }
+    /// The name and password of the head's `Proxy-Authorization: Basic`, as sent (bytes); nil
+    /// without one.
+    static func basicCredentials(ofHead text: String) -> (user: [UInt8], password: [UInt8])? {
         let header = text.split(separator: "\r\n").dropFirst().first { $0.lowercased().hasPrefix("proxy-authorization:") }
         let value = header.map { $0.dropFirst("proxy-authorization:".count).trimmingCharacters(in: .whitespaces) } ?? ""
-        guard value.lowercased().hasPrefix("basic "), let decoded = Data(base64Encoded: String(value.dropFirst(6))).map({ String(decoding: $0, as: UTF8.self) }),
-              let colon = decoded.firstIndex(of: ":"),
-              session.authenticates(String(decoded[..<colon]), String(decoded[decoded.index(after: colon)...]))
-        else { return HTTPRefusal(407, "proxy authentication required") }
-        return nil
+        guard value.lowercased().hasPrefix("basic "), let decoded = Data(base64Encoded: String(value.dropFirst(6))).map(Array.init),
+              let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        return (Array(decoded[..<colon]), Array(decoded[(colon + 1)...]))
+    }
+
+    /// Succeeds with nil when the head carries the credentials of one of `users`, else with the
+    /// 407 to refuse it with. bcrypt runs off the loop.
+    func authenticationRefusal(ofHead text: String, users: ProxyUsers, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPRefusal?> {
+        guard let (user, password) = Self.basicCredentials(ofHead: text) else {
+            return eventLoop.makeSucceededFuture(HTTPRefusal(407, "proxy authentication required"))
+        }
+        return session.verify(users, user: user, password: password, on: eventLoop).map { accepted in
+            accepted ? nil : HTTPRefusal(407, "wrong username or password")
+        }
     }
 
     /// What a request head asks for: a tunnel (CONNECT), or one request forwarded to an
@@ -43,10 +53,6 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
     enum Request: Equatable {
         case tunnel(host: String, port: UInt16)
         case forward(host: String, port: UInt16, head: String)
-        /// `GET /metrics`: the proxy's own counters, for Prometheus on the same host.
-        case metrics
-        /// `GET /`, `GET /status` (text) or `GET /status.json`: the slices and recent flows.
-        case status(json: Bool)
     }
 
     /// The request in a head, or the status and reason to refuse it with.
@@ -54,13 +60,12 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         let lines = text.components(separatedBy: "\r\n")
         let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[2].hasPrefix("HTTP/1."), !parts[0].isEmpty else { return .failure(HTTPRefusal(400, "malformed request line")) }
-        if parts[0] == "GET" && parts[1] == "/metrics" { return .success(.metrics) }
-        if parts[0] == "GET" && ["/", "/status", "/status.json"].contains(parts[1]) { return .success(.status(json: parts[1] == "/status.json")) }
         if parts[0] == "CONNECT" {
             return authority(parts[1], defaultPort: nil).map { .tunnel(host: $0.host, port: $0.port) }
         }
         guard parts[1].lowercased().hasPrefix("http://") else {
-            return .failure(HTTPRefusal(400, "a proxy request needs an absolute http:// URI or CONNECT (https goes through CONNECT)"))
+            return .failure(HTTPRefusal(400, "a proxy request needs an absolute http:// URI or CONNECT (https goes through CONNECT); "
+                + "the status page and /metrics are on the admin listener (--admin-listen, 127.0.0.1:1081 by default)"))
         }
         let rest = parts[1].dropFirst("http://".count)
         let pathStart = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
@@ -95,33 +100,32 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         head.writeBuffer(&bytes)
         guard !answered else { return }
         let view = head.readableBytesView
-        guard let end = view.firstRange(of: [13, 10, 13, 10]) else {
-            if head.readableBytes > Self.headLimit { refuse(HTTPRefusal(431, "request head over \(Self.headLimit) bytes"), context: context) }
-            return
-        }
+        guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return }
         answered = true
         let headLength = end.upperBound - view.startIndex
         let text = String(decoding: view.prefix(headLength), as: UTF8.self)
         head.moveReaderIndex(forwardBy: headLength)
-        if let refusal = authenticationRefusal(ofHead: text) {
-            log("http: \(client): \(refusal.reason)")
-            refuse(refusal, context: context)
+        guard let users = session.settings.users else {
+            answer(head: text, context: context)
             return
         }
+        authenticationRefusal(ofHead: text, users: users, on: context.eventLoop).assumeIsolated().whenSuccess { [self] refusal in
+            // Already refused while the password was checked (too many bytes sent), or gone.
+            guard !refused && context.channel.isActive else { return }
+            if let refusal {
+                log("http: \(client): \(refusal.reason)")
+                refuse(refusal, context: context)
+            } else {
+                answer(head: text, context: context)
+            }
+        }
+    }
+
+    /// Serves the request in the (authenticated) head `text`.
+    private func answer(head text: String, context: ChannelHandlerContext) {
         switch Self.request(ofHead: text) {
         case .failure(let refusal):
             refuse(refusal, context: context)
-        case .success(.metrics):
-            serveLocally(session.opener.metrics.text(), type: "text/plain; version=0.0.4", context: context)
-        case .success(.status(let json)):
-            let status = ProxyStatus(slices: session.opener.slices, recent: session.opener.recent)
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                serveLocally(String(decoding: (try? encoder.encode(status)) ?? Data(), as: UTF8.self), type: "application/json", context: context)
-            } else {
-                serveLocally(status.text, type: "text/plain; charset=utf-8", context: context)
-            }
         case .success(.tunnel(let host, let port)):
             open(host: host, port: port, forwarding: nil, context: context)
         case .success(.forward(let host, let port, let head)):
@@ -138,6 +142,10 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
             switch result {
             case .success(let (opened, counters)):
                 let flow = opened.channel
+                guard !refused && channel.isActive else {
+                    flow.close(promise: nil)
+                    return
+                }
                 // A tunnel is answered here; a forwarded request is answered by the origin.
                 let answered = forwardedHead == nil
                     ? context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n")))
@@ -158,30 +166,26 @@ final class HTTPConnectHandler: ChannelInboundHandler, RemovableChannelHandler, 
         }
     }
 
-    /// Answers with the proxy's own page, to clients on this host only: it names clients,
-    /// destinations and egress ports.
-    private func serveLocally(_ body: String, type: String, context: ChannelHandlerContext) {
-        guard isLoopback(client) else {
-            refuse(HTTPRefusal(403, "the proxy's own pages are served to clients on this host only"), context: context)
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is PreRelayBudget.Exceeded else {
+            context.fireUserInboundEventTriggered(event)
             return
         }
-        let answer = "HTTP/1.1 200 OK\r\nContent-Type: \(type)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        let limit = PreRelayBudget.limit
+        log("http: \(client): over \(limit) bytes before the relay; closing")
+        refuse(answered ? HTTPRefusal(413, "more than \(limit) bytes sent before the destination answered")
+                        : HTTPRefusal(431, "request head over \(limit) bytes"), context: context)
     }
 
     private func refuse(_ refusal: HTTPRefusal, context: ChannelHandlerContext) {
+        guard !refused else { return }
         answered = true
+        refused = true
+        head.clear()
         let body = refusal.reason + "\n"
         let challenge = refusal.status == 407 ? "Proxy-Authenticate: Basic realm=\"portslice\"\r\n" : ""
         let answer = "HTTP/1.1 \(refusal.status) \(refusal.phrase)\r\n\(challenge)Content-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-    }
-}
-
-func isLoopback(_ address: IPAddress) -> Bool {
-    switch address {
-    case .v4(let v4): v4.octets.0 == 127
-    case .v6(let v6): v6 == IPv6Address(bits: 1)
     }
 }
 
@@ -209,6 +213,7 @@ struct HTTPRefusal: Error, Equatable {
         case 400: "Bad Request"
         case 403: "Forbidden"
         case 407: "Proxy Authentication Required"
+        case 413: "Content Too Large"
         case 431: "Request Header Fields Too Large"
         case 501: "Not Implemented"
         case 502: "Bad Gateway"

@@ -5,7 +5,7 @@ import PortSliceSockets
 
 /// The proxy's counters in Prometheus text form (the same format as the allocator's
 /// `/metrics`): flows and bytes per egress address and slice, slices found exhausted, and
-/// requests that failed, by reason.
+/// requests that failed, by reason, and password checks, by result.
 public final class ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
@@ -37,6 +37,9 @@ public final class ProxyMetrics: Sendable {
     private static var bytes: MetricNameDescriptor { name("bytes", "Bytes relayed, by egress address, slice and direction (sent: client to destination).") }
     private static var sliceExhausted: MetricNameDescriptor { name("slice_exhausted", "Times a slice had no port free towards a destination.") }
     private static var failures: MetricNameDescriptor { name("failures", "Requests that opened no flow, by reason and protocol.") }
+    private static var passwordChecks: MetricNameDescriptor {
+        name("password_checks", "Passwords checked, by result: accepted and refused ran bcrypt; remembered matched credentials accepted lately; impossible could be no user's (over 72 bytes, say).")
+    }
 
     /// `portslice_proxy_NAME_total`.
     private static func name(_ metric: String, _ help: String) -> MetricNameDescriptor {
@@ -66,6 +69,10 @@ public final class ProxyMetrics: Sendable {
 
     func failed(_ failure: OpenFailure, via proxyProtocol: String) {
         registry.makeCounter(descriptor: Self.failures, labels: [("reason", failure.reason), ("protocol", proxyProtocol)]).increment()
+    }
+
+    func passwordChecked(_ verdict: PasswordVerdict) {
+        registry.makeCounter(descriptor: Self.passwordChecks, labels: [("result", verdict.rawValue)]).increment()
     }
 
     public func text() -> String {

@@ -21,14 +21,20 @@ public final class ProxyServer: Sendable, Service {
         /// Read a PROXY protocol header (v1 or v2) first and take the client from it. Only for
         /// listeners that a trusted load balancer or VPN concentrator alone can reach.
         public var trustProxyProtocol: Bool
-        /// Users and passwords; when not empty, SOCKS clients must authenticate (RFC 1929) and
-        /// HTTP clients must send `Proxy-Authorization: Basic`.
-        public var users: [String: String]
+        /// The peers whose PROXY headers are believed (the balancers); a connection from any other
+        /// peer is closed before a byte of it is read. Required with `trustProxyProtocol`.
+        public var proxyProtocolPeers: [IPv4Prefix]
+        /// The users and their bcrypt hashes; when set, SOCKS clients must authenticate (RFC 1929)
+        /// and HTTP clients must send `Proxy-Authorization: Basic`.
+        public var users: ProxyUsers?
 
-        public init(connectionsPerClient: Int = 256, idleTimeout: TimeAmount = .seconds(300), trustProxyProtocol: Bool = false, users: [String: String] = [:]) {
+        public init(connectionsPerClient: Int = 256, idleTimeout: TimeAmount = .seconds(300), trustProxyProtocol: Bool = false,
+                    proxyProtocolPeers: [IPv4Prefix] = [], users: ProxyUsers? = nil) {
+            precondition(!trustProxyProtocol || !proxyProtocolPeers.isEmpty, "trusting PROXY headers needs the peers that may send them")
             self.connectionsPerClient = connectionsPerClient
             self.idleTimeout = idleTimeout
             self.trustProxyProtocol = trustProxyProtocol
+            self.proxyProtocolPeers = proxyProtocolPeers
             self.users = users
         }
     }
@@ -83,11 +89,18 @@ public final class ProxyServer: Sendable, Service {
                     // which goes through a future per option on every accepted connection.
                     try child.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
                     try child.syncOptions?.setOption(.recvAllocator, value: RelayHandler.receiveBuffers)
-                    try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), ConnectionCloser()])
                     guard let peer = child.remoteAddress.flatMap(ipAddress) else {
                         child.close(promise: nil)
                         return
                     }
+                    if settings.trustProxyProtocol && !session.mayNameClients(peer) {
+                        // Its PROXY header could name any client: not one byte of it is read.
+                        session.logger.warning("closed a connection from \(peer): not among --proxy-protocol-from, so its PROXY header is not believed",
+                                               metadata: ["peer": "\(peer)"])
+                        child.close(promise: nil)
+                        return
+                    }
+                    try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), ConnectionCloser(), PreRelayBudget()])
                     if settings.trustProxyProtocol {
                         try child.pipeline.syncOperations.addHandler(ProxyHeaderReader(session: session, peer: peer))
                     } else {
@@ -125,6 +138,12 @@ struct ProxySession: Sendable {
     let counts: ClientCounts
     let logger: Logger
 
+    /// True when `peer` is one of the balancers whose PROXY headers are believed.
+    func mayNameClients(_ peer: IPAddress) -> Bool {
+        guard case .v4(let address) = peer else { return false }
+        return settings.proxyProtocolPeers.contains { $0.contains(address) }
+    }
+
     /// Logs what happened to one client's connection or flow (info: routine for a proxy).
     var log: @Sendable (String) -> Void {
         { [logger] message in logger.info("\(message)") }
@@ -160,14 +179,18 @@ struct ProxySession: Sendable {
             }
     }
 
-    /// True when `user` and `password` match a configured user. Compares every byte, so the
-    /// time taken does not tell how much of a password was right.
-    func authenticates(_ user: String, _ password: String) -> Bool {
-        guard let expected = settings.users[user] else { return false }
-        let given = Array(password.utf8), wanted = Array(expected.utf8)
-        var difference = UInt8(truncatingIfNeeded: given.count ^ wanted.count)
-        for index in wanted.indices { difference |= wanted[index] ^ (index < given.count ? given[index] : 0) }
-        return difference == 0
+    /// Checks a client's credentials against `users` (bcrypt on the lookup pool, off the event
+    /// loop) and counts the verdict. - Returns: true for a user's right password, on `eventLoop`.
+    func verify(_ users: ProxyUsers, user: [UInt8], password: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        users.verify(user: user, password: password, on: opener.threadPool, eventLoop: eventLoop)
+            .map { [opener] verdict in
+                opener.metrics.passwordChecked(verdict)
+                return verdict.isAccepted
+            }
+            .recover { [logger] error in
+                logger.error("cannot check a password: \(error)")
+                return false
+            }
     }
 }
 
@@ -301,9 +324,39 @@ func startRelay(_ client: Channel, to opened: FlowOpener.Opened, counting counte
         return
     }
     for handler in handlers { client.pipeline.syncOperations.removeHandler(handler, promise: nil) }
+    // From here the relay's back-pressure bounds what the client can make the proxy hold.
+    if let budget = try? client.pipeline.syncOperations.handler(type: PreRelayBudget.self) {
+        client.pipeline.syncOperations.removeHandler(budget, promise: nil)
+    }
     do {
         try flow.syncOptions?.setOption(.autoRead, value: true)
     } catch {
         flow.close(promise: nil)
+    }
+}
+
+/// Caps what a client may send before its relay starts (PROXY header, handshake, request head
+/// and bytes sent ahead of the destination's answer), which the proxy must hold meanwhile.
+/// Past the cap it drops the bytes and tells the protocol handler (`Exceeded`), which answers
+/// with its protocol's error and closes; the relay's start removes it.
+final class PreRelayBudget: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    /// 64 KiB: far above any honest handshake or request head.
+    static let limit = 64 * 1024
+
+    /// The inbound event sent once the client has sent more than `limit` bytes.
+    struct Exceeded: Sendable {}
+
+    private var received = 0
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard received <= Self.limit else { return }
+        received += unwrapInboundIn(data).readableBytes
+        guard received <= Self.limit else {
+            context.fireUserInboundEventTriggered(Exceeded())
+            return
+        }
+        context.fireChannelRead(data)
     }
 }

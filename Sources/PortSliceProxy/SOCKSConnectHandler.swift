@@ -27,11 +27,11 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .greeting(let greeting):
-            let wanted: AuthenticationMethod = session.settings.users.isEmpty ? .noneRequired : .usernamePassword
+            let wanted: AuthenticationMethod = session.settings.users == nil ? .noneRequired : .usernamePassword
             let method: AuthenticationMethod = greeting.methods.contains(wanted) ? wanted : .noneAcceptable
             let written = context.writeAndFlush(wrapOutboundOut(.selectedAuthenticationMethod(.init(method: method))))
             if method == .noneAcceptable {
-                log("socks: \(client) offered no acceptable authentication method (\(session.settings.users.isEmpty ? "none" : "username/password") is required)")
+                log("socks: \(client) offered no acceptable authentication method (\(session.settings.users == nil ? "none" : "username/password") is required)")
                 written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             }
         case .request(let request):
@@ -61,6 +61,11 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
             session.accounted(opening, to: host, port: destinationPort, for: client, via: "socks").assumeIsolated().whenComplete { [self] result in
                 switch result {
                 case .success(let (opened, counters)):
+                    guard channel.isActive else {
+                        // The client left (or was closed) while the flow was being opened.
+                        opened.channel.close(promise: nil)
+                        return
+                    }
                     let local = opened.local
                     let bound = (try? SocketAddress(ipAddress: "\(local.address)", port: Int(local.port))).map(SOCKSAddress.address) ?? .domain("\(local.address)", port: Int(local.port))
                     context.writeAndFlush(wrapOutboundOut(.response(SOCKSResponse(reply: .succeeded, boundAddress: bound)))).assumeIsolated().whenComplete { _ in
@@ -81,10 +86,18 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
                 log("socks: \(client): malformed username/password request; closing")
                 context.close(promise: nil)
             case .some(.some(let (user, password))):
-                let accepted = session.authenticates(user, password)
-                if !accepted { log("socks: \(client): wrong username or password for '\(user)'") }
-                let written = context.writeAndFlush(wrapOutboundOut(.authenticationData(ByteBuffer(bytes: [1, accepted ? 0 : 1]), complete: accepted)))
-                if !accepted { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+                guard let users = session.settings.users else {
+                    // Not asked for: without users the greeting selected no authentication.
+                    context.close(promise: nil)
+                    return
+                }
+                // bcrypt runs off the loop; the answer waits for it. Bytes sent meanwhile would
+                // make the request malformed (RFC 1929 clients wait for the answer), and close.
+                session.verify(users, user: user, password: password, on: context.eventLoop).assumeIsolated().whenSuccess { [self] accepted in
+                    if !accepted { log("socks: \(client): wrong username or password for '\(String(decoding: user, as: UTF8.self))'") }
+                    let written = context.writeAndFlush(wrapOutboundOut(.authenticationData(ByteBuffer(bytes: [1, accepted ? 0 : 1]), complete: accepted)))
+                    if !accepted { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+                }
             }
         }
     }
@@ -134,8 +147,24 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
         context.pipeline.syncOperations.removeHandler(self, promise: nil)
     }
 
+    /// More than `PreRelayBudget.limit` bytes before the relay: reply 1 (general failure) to a
+    /// request waiting for its flow, and close.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is PreRelayBudget.Exceeded else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        log("socks: \(client): over \(PreRelayBudget.limit) bytes before the relay; closing")
+        if requested {
+            reply(.serverFailure, context: context, closing: true)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Malformed SOCKS bytes (NIOSOCKS's errors): there is no request to answer; close.
+        // Malformed SOCKS bytes, or bytes sent behind a request before its reply (NIOSOCKS holds
+        // none, and cannot answer once it has failed): close.
         log("socks: \(client): \(error); closing")
         context.close(promise: nil)
     }
@@ -146,8 +175,9 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
         if closing { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
 
-    /// The RFC 1929 request in `buffer`: nil while incomplete, `.some(nil)` when malformed.
-    static func usernameAndPassword(in buffer: ByteBuffer) -> (String, String)?? {
+    /// The RFC 1929 request in `buffer`, name and password as sent (bytes): nil while
+    /// incomplete, `.some(nil)` when malformed.
+    static func usernameAndPassword(in buffer: ByteBuffer) -> ([UInt8], [UInt8])?? {
         let bytes = Array(buffer.readableBytesView)
         guard bytes.count >= 2 else { return nil }
         guard bytes[0] == 1 else { return .some(nil) }
@@ -156,9 +186,7 @@ final class SOCKSConnectHandler: ChannelInboundHandler, RemovableChannelHandler,
         let passwordLength = Int(bytes[2 + userLength])
         guard bytes.count >= 3 + userLength + passwordLength else { return nil }
         guard bytes.count == 3 + userLength + passwordLength else { return .some(nil) }
-        let user = String(decoding: bytes[2..<(2 + userLength)], as: UTF8.self)
-        let password = String(decoding: bytes[(3 + userLength)...], as: UTF8.self)
-        return .some((user, password))
+        return .some((Array(bytes[2..<(2 + userLength)]), Array(bytes[(3 + userLength)...])))
     }
 
     static func replyCode(for error: any Error) -> SOCKSServerReply {

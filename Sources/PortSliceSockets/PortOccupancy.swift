@@ -55,6 +55,11 @@ final class PortOccupancy: Sendable {
         }
     }
 
+    /// How many ports this dialer's flows hold towards `destination` (reserved ports not counted).
+    func heldCount(towards destination: Endpoint) -> Int {
+        held.withLock { held in (held[destination]?.count ?? initial.count) - initial.count }
+    }
+
     private func bit(of port: UInt16) -> Int? {
         span.contains(port) ? Int(port) - Int(span.lower) : nil
     }

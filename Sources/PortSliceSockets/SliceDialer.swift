@@ -87,6 +87,12 @@ public final class SliceDialer: Sendable {
         return socket
     }
 
+    /// How many of this dialer's TCP flows (handed off or not) hold a port towards
+    /// `destination` now, as its one-port hints count them; 0 when it gives no hints (port search).
+    public func flowsHeld(towards destination: Endpoint) -> Int {
+        occupancy?.heldCount(towards: destination) ?? 0
+    }
+
     /// Starts a TCP connection without waiting: the local port is chosen and checked before
     /// this returns (the kernel picks it when it sends the SYN).
     public func startTCP(to destination: Endpoint, localPort: UInt16? = nil) throws(DialError) -> PendingConnection {

@@ -1,4 +1,5 @@
 import PortSliceCore
+import Synchronization
 import SystemPackage
 
 /// TCP or UDP.
@@ -62,7 +63,7 @@ public struct ConnectedSocket: ~Copyable, Sendable {
     /// The descriptor, still owned by this value.
     public private(set) var descriptor: CInt
     /// Where the dialer counts this flow's port as held, until this value goes.
-    private let occupancy: PortOccupancy?
+    private var occupancy: PortOccupancy?
 
     init(_ owned: consuming OwnedDescriptor, transport: Transport, local: Endpoint, remote: Endpoint, occupancy: PortOccupancy? = nil) {
         descriptor = owned.release()
@@ -80,6 +81,16 @@ public struct ConnectedSocket: ~Copyable, Sendable {
         return taken
     }
 
+    /// Gives up ownership but not the dialer's count of the port: the caller closes the
+    /// descriptor and then ends `hold`. An owner that closes it out of sight (SwiftNIO) keeps
+    /// the dialer's one-port hints working at high fill, which `takeDescriptor` gives up.
+    public consuming func handOff() -> (descriptor: CInt, hold: PortHold) {
+        let handed = (descriptor, PortHold(occupancy: occupancy, port: local.port, destination: remote))
+        descriptor = -1
+        occupancy = nil  // deinit then closes and releases nothing
+        return handed
+    }
+
     /// Makes the next close send a TCP reset and skip TIME_WAIT, so the 4-tuple is free at
     /// once (for load tests; a normal close is kinder to the peer).
     public func resetOnClose() throws(DialError) {
@@ -93,4 +104,27 @@ public struct ConnectedSocket: ~Copyable, Sendable {
         if descriptor >= 0 { Syscalls.close(descriptor) }
         occupancy?.release(local.port, towards: remote)
     }
+}
+
+/// A handed-off flow's port, still counted by its dialer as held towards the destination until
+/// `end()` (called once the descriptor is closed) or until this value goes.
+public final class PortHold: Sendable {
+    private let occupancy: PortOccupancy?
+    private let port: UInt16
+    private let destination: Endpoint
+    private let ended = Atomic<Bool>(false)
+
+    init(occupancy: PortOccupancy?, port: UInt16, destination: Endpoint) {
+        self.occupancy = occupancy
+        self.port = port
+        self.destination = destination
+    }
+
+    /// Stops counting the port; later calls do nothing.
+    public func end() {
+        guard !ended.exchange(true, ordering: .relaxed) else { return }
+        occupancy?.release(port, towards: destination)
+    }
+
+    deinit { end() }
 }

@@ -62,7 +62,7 @@ struct AgentTests {
 
         // Lease time 20 s: renewals every 5.3-8 s.
         let agent = try RunningCommand(
-            ["agent", "--server", server, "--token", hostToken, "--want", "1", "--lease-time", "20", "--listen", "127.0.0.1:0",
+            ["agent", "--server", server, "--token", hostToken, "--want", "1", "--lease-time", "20", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--allow", "127.0.0.1/32", "--no-host-setup"],
             readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), UInt16(agent.port))
@@ -104,7 +104,7 @@ struct AgentTests {
         #expect(agent.stop() == 0)
     }
 
-    @Test("`portslice serve` with no arguments: allocator, agent and proxy on 127.0.0.1:1080; curl through it; status names the slice")
+    @Test("`portslice serve` with no arguments: allocator, agent and proxy on 127.0.0.1:1080 (status page on 1081); curl through it; status names the slice")
     func demoOutOfTheBox() async throws {
         let directory = try TemporaryDirectory()
         let demo = try RunningCommand(["serve"], readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#, directory: directory.url)
@@ -125,7 +125,8 @@ struct AgentTests {
             #expect(slice.address == egress && slice.ports.contains(seen.port), "\(line)")
             #expect(status.output.contains("demo"), "the allocator's table names the demo host: \(status.output)")
         }
-        let page = try await CommandRunner.curl(["http://127.0.0.1:1080/"]).body
+        let page = try await CommandRunner.curl(["http://127.0.0.1:1081/"]).body
+        #expect(try await CommandRunner.curl(["http://127.0.0.1:1080/"]).body.contains("admin listener"), "the proxy port points to the admin pages")
         #expect(page.contains("Slices this proxy sends from") && page.contains("127.0.0.5:"), "\(page)")
         #expect(demo.stop() == 0, "\(demo.errors)")
     }

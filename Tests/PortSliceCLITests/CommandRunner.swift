@@ -15,7 +15,8 @@ struct CommandRunner {
         return buildDirectory.appendingPathComponent("portslice")
     }()
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
+    /// Runs `portslice arguments`; `input`, when given, is its standard input (closed after it).
+    static func run(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) async throws -> Result {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw RunnerError("portslice is not built at \(executable.path); run `swift build` first")
         }
@@ -26,7 +27,13 @@ struct CommandRunner {
         let output = Pipe(), errorOutput = Pipe()
         process.standardOutput = output
         process.standardError = errorOutput
+        let inputPipe = input.map { _ in Pipe() }
+        if let inputPipe { process.standardInput = inputPipe }
         try process.run()
+        if let input, let inputPipe {
+            try inputPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try inputPipe.fileHandleForWriting.close()
+        }
         // Read both pipes before waiting, so a large output cannot fill a pipe and stall the child.
         let (outputData, errors) = try await offThePool { () -> (Data, Data) in
             let errors = ErrorOutput()
@@ -107,6 +114,8 @@ final class TemporaryDirectory {
 final class RunningCommand: @unchecked Sendable {
     let process = Process()
     let port: Int
+    /// What it printed on standard output up to the ready line.
+    let readyOutput: String
     private let errorFile: URL
 
     init(_ arguments: [String], readyPattern: String, environment: [String: String] = [:], directory: URL? = nil) throws {
@@ -132,6 +141,7 @@ final class RunningCommand: @unchecked Sendable {
             }
         }
         port = found
+        readyOutput = text
         guard found != 0 else {
             process.terminate()
             throw CommandRunner.RunnerError("`portslice \(arguments.joined(separator: " "))` did not print /\(readyPattern)/ within 30 s: \(text)")

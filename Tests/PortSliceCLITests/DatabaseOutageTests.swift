@@ -55,7 +55,7 @@ struct DatabaseOutageTests {
         let otherHost = try AllocatorClient(base: admin.base, token: try await admin.addHost(NewHost(name: "h2")).token)
 
         let agent = try RunningCommand(
-            ["agent", "--server", admin.base, "--token", hostToken, "--want", "1", "--lease-time", "20", "--listen", "127.0.0.1:0",
+            ["agent", "--server", admin.base, "--token", hostToken, "--want", "1", "--lease-time", "20", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--allow", "127.0.0.1/32", "--no-host-setup"],
             readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#)
         let held = try await admin.leases().filter { $0.host == "h1" }.map(\.id)

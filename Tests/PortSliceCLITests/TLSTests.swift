@@ -42,7 +42,7 @@ struct TLSTests {
 
         // The agent over HTTPS leases its slice.
         let agent = try RunningCommand(
-            ["agent", "--server", url, "--ca", trusted.caFile, "--token", hostToken, "--want", "1", "--listen", "127.0.0.1:0",
+            ["agent", "--server", url, "--ca", trusted.caFile, "--token", hostToken, "--want", "1", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--allow", "127.0.0.1/32", "--no-host-setup"],
             readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#)
         let admin = try AllocatorClient(base: url, token: Self.adminToken, caFile: trusted.caFile)
