@@ -18,3 +18,8 @@ int cportslice_receive_datagrams(int fd, void *buffer, unsigned int slot_size, u
     for (int i = 0; i < received; i++) { lengths[i] = messages[i].msg_len; }
     return received;
 }
+
+int cportslice_accept_nonblocking(int listener, struct sockaddr_in *peer) {
+    socklen_t length = sizeof(*peer);
+    return accept4(listener, (struct sockaddr *)peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}

@@ -95,15 +95,14 @@ struct ProxyOptions: ParsableArguments {
     }
 
     /// Reads the client feeds and users, and builds what opens flows from `slices`, looking
-    /// names up on `lookups` and waiting for handshakes on `handshakes`. `allowLoopback` opens
-    /// loopback destinations (the local demo only).
-    func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false, lookups: NIOThreadPool,
-                         handshakes: HandshakeWaiter) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
+    /// names up (and checking passwords) on `lookups`. `allowLoopback` opens loopback
+    /// destinations (the local demo only).
+    func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false, lookups: NIOThreadPool) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
         let feeds = try clientFeeds.map { try Geofeed.read(readFile($0, what: "client geofeed"), source: $0) }
         let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.prefixes(allowed, option: "allow"),
                                        deny: try Self.prefixes(denied, option: "deny"))
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
-                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: lookups, handshakes: handshakes)
+                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: lookups)
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
                                             trustProxyProtocol: trustProxyProtocol,
                                             proxyProtocolPeers: try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from"), users: try userTable())
@@ -111,11 +110,8 @@ struct ProxyOptions: ParsableArguments {
     }
 
     /// Starts serving flows with `opener` on --listen.
-    func listen(opener: FlowOpener, settings: ProxyServer.Settings, logger: Logger) async throws -> ProxyServer {
-        let endpoint = try listenAddress()
-        return try await ProxyServer.start(
-            on: try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port)), opener: opener, settings: settings,
-            group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+    func listen(opener: FlowOpener, settings: ProxyServer.Settings, logger: Logger) throws -> ProxyServer {
+        try ProxyServer.start(on: try listenAddress(), opener: opener, settings: settings, logger: logger)
     }
 
     /// The admin pages of `opener`'s proxy on --admin-listen; `onListening` gets the bound port.
@@ -149,20 +145,16 @@ struct ProxyService: Service, CustomStringConvertible {
     var description: String { "proxy on \(options.listen)" }
 
     func run() async throws {
-        let handshakes: HandshakeWaiter
-        do { handshakes = try HandshakeWaiter() } catch { throw CommandFailure("cannot watch TCP handshakes (epoll): \(error)") }
-        // Handshakes still waited for when it stops are called back at once, as failed.
-        defer { handshakes.stop() }
         let lookups = NIOThreadPool(numberOfThreads: ProxyOptions.lookupThreadCount)
         lookups.start()
         do {
-            let (opener, settings) = try options.makeServerParts(slices: slices, allowLoopback: allowLoopback, lookups: lookups, handshakes: handshakes)
+            let (opener, settings) = try options.makeServerParts(slices: slices, allowLoopback: allowLoopback, lookups: lookups)
             let (adminPort, portFound) = AsyncStream.makeStream(of: Int.self)
             let admin = try options.adminPages(of: opener, logger: logger) { port in
                 portFound.yield(port)
                 portFound.finish()
             }
-            let server = try await options.listen(opener: opener, settings: settings, logger: logger)
+            let server = try options.listen(opener: opener, settings: settings, logger: logger)
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await server.run() }
                 group.addTask {
@@ -171,7 +163,7 @@ struct ProxyService: Service, CustomStringConvertible {
                     try await admin.run()
                 }
                 for await port in adminPort {
-                    let proxyPort = server.localAddress?.port ?? 0
+                    let proxyPort = server.endpoint.port
                     let endpoint = try options.listenAddress(), adminEndpoint = try options.adminAddress()
                     // Unbuffered: scripts and tests wait for this line before connecting.
                     let ready = "portslice proxy listening on \(endpoint.address):\(proxyPort) (SOCKS5 and HTTP); \(slices.slices.count) slice(s) on "

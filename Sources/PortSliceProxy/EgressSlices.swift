@@ -22,8 +22,9 @@ public final class EgressSlices: Sendable {
 
     private struct State {
         var held: Held
-        /// Open flows by the slice they left from, to close when the slice goes.
-        var flows: [EgressSlice: [ObjectIdentifier: any Channel]] = [:]
+        /// Open flows by the slice they left from, with what closes each, to close them when
+        /// the slice goes.
+        var flows: [EgressSlice: [ObjectIdentifier: @Sendable () -> Void]] = [:]
         /// One per held slice, set when the slice goes.
         var revocations: [EgressSlice: SliceRevocation] = [:]
     }
@@ -75,7 +76,7 @@ public final class EgressSlices: Sendable {
             let gone = state.flows.keys.filter { !kept.contains($0) }
             return gone.flatMap { state.flows.removeValue(forKey: $0)?.values.map { $0 } ?? [] }
         }
-        for channel in orphaned { channel.close(promise: nil) }
+        for close in orphaned { close() }
     }
 
     var held: Held { state.withLock { $0.held } }
@@ -89,24 +90,31 @@ public final class EgressSlices: Sendable {
     /// Open flows by slice.
     var openFlowCounts: [EgressSlice: Int] { state.withLock { $0.flows.mapValues(\.count) } }
 
-    /// Records `channel` as a flow from `slice` until it closes. - Returns: the slice's
-    /// revocation, which the flow checks before it sends; nil, having recorded nothing, when
-    /// the slice is no longer held (it went while the flow was dialed).
-    func track(_ channel: any Channel, from slice: EgressSlice) -> SliceRevocation? {
-        let id = ObjectIdentifier(channel)
-        let revocation = state.withLock { state -> SliceRevocation? in
+    /// Records the flow `id` from `slice` until `untrack`; `close` ends it (from any thread)
+    /// if the slice goes first. - Returns: the slice's revocation, which the flow checks before
+    /// it sends; nil, having recorded nothing, when the slice is no longer held (it went while
+    /// the flow was dialed).
+    func track(_ id: ObjectIdentifier, from slice: EgressSlice, close: @escaping @Sendable () -> Void) -> SliceRevocation? {
+        state.withLock { state -> SliceRevocation? in
             guard let revocation = state.revocations[slice] else { return nil }
-            state.flows[slice, default: [:]][id] = channel
+            state.flows[slice, default: [:]][id] = close
             return revocation
         }
-        if revocation != nil {
-            channel.closeFuture.whenComplete { [self] _ in
-                state.withLock { state in
-                    state.flows[slice]?[id] = nil
-                    if state.flows[slice]?.isEmpty == true { state.flows[slice] = nil }
-                }
-            }
+    }
+
+    /// Forgets the flow `id` from `slice` (it closed).
+    func untrack(_ id: ObjectIdentifier, from slice: EgressSlice) {
+        state.withLock { state in
+            state.flows[slice]?[id] = nil
+            if state.flows[slice]?.isEmpty == true { state.flows[slice] = nil }
         }
+    }
+
+    /// Records a SwiftNIO `channel` as a flow from `slice` until it closes (see `track`).
+    func track(_ channel: any Channel, from slice: EgressSlice) -> SliceRevocation? {
+        let id = ObjectIdentifier(channel)
+        let revocation = track(id, from: slice) { channel.close(promise: nil) }
+        if revocation != nil { channel.closeFuture.whenComplete { [self] _ in untrack(id, from: slice) } }
         return revocation
     }
 }

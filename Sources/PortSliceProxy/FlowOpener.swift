@@ -30,13 +30,13 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Opens a client's TCP flow (or connected UDP flow): resolves the destination, applies the
-/// policy, picks the egress slices by the client's traits and dials from them, then hands the
-/// connected socket to SwiftNIO on the client's event loop.
+/// Opens a client's flows: resolves the destination, applies the policy, picks the egress
+/// slices by the client's traits and dials from them. TCP dials are started here and finished
+/// by the proxy engine's loop that watches them (`startTCP`, `PendingDial.finishEnded`);
+/// connected UDP flows (SOCKS UDP ASSOCIATE) are handed to SwiftNIO (`openUDP`).
 ///
-/// Dialing is non-blocking system calls, so it runs on the event loop itself; a TCP handshake
-/// that has not ended by then (a remote destination) is waited for by `handshakes`, one thread
-/// for all of them. Names are looked up on the thread pool (the system resolver blocks).
+/// Dialing is non-blocking system calls, so it runs on the caller's thread. Names are looked
+/// up on the thread pool (the system resolver blocks).
 public struct FlowOpener: Sendable {
     public let slices: EgressSlices
     public let clientTraits: TraitIndex
@@ -45,10 +45,9 @@ public struct FlowOpener: Sendable {
     public let metrics: ProxyMetrics
     public let recent: RecentFlows
     let threadPool: NIOThreadPool
-    let handshakes: HandshakeWaiter
 
     public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10),
-                metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), threadPool: NIOThreadPool, handshakes: HandshakeWaiter) {
+                metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), threadPool: NIOThreadPool) {
         self.slices = slices
         self.clientTraits = clientTraits
         self.policy = policy
@@ -56,7 +55,6 @@ public struct FlowOpener: Sendable {
         self.metrics = metrics
         self.recent = recent
         self.threadPool = threadPool
-        self.handshakes = handshakes
     }
 
     /// An opened flow: a NIO channel that is not yet reading, the local end it left from, and
@@ -81,47 +79,6 @@ public struct FlowOpener: Sendable {
         var hold: PortHold? = nil
     }
 
-    public func open(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop) -> EventLoopFuture<Opened> {
-        destination(host: host, port: port, on: eventLoop).flatMap { destination in
-            let handshake: EventLoopFuture<Dialed>
-            do {
-                let pending = try startTCP(to: destination, for: client)
-                handshake = pending.handshakeEnded
-                    ? eventLoop.makeCompletedFuture { try pending.finish(timeout: .zero) }
-                    : awaitHandshake(pending, on: eventLoop)
-            } catch {
-                return eventLoop.makeFailedFuture(error)
-            }
-            return handshake.flatMap { dialed in
-                ClientBootstrap(group: eventLoop)
-                    .channelInitializer { flow in
-                        flow.eventLoop.makeCompletedFuture {
-                            // Set directly: bootstrap options cost a future each per flow.
-                            try flow.syncOptions?.setOption(.autoRead, value: false)
-                            try flow.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
-                            try flow.syncOptions?.setOption(.recvAllocator, value: RelayHandler.receiveBuffers)
-                        }
-                    }
-                    .withConnectedSocket(dialed.descriptor)
-                    .flatMapThrowing { try tracked($0, dialed, client: client, transport: .tcp) }
-            }
-        }
-    }
-
-    /// The dial once its handshake has ended or `connectTimeout` has passed, finished on
-    /// `eventLoop` (without waiting: the waiter says when there is nothing left to wait for).
-    private func awaitHandshake(_ pending: PendingDial, on eventLoop: any EventLoop) -> EventLoopFuture<Dialed> {
-        let promise = eventLoop.makePromise(of: Dialed.self)
-        handshakes.whenWritable(pending.descriptor, deadline: .now + connectTimeout) { failure in
-            eventLoop.execute {
-                // The pending connection closes with the last reference to it.
-                if let failure { return promise.fail(OpenFailure.failed("cannot wait for the handshake: \(failure)")) }
-                promise.completeWith(Result { try pending.finish(timeout: .zero) })
-            }
-        }
-        return promise.futureResult
-    }
-
     /// A connected UDP flow to `host:port` from the client's slices, as a NIO datagram
     /// channel set up by `initializer`.
     public func openUDP(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop,
@@ -136,21 +93,32 @@ public struct FlowOpener: Sendable {
         }
     }
 
-    /// `host:port` as an allowed IPv4 destination: a literal at once, a name through the
-    /// system resolver on the thread pool (the first address the policy allows).
-    func destination(host: String, port: UInt16, on eventLoop: any EventLoop) -> EventLoopFuture<Endpoint> {
-        let allowed: @Sendable (IPv4Address) throws -> Endpoint = { address in
-            if let refusal = policy.refusal(for: address, egressAddresses: slices.held.dialers.keys) { throw OpenFailure.refused("\(refusal)") }
-            return Endpoint(address, port)
-        }
-        if let literal = try? IPv4Address(parsing: host) {
-            return eventLoop.makeCompletedFuture { try allowed(literal) }
-        }
-        return threadPool.runIfActive(eventLoop: eventLoop) {
-            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first else { throw OpenFailure.unresolved(host) }
+    /// `address:port` when the policy allows `address`.
+    func allowed(_ address: IPv4Address, port: UInt16) throws(OpenFailure) -> Endpoint {
+        if let refusal = policy.refusal(for: address, egressAddresses: slices.held.dialers.keys) { throw .refused("\(refusal)") }
+        return Endpoint(address, port)
+    }
+
+    /// Looks `host` up with the system resolver on the thread pool and calls `then` there with
+    /// the first address the policy allows (or the refusal of the first address).
+    func lookUp(_ host: String, port: UInt16, then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) {
+        threadPool.submit { [self] state in
+            guard case .active = state else { return then(.failure(.failed("the proxy is stopping"))) }
+            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first else { return then(.failure(.unresolved(host))) }
             let own = slices.held.dialers.keys
-            return try allowed(resolved.first { policy.refusal(for: $0, egressAddresses: own) == nil } ?? first)
+            then(Result { () throws(OpenFailure) in try allowed(resolved.first { policy.refusal(for: $0, egressAddresses: own) == nil } ?? first, port: port) })
         }
+    }
+
+    /// `host:port` as an allowed IPv4 destination, on `eventLoop`: a literal at once, a name
+    /// through `lookUp`.
+    func destination(host: String, port: UInt16, on eventLoop: any EventLoop) -> EventLoopFuture<Endpoint> {
+        if let literal = try? IPv4Address(parsing: host) {
+            return eventLoop.makeCompletedFuture { () throws(OpenFailure) in try allowed(literal, port: port) }
+        }
+        let promise = eventLoop.makePromise(of: Endpoint.self)
+        lookUp(host, port: port) { promise.completeWith($0.mapError { $0 as any Error }) }
+        return promise.futureResult
     }
 
     /// The chosen address's slices, then the equally close addresses' slices, for `client`.
@@ -209,16 +177,15 @@ public struct FlowOpener: Sendable {
             self.slice = slice
         }
 
-        var handshakeEnded: Bool { connection?.handshakeEnded() ?? true }
-
         /// The socket whose handshake is under way, to watch for its end.
         var descriptor: CInt { connection?.pollableDescriptor ?? -1 }
 
-        func finish(timeout: Duration) throws -> Dialed {
-            guard let connection = connection.take() else { throw OpenFailure.failed("a dial was finished twice") }
+        /// Ends the dial once its watcher saw the handshake end.
+        func finishEnded() throws(OpenFailure) -> Dialed {
+            guard let connection = connection.take() else { throw .failed("a dial was finished twice") }
             let remote = connection.remote
             do {
-                let socket = try connection.finish(timeout: timeout)
+                let socket = try connection.finishEnded()
                 let local = socket.local
                 let (descriptor, hold) = socket.handOff()
                 return Dialed(descriptor: descriptor, local: local, remote: remote, slice: slice, hold: hold)
@@ -231,13 +198,12 @@ public struct FlowOpener: Sendable {
     /// The flow on `channel`, once recorded as a flow of its slice; closed and refused as
     /// exhausted when the slice was taken away while it was dialed.
     private func tracked(_ channel: any Channel, _ dialed: Dialed, client: IPAddress, transport: Transport) throws -> Opened {
-        if let hold = dialed.hold { channel.closeFuture.whenComplete { _ in hold.end() } }
         guard let revocation = slices.track(channel, from: dialed.slice) else {
             channel.close(promise: nil)
             throw OpenFailure.exhausted(dialed.remote)
         }
         let opened = Opened(channel: channel, local: dialed.local, remote: dialed.remote, slice: dialed.slice, revocation: revocation)
-        recent.record(opened, client: client, transport: transport)
+        recent.record(from: opened.local, to: opened.remote, slice: opened.slice, client: client, transport: transport)
         return opened
     }
 }

@@ -13,6 +13,10 @@ public enum ProxyProtocolHeader {
         case invalid(String)
     }
 
+    /// The most bytes a header may take before the connection is closed (v1 is at most 107;
+    /// v2 may carry TLVs, but never this much from an honest balancer).
+    static let limit = 4096
+
     static let v2Signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
     static let v1Limit = 107
 

@@ -1,17 +1,24 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import NIOSOCKS
 import PortSliceCore
 import PortSliceSockets
 import ServiceLifecycle
 import Synchronization
 
-/// The egress proxy: SOCKS5 (RFC 1928, CONNECT) and HTTP CONNECT on one port, told apart by
-/// the first byte, optionally behind a PROXY protocol header naming the true client. Each flow
-/// leaves from a slice chosen by the client's traits (`FlowOpener`) and is relayed both ways.
+/// The egress proxy: SOCKS5 (RFC 1928: CONNECT, UDP ASSOCIATE, RFC 1929 passwords) and HTTP
+/// (CONNECT and absolute-URI requests) on one port, told apart by the first byte, optionally
+/// behind a PROXY protocol header naming the true client. Each flow leaves from a slice chosen
+/// by the client's traits (`FlowOpener`) and is relayed both ways.
 ///
-/// As a `Service`, it serves from `start` until graceful shutdown, then closes its listeners.
+/// The connection path is an engine of its own rather than SwiftNIO, whose two channels per
+/// connection cost several times a small C proxy's CPU per new connection: one `EngineLoop`
+/// per core, each with its own `SO_REUSEPORT` listener and epoll set, serving each connection
+/// on the thread that accepted it. UDP associations are served by SwiftNIO.
+///
+/// As a `Service`, it serves from `start` until graceful shutdown, then closes its listeners
+/// and every connection.
 public final class ProxyServer: Sendable, Service {
     public struct Settings: Sendable {
         /// Open connections one client address may hold; more are closed at once.
@@ -39,95 +46,71 @@ public final class ProxyServer: Sendable, Service {
         }
     }
 
-    /// One listening socket per event loop, all on one port (SO_REUSEPORT): the kernel spreads
-    /// new connections over them, and each is served on the loop that accepted it, with no
-    /// hand-over between threads.
-    public let channels: [Channel]
+    private let loops: [EngineLoop]
+    private let finished: [DispatchSemaphore]
 
-    /// Binds `address` and starts serving; connections refused and flows that could not be
-    /// opened are logged to `logger`.
-    public static func start(on address: SocketAddress, opener: FlowOpener, settings: Settings = Settings(), group: any EventLoopGroup,
-                             logger: Logger) async throws -> ProxyServer {
-        let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), logger: logger)
-        if let port = address.port, port != 0, let host = address.ipAddress.flatMap({ try? IPv4Address(parsing: $0) }),
-           let problem = HostNetwork.tcpBindProblem(Endpoint(host, UInt16(port))) {
+    /// Where it listens (the port chosen, when 0 was asked for).
+    public let endpoint: Endpoint
+
+    /// Binds `endpoint` once per loop (`threads`, one per core by default) and starts serving;
+    /// connections refused and flows that could not be opened are logged to `logger`.
+    public static func start(on endpoint: Endpoint, opener: FlowOpener, settings: Settings = Settings(),
+                             threads: Int = ProcessInfo.processInfo.activeProcessorCount, logger: Logger) throws -> ProxyServer {
+        if endpoint.port != 0, let problem = HostNetwork.tcpBindProblem(endpoint) {
             switch problem {
             case .system(_, let errno) where errno == .addressInUse:
-                throw ProxyError("\(host):\(port) is in use by another program; stop it or listen on another address")
+                throw ProxyError("\(endpoint) is in use by another program; stop it or listen on another address")
             case .permissionDenied:
-                throw ProxyError("cannot listen on \(host):\(port): ports below 1024 need root (CAP_NET_BIND_SERVICE); listen on a port from 1024 up")
+                throw ProxyError("cannot listen on \(endpoint): ports below 1024 need root (CAP_NET_BIND_SERVICE); listen on a port from 1024 up")
             default:
-                throw ProxyError("cannot listen on \(host):\(port): \(problem)")
+                throw ProxyError("cannot listen on \(endpoint): \(problem)")
             }
         }
-        var channels: [Channel] = []
-        var bound = address
+        let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), logger: logger)
+        var loops: [EngineLoop] = []
+        var bound = endpoint
         do {
-            for loop in group.makeIterator() {
-                let channel = try await listener(on: loop, session: session).bind(to: bound).get()
-                // Port 0 picks a port once; the other loops' sockets join it.
-                bound = channel.localAddress ?? bound
-                channels.append(channel)
+            for _ in 0..<max(1, threads) {
+                let loop = try EngineLoop(session: session, listener: try SharedPortListener(bound))
+                // Port 0 picks a port once; the other loops' listeners join it.
+                bound = loop.endpoint
+                loops.append(loop)
             }
         } catch {
-            for channel in channels { try? await channel.close() }
-            throw error
+            throw ProxyError("cannot listen on \(endpoint): \(error)")
         }
-        return ProxyServer(channels: channels)
+        return ProxyServer(loops: loops, endpoint: bound)
     }
 
-    private static func listener(on loop: any EventLoop, session: ProxySession) -> ServerBootstrap {
-        let settings = session.settings
-        return ServerBootstrap(group: loop)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SocketOption.reusePortName)), value: 1)
-            .childChannelInitializer { child in
-                child.eventLoop.makeCompletedFuture {
-                    // A client that shuts down its sending side still gets the answer (the relay
-                    // passes the half-close on). Set here rather than as a bootstrap child option,
-                    // which goes through a future per option on every accepted connection.
-                    try child.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
-                    try child.syncOptions?.setOption(.recvAllocator, value: RelayHandler.receiveBuffers)
-                    guard let peer = child.remoteAddress.flatMap(ipAddress) else {
-                        child.close(promise: nil)
-                        return
-                    }
-                    if settings.trustProxyProtocol && !session.mayNameClients(peer) {
-                        // Its PROXY header could name any client: not one byte of it is read.
-                        session.logger.warning("closed a connection from \(peer): not among --proxy-protocol-from, so its PROXY header is not believed",
-                                               metadata: ["peer": "\(peer)"])
-                        child.close(promise: nil)
-                        return
-                    }
-                    try child.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout), ConnectionCloser(), PreRelayBudget()])
-                    if settings.trustProxyProtocol {
-                        try child.pipeline.syncOperations.addHandler(ProxyHeaderReader(session: session, peer: peer))
-                    } else {
-                        try session.begin(child, client: peer)
-                    }
-                }
+    private init(loops: [EngineLoop], endpoint: Endpoint) {
+        self.loops = loops
+        self.endpoint = endpoint
+        finished = loops.map { _ in DispatchSemaphore(value: 0) }
+        for (index, loop) in loops.enumerated() {
+            let thread = Thread { [finished] in
+                loop.run()
+                finished[index].signal()
             }
+            thread.name = "portslice-proxy-\(index)"
+            thread.start()
+        }
     }
 
-    private init(channels: [Channel]) { self.channels = channels }
-
-    public var localAddress: SocketAddress? { channels.first?.localAddress }
-
-    /// Serves until graceful shutdown (or cancellation), then closes every listener and waits
-    /// for them to close. Connections already accepted are left to their owners.
+    /// Serves until graceful shutdown (or cancellation), then stops.
     public func run() async throws {
         try? await gracefulShutdown()
-        try await close()
+        await close()
     }
 
-    /// Closes every listener; the first failure is thrown once all were tried.
-    public func close() async throws {
-        var failure: (any Error)?
-        for channel in channels {
-            do { try await channel.close() } catch { failure = failure ?? error }
+    /// Stops every loop: listeners and connections closed, threads ended.
+    public func close() async {
+        for loop in loops { loop.stop() }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { [finished] in
+                for semaphore in finished { semaphore.wait() }
+                done.resume()
+            }
         }
-        if let failure { throw failure }
     }
 }
 
@@ -144,29 +127,19 @@ struct ProxySession: Sendable {
         return settings.proxyProtocolPeers.contains { $0.contains(address) }
     }
 
+    var idleMilliseconds: Int64 { settings.idleTimeout.nanoseconds / 1_000_000 }
+
+    var connectMilliseconds: Int64 {
+        let timeout = opener.connectTimeout.components
+        return timeout.seconds * 1000 + timeout.attoseconds / 1_000_000_000_000_000
+    }
+
     /// Logs what happened to one client's connection or flow (info: routine for a proxy).
     var log: @Sendable (String) -> Void {
         { [logger] message in logger.info("\(message)") }
     }
 
-    /// Admits `client` (within its connection limit) and adds the protocol sniffer; a client
-    /// over its limit is closed at once.
-    func begin(_ channel: Channel, client: IPAddress, after handler: (any ChannelHandler)? = nil) throws {
-        guard counts.admit(client, limit: settings.connectionsPerClient) else {
-            logger.warning("refused a connection from \(client): over the per-client limit of \(settings.connectionsPerClient)", metadata: ["client": "\(client)"])
-            channel.close(promise: nil)
-            return
-        }
-        channel.closeFuture.whenComplete { _ in counts.leave(client) }
-        let sniffer = ProtocolSniffer(session: self, client: client)
-        if let handler {
-            try channel.pipeline.syncOperations.addHandler(sniffer, position: .after(handler))
-        } else {
-            try channel.pipeline.syncOperations.addHandler(sniffer)
-        }
-    }
-
-    /// A flow being opened, with its books kept: counters for a flow that opens; the reason,
+    /// A UDP flow being opened, with its books kept: counters for a flow that opens; the reason,
     /// counted, and a log line for one that does not. - Returns: the flow and its byte counters.
     func accounted(_ opening: EventLoopFuture<FlowOpener.Opened>, to host: String, port: UInt16, for client: IPAddress,
                    via proxyProtocol: String) -> EventLoopFuture<(opened: FlowOpener.Opened, counters: ProxyMetrics.FlowCounters)> {
@@ -179,59 +152,17 @@ struct ProxySession: Sendable {
             }
     }
 
-    /// Checks a client's credentials against `users` (bcrypt on the lookup pool, off the event
-    /// loop) and counts the verdict. - Returns: true for a user's right password, on `eventLoop`.
-    func verify(_ users: ProxyUsers, user: [UInt8], password: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
-        users.verify(user: user, password: password, on: opener.threadPool, eventLoop: eventLoop)
-            .map { [opener] verdict in
-                opener.metrics.passwordChecked(verdict)
-                return verdict.isAccepted
+    /// Checks a client's credentials against `users` (bcrypt on the lookup pool, off the
+    /// engine's loops), counts the verdict, and calls `then` with true for a user's right
+    /// password (on the pool's thread, or at once when no bcrypt was needed).
+    func verify(_ users: ProxyUsers, user: [UInt8], password: [UInt8], then: @escaping @Sendable (Bool) -> Void) {
+        users.verify(user: user, password: password, on: opener.threadPool) { [opener, logger] verdict in
+            guard let verdict else {
+                logger.error("cannot check a password: the proxy is stopping")
+                return then(false)
             }
-            .recover { [logger] error in
-                logger.error("cannot check a password: \(error)")
-                return false
-            }
-    }
-}
-
-/// Reads the PROXY protocol header and starts the session for the client it names.
-final class ProxyHeaderReader: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    static let limit = 4096
-
-    let session: ProxySession
-    let peer: IPAddress
-    private var buffered = ByteBuffer()
-
-    init(session: ProxySession, peer: IPAddress) {
-        self.session = session
-        self.peer = peer
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
-        buffered.writeBuffer(&bytes)
-        switch ProxyProtocolHeader.parse(buffered.readableBytesView) {
-        case .needMore:
-            if buffered.readableBytes > Self.limit {
-                session.logger.warning("\(peer): PROXY header over \(Self.limit) bytes; closing", metadata: ["peer": "\(peer)"])
-                context.close(promise: nil)
-            }
-        case .invalid(let reason):
-            session.logger.warning("\(peer): \(reason); closing", metadata: ["peer": "\(peer)"])
-            context.close(promise: nil)
-        case .header(let client, let length):
-            buffered.moveReaderIndex(forwardBy: length)
-            do {
-                try session.begin(context.channel, client: client ?? peer, after: self)
-            } catch {
-                context.close(promise: nil)
-                return
-            }
-            if buffered.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(buffered)) }
-            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+            opener.metrics.passwordChecked(verdict)
+            then(verdict.isAccepted)
         }
     }
 }
@@ -261,102 +192,3 @@ func ipAddress(_ address: SocketAddress) -> IPAddress? {
     address.ipAddress.flatMap { try? IPAddress(parsing: $0) }
 }
 
-/// Closes a connection when `IdleStateHandler` says it has been idle, or when the client stops
-/// sending before its relay runs (a half-closed handshake would otherwise wait for the idle
-/// limit); once relaying, a half-close is the relay's to pass on.
-final class ConnectionCloser: ChannelInboundHandler, Sendable {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case is IdleStateHandler.IdleStateEvent:
-            context.close(promise: nil)
-        case let channelEvent as ChannelEvent where channelEvent == .inputClosed && (try? context.pipeline.syncOperations.handler(type: RelayHandler.self)) == nil:
-            context.close(promise: nil)
-        default:
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-}
-
-/// Looks at the first byte: 5 is a SOCKS5 greeting; anything else is taken as HTTP.
-final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-
-    let session: ProxySession
-    let client: IPAddress
-
-    init(session: ProxySession, client: IPAddress) {
-        self.session = session
-        self.client = client
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return }
-        let handlers: [any ChannelHandler] = first == 5
-            ? [SOCKSServerHandshakeHandler(), SOCKSConnectHandler(session: session, client: client)]
-            : [HTTPConnectHandler(session: session, client: client)]
-        do {
-            try context.pipeline.syncOperations.addHandlers(handlers, position: .after(self))
-        } catch {
-            context.close(promise: nil)
-            return
-        }
-        context.fireChannelRead(data)
-        context.pipeline.syncOperations.removeHandler(self, promise: nil)
-    }
-}
-
-/// Joins the client's channel to the opened flow, takes the protocol `handlers` that set it up
-/// out of the client's pipeline (in order), and starts relaying. The flow was opened without
-/// reading, so nothing it receives can arrive before the relay is in place. If the pipelines
-/// refuse, both channels close.
-func startRelay(_ client: Channel, to opened: FlowOpener.Opened, counting counters: ProxyMetrics.FlowCounters?, removing handlers: [any RemovableChannelHandler]) {
-    let flow = opened.channel
-    let (clientSide, flowSide) = RelayHandler.pair(counting: counters, revocation: opened.revocation)
-    do {
-        try client.pipeline.syncOperations.addHandler(clientSide)
-        try flow.pipeline.syncOperations.addHandler(flowSide)
-    } catch {
-        flow.close(promise: nil)
-        client.close(promise: nil)
-        return
-    }
-    for handler in handlers { client.pipeline.syncOperations.removeHandler(handler, promise: nil) }
-    // From here the relay's back-pressure bounds what the client can make the proxy hold.
-    if let budget = try? client.pipeline.syncOperations.handler(type: PreRelayBudget.self) {
-        client.pipeline.syncOperations.removeHandler(budget, promise: nil)
-    }
-    do {
-        try flow.syncOptions?.setOption(.autoRead, value: true)
-    } catch {
-        flow.close(promise: nil)
-    }
-}
-
-/// Caps what a client may send before its relay starts (PROXY header, handshake, request head
-/// and bytes sent ahead of the destination's answer), which the proxy must hold meanwhile.
-/// Past the cap it drops the bytes and tells the protocol handler (`Exceeded`), which answers
-/// with its protocol's error and closes; the relay's start removes it.
-final class PreRelayBudget: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-
-    /// 64 KiB: far above any honest handshake or request head.
-    static let limit = 64 * 1024
-
-    /// The inbound event sent once the client has sent more than `limit` bytes.
-    struct Exceeded: Sendable {}
-
-    private var received = 0
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard received <= Self.limit else { return }
-        received += unwrapInboundIn(data).readableBytes
-        guard received <= Self.limit else {
-            context.fireUserInboundEventTriggered(Exceeded())
-            return
-        }
-        context.fireChannelRead(data)
-    }
-}

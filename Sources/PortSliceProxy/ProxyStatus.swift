@@ -35,9 +35,8 @@ public final class RecentFlows: Sendable {
         self.capacity = capacity
     }
 
-    func record(_ opened: FlowOpener.Opened, client: IPAddress, transport: Transport) {
-        let record = Record(time: Date().timeIntervalSince1970, transport: transport, client: client, remote: opened.remote,
-                            local: opened.local, slice: opened.slice)
+    func record(from local: Endpoint, to remote: Endpoint, slice: EgressSlice, client: IPAddress, transport: Transport) {
+        let record = Record(time: Date().timeIntervalSince1970, transport: transport, client: client, remote: remote, local: local, slice: slice)
         records.withLock { records in
             if records.count == capacity { records.removeFirst() }
             records.append(record)

@@ -78,18 +78,19 @@ public final class ProxyUsers: Sendable {
     /// refused at once. Credentials accepted within `rememberFor` are accepted again by their
     /// HMAC, compared in constant time. Anything else runs bcrypt on `pool`, against the user's
     /// hash or, for an unknown name, against the decoy; only an accepted password is
-    /// remembered. - Returns: the verdict, on `eventLoop`; it fails only when `pool` is not
-    /// running.
-    public func verify(user: [UInt8], password: [UInt8], on pool: NIOThreadPool, eventLoop: any EventLoop) -> EventLoopFuture<PasswordVerdict> {
-        guard let passwordText = Self.checkablePassword(password) else { return eventLoop.makeSucceededFuture(.impossible) }
+    /// remembered. `then` gets the verdict (on the pool's thread, or at once when no bcrypt
+    /// ran), or nil when `pool` is not running.
+    public func verify(user: [UInt8], password: [UInt8], on pool: NIOThreadPool, then: @escaping @Sendable (PasswordVerdict?) -> Void) {
+        guard let passwordText = Self.checkablePassword(password) else { return then(.impossible) }
         let name = String(validating: user, as: UTF8.self)
         let hash = name.flatMap { hashes[$0] }
         let credential = user + [0] + password
-        if let name, hash != nil, isRemembered(credential, of: name) { return eventLoop.makeSucceededFuture(.remembered) }
-        return pool.runIfActive(eventLoop: eventLoop) { [self] in
-            guard Bcrypt.verify(passwordText, hash: hash ?? decoyHash), let name, hash != nil else { return .refused }
+        if let name, hash != nil, isRemembered(credential, of: name) { return then(.remembered) }
+        pool.submit { [self] state in
+            guard case .active = state else { return then(nil) }
+            guard Bcrypt.verify(passwordText, hash: hash ?? decoyHash), let name, hash != nil else { return then(.refused) }
             remember(credential, of: name)
-            return .accepted
+            then(.accepted)
         }
     }
 

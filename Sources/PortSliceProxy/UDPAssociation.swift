@@ -34,6 +34,49 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
         self.peerAddress = peerAddress
     }
 
+    /// Serves the association asked for on `control`, a client's TCP connection that the
+    /// engine hands over (the request read, not yet answered): binds a relay socket on `local`,
+    /// answers with its address, and lives until either the connection or the relay ends (the
+    /// connection only keeps it alive; the idle limit is the relay's). `ended` runs once, when
+    /// the connection has closed.
+    static func serve(control descriptor: CInt, session: ProxySession, client: IPAddress, peer: IPv4Address, local: IPv4Address,
+                      ended: @escaping @Sendable () -> Void) {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let association = UDPAssociation(session: session, client: client, peerAddress: "\(peer)")
+        let idleTimeout = session.settings.idleTimeout
+        ClientBootstrap(group: loop)
+            .channelInitializer { control in control.eventLoop.makeCompletedFuture { try control.pipeline.syncOperations.addHandler(ControlDiscarder()) } }
+            .withConnectedSocket(descriptor)
+            .whenComplete { result in
+                guard case .success(let control) = result else {
+                    session.logger.error("socks-udp: \(client): cannot take over the connection")
+                    return ended()
+                }
+                control.closeFuture.whenComplete { _ in
+                    ended()
+                    loop.execute { association.close() }
+                }
+                DatagramBootstrap(group: loop)
+                    .channelInitializer { relay in
+                        relay.eventLoop.makeCompletedFuture {
+                            try relay.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idleTimeout), association])
+                        }
+                    }
+                    .bind(host: "\(local)", port: 0)
+                    .whenComplete { result in
+                        switch result {
+                        case .success(let relay):
+                            relay.closeFuture.whenComplete { _ in control.close(promise: nil) }
+                            let bound = relay.localAddress?.port.map { Endpoint(local, UInt16($0)) } ?? Endpoint(local, 0)
+                            control.writeAndFlush(ByteBuffer(bytes: SOCKS5.reply(SOCKS5.Reply.succeeded, bound: bound)), promise: nil)
+                        case .failure(let error):
+                            session.log("socks-udp: \(client): cannot bind a relay: \(error)")
+                            control.writeAndFlush(ByteBuffer(bytes: SOCKS5.reply(SOCKS5.Reply.generalFailure))).whenComplete { _ in control.close(promise: nil) }
+                        }
+                    }
+            }
+    }
+
     func handlerAdded(context: ChannelHandlerContext) { relay = context.channel }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -147,4 +190,12 @@ private final class UDPReturn: ChannelInboundHandler, @unchecked Sendable {
         let envelope = unwrapInboundIn(data)
         association?.answer(envelope.data, from: envelope.remoteAddress)
     }
+}
+
+/// The control connection of an association carries nothing after its request: what the
+/// client sends there is dropped, and its end of stream closes the association.
+private final class ControlDiscarder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }

@@ -348,6 +348,21 @@ public struct PendingConnection: ~Copyable, Sendable {
         }
     }
 
+    /// Ends a handshake that the caller's own poller saw end (writable, or failed): no waiting.
+    /// - Throws: `.system(connect, errno)` with the error the connection ended with.
+    public consuming func finishEnded() throws(DialError) -> ConnectedSocket {
+        let owned = OwnedDescriptor(descriptor)
+        let occupancy = occupancy
+        descriptor = -1
+        self.occupancy = nil
+        do {
+            return try Self.connected(owned, local: local, remote: remote, occupancy: occupancy)
+        } catch {
+            occupancy?.release(local.port, towards: remote)
+            throw error
+        }
+    }
+
     private static func waitForHandshake(
         _ owned: consuming OwnedDescriptor, local: Endpoint, remote: Endpoint, timeout: Duration, occupancy: PortOccupancy?
     ) throws(DialError) -> ConnectedSocket {
@@ -363,6 +378,13 @@ public struct PendingConnection: ~Copyable, Sendable {
             }
             break
         }
+        return try connected(owned, local: local, remote: remote, occupancy: occupancy)
+    }
+
+    /// The socket once its handshake has ended: connected, or the error it ended with.
+    private static func connected(
+        _ owned: consuming OwnedDescriptor, local: Endpoint, remote: Endpoint, occupancy: PortOccupancy?
+    ) throws(DialError) -> ConnectedSocket {
         switch Syscalls.getOption(owned.raw, .error, as: CInt.self) {
         case .success(0): return ConnectedSocket(owned, transport: .tcp, local: local, remote: remote, occupancy: occupancy)
         case .success(let code): throw DialError.from(.connect, Errno(rawValue: code))

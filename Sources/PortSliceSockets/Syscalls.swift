@@ -17,6 +17,7 @@ enum Syscalls {
         case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo
         case shutdown, recvmmsg, recvfrom, sendto, getpeername, getifaddrs
         case epollCreate = "epoll_create1", epollCtl = "epoll_ctl", epollWait = "epoll_wait", eventfd, read, write
+        case accept4
     }
 
     // MARK: - Plumbing
@@ -224,6 +225,39 @@ enum Syscalls {
         }
     }
 
+    /// `epoll_ctl(EPOLL_CTL_ADD)` for `events` (the C target's `cportslice_epoll_*` sets),
+    /// `token` as the registration's data: the engine's connection slot, not the descriptor.
+    @inline(never)
+    static func epollWatch(_ epoll: CInt, _ descriptor: CInt, events: UInt32, token: UInt64) -> Result<Void, Errno> {
+        var event = epoll_event(events: events, data: epoll_data_t(u64: token))
+        return performReturningInt32(.epollCtl) { CPortSlice.epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event) }.map { _ in }
+    }
+
+    /// Room for `capacity` epoll events, for `epollWait(_:into:capacity:timeoutMilliseconds:_:)`
+    /// to fill again and again without allocating.
+    static func allocateEpollEvents(capacity: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity))
+    }
+
+    static func deallocateEpollEvents(_ events: UnsafeMutableRawPointer) {
+        events.assumingMemoryBound(to: epoll_event.self).deallocate()
+    }
+
+    /// `epoll_wait(2)` into `events` (from `allocateEpollEvents`), then `handle(token, events)`
+    /// for each ready registration. EINTR counts as no event. - Returns: how many there were.
+    @inline(never)
+    static func epollWait(_ epoll: CInt, into events: UnsafeMutableRawPointer, capacity: Int, timeoutMilliseconds: CInt,
+                          _ handle: (UInt64, UInt32) -> Void) -> Result<Int, Errno> {
+        let typed = events.assumingMemoryBound(to: epoll_event.self)
+        switch performReturningInt32(.epollWait, retryOnInterrupt: false, { CPortSlice.epoll_wait(epoll, typed, CInt(capacity), timeoutMilliseconds) }) {
+        case .success(let count):
+            for index in 0..<Int(count) { handle(typed[index].data.u64, typed[index].events) }
+            return .success(Int(count))
+        case .failure(let errno) where errno == .interrupted: return .success(0)
+        case .failure(let errno): return .failure(errno)
+        }
+    }
+
     /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`: a counter another thread's `epoll_wait` can
     /// be woken with.
     @inline(never)
@@ -265,6 +299,27 @@ enum Syscalls {
     @inline(never)
     static func accept(_ descriptor: CInt) -> Result<CInt, Errno> {
         performReturningInt32(.accept) { Glibc.accept(descriptor, nil, nil) }
+    }
+
+    /// `accept4(2)`, non-blocking and close-on-exec: the new descriptor and its IPv4 peer.
+    @inline(never)
+    static func acceptNonBlocking(_ listener: CInt) -> Result<(CInt, IPv4Address, UInt16), Errno> {
+        var peer = sockaddr_in()
+        return performReturningInt32(.accept4) { CPortSlice.cportslice_accept_nonblocking(listener, &peer) }
+            .map { ($0, IPv4Address(bits: UInt32(bigEndian: peer.sin_addr.s_addr)), UInt16(bigEndian: peer.sin_port)) }
+    }
+
+    /// `send(2)` on a stream with `MSG_NOSIGNAL`: a peer that has gone is an `EPIPE`, not a
+    /// signal that ends the process.
+    @inline(never)
+    static func sendStream(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        perform(.send, { Glibc.send(descriptor, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL)) }) { $0 < 0 }
+    }
+
+    /// `shutdown(SHUT_WR)`: the peer reads the end of the stream; reading goes on.
+    @inline(never)
+    static func shutdownWrite(_ descriptor: CInt) {
+        _ = performReturningInt32(.shutdown) { Glibc.shutdown(descriptor, CInt(SHUT_WR)) }
     }
 
     /// `shutdown(SHUT_RDWR)`: wakes a thread blocked in `accept` or `recv` on the descriptor.
@@ -420,6 +475,10 @@ public struct SocketOption: Sendable {
     /// `SO_REUSEPORT`'s number, for listeners set up through SwiftNIO (which does not name it):
     /// several sockets on one port, new connections spread among them by the kernel.
     public static let reusePortName = SO_REUSEPORT
+    static let reusePort = SocketOption(level: SOL_SOCKET, name: SO_REUSEPORT)
+    /// `TCP_NODELAY`: small writes leave at once instead of waiting for an acknowledgment (a
+    /// relay forwards what it got; holding it back would add a round trip to each exchange).
+    static let noDelay = SocketOption(level: CInt(IPPROTO_TCP), name: TCP_NODELAY)
     static let cookie = SocketOption(level: SOL_SOCKET, name: cportslice_so_cookie)
     static let error = SocketOption(level: SOL_SOCKET, name: SO_ERROR)
     static let bindAddressNoPort = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_bind_address_no_port)

@@ -146,7 +146,8 @@ struct ProxyTests {
     func exhaustedSliceFallsOver() async throws {
         let listener = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0), holding: true)
         // Two addresses with the same traits, one port each: two flows to one destination fit.
-        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"], slices: ["127.0.0.2:40500-40500", "127.0.0.3:41500-41500"],
+        // Ports no other test's slice holds: the kernel skips a port in use on the same address.
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"], slices: ["127.0.0.2:42600-42600", "127.0.0.3:42601-42601"],
                               pool: "127.0.0.2/32,US,US-CA,San Jose,,residential,high\n127.0.0.3/32,US,US-CA,San Jose,,residential,high\n")
         let target = listener.endpoint
         let (a, b, c, d) = target.address.octets

@@ -21,17 +21,13 @@ struct DynamicSlicesTests {
         try slices.replace(with: [(slice, Self.traits)])
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
-        let handshakes = try HandshakeWaiter()
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true),
-                                threadPool: pool, handshakes: handshakes)
-        let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
-                                                 group: MultiThreadedEventLoopGroup.singleton,
-                                                 logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
-        let proxy = Endpoint(Self.loopback, UInt16(server.localAddress!.port!))
-        return (try EchoServers(Endpoint(Self.loopback, 0)), slices, proxy, {
-            try await server.close()
+                                threadPool: pool)
+        let server = try ProxyServer.start(on: Endpoint(Self.loopback, 0), opener: opener,
+                                           logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
+        return (try EchoServers(Endpoint(Self.loopback, 0)), slices, server.endpoint, {
+            await server.close()
             try await pool.shutdownGracefully()
-            handshakes.stop()
         })
     }
 

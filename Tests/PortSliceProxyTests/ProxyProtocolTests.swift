@@ -60,14 +60,14 @@ struct ProxyProtocolTests {
 
     @Test("HTTP proxy requests: CONNECT tunnels, absolute URIs are rewritten to origin form with the proxy's headers dropped")
     func httpRequests() throws {
-        #expect(try HTTPConnectHandler.request(ofHead: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").get() == .tunnel(host: "example.com", port: 443))
+        #expect(try HTTPProxyRequest.parse(head: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").get() == .tunnel(host: "example.com", port: 443))
         let forwarded = "GET /a?b=1 HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        #expect(try HTTPConnectHandler.request(ofHead: "GET http://example.com:8080/a?b=1 HTTP/1.1\r\nHost: example.com:8080\r\nProxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n").get()
+        #expect(try HTTPProxyRequest.parse(head: "GET http://example.com:8080/a?b=1 HTTP/1.1\r\nHost: example.com:8080\r\nProxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n").get()
                 == .forward(host: "example.com", port: 8080, head: forwarded))
-        #expect(try HTTPConnectHandler.request(ofHead: "GET http://example.com HTTP/1.0\r\n\r\n").get() == .forward(host: "example.com", port: 80, head: "GET / HTTP/1.0\r\nConnection: close\r\n\r\n"))
+        #expect(try HTTPProxyRequest.parse(head: "GET http://example.com HTTP/1.0\r\n\r\n").get() == .forward(host: "example.com", port: 80, head: "GET / HTTP/1.0\r\nConnection: close\r\n\r\n"))
         for (head, status) in [("GET /x HTTP/1.1\r\n\r\n", 400), ("CONNECT example.com HTTP/1.1\r\n\r\n", 400), ("CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n", 400),
                                ("CONNECT a:0 HTTP/1.1\r\n\r\n", 400), ("BREW /pot HTCPCP/1.0\r\n\r\n", 400), ("GET https://example.com/ HTTP/1.1\r\n\r\n", 400)] {
-            #expect(HTTPConnectHandler.request(ofHead: head).failure?.status == status, "\(head)")
+            #expect(HTTPProxyRequest.parse(head: head).failure?.status == status, "\(head)")
         }
     }
 }

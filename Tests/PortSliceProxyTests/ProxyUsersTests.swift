@@ -26,7 +26,14 @@ struct ProxyUsersTests {
     }
 
     func verify(_ users: ProxyUsers, _ user: String, _ password: [UInt8]) async throws -> PasswordVerdict {
-        try await users.verify(user: Array(user.utf8), password: password, on: .singleton, eventLoop: MultiThreadedEventLoopGroup.singleton.next()).get()
+        try await verify(users, Array(user.utf8), password)
+    }
+
+    func verify(_ users: ProxyUsers, _ user: [UInt8], _ password: [UInt8]) async throws -> PasswordVerdict {
+        let verdict = await withCheckedContinuation { (done: CheckedContinuation<PasswordVerdict?, Never>) in
+            users.verify(user: user, password: password, on: .singleton) { done.resume(returning: $0) }
+        }
+        return try #require(verdict, "the thread pool is running")
     }
 
     @Test("a file of bcrypt lines, comments and blank lines is read; each user's password is accepted, a wrong one refused")
@@ -91,8 +98,7 @@ struct ProxyUsersTests {
     func unknownUserCostsBcrypt() async throws {
         let users = try ProxyUsers(parsing: try Self.usersText(), file: "users.txt")
         #expect(try await verify(users, "mallory", Self.alicePassword) == .refused)
-        #expect(try await users.verify(user: [0xff], password: Self.alicePassword, on: .singleton,
-                                       eventLoop: MultiThreadedEventLoopGroup.singleton.next()).get() == .refused)
+        #expect(try await verify(users, [0xff], Self.alicePassword) == .refused)
     }
 
     @Test("credentials accepted once are remembered: the second check runs no bcrypt; a wrong password after them still does, and is refused")
@@ -140,13 +146,11 @@ struct ProxyUsersTests {
         let users = try ProxyUsers(parsing: try Self.usersText(), file: "users.txt")
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
-        let handshakes = try HandshakeWaiter()
         let opener = FlowOpener(slices: EgressSlices(), clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true),
-                                threadPool: pool, handshakes: handshakes)
-        let server = try await ProxyServer.start(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), opener: opener,
-                                                 settings: ProxyServer.Settings(users: users), group: MultiThreadedEventLoopGroup.singleton,
-                                                 logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
-        let proxy = Endpoint(IPv4Address(127, 0, 0, 1), UInt16(server.localAddress!.port!))
+                                threadPool: pool)
+        let server = try ProxyServer.start(on: Endpoint(IPv4Address(127, 0, 0, 1), 0), opener: opener, settings: ProxyServer.Settings(users: users),
+                                           logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
+        let proxy = server.endpoint
         func authenticate(_ password: [UInt8]) throws -> [UInt8] {
             let socket = try UnslicedConnect.tcp(to: proxy)
             try socket.send([5, 1, 2])
@@ -162,8 +166,7 @@ struct ProxyUsersTests {
         for result in ["accepted", "remembered", "impossible", "refused"] {
             #expect(metrics.contains(#"portslice_proxy_password_checks_total{result="\#(result)"} 1"#), "\(metrics)")
         }
-        try await server.close()
+        await server.close()
         try await pool.shutdownGracefully()
-        handshakes.stop()
     }
 }

@@ -61,6 +61,21 @@ static inline int cportslice_enter_network_namespace(int fd) {
 /// in `lengths[i]`. Returns how many arrived, or -1 with errno set.
 int cportslice_receive_datagrams(int fd, void *buffer, unsigned int slot_size, unsigned int count, unsigned int *lengths);
 
+/// Accepts one connection without blocking (`accept4(2)`, a GNU extension): the new
+/// descriptor is non-blocking and close-on-exec, and its IPv4 peer lands in `peer`. Returns the
+/// descriptor, or -1 with errno set (EAGAIN when none is waiting).
+int cportslice_accept_nonblocking(int listener, struct sockaddr_in *peer);
+
+/// What the proxy engine watches on each socket, edge-triggered: readable, writable, the
+/// peer's half-close, and (always reported) errors and hang-ups.
+static const uint32_t cportslice_epoll_stream_events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+/// Readable, edge-triggered: listeners and wake-up eventfds.
+static const uint32_t cportslice_epoll_readable_edge = EPOLLIN | EPOLLET;
+static const uint32_t cportslice_epoll_in = EPOLLIN;
+static const uint32_t cportslice_epoll_out = EPOLLOUT;
+static const uint32_t cportslice_epoll_peer_closed = EPOLLRDHUP | EPOLLHUP;
+static const uint32_t cportslice_epoll_error = EPOLLERR;
+
 /// Packs an inclusive port range the way `IP_LOCAL_PORT_RANGE` expects: `(hi << 16) | lo`.
 static inline uint32_t cportslice_pack_port_range(uint16_t lo, uint16_t hi) {
     return ((uint32_t)hi << 16) | (uint32_t)lo;
