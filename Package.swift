@@ -25,7 +25,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
-        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
@@ -92,15 +91,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // The egress proxy: SOCKS5 and HTTP CONNECT on SwiftNIO, flows from the host's slices; its
-        // status page and metrics on an admin listener of their own (Hummingbird).
+        // The egress proxy: SOCKS5 and HTTP on an epoll engine of its own (one loop per core, its
+        // kernel calls through PortSliceSockets), flows from the host's slices; UDP associations
+        // on SwiftNIO; the status page and metrics on an admin listener of their own (Hummingbird).
         .target(
             name: "PortSliceProxy",
             dependencies: [
                 "PortSliceCore", "PortSliceSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSOCKS", package: "swift-nio-extras"),
                 // Users' passwords: bcrypt hashes in the users file, verified credentials remembered by HMAC.
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -28,8 +28,11 @@ struct ProxyCommand: AsyncParsableCommand {
             HTTP Proxy-Authorization: Basic), a file of bcrypt hashes that `portslice users add` \
             writes. With --trust-proxy-protocol every connection must \
             start with a PROXY protocol v1 or v2 header, whose source is taken as the client: \
-            for a load balancer or VPN concentrator in front. Stops gracefully on SIGTERM or \
-            SIGINT: it closes its listeners first.
+            for a load balancer or VPN concentrator in front, named by --proxy-protocol-from \
+            (connections from anyone else are closed unread). The status page and /metrics are \
+            on --admin-listen (127.0.0.1:1081), for requests whose Host is an IP address or \
+            localhost. Whatever a client sends before its relay starts is held up to 64 KiB. \
+            Stops gracefully on SIGTERM or SIGINT: it closes its listeners and connections.
 
             Example:
               portslice proxy --slice 127.0.0.2:20000-20999 --pool pool.csv --clients clients.csv --allow 127.0.0.1/32

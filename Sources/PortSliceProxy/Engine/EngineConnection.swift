@@ -102,6 +102,10 @@ final class EngineConnection {
     var clientWritable = false
     var upstreamReadable = false
     var upstreamWritable = false
+    /// The poller reported the peer's end of stream (or an error): reading goes on to it even
+    /// after a short read.
+    var clientHungUp = false
+    var upstreamHungUp = false
     /// The client (or the destination) sent the end of its stream.
     var clientEnded = false
     var upstreamEnded = false
@@ -143,6 +147,8 @@ final class EngineConnection {
         clientWritable = false
         upstreamReadable = false
         upstreamWritable = false
+        clientHungUp = false
+        upstreamHungUp = false
         clientEnded = false
         upstreamEnded = false
         upstreamShutDown = false

@@ -111,9 +111,11 @@ final class EngineLoop: @unchecked Sendable {
             if token & 1 == 0 {
                 connection.clientReadable = connection.clientReadable || readable
                 connection.clientWritable = connection.clientWritable || writable
+                connection.clientHungUp = connection.clientHungUp || readiness.peerClosed || readiness.failed
             } else {
                 connection.upstreamReadable = connection.upstreamReadable || readable
                 connection.upstreamWritable = connection.upstreamWritable || writable
+                connection.upstreamHungUp = connection.upstreamHungUp || readiness.peerClosed || readiness.failed
             }
             advance(connection)
         }
@@ -280,6 +282,7 @@ final class EngineLoop: @unchecked Sendable {
             case .endOfStream, .failed:
                 return close(connection)
             case .transferred(let count):
+                if count < buffer.count && !connection.clientHungUp { connection.clientReadable = false }
                 connection.receivedBeforeRelay += count
                 if connection.receivedBeforeRelay > Self.drainBytes { return close(connection) }
             }
@@ -290,20 +293,22 @@ final class EngineLoop: @unchecked Sendable {
     private func readHandshake(_ connection: EngineConnection) {
         let generation = connection.generation
         while connection.clientReadable && connection.generation == generation && connection.isHandshaking {
-            switch StreamIO.read(connection.client, into: beforeRelayBuffer(connection)) {
+            let room = beforeRelayBuffer(connection)
+            switch StreamIO.read(connection.client, into: room) {
             case .wouldBlock:
                 connection.clientReadable = false
             case .endOfStream, .failed:
                 // A client that stops before its relay runs is done: nothing will follow.
                 close(connection)
             case .transferred(let count):
+                if count < room.count && !connection.clientHungUp { connection.clientReadable = false }
                 connection.lastActivity = now
                 // Parsed first, so that a refusal is worded for what the bytes turned out to be.
                 consume(connection, UnsafeRawBufferPointer(rebasing: buffer[..<count]))
                 guard connection.generation == generation, withinLimit(connection, adding: count) else { return }
             }
         }
-        if connection.generation == generation && connection.phase != .relaying && connection.clientReadable { readAhead(connection) }
+        if connection.generation == generation && connection.isWaiting && connection.clientReadable { readAhead(connection) }
     }
 
     /// Reads what the client sends while the proxy waits (for a password check, a lookup or
@@ -311,12 +316,14 @@ final class EngineLoop: @unchecked Sendable {
     private func readAhead(_ connection: EngineConnection) {
         let generation = connection.generation
         while connection.clientReadable && connection.generation == generation {
-            switch StreamIO.read(connection.client, into: beforeRelayBuffer(connection)) {
+            let room = beforeRelayBuffer(connection)
+            switch StreamIO.read(connection.client, into: room) {
             case .wouldBlock:
                 connection.clientReadable = false
             case .endOfStream, .failed:
                 close(connection)
             case .transferred(let count):
+                if count < room.count && !connection.clientHungUp { connection.clientReadable = false }
                 connection.lastActivity = now
                 guard withinLimit(connection, adding: count) else { return }
                 keep(connection, UnsafeRawBufferPointer(rebasing: buffer[..<count]))
@@ -742,6 +749,15 @@ final class EngineLoop: @unchecked Sendable {
                 close(connection)
                 return false
             case .transferred(let count):
+                // A short read emptied the socket: the next bytes bring a new edge. Not so the end
+                // of the stream when its edge came already: then reading goes on until it is seen.
+                if count < buffer.count {
+                    if upstreamBound {
+                        if !connection.clientHungUp { connection.clientReadable = false }
+                    } else if !connection.upstreamHungUp {
+                        connection.upstreamReadable = false
+                    }
+                }
                 connection.lastActivity = now
                 (upstreamBound ? flow.counters.sent : flow.counters.received).increment(by: Int64(count))
                 if upstreamBound && flow.revocation.isRevoked { close(connection); return false }
@@ -785,6 +801,14 @@ extension EngineConnection {
         switch phase {
         case .proxyHeader, .sniffing, .socksGreeting, .socksCredentials, .socksRequest, .httpHead: true
         case .checkingPassword, .resolving, .connecting, .relaying, .draining: false
+        }
+    }
+
+    /// Waiting for the thread pool or the destination, the request known or not.
+    var isWaiting: Bool {
+        switch phase {
+        case .checkingPassword, .resolving, .connecting: true
+        default: false
         }
     }
 
