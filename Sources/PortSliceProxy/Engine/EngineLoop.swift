@@ -232,14 +232,11 @@ final class EngineLoop: @unchecked Sendable {
 
     private func advance(_ connection: EngineConnection) {
         switch connection.phase {
-        case .proxyHeader, .sniffing, .socksGreeting, .socksCredentials, .socksRequest, .httpHead:
-            if !flushToClient(connection) { return }
-            readHandshake(connection)
-        case .checkingPassword, .resolving:
-            if !flushToClient(connection) { return }
-            readAhead(connection)
+        case .proxyHeader, .sniffing, .socksGreeting, .socksCredentials, .socksRequest, .httpHead, .checkingPassword, .resolving:
+            guard flushToClient(connection) else { return close(connection) }
+            readBeforeRelay(connection)
         case .connecting:
-            readAhead(connection)
+            readBeforeRelay(connection)
             if connections[connection.slot] === connection && connection.upstreamWritable { finishDial(connection) }
         case .relaying:
             relay(connection)
@@ -289,10 +286,12 @@ final class EngineLoop: @unchecked Sendable {
         }
     }
 
-    /// Reads handshake bytes and parses what they complete.
-    private func readHandshake(_ connection: EngineConnection) {
+    /// Reads what the client sends before its relay, within the pre-relay limit: handshake
+    /// bytes are parsed as far as they complete messages; what arrives while the proxy waits
+    /// (for a password check, a lookup or the handshake upstream) is kept.
+    private func readBeforeRelay(_ connection: EngineConnection) {
         let generation = connection.generation
-        while connection.clientReadable && connection.generation == generation && connection.isHandshaking {
+        while connection.clientReadable && connection.generation == generation && (connection.isHandshaking || connection.isWaiting) {
             let room = beforeRelayBuffer(connection)
             switch StreamIO.read(connection.client, into: room) {
             case .wouldBlock:
@@ -303,30 +302,10 @@ final class EngineLoop: @unchecked Sendable {
             case .transferred(let count):
                 if count < room.count && !connection.clientHungUp { connection.clientReadable = false }
                 connection.lastActivity = now
+                let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
                 // Parsed first, so that a refusal is worded for what the bytes turned out to be.
-                consume(connection, UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                if connection.isHandshaking { consume(connection, bytes) } else { keep(connection, bytes) }
                 guard connection.generation == generation, withinLimit(connection, adding: count) else { return }
-            }
-        }
-        if connection.generation == generation && connection.isWaiting && connection.clientReadable { readAhead(connection) }
-    }
-
-    /// Reads what the client sends while the proxy waits (for a password check, a lookup or
-    /// the handshake upstream): kept for the flow, within the pre-relay limit.
-    private func readAhead(_ connection: EngineConnection) {
-        let generation = connection.generation
-        while connection.clientReadable && connection.generation == generation {
-            let room = beforeRelayBuffer(connection)
-            switch StreamIO.read(connection.client, into: room) {
-            case .wouldBlock:
-                connection.clientReadable = false
-            case .endOfStream, .failed:
-                close(connection)
-            case .transferred(let count):
-                if count < room.count && !connection.clientHungUp { connection.clientReadable = false }
-                connection.lastActivity = now
-                guard withinLimit(connection, adding: count) else { return }
-                keep(connection, UnsafeRawBufferPointer(rebasing: buffer[..<count]))
             }
         }
     }
