@@ -125,9 +125,9 @@ public struct AllocBenchmark: Sendable {
         let generatorCPUSeconds: Double
         do {
             progress("\(engine), store: the load generator alone, one period, for calibration")
-            let generatorBefore = Self.ownCPUSeconds()
+            let generatorBefore = ProcessCPU.ownSeconds()
             _ = try await pacedRound { _ in }
-            generatorCPUSeconds = Self.ownCPUSeconds() - generatorBefore
+            generatorCPUSeconds = ProcessCPU.ownSeconds() - generatorBefore
             ours = try await measure(store, engine: engine, database: database.name, wanted: wanted, progress: progress)
             try await store.close()
             try await database.drop()
@@ -317,17 +317,10 @@ public struct AllocBenchmark: Sendable {
         })
     }
 
-    /// CPU seconds used so far by this process.
-    static func ownCPUSeconds() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-    }
-
     /// This process's CPU seconds, and per process those of the PostgreSQL server's
     /// processes working for `database` (when there is one).
     static func cpuSeconds(database: String?) -> (own: Double, postgres: [Int32: Double]) {
-        (ownCPUSeconds(), database.map { ProcessCPU.postgres(database: $0) } ?? [:])
+        (ProcessCPU.ownSeconds(), database.map { ProcessCPU.postgres(database: $0) } ?? [:])
     }
 
     static func cpuSpent(since before: (own: Double, postgres: [Int32: Double]), database: String?) -> Double {

@@ -1,21 +1,34 @@
 import Foundation
 import PortSliceCore
 import PortSliceSockets
-import Synchronization
 
 /// `portslice bench proxy`: one load generator against portslice's SOCKS5 proxy, microsocks
 /// and Dante on loopback, in one run: new connections per second (SOCKS handshake, CONNECT,
 /// reply, reset) and bytes per second sent through the proxy to a sink, each with 1 and with
-/// 64 concurrent clients.
+/// 64 concurrent clients; then per proxy, freshly started, thousands of held connections (idle
+/// relays and slow clients) with what they cost in memory and how new connections fare beside
+/// them; and for portslice, the connection rate towards a destination its slice is 99% full
+/// towards.
 public struct ProxyBenchmark: Sendable {
     public var seconds = 3.0
     public var concurrencies = [1, 64]
     /// The proxies measured, by name, in this order.
     public var contenders = contenderNames
+    /// Connections each held-connection row asks to keep open (0: no such rows); `HoldPlan`
+    /// splits them into relays and slow clients.
+    public var heldConnections = 10_000
 
     public static let contenderNames = ["portslice", "microsocks", "dante"]
 
     public init() {}
+
+    public struct Report: Sendable, Encodable {
+        public var rates: [Row] = []
+        public var held: [HeldRow] = []
+        /// portslice's connection rate with its slice empty and 99% full towards one
+        /// destination; nil when portslice was not measured.
+        public var fill: FillRow?
+    }
 
     public struct Row: Sendable, Encodable {
         public let proxy: String
@@ -28,7 +41,88 @@ public struct ProxyBenchmark: Sendable {
         /// The part of it spent in the proxy's own code and libraries (user time); the rest is
         /// the kernel's, mostly TCP on loopback.
         public let proxyUserMicrosecondsPerConnection: Double
+        /// This process's CPU time (user and system) while the connection rate was measured,
+        /// as a percentage of one core: the load threads with the kernel's work for their ends
+        /// of loopback TCP, and the closing listener's accept thread. Near 100% per load
+        /// thread, the load generator would be what limits the rate.
+        public let loadGeneratorCorePercent: Double
+        /// The part of it spent in user space.
+        public let loadGeneratorUserCorePercent: Double
+        /// The threads the load generator drove its clients from.
+        public let loadGeneratorThreads: Int
         public let bytesPerSecond: Double
+    }
+
+    public struct HeldRow: Sendable, Encodable {
+        public let proxy: String
+        public let plan: HoldPlan
+        /// Relays whose CONNECT the proxy answered, and slow clients whose TCP connection it
+        /// took, before the first failure of each kind (if any).
+        public let relaysOpened: Int
+        public let slowClientsOpened: Int
+        /// Of those, still open when the memory was read (a proxy may close slow clients).
+        public let relaysStillOpen: Int
+        public let slowClientsStillOpen: Int
+        public var stillOpen: Int { relaysStillOpen + slowClientsStillOpen }
+        /// The proxy's memory, summed over its processes, freshly started and while holding.
+        public let residentKilobytesFresh: Int
+        public let residentKilobytesHeld: Int
+        public let proportionalKilobytesFresh: Int
+        public let proportionalKilobytesHeld: Int
+        /// (held - fresh) / still open; nil with nothing held.
+        public let residentBytesPerHeldConnection: Double?
+        public let proportionalBytesPerHeldConnection: Double?
+        /// New connections (SOCKS5 CONNECT to a closing listener, one after another) made
+        /// while the others were held, and their times from connect to reply.
+        public let newConnections: Int
+        public let newConnectionP50Milliseconds: Double
+        public let newConnectionP99Milliseconds: Double
+        /// What went wrong opening relays, slow clients or new connections, and how many of
+        /// the connections opened the proxy had closed by the end.
+        public let problems: [String]
+    }
+
+    public struct FillRow: Sendable, Encodable {
+        public let slice: String
+        public let slicePorts: Int
+        /// Relays held towards the destination during the second measurement.
+        public let relaysHeld: Int
+        public let emptyConnectionsPerSecond: Double
+        public let fullConnectionsPerSecond: Double
+        /// Full over empty: 1 when the fill costs nothing.
+        public let ratio: Double
+
+        init(slice: String, slicePorts: Int, relaysHeld: Int, emptyConnectionsPerSecond: Double, fullConnectionsPerSecond: Double) {
+            self.slice = slice
+            self.slicePorts = slicePorts
+            self.relaysHeld = relaysHeld
+            self.emptyConnectionsPerSecond = emptyConnectionsPerSecond
+            self.fullConnectionsPerSecond = fullConnectionsPerSecond
+            ratio = emptyConnectionsPerSecond > 0 ? fullConnectionsPerSecond / emptyConnectionsPerSecond : 0
+        }
+    }
+
+    /// How many held connections are idle relays and how many slow clients (connected, the
+    /// SOCKS greeting never finished). A relay costs the proxy two descriptors, a slow client
+    /// one, and the open-file limit (20,000 per process here; only CAP_SYS_RESOURCE raises it)
+    /// binds the proxy: so as many relays as fit, the rest slow clients, and at least one in
+    /// twenty slow, so both kinds are held. This process holds one descriptor per connection;
+    /// the relays' far ends are another process's (`IdleDestination`).
+    public struct HoldPlan: Sendable, Equatable, Encodable {
+        public let relays: Int
+        public let slowClients: Int
+        public var total: Int { relays + slowClients }
+
+        /// Descriptors left for everything else a process has open: listeners, event loops,
+        /// logs, the new connections measured while holding.
+        static let reserve = 500
+
+        init(held wanted: Int, openFileLimit: Int) {
+            let held = max(0, min(wanted, openFileLimit - Self.reserve))
+            let relaysThatFit = max(0, openFileLimit - Self.reserve - held)
+            slowClients = max(held - relaysThatFit, held / 20)
+            relays = held - slowClients
+        }
     }
 
     /// A proxy under test: how to start it on `port`.
@@ -38,18 +132,28 @@ public struct ProxyBenchmark: Sendable {
     }
 
     static let portsliceSlice = "127.0.0.2:10000-60999"
+    /// The fill row's slice: small, so that 990 relays fill it to 99%.
+    static let fillSlice = "127.0.0.3:20000-20999"
+    static let fillSlicePorts = 1_000
+    static let fillRelays = 990
+    /// New connections timed while the held connections are open.
+    static let newConnectionsWhileHolding = 300
+    /// Where the held connections come from: an address of their own, and ports below the
+    /// kernel's ephemeral range. From 127.0.0.1, every later connect to the proxy (the timed
+    /// ones) would have the kernel search its ephemeral range past the held ports, 0.6 ms at
+    /// 5,000 held (measured), counted against the proxy; and 10,000 of the host's ephemeral
+    /// ports would be needed at once, which the TIME_WAITs of a run just before (on the
+    /// proxy's side, from slices that overlap the range) can leave too few of.
+    static let heldConnectionSlice = "127.0.0.4:10000-29999"
 
     /// Runs every contender; `portslice` is the executable to start our proxy from.
-    public func run(portslice: String, progress: (String) -> Void) throws -> [Row] {
+    public func run(portslice: String, progress: (String) -> Void) throws -> Report {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-bench-proxy-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let all = [
             Contender(name: "portslice") { port, directory in
-                let pool = "\(directory)/pool.csv"
-                try "127.0.0.2/32,US,US-CA,San Jose,,hosting,high\n".write(toFile: pool, atomically: true, encoding: .utf8)
-                return try Self.launch(portslice, ["proxy", "--listen", "127.0.0.1:\(port)", "--slice", Self.portsliceSlice, "--pool", pool,
-                                                   "--allow", "127.0.0.1/32", "--connections-per-client", "100000"])
+                try Self.startPortslice(portslice, port: port, slice: Self.portsliceSlice, directory: directory)
             },
             Contender(name: "microsocks") { port, _ in
                 try Self.launch(try Self.installed("microsocks", package: "microsocks"), ["-i", "127.0.0.1", "-p", "\(port)"])
@@ -72,39 +176,154 @@ public struct ProxyBenchmark: Sendable {
             },
         ]
         let contenders = all.filter { self.contenders.contains($0.name) }
-        _ = HostNetwork.raiseOpenFileLimit(to: 65536)
+        let openFileLimit = Int(HostNetwork.raiseOpenFileLimit(to: 65536))
+        let plan = HoldPlan(held: heldConnections, openFileLimit: openFileLimit)
+        if plan.total < heldConnections {
+            progress("holding \(plan.total) connections, not \(heldConnections): the open-file limit is \(openFileLimit) per process")
+        }
         let closing = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let sink = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0), mode: .tcpSink)
-        var rows: [Row] = []
+        var report = Report()
         for (number, contender) in contenders.enumerated() {
-            let port = UInt16(31080 + number)
-            let process = try contender.start(port, directory)
-            defer { Self.stop(process) }
-            let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
-            try Self.waitUntilListening(proxy, process: process, name: contender.name)
-            for clients in concurrencies {
-                progress("\(contender.name), \(clients) client(s): connections")
-                let before = Self.cpuSeconds(ofGroup: process.processIdentifier)
-                let (rate, elapsed) = try connectionRate(via: proxy, to: closing.endpoint, clients: clients)
-                let after = Self.cpuSeconds(ofGroup: process.processIdentifier)
-                progress("\(contender.name), \(clients) client(s): throughput")
-                let throughput = try self.throughput(via: proxy, to: sink, clients: clients)
-                let perConnection = { (seconds: Double) in rate > 0 ? seconds * 1e6 / (rate * elapsed) : 0 }
-                rows.append(Row(proxy: contender.name, clients: clients, connectionsPerSecond: rate,
-                                proxyMicrosecondsPerConnection: perConnection(after.user + after.system - before.user - before.system),
-                                proxyUserMicrosecondsPerConnection: perConnection(after.user - before.user), bytesPerSecond: throughput))
+            report.rates += try measureRates(contender, port: UInt16(31080 + number), closing: closing.endpoint, sink: sink, directory: directory, progress: progress)
+            if plan.total > 0 {
+                // A proxy of its own, freshly started, so its memory before holding is its memory at rest.
+                report.held.append(try holdConnections(contender, port: UInt16(31090 + number), plan: plan, newConnectionsTo: closing.endpoint,
+                                                       directory: directory, progress: progress))
             }
         }
+        if contenders.contains(where: { $0.name == "portslice" }) {
+            report.fill = try measureFill(portslice: portslice, directory: directory, progress: progress)
+        }
+        return report
+    }
+
+    /// Connection rates and throughput with each number of clients, on one running proxy.
+    func measureRates(_ contender: Contender, port: UInt16, closing: Endpoint, sink: EchoServers, directory: String,
+                      progress: (String) -> Void) throws -> [Row] {
+        let process = try contender.start(port, directory)
+        defer { Self.stop(process) }
+        let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
+        try Self.waitUntilListening(proxy, process: process, name: contender.name)
+        var rows: [Row] = []
+        for clients in concurrencies {
+            progress("\(contender.name), \(clients) client(s): connections")
+            let before = Self.cpuSeconds(ofGroup: process.processIdentifier)
+            let ownBefore = ProcessCPU.ownUsage()
+            let (rate, elapsed, threads) = try connectionRate(via: proxy, to: closing, clients: clients)
+            let ownAfter = ProcessCPU.ownUsage()
+            let after = Self.cpuSeconds(ofGroup: process.processIdentifier)
+            progress("\(contender.name), \(clients) client(s): throughput")
+            let throughput = try self.throughput(via: proxy, to: sink, clients: clients)
+            let perConnection = { (seconds: Double) in rate > 0 ? seconds * 1e6 / (rate * elapsed) : 0 }
+            rows.append(Row(proxy: contender.name, clients: clients, connectionsPerSecond: rate,
+                            proxyMicrosecondsPerConnection: perConnection(after.user + after.system - before.user - before.system),
+                            proxyUserMicrosecondsPerConnection: perConnection(after.user - before.user),
+                            loadGeneratorCorePercent: (ownAfter.user + ownAfter.system - ownBefore.user - ownBefore.system) * 100 / elapsed,
+                            loadGeneratorUserCorePercent: (ownAfter.user - ownBefore.user) * 100 / elapsed, loadGeneratorThreads: threads,
+                            bytesPerSecond: throughput))
+        }
         return rows
+    }
+
+    /// Starts `contender` afresh, reads its memory, opens `plan`'s relays and slow clients and
+    /// times new connections beside them, reads its memory again, and lets everything go.
+    /// Whatever the proxy refuses along the way is reported in the row, not thrown: a peer
+    /// that cannot hold this many is a result.
+    func holdConnections(_ contender: Contender, port: UInt16, plan: HoldPlan, newConnectionsTo target: Endpoint, directory: String,
+                         progress: (String) -> Void) throws -> HeldRow {
+        let destination = try IdleDestination(keepingFirst: plan.relays)
+        defer { destination.stop() }
+        let process = try contender.start(port, directory)
+        defer { Self.stop(process) }  // before the destination (see `IdleDestination.stop`)
+        let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
+        try Self.waitUntilListening(proxy, process: process, name: contender.name)
+        let group = process.processIdentifier
+        let fresh = ProcessMemory.kilobytes(ofGroup: group)
+        var problems: [String] = []
+
+        progress("\(contender.name), held: \(plan.relays) idle relays")
+        let dialer = try SliceDialer(slice: EgressSlice(parsing: Self.heldConnectionSlice))
+        let relays = try SOCKSConnectLoad(proxy: proxy, target: destination.endpoint, concurrency: 64, completion: .keep, dialer: dialer)
+            .run(for: .seconds(60), limit: plan.relays)
+        if let failure = relays.failure { problems.append("relays, after \(relays.completed): \(failure)") }
+        if relays.failure == nil && relays.completed < plan.relays { problems.append("relays: only \(relays.completed) opened in 60 s") }
+
+        progress("\(contender.name), held: \(plan.slowClients) slow clients")
+        let slow = Self.openSlowClients(plan.slowClients, to: proxy, from: dialer, within: .seconds(30))
+        if let failure = slow.failure { problems.append("slow clients, after \(slow.clients.count): \(failure)") }
+
+        progress("\(contender.name), held: \(Self.newConnectionsWhileHolding) new connections beside them")
+        let probes = Self.timeNewConnections(via: proxy, to: target, count: Self.newConnectionsWhileHolding, within: .seconds(20))
+        if let failure = probes.failure { problems.append("new connections, after \(probes.times.count): \(failure)") }
+
+        // A connection the proxy closed reads as ready (end of stream, or an error); an idle one does not.
+        let stillOpen = { (held: [HeldSocket]) in held.count - PollSet.ready(held.map(\.descriptor), timeoutMilliseconds: 0).count }
+        let relaysStillOpen = stillOpen(relays.kept), slowClientsStillOpen = stillOpen(slow.clients)
+        if slowClientsStillOpen < slow.clients.count { problems.append("\(slow.clients.count - slowClientsStillOpen) slow clients answered or closed by the proxy") }
+        if relaysStillOpen < relays.kept.count { problems.append("\(relays.kept.count - relaysStillOpen) relays closed by the proxy") }
+        let loaded = ProcessMemory.kilobytes(ofGroup: group)
+        let held = relaysStillOpen + slowClientsStillOpen
+        let perHeld = { (fresh: Int, loaded: Int) in held > 0 ? Double(loaded - fresh) * 1024 / Double(held) : nil }
+        let latencies = Latencies(probes.times, elapsed: .zero)
+        return HeldRow(
+            proxy: contender.name, plan: plan, relaysOpened: relays.kept.count, slowClientsOpened: slow.clients.count,
+            relaysStillOpen: relaysStillOpen, slowClientsStillOpen: slowClientsStillOpen,
+            residentKilobytesFresh: fresh.resident, residentKilobytesHeld: loaded.resident,
+            proportionalKilobytesFresh: fresh.proportional, proportionalKilobytesHeld: loaded.proportional,
+            residentBytesPerHeldConnection: perHeld(fresh.resident, loaded.resident),
+            proportionalBytesPerHeldConnection: perHeld(fresh.proportional, loaded.proportional),
+            newConnections: latencies.count, newConnectionP50Milliseconds: latencies.p50, newConnectionP99Milliseconds: latencies.p99,
+            problems: problems)
+    }
+
+    /// portslice from a 1,000-port slice: the connection rate (1 client) towards one
+    /// destination with the slice empty, then with 990 relays held towards it, 99% full.
+    func measureFill(portslice: String, directory: String, progress: (String) -> Void) throws -> FillRow {
+        let port: UInt16 = 31099
+        let destination = try IdleDestination(keepingFirst: 0)
+        defer { destination.stop() }
+        let process = try Self.startPortslice(portslice, port: port, slice: Self.fillSlice, directory: directory)
+        defer { Self.stop(process) }  // before the destination (see `IdleDestination.stop`)
+        let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
+        try Self.waitUntilListening(proxy, process: process, name: "portslice (fill)")
+        progress("portslice, fill: connections towards one destination, slice empty")
+        let empty = try connectionRate(via: proxy, to: destination.endpoint, clients: 1, completion: .resetAfterDestinationCloses)
+        progress("portslice, fill: \(Self.fillRelays) relays held towards it")
+        try destination.keep(next: Self.fillRelays)
+        let relays = try SOCKSConnectLoad(proxy: proxy, target: destination.endpoint, concurrency: 16, completion: .keep)
+            .run(for: .seconds(30), limit: Self.fillRelays)
+        if let failure = relays.failure { throw BenchmarkFailure("portslice held only \(relays.completed) of \(Self.fillRelays) relays: \(failure)") }
+        progress("portslice, fill: connections towards it, slice 99% full")
+        let full = try withExtendedLifetime(relays.kept) {
+            try connectionRate(via: proxy, to: destination.endpoint, clients: 1, completion: .resetAfterDestinationCloses)
+        }
+        return FillRow(slice: Self.fillSlice, slicePorts: Self.fillSlicePorts, relaysHeld: relays.kept.count,
+                       emptyConnectionsPerSecond: empty.rate, fullConnectionsPerSecond: full.rate)
+    }
+
+    static func startPortslice(_ executable: String, port: UInt16, slice: String, directory: String) throws -> Process {
+        let address = slice.prefix { $0 != ":" }
+        let pool = "\(directory)/pool-\(address).csv"
+        try "\(address)/32,US,US-CA,San Jose,,hosting,high\n".write(toFile: pool, atomically: true, encoding: .utf8)
+        return try launch(executable, ["proxy", "--listen", "127.0.0.1:\(port)", "--admin-listen", "127.0.0.1:0", "--slice", slice, "--pool", pool,
+                                       "--allow", "127.0.0.1/32", "--connections-per-client", "100000"])
+    }
+
+    static let socksGreeting: [UInt8] = [5, 1, 0]
+
+    /// CONNECT to an IPv4 address and port.
+    static func socksConnectRequest(to target: Endpoint) -> [UInt8] {
+        let (a, b, c, d) = target.address.octets
+        return [5, 1, 0, 1, a, b, c, d, UInt8(target.port >> 8), UInt8(target.port & 0xff)]
     }
 
     /// A SOCKS5 CONNECT through `proxy` to `target`, without authentication.
     static func socksConnect(via proxy: Endpoint, to target: Endpoint) throws -> ConnectedSocket {
         let socket = try UnslicedConnect.tcp(to: proxy)
-        try socket.send([5, 1, 0])
+        try socket.send(socksGreeting)
         guard try receive(socket, exactly: 2) == [5, 0] else { throw BenchmarkFailure("the proxy refused SOCKS5 without authentication") }
-        let (a, b, c, d) = target.address.octets
-        try socket.send([5, 1, 0, 1, a, b, c, d, UInt8(target.port >> 8), UInt8(target.port & 0xff)])
+        try socket.send(socksConnectRequest(to: target))
         let reply = try receive(socket, exactly: 10)
         guard reply[1] == 0 else { throw BenchmarkFailure("the proxy answered CONNECT with reply \(reply[1])") }
         return socket
@@ -120,26 +339,56 @@ public struct ProxyBenchmark: Sendable {
         return bytes
     }
 
-    /// New connections per second, and the seconds it measured.
-    func connectionRate(via proxy: Endpoint, to target: Endpoint, clients: Int) throws -> (rate: Double, seconds: Double) {
-        let total = Atomic<Int>(0)
-        let elapsed = try onThreads(clients) {
-            let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-            var made = 0
-            while ContinuousClock.now < deadline && made < 10_000_000 {
-                let socket = try Self.socksConnect(via: proxy, to: target)
-                try socket.resetOnClose()
-                made += 1
+    /// New connections per second, the seconds it measured, and the load threads it used.
+    func connectionRate(via proxy: Endpoint, to target: Endpoint, clients: Int, completion: SOCKSConnectLoad.Completion = .reset) throws
+        -> (rate: Double, seconds: Double, threads: Int) {
+        let load = SOCKSConnectLoad(proxy: proxy, target: target, concurrency: clients, completion: completion)
+        let outcome = try load.run(for: .milliseconds(Int(seconds * 1000)), limit: 10_000_000)
+        if let failure = outcome.failure { throw BenchmarkFailure(failure) }
+        return (Double(outcome.completed) / outcome.seconds, outcome.seconds, load.threadCount)
+    }
+
+    /// TCP connections to `proxy` that never finish the SOCKS greeting: every other one has
+    /// sent its first byte, the rest nothing. Stops at the first failure.
+    static func openSlowClients(_ count: Int, to proxy: Endpoint, from dialer: SliceDialer, within limit: Duration) -> (clients: [HeldSocket], failure: String?) {
+        let deadline = ContinuousClock.now + limit
+        var clients: [HeldSocket] = []
+        for number in 0..<count {
+            guard ContinuousClock.now < deadline else { return (clients, "no more within \(limit)") }
+            do {
+                let client = HeldSocket(try dialer.connectTCP(to: proxy, timeout: .seconds(5)))
+                try client.socket.resetOnClose()  // no TIME_WAIT left on this side (see `SOCKSConnectLoad.Completion.keep`)
+                if number.isMultiple(of: 2) { try client.socket.send([socksGreeting[0]]) }
+                clients.append(client)
+            } catch {
+                return (clients, "\(error)")
             }
-            total.add(made, ordering: .relaxed)
         }
-        return (Double(total.load(ordering: .relaxed)) / elapsed, elapsed)
+        return (clients, nil)
+    }
+
+    /// Times `count` SOCKS5 CONNECTs through `proxy`, one after another, from connect to reply.
+    /// Stops at the first failure.
+    static func timeNewConnections(via proxy: Endpoint, to target: Endpoint, count: Int, within limit: Duration) -> (times: [Duration], failure: String?) {
+        let deadline = ContinuousClock.now + limit
+        var times: [Duration] = []
+        while times.count < count && ContinuousClock.now < deadline {
+            let started = ContinuousClock.now
+            do {
+                let socket = try socksConnect(via: proxy, to: target)
+                times.append(ContinuousClock.now - started)
+                try socket.resetOnClose()
+            } catch {
+                return (times, "\(error)")
+            }
+        }
+        return (times, nil)
     }
 
     func throughput(via proxy: Endpoint, to sink: EchoServers, clients: Int) throws -> Double {
         let before = sink.byteCount
         let chunk = [UInt8](repeating: 0x5a, count: 256 * 1024)
-        let elapsed = try onThreads(clients) {
+        let elapsed = try onThreads(clients) { _ in
             let socket = try Self.socksConnect(via: proxy, to: sink.endpoint)
             let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
             // A proxy that stops reading ends this client's part at the deadline.
@@ -150,24 +399,6 @@ public struct ProxyBenchmark: Sendable {
         // Bytes still in flight arrive within moments; count what reached the sink.
         Thread.sleep(forTimeInterval: 0.3)
         return Double(sink.byteCount - before) / elapsed
-    }
-
-    /// Runs `body` on `count` threads at once; returns the seconds they took together.
-    func onThreads(_ count: Int, _ body: @escaping @Sendable () throws -> Void) throws -> Double {
-        let failure = Mutex<String?>(nil)
-        let group = DispatchGroup()
-        let started = ContinuousClock.now
-        for _ in 0..<count {
-            group.enter()
-            Thread {
-                defer { group.leave() }
-                do { try body() } catch { failure.withLock { $0 = $0 ?? "\(error)" } }
-            }.start()
-        }
-        group.wait()
-        let elapsed = ContinuousClock.now - started
-        if let message = failure.withLock({ $0 }) { throw BenchmarkFailure(message) }
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
     /// Starts `executable`; Foundation makes it the leader of a process group of its own, so

@@ -199,6 +199,19 @@ enum ProcessCPU {
         return (String(stat[stat.index(after: nameStart)..<nameEnd]), group, user / ticks, system / ticks)
     }
 
+    /// User plus system CPU seconds used so far by this process, all its threads included.
+    static func ownSeconds() -> Double {
+        let usage = ownUsage()
+        return usage.user + usage.system
+    }
+
+    /// User and system CPU seconds used so far by this process, all its threads included.
+    static func ownUsage() -> (user: Double, system: Double) {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return (Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6, Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6)
+    }
+
     /// Every process on the machine, by id.
     static var processIDs: [Int32] {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
@@ -206,5 +219,31 @@ enum ProcessCPU {
 
     private static func stat(_ pid: Int32) -> (command: String, seconds: Double)? {
         record(of: pid).map { ($0.command, $0.user + $0.system) }
+    }
+}
+
+/// Memory of processes, from `/proc`.
+enum ProcessMemory {
+    /// Kilobytes resident (`VmRSS`) and proportional set size (`Pss`: a page shared by n
+    /// processes counts 1/n in each), summed over the processes of process group `group`.
+    /// RSS counts the shared libraries and copy-on-write pages of a forked family once per
+    /// process, so for a proxy of many processes (Dante) only PSS adds up to what it costs.
+    static func kilobytes(ofGroup group: Int32) -> (resident: Int, proportional: Int) {
+        ProcessCPU.processIDs.filter { ProcessCPU.record(of: $0)?.group == group }.reduce((resident: 0, proportional: 0)) { sum, pid in
+            let resident = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)).flatMap { kilobytes(of: "VmRSS", in: $0) }
+            let proportional = (try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8)).flatMap { kilobytes(of: "Pss", in: $0) }
+            return (sum.resident + (resident ?? 0), sum.proportional + (proportional ?? 0))
+        }
+    }
+
+    /// The value of a `NAME:   1234 kB` line of a `/proc` text (`status`, `smaps_rollup`); nil
+    /// when there is no such line (a kernel thread or a zombie has no `VmRSS`).
+    static func kilobytes(of field: String, in text: String) -> Int? {
+        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+            let words = line.dropFirst(field.count + 1).split(whereSeparator: \.isWhitespace)
+            guard words.count == 2, words[1] == "kB" else { return nil }
+            return Int(words[0])
+        }
+        return nil
     }
 }

@@ -250,21 +250,30 @@ struct BenchAllocPeerCommand: AsyncParsableCommand {
 struct BenchProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proxy",
-        abstract: "SOCKS5 connections/s and throughput through portslice's proxy, microsocks and Dante, with 1 and 64 clients.",
+        abstract: "SOCKS5 connections/s, throughput and held connections through portslice's proxy, microsocks and Dante.",
         discussion: """
             One load generator, on loopback, against each proxy in turn: new connections (SOCKS5 \
-            greeting, CONNECT to a listener, reply, reset) and bytes sent through the proxy to a \
-            sink; beside the connection rate, the CPU time each proxy's processes spent per \
-            connection (user and system, from /proc; the user part in brackets). microsocks and \
-            Dante come from Debian (apt-get install microsocks dante-server; \
-            scripts/bench-proxy.sh installs them and runs this). Targets: at least \
-            microsocks' connection rate, and at least 90% of the best peer's throughput.
+            greeting, CONNECT to a listener, reply, reset) with 1 and 64 clients, beside the CPU \
+            time each proxy's processes spent per connection (user and system, from /proc; the \
+            user part in brackets) and the load generator's own CPU; bytes sent through the \
+            proxy to a sink. Then each proxy, started afresh, holds --held connections (idle \
+            relays, as many as the open-file limit lets it hold at two descriptors each, and \
+            slow clients that never finish the SOCKS greeting) while 300 new connections are \
+            timed; its memory (RSS, and PSS in brackets, summed over its processes) before and \
+            while holding gives the cost per held connection. Last, portslice from a \
+            1,000-port slice: the connection rate towards one destination with the slice empty \
+            and with 990 relays held towards it. microsocks and Dante come from Debian \
+            (apt-get install microsocks dante-server; scripts/bench-proxy.sh installs them and \
+            runs this); the idle destination runs in python3.
             Build with -c release: swift run -c release portslice bench proxy
             """
     )
 
-    @Option(help: "Seconds each measurement runs.")
+    @Option(help: "Seconds each rate and throughput measurement runs.")
     var seconds = 3.0
+
+    @Option(help: "Connections each proxy is asked to hold (0 skips the held-connection rows).")
+    var held = 10_000
 
     @Option(help: "Output format.")
     var format: OutputFormat = .table
@@ -274,6 +283,7 @@ struct BenchProxyCommand: ParsableCommand {
 
     func validate() throws {
         guard seconds >= 0.5 && seconds <= 60 else { throw ValidationError("--seconds \(seconds) is out of range; give 0.5 to 60") }
+        guard (0...100_000).contains(held) else { throw ValidationError("--held \(held) is out of range; give 0 to 100000") }
         for name in only where !ProxyBenchmark.contenderNames.contains(name) {
             throw ValidationError("--only \(name): give one of \(ProxyBenchmark.contenderNames.joined(separator: ", "))")
         }
@@ -282,32 +292,81 @@ struct BenchProxyCommand: ParsableCommand {
     func run() throws {
         var benchmark = ProxyBenchmark()
         benchmark.seconds = seconds
+        benchmark.heldConnections = held
         if !only.isEmpty { benchmark.contenders = only }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let rows = try benchmark.run(portslice: executable) { printToStandardError("bench: \($0)") }
+        let report = try benchmark.run(portslice: executable) { printToStandardError("bench: \($0)") }
         switch format {
         case .json:
-            print(try jsonText(rows))
+            print(try jsonText(report))
         case .table:
-            print(Self.table(rows))
+            print(([Self.ratesTable(report.rates)] + (report.held.isEmpty ? [] : [Self.heldTable(report.held)])
+                   + (report.fill.map { [Self.fillTable($0)] } ?? [])).joined(separator: "\n\n"))
         }
     }
 
     /// One row per proxy and client count, with the targets checked on portslice's rows.
-    static func table(_ rows: [ProxyBenchmark.Row]) -> String {
-        renderTable(["proxy", "clients", "connections/s", "proxy CPU/conn (user)", "throughput", "target", "met"], rows.map { row in
+    static func ratesTable(_ rows: [ProxyBenchmark.Row]) -> String {
+        renderTable(["proxy", "clients", "connections/s", "proxy CPU/conn (user)", "loadgen CPU of a core (user)", "throughput", "target", "met"], rows.map { row in
             var target = "-", met = "-"
             if row.proxy == "portslice" {
                 let peers = rows.filter { $0.proxy != "portslice" && $0.clients == row.clients }
-                target = "conn/s >= microsocks, throughput >= 90% of best peer"
+                target = "conn/s >= microsocks, CPU/conn <= microsocks, throughput >= best peer"
                 // Without the peers in this run (--only) there is nothing to compare with.
-                if let microsocks = peers.first(where: { $0.proxy == "microsocks" })?.connectionsPerSecond, let best = peers.map(\.bytesPerSecond).max() {
-                    met = row.connectionsPerSecond >= microsocks && row.bytesPerSecond >= 0.9 * best ? "yes" : "NO"
+                if let microsocks = peers.first(where: { $0.proxy == "microsocks" }), let best = peers.map(\.bytesPerSecond).max() {
+                    met = verdict([
+                        ("conn/s", row.connectionsPerSecond / microsocks.connectionsPerSecond, row.connectionsPerSecond >= microsocks.connectionsPerSecond),
+                        ("CPU/conn", row.proxyMicrosecondsPerConnection / microsocks.proxyMicrosecondsPerConnection,
+                         row.proxyMicrosecondsPerConnection <= microsocks.proxyMicrosecondsPerConnection),
+                        ("throughput", row.bytesPerSecond / best, row.bytesPerSecond >= best),
+                    ])
                 }
             }
             return [row.proxy, "\(row.clients)", String(format: "%.0f", row.connectionsPerSecond),
                     String(format: "%.0f us (%.0f)", row.proxyMicrosecondsPerConnection, row.proxyUserMicrosecondsPerConnection),
+                    String(format: "%.0f%% (%.0f), ", row.loadGeneratorCorePercent, row.loadGeneratorUserCorePercent)
+                        + (row.loadGeneratorThreads == 1 ? "1 thread" : "\(row.loadGeneratorThreads) threads"),
                     String(format: "%.2f Gbit/s", row.bytesPerSecond * 8 / 1e9), target, met]
         })
+    }
+
+    /// One row per proxy: what it held, at what memory, and how new connections fared meanwhile.
+    static func heldTable(_ rows: [ProxyBenchmark.HeldRow]) -> String {
+        let microsocks = rows.first { $0.proxy == "microsocks" }
+        return renderTable(["proxy", "held", "relays + slow clients held (opened)", "RSS fresh -> holding", "RSS (PSS) per held conn",
+                            "new conn p50 / p99 (count)", "problems", "target", "met"], rows.map { row in
+            var target = "-", met = "-"
+            if row.proxy == "portslice" {
+                target = "all held, new conn p99 <= 10 ms, RSS per held conn < microsocks"
+                var checks = [("held", Double(row.stillOpen) / Double(max(row.plan.total, 1)), row.stillOpen == row.plan.total),
+                              ("p99", row.newConnectionP99Milliseconds / 10, row.newConnections > 0 && row.newConnectionP99Milliseconds <= 10)]
+                if let ours = row.residentBytesPerHeldConnection, let theirs = microsocks?.residentBytesPerHeldConnection {
+                    checks.append(("RSS/conn", ours / theirs, ours < theirs))
+                }
+                met = verdict(checks)
+            }
+            let perHeld = row.residentBytesPerHeldConnection.map { resident in
+                String(format: "%.1f KiB (%.1f)", resident / 1024, (row.proportionalBytesPerHeldConnection ?? 0) / 1024)
+            } ?? "-"
+            return [row.proxy, "\(row.stillOpen) of \(row.plan.total)",
+                    "\(row.relaysStillOpen) + \(row.slowClientsStillOpen) (\(row.relaysOpened) + \(row.slowClientsOpened))",
+                    String(format: "%.1f -> %.1f MiB", Double(row.residentKilobytesFresh) / 1024, Double(row.residentKilobytesHeld) / 1024), perHeld,
+                    String(format: "%.2f / %.2f ms (%d)", row.newConnectionP50Milliseconds, row.newConnectionP99Milliseconds, row.newConnections),
+                    row.problems.isEmpty ? "-" : row.problems.joined(separator: "; "), target, met]
+        })
+    }
+
+    static func fillTable(_ row: ProxyBenchmark.FillRow) -> String {
+        renderTable(["proxy", "slice", "conn/s towards D, slice empty", "conn/s towards D, \(row.relaysHeld) relays held (\(row.relaysHeld * 100 / max(row.slicePorts, 1))%)", "ratio", "target", "met"], [[
+            "portslice", "\(row.slice) (\(row.slicePorts) ports)", String(format: "%.0f", row.emptyConnectionsPerSecond),
+            String(format: "%.0f", row.fullConnectionsPerSecond), String(format: "%.2f", row.ratio), "ratio >= 0.90",
+            row.ratio >= 0.9 ? "yes" : "NO",
+        ]])
+    }
+
+    /// "yes", or "NO" followed by each check missed and its ratio to what it is measured against.
+    static func verdict(_ checks: [(name: String, ratio: Double, met: Bool)]) -> String {
+        let missed = checks.filter { !$0.met }
+        return missed.isEmpty ? "yes" : "NO (" + missed.map { "\($0.name) " + String(format: "%.2fx", $0.ratio) }.joined(separator: ", ") + ")"
     }
 }

@@ -149,9 +149,6 @@ public enum StreamIO {
 
     public static func close(_ descriptor: CInt) { Syscalls.close(descriptor) }
 
-    /// Makes the next close send a reset: for connections closed because something failed.
-    public static func resetOnClose(_ descriptor: CInt) { _ = Syscalls.setResetOnClose(descriptor) }
-
     /// `TCP_NODELAY` on an accepted or dialed stream (a relay forwards at once what it read).
     public static func sendImmediately(_ descriptor: CInt) { _ = Syscalls.setOption(descriptor, .noDelay, 1) }
 }

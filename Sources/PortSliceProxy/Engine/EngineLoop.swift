@@ -168,6 +168,10 @@ final class EngineLoop: @unchecked Sendable {
             return
         }
         StreamIO.sendImmediately(descriptor)
+        // A client usually sends its first bytes right behind its handshake, often before the
+        // loop got round to accepting it: read them now rather than after another wait.
+        connection.clientReadable = true
+        advance(connection)
     }
 
     /// Counts the connection against its client's limit, or closes it when over.
@@ -725,6 +729,9 @@ final class EngineLoop: @unchecked Sendable {
                     connection.upstreamEnded = true
                 }
             case .failed:
+                // The other side is closed normally, not reset: a slice port then keeps its
+                // TIME_WAIT, which stops a new flow on the same 4-tuple from meeting the
+                // destination's leftovers of the old one.
                 close(connection)
                 return false
             case .transferred(let count):
