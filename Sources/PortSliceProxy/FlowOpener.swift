@@ -180,12 +180,13 @@ public struct FlowOpener: Sendable {
         /// The socket whose handshake is under way, to watch for its end.
         var descriptor: CInt { connection?.pollableDescriptor ?? -1 }
 
-        /// Ends the dial once its watcher saw the handshake end.
-        func finishEnded() throws(OpenFailure) -> Dialed {
+        /// Ends the dial once its watcher saw the handshake end (`failed`: with an error or a
+        /// hang-up).
+        func finishEnded(failed: Bool) throws(OpenFailure) -> Dialed {
             guard let connection = connection.take() else { throw .failed("a dial was finished twice") }
             let remote = connection.remote
             do {
-                let socket = try connection.finishEnded()
+                let socket = try connection.finishEnded(failed: failed)
                 let local = socket.local
                 let (descriptor, hold) = socket.handOff()
                 return Dialed(descriptor: descriptor, local: local, remote: remote, slice: slice, hold: hold)

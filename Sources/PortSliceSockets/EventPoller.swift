@@ -30,13 +30,17 @@ public final class EventPoller {
     public enum Interest: Sendable {
         /// A connected stream: readable, writable, the peer's half-close.
         case stream
-        /// Readable only: a listener, a wake-up.
+        /// Readable only, reported once per change: a wake-up.
         case readable
+        /// Readable, reported at every wait while it is: a listener, so that each wait takes
+        /// one connection and none is spent on an empty queue.
+        case listener
 
         var events: UInt32 {
             switch self {
             case .stream: cportslice_epoll_stream_events
             case .readable: cportslice_epoll_readable_edge
+            case .listener: cportslice_epoll_readable_level
             }
         }
     }
@@ -71,8 +75,9 @@ public final class EventPoller {
 public struct Readiness: Sendable {
     public let readable: Bool
     public let writable: Bool
-    /// The peer closed its side (or the connection is gone): reading reaches the end.
+    /// The peer ended its sending side: reading reaches the end.
     public let peerClosed: Bool
+    /// An error or a hang-up: a connect that failed, a reset, both directions gone.
     public let failed: Bool
 
     init(_ events: UInt32) {
@@ -154,7 +159,8 @@ public enum StreamIO {
 }
 
 /// A non-blocking TCP listener that shares its port with the other loops' listeners
-/// (`SO_REUSEPORT`: the kernel spreads new connections over them).
+/// (`SO_REUSEPORT`: the kernel spreads new connections over them). Its connections send
+/// small writes at once (`TCP_NODELAY`).
 public struct SharedPortListener: ~Copyable {
     public let descriptor: CInt
     public let endpoint: Endpoint
@@ -164,6 +170,8 @@ public struct SharedPortListener: ~Copyable {
         let socket = try OwnedDescriptor(.tcp, nonBlocking: true)
         try socket.set(.reuseAddress, 1)
         try socket.set(.reusePort, 1)
+        // Accepted connections inherit it: one system call per listener, not per connection.
+        try socket.set(.noDelay, 1)
         if case .failure(let errno) = Syscalls.bind(socket.raw, endpoint.address, endpoint.port) {
             throw errno == .addressNotAvailable ? .addressNotLocal(endpoint.address) : DialError.from(.bind, errno)
         }

@@ -321,14 +321,8 @@ public struct PendingConnection: ~Copyable, Sendable {
     }
 
     /// The non-blocking descriptor, still owned by this value: wait for it to become
-    /// writable (poll, epoll, an event loop), then call `finish`.
+    /// writable (poll, epoll, an event loop), then call `finishEnded`.
     public var pollableDescriptor: CInt { descriptor }
-
-    /// True once the handshake has ended, well or not, so that `finish` returns at once: on
-    /// loopback and fast links it often has by the time `startTCP` returns.
-    public func handshakeEnded() -> Bool {
-        if case .success(let events) = Syscalls.poll(descriptor, events: Syscalls.pollOut, timeoutMilliseconds: 0) { events != 0 } else { false }
-    }
 
     /// Waits for the handshake to complete.
     /// - Throws: `DialError.timedOut`, or `.system(connect, errno)` with the error the
@@ -348,13 +342,16 @@ public struct PendingConnection: ~Copyable, Sendable {
         }
     }
 
-    /// Ends a handshake that the caller's own poller saw end (writable, or failed): no waiting.
+    /// Ends a handshake that the caller's own poller saw end: no waiting. `failed` is whether
+    /// the poller reported an error or a hang-up with it; without one, writable means
+    /// connected, and the socket's error is not asked for.
     /// - Throws: `.system(connect, errno)` with the error the connection ended with.
-    public consuming func finishEnded() throws(DialError) -> ConnectedSocket {
+    public consuming func finishEnded(failed: Bool) throws(DialError) -> ConnectedSocket {
         let owned = OwnedDescriptor(descriptor)
         let occupancy = occupancy
         descriptor = -1
         self.occupancy = nil
+        guard failed else { return ConnectedSocket(owned, transport: .tcp, local: local, remote: remote, occupancy: occupancy) }
         do {
             return try Self.connected(owned, local: local, remote: remote, occupancy: occupancy)
         } catch {

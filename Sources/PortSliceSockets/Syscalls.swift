@@ -182,47 +182,10 @@ enum Syscalls {
         performReturningInt32(.epollCreate) { CPortSlice.epoll_create1(CInt(EPOLL_CLOEXEC)) }
     }
 
-    /// Which readiness an epoll registration reports.
-    enum EpollInterest {
-        /// Readable, for as long as it is (an eventfd that wakes a waiting thread).
-        case readable
-        /// Writable or failed, reported once (a TCP handshake that ended).
-        case writableOnce
-
-        var events: UInt32 {
-            switch self {
-            case .readable: EPOLLIN.rawValue
-            case .writableOnce: EPOLLOUT.rawValue | EPOLLONESHOT.rawValue
-            }
-        }
-    }
-
-    /// `epoll_ctl(EPOLL_CTL_ADD)`, the descriptor itself as the registration's data.
-    @inline(never)
-    static func epollAdd(_ epoll: CInt, _ descriptor: CInt, _ interest: EpollInterest) -> Result<Void, Errno> {
-        var event = epoll_event(events: interest.events, data: epoll_data_t(fd: descriptor))
-        return performReturningInt32(.epollCtl) { CPortSlice.epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event) }.map { _ in }
-    }
-
     /// `epoll_ctl(EPOLL_CTL_DEL)`.
     @inline(never)
     static func epollRemove(_ epoll: CInt, _ descriptor: CInt) -> Result<Void, Errno> {
         performReturningInt32(.epollCtl) { CPortSlice.epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, nil) }.map { _ in }
-    }
-
-    /// `epoll_wait(2)` for at most `limit` events; the ready descriptors, none on timeout.
-    /// EINTR comes back as none: the caller waits again for what is left of its deadline.
-    @inline(never)
-    static func epollWait(_ epoll: CInt, limit: Int, timeoutMilliseconds: CInt) -> Result<[CInt], Errno> {
-        var events = [epoll_event](repeating: epoll_event(), count: limit)
-        let result = events.withUnsafeMutableBufferPointer { buffer in
-            performReturningInt32(.epollWait, retryOnInterrupt: false) { CPortSlice.epoll_wait(epoll, buffer.baseAddress, CInt(limit), timeoutMilliseconds) }
-        }
-        switch result {
-        case .success(let count): return .success(events.prefix(Int(count)).map { $0.data.fd })
-        case .failure(let errno) where errno == .interrupted: return .success([])
-        case .failure(let errno): return .failure(errno)
-        }
     }
 
     /// `epoll_ctl(EPOLL_CTL_ADD)` for `events` (the C target's `cportslice_epoll_*` sets),

@@ -69,12 +69,16 @@ int cportslice_accept_nonblocking(int listener, struct sockaddr_in *peer);
 /// What the proxy engine watches on each socket, edge-triggered: readable, writable, the
 /// peer's half-close, and (always reported) errors and hang-ups.
 static const uint32_t cportslice_epoll_stream_events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-/// Readable, edge-triggered: listeners and wake-up eventfds.
+/// Readable, edge-triggered: wake-up eventfds.
 static const uint32_t cportslice_epoll_readable_edge = EPOLLIN | EPOLLET;
+/// Readable for as long as it is (level-triggered): listeners.
+static const uint32_t cportslice_epoll_readable_level = EPOLLIN;
 static const uint32_t cportslice_epoll_in = EPOLLIN;
 static const uint32_t cportslice_epoll_out = EPOLLOUT;
-static const uint32_t cportslice_epoll_peer_closed = EPOLLRDHUP | EPOLLHUP;
-static const uint32_t cportslice_epoll_error = EPOLLERR;
+/// The peer ended its sending side (half-close).
+static const uint32_t cportslice_epoll_peer_closed = EPOLLRDHUP;
+/// An error, or both directions gone (a failed connect, a reset).
+static const uint32_t cportslice_epoll_error = EPOLLERR | EPOLLHUP;
 
 /// Packs an inclusive port range the way `IP_LOCAL_PORT_RANGE` expects: `(hi << 16) | lo`.
 static inline uint32_t cportslice_pack_port_range(uint16_t lo, uint16_t hi) {

@@ -106,6 +106,8 @@ final class EngineConnection {
     /// after a short read.
     var clientHungUp = false
     var upstreamHungUp = false
+    /// The poller reported an error or hang-up upstream: a dial that ended so failed.
+    var upstreamFailed = false
     /// The client (or the destination) sent the end of its stream.
     var clientEnded = false
     var upstreamEnded = false
@@ -149,6 +151,7 @@ final class EngineConnection {
         upstreamWritable = false
         clientHungUp = false
         upstreamHungUp = false
+        upstreamFailed = false
         clientEnded = false
         upstreamEnded = false
         upstreamShutDown = false

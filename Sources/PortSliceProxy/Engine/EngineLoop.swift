@@ -34,7 +34,8 @@ final class EngineLoop: @unchecked Sendable {
     private var now: Int64 = 0
     private let started = ContinuousClock.now
     private var nextSweep: Int64 = 0
-    /// The listener had connections it could not take (out of descriptors): try again on the sweep.
+    /// The listener had connections it could not take (out of descriptors): it is watched
+    /// again on the next sweep.
     private var acceptDeferred = false
 
     private static let listenerToken = UInt64.max
@@ -47,7 +48,7 @@ final class EngineLoop: @unchecked Sendable {
         self.listener = listener
         poller = try EventPoller()
         wakeup = try Wakeup()
-        try poller.watch(self.listener.descriptor, token: Self.listenerToken, for: .readable)
+        try poller.watch(self.listener.descriptor, token: Self.listenerToken, for: .listener)
         try poller.watch(wakeup.descriptor, token: Self.wakeupToken, for: .readable)
     }
 
@@ -96,7 +97,7 @@ final class EngineLoop: @unchecked Sendable {
     private func handle(_ token: UInt64, _ readiness: Readiness) {
         switch token {
         case Self.listenerToken:
-            acceptAll()
+            acceptOne()
         case Self.wakeupToken:
             wakeup.drain()
             for item in inbox.withLock({ items in defer { items.removeAll(keepingCapacity: true) }; return items }) {
@@ -116,6 +117,7 @@ final class EngineLoop: @unchecked Sendable {
                 connection.upstreamReadable = connection.upstreamReadable || readable
                 connection.upstreamWritable = connection.upstreamWritable || writable
                 connection.upstreamHungUp = connection.upstreamHungUp || readiness.peerClosed || readiness.failed
+                connection.upstreamFailed = connection.upstreamFailed || readiness.failed
             }
             advance(connection)
         }
@@ -125,22 +127,21 @@ final class EngineLoop: @unchecked Sendable {
         UInt64(connection.generation) << 32 | UInt64(connection.slot) << 1 | (upstream ? 1 : 0)
     }
 
-    private func acceptAll() {
-        acceptDeferred = false
-        while true {
-            switch listener.accept() {
-            case .connection(let descriptor, let peer):
-                admit(descriptor, peer: peer)
-            case .none:
-                return
-            case .failed(let errno) where errno == .tooManyOpenFiles || errno == .tooManyOpenFilesInSystem || errno == .noBufferSpace || errno == .noMemory:
-                // The connections wait in the backlog until descriptors are free again.
-                if !acceptDeferred { session.logger.warning("cannot accept connections: \(errno); retrying") }
-                acceptDeferred = true
-                return
-            case .failed:
-                continue  // that connection went (reset before it was taken); the next waits
-            }
+    /// Takes one connection: the listener is reported at every wait while more are queued,
+    /// so a busy loop takes one per wait beside its other events, and an idle one spends no
+    /// `accept` on an empty queue.
+    private func acceptOne() {
+        switch listener.accept() {
+        case .connection(let descriptor, let peer):
+            admit(descriptor, peer: peer)
+        case .failed(let errno) where errno == .tooManyOpenFiles || errno == .tooManyOpenFilesInSystem || errno == .noBufferSpace || errno == .noMemory:
+            // The connections wait in the backlog until descriptors are free again; the listener
+            // is not watched meanwhile (it would be reported ready at every wait).
+            session.logger.warning("cannot accept connections: \(errno); retrying every \(Self.sweepMilliseconds) ms")
+            poller.unwatch(listener.descriptor)
+            acceptDeferred = true
+        case .none, .failed:
+            break  // taken by no one, or gone (reset before it was taken)
         }
     }
 
@@ -167,7 +168,6 @@ final class EngineLoop: @unchecked Sendable {
             close(connection)
             return
         }
-        StreamIO.sendImmediately(descriptor)
         // A client usually sends its first bytes right behind its handshake, often before the
         // loop got round to accepting it: read them now rather than after another wait.
         connection.clientReadable = true
@@ -219,7 +219,15 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     private func sweep() {
-        if acceptDeferred { acceptAll() }
+        if acceptDeferred {
+            acceptDeferred = false
+            do {
+                try poller.watch(listener.descriptor, token: Self.listenerToken, for: .listener)
+            } catch {
+                session.logger.error("cannot watch the listener again: \(error)")
+                acceptDeferred = true
+            }
+        }
         let idleLimit = session.idleMilliseconds
         for case let connection? in connections {
             if connection.phase == .connecting && now >= connection.deadline {
@@ -586,7 +594,7 @@ final class EngineLoop: @unchecked Sendable {
         connection.dial = nil
         let dialed: FlowOpener.Dialed
         do throws(OpenFailure) {
-            dialed = try pending.finishEnded()
+            dialed = try pending.finishEnded(failed: connection.upstreamFailed)
         } catch {
             connection.upstream = -1  // closed with the dial
             return fail(connection, error)
