@@ -187,8 +187,3 @@ final class ClientCounts: Sendable {
     }
 }
 
-/// The client's address as portslice's core type.
-func ipAddress(_ address: SocketAddress) -> IPAddress? {
-    address.ipAddress.flatMap { try? IPAddress(parsing: $0) }
-}
-

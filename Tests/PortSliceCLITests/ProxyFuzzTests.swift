@@ -54,7 +54,7 @@ extension ProxyTests {
     /// closing. - Returns: how many. The pace keeps the machine free for the tests that run
     /// beside this one, some of which time their answers.
     func fuzz(_ proxy: Proxy, seeds: [[UInt8]], seed: UInt64, until deadline: ContinuousClock.Instant, limit: Int,
-              perSecond: Int = 400) async throws -> Int {
+              perSecond: Int = 200) async throws -> Int {
         try await CommandRunner.offThePool {
             var generator = SplitMix64(seed: seed)
             var sent = 0
@@ -94,7 +94,7 @@ extension ProxyTests {
         async let plainRuns = fuzz(plain, seeds: seeds, seed: 3, until: deadline, limit: 200_000)
         async let balancerRuns = fuzz(behindBalancer, seeds: proxyHeaderSeeds, seed: 4, until: deadline, limit: 200_000)
         let (sentPlain, sentBehind) = try await (plainRuns, balancerRuns)
-        #expect(sentPlain > 3_000 && sentBehind > 3_000, "only \(sentPlain) and \(sentBehind) connections in 30 s")
+        #expect(sentPlain > 2_000 && sentBehind > 2_000, "only \(sentPlain) and \(sentBehind) connections in 30 s")
 
         for (proxy, (descriptors, memory)) in zip([plain, behindBalancer], baseline) {
             #expect(proxy.process.isRunning, "the proxy crashed: \(proxy.command.errors.suffix(2000))")

@@ -25,9 +25,8 @@ final class EngineLoop: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
 
     private var connections: [EngineConnection?] = []
+    /// Connections closed, kept (each with its slot) for the next ones.
     private var spare: [EngineConnection] = []
-    private var freeSlots: [Int] = []
-    private var open = 0
     /// The loop's buffer for every read: relayed bytes pass through it on their way.
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
     /// Milliseconds since the loop started, read once per wake.
@@ -192,11 +191,9 @@ final class EngineLoop: @unchecked Sendable {
         if let reused = spare.popLast() {
             connection = reused
         } else {
-            let slot = freeSlots.popLast() ?? connections.count
-            connection = EngineConnection(slot: slot)
+            connection = EngineConnection(slot: connections.count)
         }
         if connection.slot == connections.count { connections.append(connection) } else { connections[connection.slot] = connection }
-        open += 1
         return connection
     }
 
@@ -214,7 +211,6 @@ final class EngineLoop: @unchecked Sendable {
         if connection.admitted { session.counts.leave(connection.clientAddress) }
         connection.reset()
         connections[connection.slot] = nil
-        open -= 1
         spare.append(connection)
     }
 
