@@ -36,7 +36,8 @@ let package = Package(
         // Pure model: addresses, prefixes, port slices, traits, geofeeds, lookup, egress choice.
         .target(name: "PortSliceCore"),
         // Sockets from a port slice: TCP and connected UDP without duplicate 4-tuples, kernel
-        // probes, sock_diag. `Syscalls.swift` is the only file that calls libc.
+        // probes, sock_diag; the epoll poller, shared-port listener and stream I/O the proxy
+        // engine runs on. `Syscalls.swift` is the only file that calls libc.
         .target(
             name: "PortSliceSockets",
             dependencies: [
