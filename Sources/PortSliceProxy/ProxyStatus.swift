@@ -28,7 +28,9 @@ public final class RecentFlows: Sendable {
     }
 
     public let capacity: Int
-    private let records = Mutex<[Record]>([])
+    /// A ring: once full, each new record takes the oldest one's place (`next`), so recording
+    /// a flow moves nothing else.
+    private let records = Mutex<(ring: [Record], next: Int)>(([], 0))
 
     public init(capacity: Int = 50) {
         precondition(capacity > 0, "RecentFlows keeps at least one flow")
@@ -38,13 +40,18 @@ public final class RecentFlows: Sendable {
     func record(from local: Endpoint, to remote: Endpoint, slice: EgressSlice, client: IPAddress, transport: Transport) {
         let record = Record(time: Date().timeIntervalSince1970, transport: transport, client: client, remote: remote, local: local, slice: slice)
         records.withLock { records in
-            if records.count == capacity { records.removeFirst() }
-            records.append(record)
+            if records.ring.count < capacity {
+                records.ring.append(record)
+            } else {
+                records.ring[records.next] = record
+                records.next = (records.next + 1) % capacity
+            }
         }
     }
 
+    /// The flows kept, oldest first.
     public var all: [Entry] {
-        records.withLock { $0 }.map {
+        records.withLock { Array($0.ring[$0.next...] + $0.ring[..<$0.next]) }.map {
             Entry(time: Int64($0.time * 1000), transport: $0.transport == .tcp ? "tcp" : "udp", client: "\($0.client)",
                   destination: "\($0.remote)", egress: "\($0.local)", slice: "\($0.slice)")
         }
