@@ -39,10 +39,8 @@ public final class SQLSliceStore: SliceStore, Service {
     /// How long an operation may take, queueing included, before it fails as unavailable
     /// (PostgreSQL only: a local SQLite file is never away).
     public let operationTimeout: Duration
-    /// What an allocator answering requests allows: a 503 well within 2 s. 1 s rather than
-    /// more: abandoning the statement, closing its connection and answering took up to 0.9 s
-    /// more on a loaded two-core machine, which 1.5 s left too little room for.
-    public static let defaultOperationTimeout = Duration.milliseconds(1000)
+    /// What an allocator answering requests allows: a 503 well within 2 s.
+    public static let defaultOperationTimeout = Duration.milliseconds(1500)
     /// Schema changes at start may wait behind other replicas' (and run `CREATE EXTENSION`).
     static let migrationTimeout = Duration.seconds(60)
     /// The channel replicas announce new slice-table versions on.
