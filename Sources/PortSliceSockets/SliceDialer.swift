@@ -208,19 +208,33 @@ public final class SliceDialer: Sendable {
         try socket.set(.reuseAddress, 0)  // lock: no one else can bind this address and port now
         let cookie = try socket.cookie()
         let local = Endpoint(slice.address, port)
-        let owners = try sockDiag.lookup(.udp, locals: [local, Endpoint(IPv4Address(bits: 0), port)], remote: destination)
-        guard let owner = owners[0] else {
-            // Our own bound socket must answer (SockDiag checked that lookups work); silence
-            // means the netlink socket lives in another network namespace than this one.
+        guard let owners = try ownersOfTuple(from: port, to: destination) else {
+            // Our own bound socket must answer (SockDiag checked that lookups work); lasting
+            // silence means the netlink socket lives in another network namespace than this one.
             throw .sockDiagUnavailable(reason: "our own socket was not found; is the dialer used in another network namespace than it was created in?")
         }
-        guard owner.cookie == cookie, owners[1] == nil else { return nil }
+        guard owners.tuple.cookie == cookie, owners.wildcard == nil else { return nil }
         if case .failure(let errno) = Syscalls.connect(socket.raw, destination.address, destination.port) {
             throw DialError.from(.connect, errno)
         }
         try socket.set(.reuseAddress, 1)  // unlock, so the port serves other destinations too
         // Bound explicitly to a port of the slice: no need to ask the kernel where it is.
         return ConnectedSocket(socket, transport: .udp, local: local, remote: destination)
+    }
+
+    /// Who would receive `destination`'s packets to `port` of the slice: the socket the kernel
+    /// picks for the 4-tuple, and any unconnected socket bound to the wildcard on that port.
+    /// Nil when the kernel names no socket for the tuple three times running. One silent answer
+    /// happens under churn: the lookup's best match is a socket closing at that moment, whose
+    /// reference the kernel can no longer take (udp_dump_one answers ENOENT then), though our
+    /// own bound socket is there; asking again finds it.
+    private func ownersOfTuple(from port: UInt16, to destination: Endpoint) throws(DialError) -> (tuple: SockDiag.Answer, wildcard: SockDiag.Answer?)? {
+        let locals = [Endpoint(slice.address, port), Endpoint(IPv4Address(bits: 0), port)]
+        for _ in 0..<3 {
+            let owners = try sockDiag.lookup(.udp, locals: locals, remote: destination)
+            if let tuple = owners[0] { return (tuple, owners[1]) }
+        }
+        return nil
     }
 
     // MARK: - Shared steps
