@@ -6,8 +6,10 @@ public enum Role: String, Hashable, Sendable, Codable, CaseIterable, CustomStrin
     case admin
     /// One host: its own leases, and its own part of the slice table for its guard.
     case host
-    /// A router: reads the slice table, nothing else.
+    /// A router: reads the slice table (reporting the version it applied), nothing else.
     case edge
+    /// A person watching the console: reads everything an admin reads, changes nothing.
+    case viewer
 
     public var description: String { rawValue }
 }
@@ -60,6 +62,9 @@ public struct APIRoute: Hashable, Sendable, CustomStringConvertible {
     public static let metrics = APIRoute(.get, "/metrics", [])
     /// This API as an OpenAPI 3.1 document (no token).
     public static let openAPIDocument = APIRoute(.get, "/openapi.yaml", [])
+    /// The pool's addresses and their locations as an RFC 8805 geofeed (no token: it is meant
+    /// for geolocation providers).
+    public static let geofeed = APIRoute(.get, "/geofeed.csv", [])
 
     public static let addHost = APIRoute(.post, "/v1/hosts", [.admin])
     public static let rotateHost = APIRoute(.post, "/v1/hosts/{name}/rotate", [.admin])
@@ -67,24 +72,34 @@ public struct APIRoute: Hashable, Sendable, CustomStringConvertible {
     public static let addEdge = APIRoute(.post, "/v1/edges", [.admin])
     public static let rotateEdge = APIRoute(.post, "/v1/edges/{name}/rotate", [.admin])
     public static let removeEdge = APIRoute(.delete, "/v1/edges/{name}", [.admin])
+    /// Every host with its leases, last renewal and the traits it asks for.
+    public static let listHosts = APIRoute(.get, "/v1/hosts", [.admin, .viewer])
+    /// Every edge with the slice-table version it last reported applying.
+    public static let listEdges = APIRoute(.get, "/v1/edges", [.admin, .viewer])
+    public static let addViewer = APIRoute(.post, "/v1/viewers", [.admin])
+    public static let rotateViewer = APIRoute(.post, "/v1/viewers/{name}/rotate", [.admin])
+    public static let removeViewer = APIRoute(.delete, "/v1/viewers/{name}", [.admin])
     public static let acquire = APIRoute(.post, "/v1/leases", [.host])
-    public static let listLeases = APIRoute(.get, "/v1/leases", [.admin, .host])
+    public static let listLeases = APIRoute(.get, "/v1/leases", [.admin, .viewer, .host])
     public static let renewAll = APIRoute(.post, "/v1/leases/renew", [.host])
     public static let renew = APIRoute(.post, "/v1/leases/{id}/renew", [.host])
     public static let release = APIRoute(.delete, "/v1/leases/{id}", [.host])
+    /// Every address of the pool with its traits and whether it drains.
+    public static let listPool = APIRoute(.get, "/v1/pool", [.admin, .viewer])
     public static let addAddress = APIRoute(.post, "/v1/pool", [.admin])
     public static let drain = APIRoute(.post, "/v1/pool/{address}/drain", [.admin])
     public static let removeAddress = APIRoute(.delete, "/v1/pool/{address}", [.admin])
-    public static let who = APIRoute(.get, "/v1/who", [.admin])
-    /// The whole table for admins and edges; a host sees its own leased slices.
-    public static let sliceTable = APIRoute(.get, "/v1/slices", [.admin, .edge, .host])
-    public static let capacity = APIRoute(.get, "/v1/capacity", [.admin])
+    public static let who = APIRoute(.get, "/v1/who", [.admin, .viewer])
+    /// The whole table for admins, viewers and edges; a host sees its own leased slices.
+    public static let sliceTable = APIRoute(.get, "/v1/slices", [.admin, .viewer, .edge, .host])
+    public static let capacity = APIRoute(.get, "/v1/capacity", [.admin, .viewer])
 
     public static let all: [APIRoute] = [
-        health, readiness, metrics, openAPIDocument,
-        addHost, rotateHost, removeHost, addEdge, rotateEdge, removeEdge,
+        health, readiness, metrics, openAPIDocument, geofeed,
+        addHost, rotateHost, removeHost, addEdge, rotateEdge, removeEdge, listHosts, listEdges,
+        addViewer, rotateViewer, removeViewer,
         acquire, listLeases, renewAll, renew, release,
-        addAddress, drain, removeAddress, who, sliceTable, capacity,
+        listPool, addAddress, drain, removeAddress, who, sliceTable, capacity,
     ]
 }
 

@@ -74,6 +74,26 @@ public struct AllocatorClient: Sendable, CustomStringConvertible {
         try await send(.removeEdge, ["name": name], body: Empty?.none)
     }
 
+    public func hosts() async throws -> [HostBody] {
+        try await call(.listHosts, body: Empty?.none, as: HostList.self).hosts
+    }
+
+    public func edges() async throws -> EdgeList {
+        try await call(.listEdges, body: Empty?.none)
+    }
+
+    public func addViewer(_ viewer: NewViewer) async throws -> IssuedToken {
+        try await call(.addViewer, body: viewer)
+    }
+
+    public func rotateViewer(_ name: String) async throws -> IssuedToken {
+        try await call(.rotateViewer, ["name": name], body: Empty?.none)
+    }
+
+    public func removeViewer(_ name: String) async throws {
+        try await send(.removeViewer, ["name": name], body: Empty?.none)
+    }
+
     public func acquire(_ request: AcquireRequest, timeout: Duration = defaultTimeout) async throws -> [LeaseBody] {
         try await call(.acquire, body: request, timeout: timeout, as: LeaseList.self).leases
     }
@@ -96,6 +116,15 @@ public struct AllocatorClient: Sendable, CustomStringConvertible {
         try await send(.release, ["id": String(id)], body: Empty?.none, timeout: timeout)
     }
 
+    public func pool() async throws -> [PoolAddressBody] {
+        try await call(.listPool, body: Empty?.none, as: PoolList.self).addresses
+    }
+
+    /// The pool as the RFC 8805 feed the allocator publishes (no token needed).
+    public func geofeed() async throws -> String {
+        String(decoding: try await send(.geofeed, body: Empty?.none), as: UTF8.self)
+    }
+
     public func addAddress(_ address: NewAddress) async throws {
         try await send(.addAddress, body: address)
     }
@@ -114,8 +143,12 @@ public struct AllocatorClient: Sendable, CustomStringConvertible {
     }
 
     /// The slice table; with `since`, waits (up to the server's poll time) for a newer one.
-    public func sliceTable(since version: Int64? = nil, timeout: Duration = .seconds(60)) async throws -> SliceTable {
-        try await call(.sliceTable, query: version.map { ["since": String($0)] } ?? [:], body: Empty?.none, timeout: timeout)
+    /// An edge passes `applied`, the version its kernel has, which the console shows.
+    public func sliceTable(since version: Int64? = nil, applied: Int64? = nil, timeout: Duration = .seconds(60)) async throws -> SliceTable {
+        var query: [String: String] = [:]
+        query["since"] = version.map(String.init)
+        query["applied"] = applied.map(String.init)
+        return try await call(.sliceTable, query: query, body: Empty?.none, timeout: timeout)
     }
 
     public func capacity() async throws -> CapacityReport {

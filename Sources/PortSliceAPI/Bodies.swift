@@ -36,7 +36,14 @@ public struct NewEdge: Codable, Sendable, Hashable {
     public init(name: String) { self.name = name }
 }
 
-/// A token made for a host or an edge (on creation or rotation). Shown once: the allocator
+/// `POST /v1/viewers`.
+public struct NewViewer: Codable, Sendable, Hashable {
+    public let name: String
+
+    public init(name: String) { self.name = name }
+}
+
+/// A token made for a host, an edge or a viewer (on creation or rotation). Shown once: the allocator
 /// keeps only its hash.
 public struct IssuedToken: Codable, Sendable, Hashable {
     public let name: String
@@ -157,6 +164,89 @@ public struct NewAddress: Codable, Sendable, Hashable {
         try container.encodeIfPresent(slices, forKey: .slices)
         try FlatTraits(traits).encode(to: encoder)
     }
+}
+
+/// A host as `GET /v1/hosts` shows it.
+public struct HostBody: Codable, Sendable, Hashable {
+    public let name: String
+    public let labels: [String: String]
+    /// Leases it holds now.
+    public let leases: Int
+    /// When it last renewed (or acquired) a lease it holds now; absent when it holds none.
+    public let lastRenewal: Int64?
+    /// It holds leases and has not renewed for more than half the lease time it asked for
+    /// (agents renew every third of it): its leases are at risk.
+    public let renewalLate: Bool
+    /// The trait classes its current leases were asked for.
+    public let wants: [Traits]
+
+    public init(name: String, labels: [String: String], leases: Int, lastRenewal: Int64?, renewalLate: Bool, wants: [Traits]) {
+        self.name = name
+        self.labels = labels
+        self.leases = leases
+        self.lastRenewal = lastRenewal
+        self.renewalLate = renewalLate
+        self.wants = wants
+    }
+}
+
+public struct HostList: Codable, Sendable, Hashable {
+    public let hosts: [HostBody]
+
+    public init(hosts: [HostBody]) { self.hosts = hosts }
+}
+
+/// An edge as `GET /v1/edges` shows it: the table version it reported applying when it last
+/// polled `GET /v1/slices?applied=VERSION`.
+public struct EdgeBody: Codable, Sendable, Hashable {
+    public let name: String
+    /// Absent until the edge reports.
+    public let appliedVersion: Int64?
+    /// When it last reported (milliseconds since 1970).
+    public let lastReport: Int64?
+    /// How many table versions it is behind the current one; absent until it reports.
+    public let versionsBehind: Int64?
+
+    public init(name: String, appliedVersion: Int64?, lastReport: Int64?, versionsBehind: Int64?) {
+        self.name = name
+        self.appliedVersion = appliedVersion
+        self.lastReport = lastReport
+        self.versionsBehind = versionsBehind
+    }
+}
+
+public struct EdgeList: Codable, Sendable, Hashable {
+    /// The slice table's version now.
+    public let tableVersion: Int64
+    public let edges: [EdgeBody]
+
+    public init(tableVersion: Int64, edges: [EdgeBody]) {
+        self.tableVersion = tableVersion
+        self.edges = edges
+    }
+}
+
+/// An address of the pool as `GET /v1/pool` shows it.
+public struct PoolAddressBody: Codable, Sendable, Hashable {
+    public let address: IPv4Address
+    public let traits: Traits
+    /// `traits` in a line, as tables print it: the trait class's name.
+    public let summary: String
+    /// Being drained: no new leases; it leaves the pool once its leases end.
+    public let draining: Bool
+
+    public init(address: IPv4Address, traits: Traits, draining: Bool) {
+        self.address = address
+        self.traits = traits
+        summary = traits.summary
+        self.draining = draining
+    }
+}
+
+public struct PoolList: Codable, Sendable, Hashable {
+    public let addresses: [PoolAddressBody]
+
+    public init(addresses: [PoolAddressBody]) { self.addresses = addresses }
 }
 
 /// `GET /v1/who`: the assignment-log records covering that address, port and moment.

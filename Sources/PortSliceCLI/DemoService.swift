@@ -11,6 +11,8 @@ import Synchronization
 /// any host would) and the proxy serves from them until shutdown.
 final class DemoService: Service {
     static let hostName = "demo"
+    /// The viewer whose token the console link printed at start carries.
+    static let viewerName = "console"
 
     /// Loopback egress addresses with the traits of four kinds of exit.
     static let examplePool = """
@@ -31,13 +33,15 @@ final class DemoService: Service {
         """
 
     let hostToken: String
+    let viewerToken: String
     let wants: [LeaseWant]
     let proxy: ProxyOptions
     private let allocatorPort: AsyncStream<Int>
     private let announce: AsyncStream<Int>.Continuation
 
-    init(hostToken: String, wants: [LeaseWant], proxy: ProxyOptions) {
+    init(hostToken: String, viewerToken: String, wants: [LeaseWant], proxy: ProxyOptions) {
         self.hostToken = hostToken
+        self.viewerToken = viewerToken
         self.wants = wants
         self.proxy = proxy
         (allocatorPort, announce) = AsyncStream.makeStream(of: Int.self)
@@ -52,7 +56,11 @@ final class DemoService: Service {
         // A shutdown before the allocator listens ends the demo at once.
         guard let port = await cancelWhenGracefulShutdown({ [allocatorPort] in await allocatorPort.first { _ in true } }) else { return }
         let client = try AllocatorClient(base: "http://127.0.0.1:\(port)", token: hostToken)
-        FileHandle.standardOutput.write(Data("portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice of each of the pool's \(wants.count) trait class(es)\n".utf8))
+        FileHandle.standardOutput.write(Data("""
+            portslice demo: allocator on 127.0.0.1:\(port) (SQLite); agent '\(Self.hostName)' leasing one slice of each of the pool's \(wants.count) trait class(es)
+            portslice console: http://127.0.0.1:\(port)/console#token=\(viewerToken)
+
+            """.utf8))
         // Logs at the level `serve` bootstrapped the log handler with.
         try await AgentService(client: client, settings: HostAgent.Settings(wants: wants, leaseTime: .seconds(60)), network: nil, proxy: proxy,
                                allowLoopback: true, logger: Logger(label: "portslice.agent"))

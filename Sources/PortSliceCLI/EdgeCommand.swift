@@ -129,7 +129,7 @@ struct EdgeRender: AsyncParsableCommand {
     @OptionGroup var options: EdgeOptions
 
     func run() async throws {
-        let table = try await options.source().next()
+        let table = try await options.source().next(applied: nil)
         let (script, warnings) = try options.role().render(table)
         warnings.forEach { printToStandardError("warning: \($0)") }
         print(script, terminator: "")

@@ -11,7 +11,7 @@ struct GeofeedCommand: ParsableCommand {
             category (residential, mobile, business, hosting, unknown), reputation (high, medium, \
             low) and tags (separated by ';'). Lines starting with '#' are comments.
             """,
-        subcommands: [GeofeedCheckCommand.self, GeofeedFormatCommand.self]
+        subcommands: [GeofeedCheckCommand.self, GeofeedFormatCommand.self, GeofeedPublishCommand.self]
     )
 }
 
@@ -57,10 +57,30 @@ struct GeofeedFormatCommand: ParsableCommand {
     @Flag(help: "Skip bad lines (reported on standard error) instead of failing.")
     var lenient = false
 
+    @Flag(help: "Only RFC 8805's five columns (prefix,country,region,city,postal), as published for geolocation providers.")
+    var standardColumns = false
+
     func run() throws {
         var feed = try Geofeed.read(readFile(file, what: "geofeed"), source: file, mode: lenient ? .lenient : .strict)
         for issue in feed.issues { printToStandardError("skipped \(issue)") }
         feed.entries.sort { $0.prefix < $1.prefix }
-        print(feed.csv(), terminator: "")
+        print(feed.csv(columns: standardColumns ? .standard : .withTraits), terminator: "")
+    }
+}
+
+struct GeofeedPublishCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish",
+        abstract: "Print the geofeed an allocator publishes at /geofeed.csv: the pool's addresses and locations.",
+        discussion: """
+            The same text as `portslice geofeed format --standard-columns` of the pool, with only \
+            RFC 8805's five columns. Point geolocation providers at SERVER/geofeed.csv with a \
+            `geofeed:` attribute in the address block's registry object (RFC 9092). No token is needed.
+            """)
+
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        print(try await server.client(needsToken: false).geofeed(), terminator: "")
     }
 }

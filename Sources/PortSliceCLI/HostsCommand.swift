@@ -112,3 +112,49 @@ struct EdgesRemoveCommand: AsyncParsableCommand {
         print("edge \(target.name) removed")
     }
 }
+
+/// `portslice viewers`: people who watch the console; their tokens read what an admin reads
+/// and change nothing.
+struct ViewersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "viewers", abstract: "Register, re-key and remove viewers, whose tokens read everything and change nothing (admin).",
+        subcommands: [ViewersAddCommand.self, ViewersRotateCommand.self, ViewersRemoveCommand.self])
+}
+
+struct ViewersAddCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add",
+        abstract: "Register a viewer and print its token (shown this once; only its hash is kept).",
+        discussion: "Example: portslice viewers add noc; the console link is printed on standard error.")
+
+    @OptionGroup var target: NamedTarget
+
+    func run() async throws {
+        let client = try target.server.client()
+        let token = try await client.addViewer(NewViewer(name: target.name)).token
+        print(token)
+        printToStandardError("console: \(client.base)/console#token=\(token)")
+    }
+}
+
+struct ViewersRotateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate", abstract: "Give a viewer a new token and print it; the old token stops working at once.")
+
+    @OptionGroup var target: NamedTarget
+
+    func run() async throws {
+        print(try await target.server.client().rotateViewer(target.name).token)
+    }
+}
+
+struct ViewersRemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a viewer; its token stops working.")
+
+    @OptionGroup var target: NamedTarget
+
+    func run() async throws {
+        try await target.server.client().removeViewer(target.name)
+        print("viewer \(target.name) removed")
+    }
+}

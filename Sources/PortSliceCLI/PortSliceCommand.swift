@@ -10,7 +10,7 @@ public struct PortSliceCommand: AsyncParsableCommand {
             front of the hosts returns traffic to the owner by destination port. No stateful NAT.
             """,
         version: "0.1.0",
-        subcommands: [ServeCommand.self, PoolCommand.self, HostsCommand.self, EdgesCommand.self, LeasesCommand.self, StatusCommand.self, WhoCommand.self, PlanCommand.self, GeofeedCommand.self, LookupCommand.self, DoctorCommand.self, ConnectCommand.self, ProxyCommand.self, UsersCommand.self, AgentCommand.self, EdgeCommand.self, LabCommand.self, BenchCommand.self]
+        subcommands: [ServeCommand.self, PoolCommand.self, HostsCommand.self, EdgesCommand.self, ViewersCommand.self, LeasesCommand.self, StatusCommand.self, WhoCommand.self, PlanCommand.self, GeofeedCommand.self, LookupCommand.self, DoctorCommand.self, ConnectCommand.self, ProxyCommand.self, UsersCommand.self, AgentCommand.self, EdgeCommand.self, LabCommand.self, BenchCommand.self]
     )
 
     public init() {}

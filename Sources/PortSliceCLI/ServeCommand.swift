@@ -220,23 +220,35 @@ struct ServeCommand: AsyncParsableCommand {
         // One slice of each trait class the pool file has (which the user may have edited).
         let pool = try await Self.importPool(poolPath, sliceSize: sliceSize, into: store)
         let wants = Set(pool.addresses.map(\.traits)).sorted { $0.summary < $1.summary }.map { LeaseWant(count: 1, traits: $0) }
-        let tokenPath = "\(dataDir)/demo-host-token"
-        let hostToken: String
-        if let saved = FileManager.default.contents(atPath: tokenPath) {
-            hostToken = String(decoding: saved, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        } else {
-            do {
-                hostToken = try await store.addHost(DemoService.hostName, labels: ["role": "demo"], now: .current)
-            } catch AllocationError.duplicateHost {
-                throw CommandFailure("host '\(DemoService.hostName)' exists in \(dataDir) but its token file \(tokenPath) is gone; remove \(dataDir) to start the demo afresh")
-            }
-            guard FileManager.default.createFile(atPath: tokenPath, contents: Data((hostToken + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw CommandFailure("cannot write the demo host's token to \(tokenPath); check the directory's permissions")
-            }
+        let hostToken = try await Self.savedToken(at: "\(dataDir)/demo-host-token", of: .host(DemoService.hostName), dataDir: dataDir) {
+            try await store.addHost(DemoService.hostName, labels: ["role": "demo"], now: .current)
+        }
+        let viewerToken = try await Self.savedToken(at: "\(dataDir)/console-viewer-token", of: .viewer(DemoService.viewerName), dataDir: dataDir) {
+            try await store.addViewer(DemoService.viewerName, now: .current)
         }
         var proxy = try ProxyOptions.parse(["--listen", proxyListen ?? "127.0.0.1:1080", "--admin-listen", proxyAdminListen ?? "127.0.0.1:1081"])
         proxy.clientFeeds = [clientsPath]
-        return DemoService(hostToken: hostToken, wants: wants, proxy: proxy)
+        return DemoService(hostToken: hostToken, viewerToken: viewerToken, wants: wants, proxy: proxy)
+    }
+
+    /// A demo principal's token, kept in the data directory (readable by its owner only):
+    /// read when there, else made by `register` and written.
+    private static func savedToken(
+        at path: String, of principal: Principal, dataDir: String, register: () async throws -> String
+    ) async throws -> String {
+        if let saved = FileManager.default.contents(atPath: path) {
+            return String(decoding: saved, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let token: String
+        do {
+            token = try await register()
+        } catch AllocationError.duplicateHost, AllocationError.duplicateViewer {
+            throw CommandFailure("\(principal) exists in \(dataDir) but its token file \(path) is gone; remove \(dataDir) to start the demo afresh")
+        }
+        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CommandFailure("cannot write the token of \(principal) to \(path); check the directory's permissions")
+        }
+        return token
     }
 
     /// The admin token kept in the data directory, created (readable by its owner only) the

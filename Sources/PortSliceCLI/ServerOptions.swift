@@ -16,12 +16,13 @@ struct ServerOptions: ParsableArguments {
     @Option(help: ArgumentHelp("PEM file of a private CA to trust for an https:// allocator, instead of the system's roots (PORTSLICE_CA).", valueName: "file"))
     var ca: String?
 
-    func client() throws -> AllocatorClient {
+    /// - Parameter needsToken: false for the routes anyone may read (the published geofeed).
+    func client(needsToken: Bool = true) throws -> AllocatorClient {
         let environment = ProcessInfo.processInfo.environment
         let base = server ?? environment["PORTSLICE_SERVER"] ?? "http://127.0.0.1:7300"
         let file = FileManager.default.contents(atPath: "\(environment["PORTSLICE_DATA_DIR"] ?? "./portslice-data")/admin-token")
             .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
-        guard let token = token ?? environment["PORTSLICE_TOKEN"] ?? environment["PORTSLICE_ADMIN_TOKEN"] ?? file else {
+        guard let token = token ?? environment["PORTSLICE_TOKEN"] ?? environment["PORTSLICE_ADMIN_TOKEN"] ?? file ?? (needsToken ? nil : "") else {
             throw CommandFailure("no token: pass --token, set PORTSLICE_TOKEN, or run where ./portslice-data/admin-token is")
         }
         let client: AllocatorClient

@@ -37,9 +37,9 @@ struct APIError: HTTPResponseError {
         switch error {
         case .quarantineTooShort, .badCount, .badTimeToLive, .badHostName:
             self.init(.badRequest, error.description, field: Self.field(of: error))
-        case .duplicateAddress, .duplicateHost, .duplicateEdge, .addressInUse:
+        case .duplicateAddress, .duplicateHost, .duplicateEdge, .duplicateViewer, .addressInUse:
             self.init(.conflict, error.description)
-        case .unknownAddress, .unknownLease, .unknownHost, .unknownEdge:
+        case .unknownAddress, .unknownLease, .unknownHost, .unknownEdge, .unknownViewer:
             self.init(.notFound, error.description)
         case .notYourLease:
             self.init(.forbidden, error.description)

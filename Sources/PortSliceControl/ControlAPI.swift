@@ -80,6 +80,34 @@ public struct ControlAPI: Sendable {
             try await store.removeEdge(try Self.parameter("name", context))
             return Response(status: .noContent)
         }
+        on(router, .listHosts) { _, _, _ in
+            let hosts = try await store.hosts(now: now())
+            return try Self.json(HostList(hosts: hosts.map { host in
+                HostBody(name: host.name, labels: host.labels, leases: host.leases, lastRenewal: host.lastRenewal?.milliseconds,
+                         renewalLate: host.renewalLate, wants: host.wants)
+            }))
+        }
+        on(router, .listEdges) { _, _, _ in
+            let edges = try await store.edges()
+            let version = try await store.tableVersion()
+            return try Self.json(EdgeList(tableVersion: version, edges: edges.map { edge in
+                EdgeBody(name: edge.name, appliedVersion: edge.appliedVersion, lastReport: edge.reported?.milliseconds,
+                         versionsBehind: edge.appliedVersion.map { max(0, version - $0) })
+            }))
+        }
+        on(router, .addViewer) { request, _, _ in
+            let body = try await decode(NewViewer.self, request)
+            let token = try await store.addViewer(body.name, now: now())
+            return try Self.json(IssuedToken(name: body.name, token: token), status: .created)
+        }
+        on(router, .rotateViewer) { _, context, _ in
+            let name = try Self.parameter("name", context)
+            return try Self.json(IssuedToken(name: name, token: try await store.rotateToken(of: .viewer(name))))
+        }
+        on(router, .removeViewer) { _, context, _ in
+            try await store.removeViewer(try Self.parameter("name", context))
+            return Response(status: .noContent)
+        }
         on(router, .acquire) { request, _, caller in
             let body = try await decode(AcquireRequest.self, request)
             let leases = try await store.acquire(
@@ -89,7 +117,7 @@ public struct ControlAPI: Sendable {
         }
         on(router, .listLeases) { _, _, caller in
             try await store.advance(to: now())
-            let leases = if case .admin = caller { try await store.allLeases() } else { try await store.leases(of: caller.name) }
+            let leases = caller.role == .host ? try await store.leases(of: caller.name) : try await store.allLeases()
             return try Self.json(try await leaseList(leases))
         }
         on(router, .renewAll) { request, _, caller in
@@ -105,6 +133,10 @@ public struct ControlAPI: Sendable {
             try await store.release(try Self.leaseID(context), host: caller.name, now: now())
             return Response(status: .noContent)
         }
+        on(router, .listPool) { _, _, _ in
+            try Self.json(PoolList(addresses: try await store.pool().map { PoolAddressBody(address: $0.egress.address, traits: $0.egress.traits, draining: $0.draining) }))
+        }
+        on(router, .geofeed) { request, _, _ in try await geofeed(request) }
         on(router, .addAddress) { request, _, _ in
             let body = try await decode(NewAddress.self, request)
             if body.sliceSize != nil && body.slices != nil {
@@ -137,11 +169,50 @@ public struct ControlAPI: Sendable {
             return try Self.json(Holders(records: try await store.who(address: address, port: port, at: Moment(milliseconds: at))))
         }
         on(router, .sliceTable) { request, _, caller in
+            if caller.role == .edge, let text = request.uri.queryParameters["applied"] {
+                guard let applied = Int64(text), applied >= 0 else {
+                    throw APIError(.badRequest, "applied must be the table version the edge has in its kernel", field: "applied")
+                }
+                try await store.recordApplied(edge: caller.name, version: applied, now: now())
+            }
             let table = try await sliceTable(request)
             return try Self.json(caller.role == .host ? table.held(by: caller.name) : table)
         }
         on(router, .capacity) { _, _, _ in try Self.json(try await capacity()) }
+        addConsole(to: router)
         return router
+    }
+
+    /// The console's page and its assets: no token (the page asks for one and sends it with
+    /// its API requests), and a policy that lets the page load nothing from elsewhere.
+    private func addConsole(to router: Router<BasicRequestContext>) {
+        let assets: [(path: String, body: String, type: String)] = [
+            ("/console", ConsolePage.html, "text/html; charset=utf-8"),
+            ("/console/console.css", ConsolePage.css, "text/css; charset=utf-8"),
+            ("/console/console.js", ConsolePage.javaScript, "text/javascript; charset=utf-8"),
+        ]
+        for asset in assets {
+            router.get(RouterPath(asset.path)) { _, _ in
+                Response(status: .ok, headers: [
+                    .contentType: asset.type,
+                    .contentSecurityPolicy: "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                    .init("Referrer-Policy")!: "no-referrer",
+                    .cacheControl: "no-cache",
+                ], body: ResponseBody(byteBuffer: ByteBuffer(string: asset.body)))
+            }
+        }
+    }
+
+    /// `GET /geofeed.csv`: the pool in RFC 8805 canonical form, with an `ETag` of its content
+    /// (a matching `If-None-Match` gets 304) and a day's `Cache-Control`, as providers fetch
+    /// feeds about daily.
+    private func geofeed(_ request: Request) async throws -> Response {
+        let text = Geofeed(pool: try await store.pool().map(\.egress)).csv(columns: .standard)
+        let tag = "\"" + HostToken.hash(of: text).prefix(32) + "\""
+        var headers: HTTPFields = [.eTag: tag, .cacheControl: "public, max-age=86400"]
+        if request.headers[.ifNoneMatch] == tag { return Response(status: .notModified, headers: headers) }
+        headers[.contentType] = "text/csv; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 
     // MARK: - Dispatch
@@ -156,6 +227,7 @@ public struct ControlAPI: Sendable {
             case .admin: .admin
             case .principal(.host): .host
             case .principal(.edge): .edge
+            case .principal(.viewer): .viewer
             }
         }
 

@@ -38,10 +38,11 @@ public struct EdgeService: Service, CustomStringConvertible {
     }
 
     private func follow() async {
+        var applied: Int64?
         while !Task.isCancelled {
             let table: SliceTable
             do {
-                table = try await source.next()
+                table = try await source.next(applied: applied)
             } catch is CancellationError {
                 return
             } catch {
@@ -53,6 +54,7 @@ public struct EdgeService: Service, CustomStringConvertible {
             let metadata: Logger.Metadata = ["version": "\(table.version)", "source": "\(source.description)"]
             do {
                 let warnings = try await controller.apply(table)
+                applied = table.version
                 let elapsed = ContinuousClock.now - started
                 logger.info("applied slice table version \(table.version) (\(table.slices.count) slices) from the \(source.description) in \(elapsed.formatted(.units(allowed: [.milliseconds])))",
                             metadata: metadata.merging(["slices": "\(table.slices.count)"]) { $1 })

@@ -5,8 +5,10 @@ import PortSliceCore
 /// Where the edge learns the slice table from.
 public protocol SliceTableSource: Sendable {
     /// The first call returns the table as it is; later calls wait until it changes.
+    /// - Parameter applied: the version of the table in force in the kernel now, which an
+    ///   allocator shows operators (nil before any is applied).
     /// - Throws: when the table cannot be fetched or read; the next call tries again.
-    func next() async throws -> SliceTable
+    func next(applied: Int64?) async throws -> SliceTable
     /// Names the source in messages.
     var description: String { get }
 }
@@ -27,7 +29,7 @@ public actor SliceTableFile: SliceTableSource {
 
     public nonisolated var description: String { "slice table file \(path)" }
 
-    public func next() async throws -> SliceTable {
+    public func next(applied: Int64?) async throws -> SliceTable {
         while true {
             let content = FileManager.default.contents(atPath: path)
             if let content, content != lastSeen {
@@ -52,9 +54,9 @@ public actor SliceTableFile: SliceTableSource {
 }
 
 /// Follows the allocator's table with long polls: each request returns once the table is newer
-/// than the version last seen (or after the server's poll timeout, with the same table). An
-/// edge calls with an edge token and sees the whole table; a host's guard calls with the
-/// host's token and sees the host's own slices.
+/// than the version last seen (or after the server's poll timeout, with the same table), and
+/// reports the version applied. An edge calls with an edge token and sees the whole table; a
+/// host's guard calls with the host's token and sees the host's own slices.
 public actor AllocatorSliceTable: SliceTableSource {
     private let client: AllocatorClient
     private var lastVersion: Int64?
@@ -65,11 +67,11 @@ public actor AllocatorSliceTable: SliceTableSource {
 
     public nonisolated var description: String { "allocator at \(client.base)" }
 
-    public func next() async throws -> SliceTable {
+    public func next(applied: Int64?) async throws -> SliceTable {
         while true {
             let table: SliceTable
             do {
-                table = try await client.sliceTable(since: lastVersion)
+                table = try await client.sliceTable(since: lastVersion, applied: applied)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {

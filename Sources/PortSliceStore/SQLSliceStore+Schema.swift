@@ -100,6 +100,22 @@ extension SQLSliceStore {
                     created \(integer) NOT NULL)
                 """,
             ]),
+            // The console: read-only viewers; which table version each edge applied; when each
+            // lease was last renewed and for which traits it was asked (columns of the rows
+            // acquisitions and renewals write anyway, so they cost no statement).
+            (6, [
+                """
+                CREATE TABLE viewers (
+                    name TEXT PRIMARY KEY,
+                    token_hash TEXT NOT NULL,
+                    created \(integer) NOT NULL)
+                """,
+                "ALTER TABLE edges ADD COLUMN applied_version \(integer)",
+                "ALTER TABLE edges ADD COLUMN reported \(integer)",
+                "ALTER TABLE slices ADD COLUMN renewed \(integer)",
+                "ALTER TABLE slices ADD COLUMN wanted TEXT",
+                "UPDATE slices SET renewed = started WHERE state = 'leased'",
+            ]),
         ]
     }
 

@@ -34,6 +34,8 @@ public final class SQLSliceStore: SliceStore, Service {
     /// removing a host or edge, and removing an address, is announced to every replica.
     let verifiedTokens = HeardCache<String, Principal>(capacity: 200_000)
     let addressTraits = HeardCache<IPv4Address, Traits>(capacity: 200_000)
+    /// The last report written per edge; see `recordApplied`.
+    let edgeReports = Mutex<[String: (version: Int64, at: Moment)]>([:])
     /// The slice table as last read, and how many reads there have been; see `sliceTable()`.
     private let keptTable = Mutex<(table: SliceTable?, reads: Int)>((nil, 0))
     /// How long an operation may take, queueing included, before it fails as unavailable
@@ -186,27 +188,45 @@ public final class SQLSliceStore: SliceStore, Service {
         let generation = verifiedTokens.generation
         let rows = try await withDatabase {
             try await self.query(
-                "SELECT 'host' AS role, token_hash FROM hosts WHERE name = ? UNION ALL SELECT 'edge' AS role, token_hash FROM edges WHERE name = ?",
-                [.text(name), .text(name)])
+                """
+                SELECT 'host' AS role, token_hash FROM hosts WHERE name = ? UNION ALL SELECT 'edge' AS role, token_hash FROM edges WHERE name = ?
+                UNION ALL SELECT 'viewer' AS role, token_hash FROM viewers WHERE name = ?
+                """,
+                [.text(name), .text(name), .text(name)])
         }
         // Every stored hash of that name is compared, so the time taken does not tell which matched.
         var found: Principal?
         for row in rows where HostToken.matches(token, hash: row.text("token_hash") ?? "") {
-            found = row.text("role") == "edge" ? .edge(name) : .host(name)
+            found = switch row.text("role") {
+            case "edge": .edge(name)
+            case "viewer": .viewer(name)
+            default: .host(name)
+            }
         }
         if cached, let found { verifiedTokens.keep(found, for: hash, ifStill: generation) }
         return found
     }
 
     public func addEdge(_ name: String, now: Moment) async throws -> String {
+        try await addReader(.edge(name), now: now)
+    }
+
+    public func addViewer(_ name: String, now: Moment) async throws -> String {
+        try await addReader(.viewer(name), now: now)
+    }
+
+    /// Registers an edge or a viewer: a name and its token's hash.
+    private func addReader(_ principal: Principal, now: Moment) async throws -> String {
+        let name = principal.name
         try HostToken.validate(name: name)
         let token = HostToken.make(for: name)
+        let table = Self.table(of: principal)
         try await transaction {
-            guard try await self.query("SELECT name FROM edges WHERE name = ?", [.text(name)]).isEmpty else {
-                throw AllocationError.duplicateEdge(name)
+            guard try await self.query("SELECT name FROM \(table) WHERE name = ?", [.text(name)]).isEmpty else {
+                throw Self.duplicate(principal)
             }
             try await self.run(
-                "INSERT INTO edges (name, token_hash, created) VALUES (?, ?, ?)",
+                "INSERT INTO \(table) (name, token_hash, created) VALUES (?, ?, ?)",
                 [.text(name), .text(HostToken.hash(of: token)), .integer(now.milliseconds)])
         }
         return token
@@ -214,7 +234,7 @@ public final class SQLSliceStore: SliceStore, Service {
 
     public func rotateToken(of principal: Principal) async throws -> String {
         let token = HostToken.make(for: principal.name)
-        let table = switch principal { case .host: "hosts"; case .edge: "edges" }
+        let table = Self.table(of: principal)
         try await transaction {
             let changed = try await self.query(
                 "UPDATE \(table) SET token_hash = ? WHERE name = ? RETURNING name", [.text(HostToken.hash(of: token)), .text(principal.name)])
@@ -241,11 +261,27 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     public func removeEdge(_ name: String) async throws {
+        try await removeReader(.edge(name))
+    }
+
+    public func removeViewer(_ name: String) async throws {
+        try await removeReader(.viewer(name))
+    }
+
+    private func removeReader(_ principal: Principal) async throws {
         try await transaction {
-            guard try await !self.query("DELETE FROM edges WHERE name = ? RETURNING name", [.text(name)]).isEmpty else {
-                throw AllocationError.unknownEdge(name)
+            guard try await !self.query("DELETE FROM \(Self.table(of: principal)) WHERE name = ? RETURNING name", [.text(principal.name)]).isEmpty else {
+                throw Self.unknown(principal)
             }
-            try await self.announce(Self.tokenAnnouncement + name)
+            try await self.announce(Self.tokenAnnouncement + principal.name)
+        }
+    }
+
+    private static func table(of principal: Principal) -> String {
+        switch principal {
+        case .host: "hosts"
+        case .edge: "edges"
+        case .viewer: "viewers"
         }
     }
 
@@ -253,6 +289,15 @@ public final class SQLSliceStore: SliceStore, Service {
         switch principal {
         case .host(let name): .unknownHost(name)
         case .edge(let name): .unknownEdge(name)
+        case .viewer(let name): .unknownViewer(name)
+        }
+    }
+
+    private static func duplicate(_ principal: Principal) -> AllocationError {
+        switch principal {
+        case .host(let name): .duplicateHost(name)
+        case .edge(let name): .duplicateEdge(name)
+        case .viewer(let name): .duplicateViewer(name)
         }
     }
 
@@ -341,11 +386,11 @@ public final class SQLSliceStore: SliceStore, Service {
             let slices = leases.map { _ in "(address = ? AND slice_index = ?)" }
             try await self.run(
                 """
-                UPDATE slices SET state = 'leased', host = ?, expires = ?, started = ?,
+                UPDATE slices SET state = 'leased', host = ?, expires = ?, started = ?, renewed = ?, wanted = ?,
                     lease_id = CASE \(leases.map { _ in "WHEN address = ? AND slice_index = ? THEN ?" }.joined(separator: " ")) END
                 WHERE state = 'free' AND (\(slices.joined(separator: " OR ")))
                 """,
-                [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds)]
+                [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds), .integer(now.milliseconds), .text(try Self.json(traits))]
                     + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index), .integer($0.id)] }
                     + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index)] })
             try await self.bumpVersion()
@@ -359,7 +404,8 @@ public final class SQLSliceStore: SliceStore, Service {
             try await self.advanceInTransaction(to: now)
             var lease = try await self.owned(id, by: host)
             lease.expires = now + timeToLive
-            try await self.run("UPDATE slices SET expires = ? WHERE lease_id = ?", [.integer(lease.expires.milliseconds), .integer(id)])
+            try await self.run("UPDATE slices SET expires = ?, renewed = ? WHERE lease_id = ?",
+                               [.integer(lease.expires.milliseconds), .integer(now.milliseconds), .integer(id)])
             return lease
         }
     }
@@ -390,10 +436,10 @@ public final class SQLSliceStore: SliceStore, Service {
                     let chunk = hosts[first..<min(first + 500, hosts.count)]
                     let rows = try await self.query(
                         """
-                        UPDATE slices SET expires = ? WHERE state = 'leased' AND expires > ?
+                        UPDATE slices SET expires = ?, renewed = ? WHERE state = 'leased' AND expires > ?
                         AND host IN (\(Self.placeholders(chunk.count))) RETURNING \(Self.leaseColumns)
                         """,
-                        [.integer((now + timeToLive).milliseconds), .integer(now.milliseconds)] + chunk.map { .text($0) })
+                        [.integer((now + timeToLive).milliseconds), .integer(now.milliseconds), .integer(now.milliseconds)] + chunk.map { .text($0) })
                     for lease in try rows.map(Self.lease) { renewed[lease.host, default: []].append(lease) }
                 }
             }
@@ -574,14 +620,14 @@ public final class SQLSliceStore: SliceStore, Service {
         if let moment {
             try await run("UPDATE assignments SET ended = ? WHERE lease_id IN (\(leased))", [.integer(moment.milliseconds)] + binds)
             try await run(
-                "UPDATE slices SET state = 'quarantined', quarantine_until = ?, lease_id = NULL, host = NULL, expires = NULL, started = NULL WHERE \(condition)",
+                "UPDATE slices SET state = 'quarantined', quarantine_until = ?, lease_id = NULL, host = NULL, expires = NULL, started = NULL, renewed = NULL, wanted = NULL WHERE \(condition)",
                 [.integer(moment.milliseconds + quarantineMilliseconds)] + binds)
         } else {
             try await run(
                 "UPDATE assignments SET ended = (SELECT s.expires FROM slices s WHERE s.lease_id = assignments.lease_id) WHERE lease_id IN (\(leased))",
                 binds)
             try await run(
-                "UPDATE slices SET state = 'quarantined', quarantine_until = expires + \(quarantineMilliseconds), lease_id = NULL, host = NULL, expires = NULL, started = NULL WHERE \(condition)",
+                "UPDATE slices SET state = 'quarantined', quarantine_until = expires + \(quarantineMilliseconds), lease_id = NULL, host = NULL, expires = NULL, started = NULL, renewed = NULL, wanted = NULL WHERE \(condition)",
                 binds)
         }
     }
@@ -618,11 +664,11 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     /// `?, ?, ?` for `count` values.
-    private static func placeholders(_ count: Int) -> String {
+    static func placeholders(_ count: Int) -> String {
         Array(repeating: "?", count: count).joined(separator: ", ")
     }
 
-    private static func address(_ row: SQLRow) -> IPv4Address {
+    static func address(_ row: SQLRow) -> IPv4Address {
         IPv4Address(bits: UInt32(truncatingIfNeeded: row.integer("address") ?? 0))
     }
 
@@ -635,7 +681,7 @@ public final class SQLSliceStore: SliceStore, Service {
         "{" + ports.runs.map { "[\($0.lower),\(Int($0.upper) + 1))" }.joined(separator: ",") + "}"
     }
 
-    private static func json(_ value: some Encodable) throws -> String {
+    static func json(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return String(decoding: try encoder.encode(value), as: UTF8.self)
@@ -643,7 +689,7 @@ public final class SQLSliceStore: SliceStore, Service {
 
     /// Decoded trait records by their stored text: an address's traits are read on every
     /// acquire, and there are far fewer trait classes than addresses.
-    private func traits(_ text: String?) throws -> Traits {
+    func traits(_ text: String?) throws -> Traits {
         guard let text else { throw StoreError("a stored Traits is missing") }
         if let known = traitsByText.withLock({ $0[text] }) { return known }
         let decoded = try Self.decode(Traits.self, text)
@@ -651,7 +697,7 @@ public final class SQLSliceStore: SliceStore, Service {
         return decoded
     }
 
-    private static func decode<T: Decodable>(_ type: T.Type, _ text: String?) throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String?) throws -> T {
         guard let text else { throw StoreError("a stored \(T.self) is missing") }
         return try JSONDecoder().decode(T.self, from: Data(text.utf8))
     }

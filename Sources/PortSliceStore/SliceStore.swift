@@ -26,6 +26,17 @@ public protocol SliceStore: Sendable {
     /// Removes a host: its leases end now and their slices go to quarantine.
     func removeHost(_ name: String, now: Moment) async throws
     func removeEdge(_ name: String) async throws
+    /// Registers a viewer (read-only console access) and returns its token (stored only as a hash).
+    func addViewer(_ name: String, now: Moment) async throws -> String
+    func removeViewer(_ name: String) async throws
+    /// Every host with a summary of the leases it holds at `now`.
+    func hosts(now: Moment) async throws -> [HostSummary]
+    /// Every edge with the table version it last reported applying.
+    func edges() async throws -> [EdgeReport]
+    /// Records that `edge` has applied table `version` (kept only when it changed).
+    func recordApplied(edge: String, version: Int64, now: Moment) async throws
+    /// Every address of the pool, in address order.
+    func pool() async throws -> [PoolAddress]
     /// Answers when the database does: what readiness checks.
     func ping() async throws
     /// The slice table's version as this process last heard it, and waits for newer ones,
@@ -66,10 +77,11 @@ public struct DatabaseUnavailable: Error, Hashable, Sendable, CustomStringConver
 public enum Principal: Hashable, Sendable, CustomStringConvertible {
     case host(String)
     case edge(String)
+    case viewer(String)
 
     public var name: String {
         switch self {
-        case .host(let name), .edge(let name): name
+        case .host(let name), .edge(let name), .viewer(let name): name
         }
     }
 
@@ -77,6 +89,33 @@ public enum Principal: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .host(let name): "host \(name)"
         case .edge(let name): "edge \(name)"
+        case .viewer(let name): "viewer \(name)"
         }
     }
+}
+
+/// A host and the leases it holds, for the console.
+public struct HostSummary: Hashable, Sendable {
+    public let name: String
+    public let labels: [String: String]
+    public let leases: Int
+    /// The latest renewal (or acquisition) among its leases.
+    public let lastRenewal: Moment?
+    /// Some lease of it has gone more than half its lease time without renewal.
+    public let renewalLate: Bool
+    /// The traits its leases were asked for, each once, in the order first asked.
+    public let wants: [Traits]
+}
+
+/// An edge and the slice-table version it reported applying.
+public struct EdgeReport: Hashable, Sendable {
+    public let name: String
+    public let appliedVersion: Int64?
+    public let reported: Moment?
+}
+
+/// An address of the pool.
+public struct PoolAddress: Hashable, Sendable {
+    public let egress: EgressAddress
+    public let draining: Bool
 }

@@ -20,7 +20,7 @@ struct ControlAPITests {
         var now: Moment { moment.withLock { $0 } }
     }
 
-    private func withAPI(
+    func withAPI(
         longPollTimeout: Duration = .seconds(2), _ body: @Sendable (any TestClientProtocol, TestClock) async throws -> Void
     ) async throws {
         let store = try await SQLSliceStore.openSQLite(path: nil)
@@ -32,14 +32,14 @@ struct ControlAPITests {
         try await store.close()
     }
 
-    private func headers(_ token: String?) -> HTTPFields {
+    func headers(_ token: String?) -> HTTPFields {
         var fields: HTTPFields = [.contentType: "application/json"]
         if let token { fields[.authorization] = "Bearer \(token)" }
         return fields
     }
 
     /// Sends a request and returns the status and the JSON body.
-    private func call(
+    func call(
         _ client: any TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, token: String?, json: String? = nil
     ) async throws -> (HTTPResponse.Status, [String: Any]) {
         try await client.execute(uri: uri, method: method, headers: headers(token), body: json.map { ByteBuffer(string: $0) }) { response in
@@ -49,7 +49,7 @@ struct ControlAPITests {
     }
 
     /// A pool of one US residential address (4 slices) and a host; returns the host's token.
-    private func setUp(_ client: any TestClientProtocol) async throws -> String {
+    func setUp(_ client: any TestClientProtocol) async throws -> String {
         let (added, _) = try await call(client, .post, "/v1/pool", token: Self.adminToken,
             json: #"{"address": "203.0.113.10", "country": "US", "category": "residential", "range": "20000-23999", "slices": 4}"#)
         #expect(added == .created)
@@ -72,15 +72,17 @@ struct ControlAPITests {
         }
     }
 
-    /// Every route admits exactly the roles the contract names: a host or edge token gets 403
-    /// on every admin route (with the route's roles named), admin gets 403 on host routes, and
+    /// Every route admits exactly the roles the contract names: a host, edge or viewer token
+    /// gets 403 on every admin route (so a viewer changes nothing) (with the route's roles named), admin gets 403 on host routes, and
     /// refused tokens are counted.
     @Test func everyRouteAdmitsOnlyItsRoles() async throws {
         try await withAPI { client, _ in
             let host = try await setUp(client)
             let (_, edgeBody) = try await call(client, .post, "/v1/edges", token: Self.adminToken, json: #"{"name": "router-1"}"#)
             let edge = try #require(edgeBody["token"] as? String)
-            let tokens: [Role: String] = [.admin: Self.adminToken, .host: host, .edge: edge]
+            let (_, viewerBody) = try await call(client, .post, "/v1/viewers", token: Self.adminToken, json: #"{"name": "noc"}"#)
+            let viewer = try #require(viewerBody["token"] as? String)
+            let tokens: [Role: String] = [.admin: Self.adminToken, .host: host, .edge: edge, .viewer: viewer]
             for route in APIRoute.all where !route.roles.isEmpty {
                 let path = route.path(["id": "1", "name": "nobody", "address": "203.0.113.99"])
                 for (role, token) in tokens where !route.roles.contains(role) {

@@ -104,6 +104,8 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
     case unknownHost(String)
     case duplicateEdge(String)
     case unknownEdge(String)
+    case duplicateViewer(String)
+    case unknownViewer(String)
 
     public var description: String {
         switch self {
@@ -137,6 +139,10 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
             "edge '\(name)' already exists"
         case .unknownEdge(let name):
             "no edge is named '\(name)'"
+        case .duplicateViewer(let name):
+            "viewer '\(name)' already exists"
+        case .unknownViewer(let name):
+            "no viewer is named '\(name)'"
         }
     }
 }

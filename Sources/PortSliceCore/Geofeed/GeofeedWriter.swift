@@ -1,9 +1,25 @@
 extension Geofeed {
-    /// The feed as RFC 8805 CSV text: `prefix,country,region,city,postal`, followed by the
-    /// extension columns `category,reputation,tags` on lines that carry them. Fields holding a
-    /// comma, quote or line break are quoted as RFC 4180 says.
+    /// Which columns a written feed has.
+    public enum Columns: Sendable {
+        /// RFC 8805's five: what geolocation providers read. A published feed tells where
+        /// addresses are, not how they are classed.
+        case standard
+        /// The five, then portslice's `category,reputation,tags` on lines that carry them.
+        case withTraits
+    }
+
+    /// The pool's addresses as a feed: one /32 per address, in address order.
+    public init(pool: [EgressAddress]) {
+        self.init(entries: pool.sorted { $0.address < $1.address }.map { egress in
+            GeofeedEntry(prefix: .v4(IPv4Prefix(containing: egress.address, length: 32)), traits: egress.traits)
+        })
+    }
+
+    /// The feed as RFC 8805 CSV text: `prefix,country,region,city,postal`, and with
+    /// `.withTraits` the extension columns `category,reputation,tags` on lines that carry
+    /// them. Fields holding a comma, quote or line break are quoted as RFC 4180 says.
     /// - Parameter header: comment lines written first, each prefixed with `# `.
-    public func csv(header: [String] = []) -> String {
+    public func csv(header: [String] = [], columns kept: Columns = .withTraits) -> String {
         var output = ""
         for line in header { output += "# \(line)\n" }
         for entry in entries {
@@ -11,9 +27,10 @@ extension Geofeed {
             var columns = [
                 entry.prefix.description, traits.country?.rawValue ?? "", traits.region?.rawValue ?? "",
                 traits.city ?? "", entry.postalCode ?? "",
-                traits.category == .unknown ? "" : traits.category.rawValue,
-                traits.reputation?.rawValue ?? "", traits.tags.joined(separator: ";"),
             ]
+            if kept == .withTraits {
+                columns += [traits.category == .unknown ? "" : traits.category.rawValue, traits.reputation?.rawValue ?? "", traits.tags.joined(separator: ";")]
+            }
             while columns.count > 5 && columns.last == "" { columns.removeLast() }
             output += columns.map(Self.quotedIfNeeded).joined(separator: ",")
             output += "\n"
