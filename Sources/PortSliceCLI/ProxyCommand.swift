@@ -24,6 +24,11 @@ struct ProxyCommand: AsyncParsableCommand {
             and every address on this host's interfaces (read again every second) are refused \
             (SOCKS reply 2, HTTP 403) unless --allow names them; --deny refuses more, checked \
             first. A name is judged by the address it resolves to, which is what is dialled. \
+            Destination port 25 (SMTP) is refused too, as egress providers refuse it, unless \
+            --allow-port 25 opens it; --deny-port refuses more ports or ranges LOW-HIGH and is \
+            checked first, so no --allow-port opens a port it names (to allow only some ports, \
+            deny the others). The port is judged before the address, and before a name is \
+            looked up. Refusals are counted by reason in portslice_proxy_refusals_total. \
             Beyond loopback it listens only with --users (SOCKS username/password, RFC 1929; \
             HTTP Proxy-Authorization: Basic), a file of bcrypt hashes that `portslice users add` \
             writes. With --trust-proxy-protocol every connection must \

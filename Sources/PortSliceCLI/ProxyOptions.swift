@@ -23,6 +23,14 @@ struct ProxyOptions: ParsableArguments {
     @Option(name: .customLong("deny"), help: ArgumentHelp("A destination prefix to refuse; repeat for several (checked before --allow).", valueName: "prefix"))
     var denied: [String] = []
 
+    @Option(name: .customLong("allow-port"),
+            help: ArgumentHelp("Open a destination port or range LOW-HIGH that is refused by default (only 25, SMTP, is); repeat for several. --deny-port wins over it.", valueName: "ports"))
+    var allowedPorts: [String] = []
+
+    @Option(name: .customLong("deny-port"),
+            help: ArgumentHelp("Refuse a destination port or range LOW-HIGH; repeat for several. Checked first: no --allow-port opens it.", valueName: "ports"))
+    var deniedPorts: [String] = []
+
     @Option(help: ArgumentHelp("Seconds to wait for a destination to accept.", valueName: "seconds"))
     var connectTimeout = 10.0
 
@@ -58,6 +66,12 @@ struct ProxyOptions: ParsableArguments {
             throw ValidationError("--proxy-protocol-from is for --trust-proxy-protocol; give both, or neither")
         }
         _ = try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from")
+        _ = try portPolicy()
+    }
+
+    /// The destination ports policy of --allow-port and --deny-port (25 refused by default).
+    func portPolicy() throws -> PortPolicy {
+        do { return try PortPolicy(allowing: allowedPorts, denying: deniedPorts) } catch { throw ValidationError("\(error)") }
     }
 
     /// IPV4:PORT given to `--option`; port 0 stands for one the system picks.
@@ -100,7 +114,7 @@ struct ProxyOptions: ParsableArguments {
     func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false, lookups: NIOThreadPool) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
         let feeds = try clientFeeds.map { try Geofeed.read(readFile($0, what: "client geofeed"), source: $0) }
         let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.prefixes(allowed, option: "allow"),
-                                       deny: try Self.prefixes(denied, option: "deny"))
+                                       deny: try Self.prefixes(denied, option: "deny"), ports: try portPolicy())
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
                                 connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: lookups)
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),

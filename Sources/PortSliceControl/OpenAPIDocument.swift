@@ -19,12 +19,14 @@ enum OpenAPIDocument {
             Bodies are JSON in both directions. Fields that are absent in an answer are simply
             left out (never null). Times are milliseconds since 1970-01-01 UTC.
 
-            Every route under /v1 needs `Authorization: Bearer TOKEN`. There are three roles:
-            `admin` (the operator's token: everything), `host` (a host's token, made by
-            `POST /v1/hosts`: its own leases and its own part of the slice table) and `edge` (an
-            edge's token, made by `POST /v1/edges`: reads the slice table). Each operation names
-            the roles it admits, in its description and in `x-roles`; a token of another role
-            gets 403, a missing or unknown token 401.
+            Every route under /v1 needs `Authorization: Bearer TOKEN`. There are four roles:
+            `admin` (the operator's token: everything), `viewer` (a person's console token, made
+            by `POST /v1/viewers`: reads everything an admin reads, changes nothing), `host` (a
+            host's token, made by `POST /v1/hosts`: its own leases and its own part of the slice
+            table) and `edge` (an edge's token, made by `POST /v1/edges`: reads the slice table
+            and reports the version it applied). Each operation names the roles it admits, in its
+            description and in `x-roles`; a token of another role gets 403, a missing or unknown
+            token 401.
 
             While the database cannot be reached, every operation that needs it answers 503
             with `{"error": "database unavailable"}` within the store's operation timeout, and
@@ -37,11 +39,11 @@ enum OpenAPIDocument {
           - name: service
             description: Liveness, readiness, metrics and this document; no token needed.
           - name: hosts
-            description: Hosts and edges, and their tokens.
+            description: Hosts, edges and viewers, and their tokens.
           - name: leases
             description: A host's leases of slices.
           - name: pool
-            description: The egress addresses and how they are cut into slices.
+            description: The egress addresses, how they are cut into slices, and their public geofeed.
           - name: tables
             description: The slice table, the assignment log and capacity.
         paths:
@@ -116,6 +118,44 @@ enum OpenAPIDocument {
                     application/yaml:
                       schema:
                         type: string
+          /geofeed.csv:
+            get:
+              operationId: geofeed
+              tags: [pool]
+              summary: The pool as an RFC 8805 geofeed
+              description: |
+                Public (no token: it is meant for geolocation providers). Every address of the
+                pool, draining ones too, as a /32 with its location, in address order: only
+                RFC 8805's five columns `prefix,country,region,city,postal`, no header line (a
+                published feed tells where addresses are, not how they are classed). The answer
+                carries an `ETag` of its content and `Cache-Control: public, max-age=86400`, as
+                providers fetch feeds about daily; a request whose `If-None-Match` equals the
+                current `ETag` gets 304 without a body.
+              x-roles: []
+              security: []
+              parameters:
+                - $ref: "#/components/parameters/IfNoneMatch"
+              responses:
+                "200":
+                  description: The feed.
+                  headers:
+                    ETag:
+                      $ref: "#/components/headers/ETag"
+                    Cache-Control:
+                      $ref: "#/components/headers/CacheControl"
+                  content:
+                    text/csv:
+                      schema:
+                        $ref: "#/components/schemas/Geofeed"
+                "304":
+                  description: "Not modified: `If-None-Match` named the current `ETag`. No body."
+                  headers:
+                    ETag:
+                      $ref: "#/components/headers/ETag"
+                    Cache-Control:
+                      $ref: "#/components/headers/CacheControl"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
           /v1/hosts:
             post:
               operationId: addHost
@@ -148,6 +188,30 @@ enum OpenAPIDocument {
                   $ref: "#/components/responses/Conflict"
                 "413":
                   $ref: "#/components/responses/ContentTooLarge"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+            get:
+              operationId: listHosts
+              tags: [hosts]
+              summary: List hosts
+              description: |
+                Roles: admin, viewer. Every host, by name, with its labels, how many leases it
+                holds now, when it last renewed (or acquired) one of them, whether its renewals
+                are late (it holds leases and has not renewed for more than half the lease time
+                it asked for: agents renew every third of it) and the traits its current leases
+                were asked for.
+              x-roles: [admin, viewer]
+              responses:
+                "200":
+                  description: The hosts, ordered by name.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/HostList"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
                 "503":
                   $ref: "#/components/responses/DatabaseUnavailable"
           /v1/hosts/{name}/rotate:
@@ -234,6 +298,28 @@ enum OpenAPIDocument {
                   $ref: "#/components/responses/ContentTooLarge"
                 "503":
                   $ref: "#/components/responses/DatabaseUnavailable"
+            get:
+              operationId: listEdges
+              tags: [hosts]
+              summary: List edges
+              description: |
+                Roles: admin, viewer. Every edge, by name, with the slice-table version it last
+                reported applying in its kernel (`GET /v1/slices?applied=VERSION`), when, and how
+                many versions that is behind the current table.
+              x-roles: [admin, viewer]
+              responses:
+                "200":
+                  description: The table's version now and the edges, ordered by name.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/EdgeList"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
           /v1/edges/{name}/rotate:
             post:
               operationId: rotateEdge
@@ -266,6 +352,88 @@ enum OpenAPIDocument {
               tags: [hosts]
               summary: Remove an edge
               description: "Roles: admin. Forgets the edge's token."
+              x-roles: [admin]
+              parameters:
+                - $ref: "#/components/parameters/Name"
+              responses:
+                "204":
+                  description: Removed.
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "404":
+                  $ref: "#/components/responses/NotFound"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+          /v1/viewers:
+            post:
+              operationId: addViewer
+              tags: [hosts]
+              summary: Add a viewer
+              description: |
+                Roles: admin. Makes a viewer (a person watching the console: reads everything
+                an admin reads, changes nothing) and its token. The token is shown once.
+              x-roles: [admin]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      $ref: "#/components/schemas/NewViewer"
+              responses:
+                "201":
+                  description: The viewer and its new token.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/IssuedToken"
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "409":
+                  $ref: "#/components/responses/Conflict"
+                "413":
+                  $ref: "#/components/responses/ContentTooLarge"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+          /v1/viewers/{name}/rotate:
+            post:
+              operationId: rotateViewer
+              tags: [hosts]
+              summary: Give a viewer a new token
+              description: "Roles: admin. The old token stops working at once."
+              x-roles: [admin]
+              parameters:
+                - $ref: "#/components/parameters/Name"
+              responses:
+                "200":
+                  description: The viewer's new token.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/IssuedToken"
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "404":
+                  $ref: "#/components/responses/NotFound"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+          /v1/viewers/{name}:
+            delete:
+              operationId: removeViewer
+              tags: [hosts]
+              summary: Remove a viewer
+              description: "Roles: admin. Forgets the viewer's token."
               x-roles: [admin]
               parameters:
                 - $ref: "#/components/parameters/Name"
@@ -328,9 +496,9 @@ enum OpenAPIDocument {
               tags: [leases]
               summary: List leases
               description: |
-                Roles: admin, host. An admin sees every lease; a host sees its own. Leases that
-                have expired are ended first.
-              x-roles: [admin, host]
+                Roles: admin, viewer, host. An admin or a viewer sees every lease; a host sees
+                its own. Leases that have expired are ended first.
+              x-roles: [admin, viewer, host]
               responses:
                 "200":
                   description: The leases, each with its address's traits.
@@ -472,6 +640,27 @@ enum OpenAPIDocument {
                   $ref: "#/components/responses/ContentTooLarge"
                 "503":
                   $ref: "#/components/responses/DatabaseUnavailable"
+            get:
+              operationId: listPool
+              tags: [pool]
+              summary: List the egress addresses
+              description: |
+                Roles: admin, viewer. Every address of the pool, in address order, with its
+                traits (and their one-line summary) and whether it is draining.
+              x-roles: [admin, viewer]
+              responses:
+                "200":
+                  description: The pool's addresses.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/PoolList"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
           /v1/pool/{address}/drain:
             post:
               operationId: drain
@@ -528,9 +717,9 @@ enum OpenAPIDocument {
               tags: [tables]
               summary: Who held a port at a moment
               description: |
-                Roles: admin. The assignment-log records whose host held `port` of `address` at
-                the moment `at`, for both TCP and UDP.
-              x-roles: [admin]
+                Roles: admin, viewer. The assignment-log records whose host held `port` of
+                `address` at the moment `at`, for both TCP and UDP.
+              x-roles: [admin, viewer]
               parameters:
                 - name: address
                   in: query
@@ -574,13 +763,14 @@ enum OpenAPIDocument {
               tags: [tables]
               summary: The slice table
               description: |
-                Roles: admin, edge, host. Every slice, its state and, when leased, its holder:
-                admins and edges get the whole table, a host only its own leased slices. With
-                `since`, a long poll: the answer waits (up to the server's long-poll timeout,
-                25 s by default) until the table's version is newer than `since`, then answers;
-                when the wait runs out, it answers the current table, whose version may still
-                equal `since`.
-              x-roles: [admin, edge, host]
+                Roles: admin, viewer, edge, host. Every slice, its state and, when leased, its
+                holder: admins, viewers and edges get the whole table, a host only its own leased
+                slices. With `since`, a long poll: the answer waits (up to the server's long-poll
+                timeout, 25 s by default) until the table's version is newer than `since`, then
+                answers; when the wait runs out, it answers the current table, whose version may
+                still equal `since`. An edge passes `applied`, the table version its kernel has,
+                which `GET /v1/edges` shows; other roles' `applied` is ignored.
+              x-roles: [admin, viewer, edge, host]
               parameters:
                 - name: since
                   in: query
@@ -589,6 +779,16 @@ enum OpenAPIDocument {
                   schema:
                     type: integer
                     format: int64
+                - name: applied
+                  in: query
+                  required: false
+                  description: |
+                    For an edge: the table version it has applied in its kernel (400 naming
+                    `applied` when it is not a non-negative integer). Ignored for other roles.
+                  schema:
+                    type: integer
+                    format: int64
+                    minimum: 0
               responses:
                 "200":
                   description: The table (for a host, its part of it).
@@ -610,10 +810,10 @@ enum OpenAPIDocument {
               tags: [tables]
               summary: Slices per trait class and state
               description: |
-                Roles: admin. Per trait class, how many slices are free, leased, quarantined and
-                draining, with a warning for a class that has no free slice or fewer than a
-                tenth of its usable slices free.
-              x-roles: [admin]
+                Roles: admin, viewer. Per trait class, how many slices are free, leased,
+                quarantined and draining, with a warning for a class that has no free slice or
+                fewer than a tenth of its usable slices free.
+              x-roles: [admin, viewer]
               responses:
                 "200":
                   description: One entry per trait class, ordered by summary.
@@ -633,14 +833,15 @@ enum OpenAPIDocument {
               type: http
               scheme: bearer
               description: |
-                The admin token (configured on the allocator), or a host's or an edge's token
-                (`NAME.SECRET`, made by `POST /v1/hosts` or `POST /v1/edges`).
+                The admin token (configured on the allocator), or a host's, an edge's or a
+                viewer's token (`NAME.SECRET`, made by `POST /v1/hosts`, `POST /v1/edges` or
+                `POST /v1/viewers`).
           parameters:
             Name:
               name: name
               in: path
               required: true
-              description: The host's or edge's name.
+              description: The host's, edge's or viewer's name.
               schema:
                 type: string
             LeaseID:
@@ -658,6 +859,24 @@ enum OpenAPIDocument {
               description: The egress address, dotted decimal.
               schema:
                 $ref: "#/components/schemas/IPv4Address"
+            IfNoneMatch:
+              name: If-None-Match
+              in: header
+              required: false
+              description: An `ETag` from an earlier answer; when it is still the current one, the answer is 304.
+              schema:
+                type: string
+          headers:
+            ETag:
+              description: A tag of the answer's content, quoted; it changes when the content does.
+              schema:
+                type: string
+                pattern: '^"[0-9a-f]{32}"$'
+            CacheControl:
+              description: How long caches may keep the answer.
+              schema:
+                type: string
+                const: public, max-age=86400
           requestBodies:
             Renewal:
               required: false
@@ -688,15 +907,15 @@ enum OpenAPIDocument {
                   schema:
                     $ref: "#/components/schemas/ErrorBody"
             NotFound:
-              description: No such host, edge, lease or address.
+              description: No such host, edge, viewer, lease or address.
               content:
                 application/json:
                   schema:
                     $ref: "#/components/schemas/ErrorBody"
             Conflict:
               description: |
-                It already exists (host, edge or address), or an address still has leases or
-                quarantined slices.
+                It already exists (host, edge, viewer or address), or an address still has leases
+                or quarantined slices.
               content:
                 application/json:
                   schema:
@@ -753,13 +972,21 @@ enum OpenAPIDocument {
               properties:
                 name:
                   $ref: "#/components/schemas/PrincipalName"
+            NewViewer:
+              type: object
+              description: The body of `POST /v1/viewers`.
+              additionalProperties: false
+              required: [name]
+              properties:
+                name:
+                  $ref: "#/components/schemas/PrincipalName"
             PrincipalName:
               type: string
               description: 1-63 characters of lower-case letters, digits, '-' and '.'.
               pattern: '^[a-z0-9.-]{1,63}$'
             IssuedToken:
               type: object
-              description: A token made for a host or an edge. Shown once; the allocator keeps only its hash.
+              description: A token made for a host, an edge or a viewer. Shown once; the allocator keeps only its hash.
               additionalProperties: false
               required: [name, token]
               properties:
@@ -889,6 +1116,120 @@ enum OpenAPIDocument {
                   type: [array, "null"]
                   items:
                     type: string
+            HostBody:
+              type: object
+              description: A host as `GET /v1/hosts` shows it.
+              additionalProperties: false
+              required: [name, labels, leases, renewalLate, wants]
+              properties:
+                name:
+                  type: string
+                labels:
+                  type: object
+                  description: Free-form labels kept with the host.
+                  additionalProperties:
+                    type: string
+                leases:
+                  type: integer
+                  minimum: 0
+                  description: Leases it holds now.
+                lastRenewal:
+                  type: integer
+                  format: int64
+                  description: |
+                    When it last renewed (or acquired) a lease it holds now, in milliseconds
+                    since 1970; absent when it holds none.
+                renewalLate:
+                  type: boolean
+                  description: |
+                    It holds leases and has not renewed for more than half the lease time it
+                    asked for (agents renew every third of it): its leases are at risk.
+                wants:
+                  type: array
+                  description: The trait classes its current leases were asked for.
+                  items:
+                    $ref: "#/components/schemas/Traits"
+            HostList:
+              type: object
+              description: The answer of `GET /v1/hosts`.
+              additionalProperties: false
+              required: [hosts]
+              properties:
+                hosts:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/HostBody"
+            EdgeBody:
+              type: object
+              description: |
+                An edge as `GET /v1/edges` shows it: the table version it reported applying when
+                it last polled `GET /v1/slices?applied=VERSION`.
+              additionalProperties: false
+              required: [name]
+              properties:
+                name:
+                  type: string
+                appliedVersion:
+                  type: integer
+                  format: int64
+                  minimum: 0
+                  description: The table version in its kernel; absent until the edge reports.
+                lastReport:
+                  type: integer
+                  format: int64
+                  description: When it last reported, in milliseconds since 1970; absent until it reports.
+                versionsBehind:
+                  type: integer
+                  format: int64
+                  minimum: 0
+                  description: How many table versions it is behind the current one; absent until it reports.
+            EdgeList:
+              type: object
+              description: The answer of `GET /v1/edges`.
+              additionalProperties: false
+              required: [tableVersion, edges]
+              properties:
+                tableVersion:
+                  type: integer
+                  format: int64
+                  description: The slice table's version now.
+                edges:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/EdgeBody"
+            PoolAddressBody:
+              type: object
+              description: An address of the pool as `GET /v1/pool` shows it.
+              additionalProperties: false
+              required: [address, traits, summary, draining]
+              properties:
+                address:
+                  $ref: "#/components/schemas/IPv4Address"
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                summary:
+                  type: string
+                  description: The traits in a line, as tables print them (the trait class's name).
+                draining:
+                  type: boolean
+                  description: Being drained, it takes no new leases; it leaves the pool once its leases end.
+            PoolList:
+              type: object
+              description: The answer of `GET /v1/pool`.
+              additionalProperties: false
+              required: [addresses]
+              properties:
+                addresses:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/PoolAddressBody"
+            Geofeed:
+              type: string
+              description: |
+                RFC 8805 CSV: one line per prefix with exactly the five columns
+                `prefix,country,region,city,postal` (empty when unknown), each line ending in a
+                line feed; a field holding a comma, quote or line break is quoted as RFC 4180 says.
+              pattern: '^([0-9A-Fa-f.:]+/[0-9]{1,3}(,("([^"]|"")*"|[^,"\\r\\n]*)){4}\\n)*$'
             Holders:
               type: object
               description: The answer of `GET /v1/who`.

@@ -11,28 +11,45 @@ import PortSliceSockets
 /// egress address too, so a test or a lab can reach its own services); then the egress
 /// addresses, the special-purpose ranges (loopback is opened by `allowLoopback`, for a proxy
 /// that only listens on loopback: the local demo) and the host's addresses are refused.
+///
+/// The destination port is judged before the address, by `ports` (`PortPolicy`: 25 refused
+/// by default), so a refused port is refused before a name is looked up.
 public struct DestinationPolicy: Sendable {
     public var allowLoopback: Bool
     public var allow: [IPPrefix]
     public var deny: [IPPrefix]
     /// The addresses on this host's interfaces, read again at most every second or so.
     public var hostAddresses: InterfaceAddressSnapshot
+    public var ports: PortPolicy
 
     public init(allowLoopback: Bool = false, allow: [IPPrefix] = [], deny: [IPPrefix] = [],
-                hostAddresses: InterfaceAddressSnapshot = InterfaceAddressSnapshot()) {
+                hostAddresses: InterfaceAddressSnapshot = InterfaceAddressSnapshot(), ports: PortPolicy = PortPolicy()) {
         self.allowLoopback = allowLoopback
         self.allow = allow
         self.deny = deny
         self.hostAddresses = hostAddresses
+        self.ports = ports
     }
 
     /// For callers whose lists are IPv4 (`--allow` and `--deny` take IPv4 prefixes).
     public init(allowLoopback: Bool = false, allow: [IPv4Prefix], deny: [IPv4Prefix] = [],
-                hostAddresses: InterfaceAddressSnapshot = InterfaceAddressSnapshot()) {
-        self.init(allowLoopback: allowLoopback, allow: allow.map(IPPrefix.v4), deny: deny.map(IPPrefix.v4), hostAddresses: hostAddresses)
+                hostAddresses: InterfaceAddressSnapshot = InterfaceAddressSnapshot(), ports: PortPolicy = PortPolicy()) {
+        self.init(allowLoopback: allowLoopback, allow: allow.map(IPPrefix.v4), deny: deny.map(IPPrefix.v4), hostAddresses: hostAddresses, ports: ports)
     }
 
-    /// Nil when `destination` may be reached; else why not, for logs and error replies.
+    /// Nil when a flow to `destination`:`port` may be opened; else why not: the port first
+    /// (`ports`), then the address (`refusal(for:egressAddresses:)`).
+    public func refusal(for destination: IPAddress, port: UInt16, egressAddresses: some Collection<IPv4Address> = EmptyCollection()) -> DestinationRefusal? {
+        if let refusal = ports.refusal(for: port) { return .port(refusal) }
+        return refusal(for: destination, egressAddresses: egressAddresses)
+    }
+
+    public func refusal(for destination: IPv4Address, port: UInt16, egressAddresses: some Collection<IPv4Address> = EmptyCollection()) -> DestinationRefusal? {
+        refusal(for: .v4(destination), port: port, egressAddresses: egressAddresses)
+    }
+
+    /// Nil when `destination` may be reached on any port the port policy allows; else why not,
+    /// for logs and error replies.
     /// `egressAddresses` are the addresses the host sends from now (they change with its leases).
     ///
     /// An IPv4-mapped address (`::ffff:a.b.c.d`) is refused as such unless an IPv6 allow
@@ -59,14 +76,29 @@ public struct DestinationPolicy: Sendable {
 
 /// Why the policy refuses a destination; the description is what the client and the log are told.
 public enum DestinationRefusal: Hashable, Sendable, CustomStringConvertible {
+    /// The port, whatever the address.
+    case port(PortRefusal)
     case denied(IPAddress, by: IPPrefix)
     case egressAddress(IPAddress)
     case specialPurpose(IPAddress, SpecialPurposeRange)
     /// An address on one of this host's interfaces, named.
     case hostAddress(IPAddress, interface: String)
 
+    /// A short label for metrics (`portslice_proxy_refusals_total{reason}`).
+    public var reason: String {
+        switch self {
+        case .port: "port"
+        case .denied: "address_denied"
+        case .egressAddress: "egress_address"
+        case .specialPurpose: "special_purpose"
+        case .hostAddress: "host_address"
+        }
+    }
+
     public var description: String {
         switch self {
+        case .port(let refusal):
+            return "\(refusal)"
         case .denied(let address, let prefix):
             return "\(address) is in the deny list (\(prefix))"
         case .egressAddress(let address):

@@ -5,8 +5,8 @@ import PortSliceSockets
 
 /// Why a requested flow was not opened; each maps to a SOCKS reply and an HTTP status.
 public enum OpenFailure: Error, Sendable, CustomStringConvertible {
-    /// The destination policy refuses it.
-    case refused(String)
+    /// The destination policy refuses it (its port or its address).
+    case refused(DestinationRefusal)
     /// The name does not resolve to an IPv4 address.
     case unresolved(String)
     /// Every slice that could serve the client is out of ports for this destination.
@@ -93,15 +93,17 @@ public struct FlowOpener: Sendable {
         }
     }
 
-    /// `address:port` when the policy allows `address`.
+    /// `address:port` when the policy allows both.
     func allowed(_ address: IPv4Address, port: UInt16) throws(OpenFailure) -> Endpoint {
-        if let refusal = policy.refusal(for: address, egressAddresses: slices.held.dialers.keys) { throw .refused("\(refusal)") }
+        if let refusal = policy.refusal(for: address, port: port, egressAddresses: slices.held.dialers.keys) { throw .refused(refusal) }
         return Endpoint(address, port)
     }
 
     /// Looks `host` up with the system resolver on the thread pool and calls `then` there with
-    /// the first address the policy allows (or the refusal of the first address).
+    /// the first address the policy allows (or the refusal of the first address). A port the
+    /// policy refuses is refused at once, on the caller's thread: no name is looked up for it.
     func lookUp(_ host: String, port: UInt16, then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) {
+        if let refusal = policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
         threadPool.submit { [self] state in
             guard case .active = state else { return then(.failure(.failed("the proxy is stopping"))) }
             guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first else { return then(.failure(.unresolved(host))) }

@@ -16,11 +16,13 @@ public struct ProxyAdminPages: Sendable {
     let metrics: ProxyMetrics
     let slices: EgressSlices
     let recent: RecentFlows
+    let ports: PortPolicy
 
     public init(opener: FlowOpener) {
         metrics = opener.metrics
         slices = opener.slices
         recent = opener.recent
+        ports = opener.policy.ports
     }
 
     public func router() -> Router<BasicRequestContext> {
@@ -45,7 +47,7 @@ public struct ProxyAdminPages: Sendable {
                     onServerRunning: { onListening($0.localAddress?.port ?? port) }, logger: logger)
     }
 
-    private var status: ProxyStatus { ProxyStatus(slices: slices, recent: recent) }
+    private var status: ProxyStatus { ProxyStatus(ports: ports, slices: slices, recent: recent) }
 
     private func text(_ body: String, type: String) -> Response {
         Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: body)))

@@ -4,8 +4,9 @@ import PortSliceCore
 import PortSliceSockets
 
 /// The proxy's counters in Prometheus text form (the same format as the allocator's
-/// `/metrics`): flows and bytes per egress address and slice, slices found exhausted, and
-/// requests that failed, by reason, and password checks, by result.
+/// `/metrics`): flows and bytes per egress address and slice, slices found exhausted,
+/// requests that failed, by reason, requests the destination policy refused, by its reason,
+/// and password checks, by result.
 public final class ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
@@ -37,6 +38,9 @@ public final class ProxyMetrics: Sendable {
     private static var bytes: MetricNameDescriptor { name("bytes", "Bytes relayed, by egress address, slice and direction (sent: client to destination).") }
     private static var sliceExhausted: MetricNameDescriptor { name("slice_exhausted", "Times a slice had no port free towards a destination.") }
     private static var failures: MetricNameDescriptor { name("failures", "Requests that opened no flow, by reason and protocol.") }
+    private static var refusals: MetricNameDescriptor {
+        name("refusals", "Requests the destination policy refused (also in failures as refused_by_policy), by reason: port, address_denied, egress_address, special_purpose, host_address; and protocol. A UDP datagram to a refused destination is dropped and counted.")
+    }
     private static var passwordChecks: MetricNameDescriptor {
         name("password_checks", "Passwords checked, by result: accepted and refused ran bcrypt; remembered matched credentials accepted lately; impossible could be no user's (over 72 bytes, say).")
     }
@@ -69,6 +73,9 @@ public final class ProxyMetrics: Sendable {
 
     func failed(_ failure: OpenFailure, via proxyProtocol: String) {
         registry.makeCounter(descriptor: Self.failures, labels: [("reason", failure.reason), ("protocol", proxyProtocol)]).increment()
+        if case .refused(let refusal) = failure {
+            registry.makeCounter(descriptor: Self.refusals, labels: [("reason", refusal.reason), ("protocol", proxyProtocol)]).increment()
+        }
     }
 
     func passwordChecked(_ verdict: PasswordVerdict) {

@@ -58,8 +58,9 @@ public final class RecentFlows: Sendable {
     }
 }
 
-/// What `GET /status.json` answers (and `GET /status` shows as text): the slices flows may
-/// leave from now, with their address's traits and open flows, and the recent flows.
+/// What `GET /status.json` answers (and `GET /status` shows as text): the destination ports
+/// policy, the slices flows may leave from now, with their address's traits and open flows,
+/// and the recent flows.
 public struct ProxyStatus: Codable, Sendable {
     public struct Slice: Codable, Hashable, Sendable {
         public let slice: String
@@ -67,10 +68,13 @@ public struct ProxyStatus: Codable, Sendable {
         public let openFlows: Int
     }
 
+    /// The port policy's rules in order, on one line (`PortPolicy.description`).
+    public let destinationPorts: String
     public let slices: [Slice]
     public let recentFlows: [RecentFlows.Entry]
 
-    init(slices: EgressSlices, recent: RecentFlows) {
+    init(ports: PortPolicy, slices: EgressSlices, recent: RecentFlows) {
+        destinationPorts = "\(ports)"
         let held = slices.held
         let traits = Dictionary(held.pool.addresses.map { ($0.address, $0.traits.summary) }, uniquingKeysWith: { first, _ in first })
         let open = slices.openFlowCounts
@@ -95,6 +99,6 @@ public struct ProxyStatus: Codable, Sendable {
             : table(["TIME", "PROTO", "CLIENT", "DESTINATION", "LEFT FROM", "SLICE"], recentFlows.reversed().map {
                 [formatter.string(from: Date(timeIntervalSince1970: Double($0.time) / 1000)), $0.transport, $0.client, $0.destination, $0.egress, $0.slice]
             })
-        return "Slices this proxy sends from\n\(held)\n\nRecent flows (newest first)\n\(flows)\n"
+        return "Destination ports: \(destinationPorts)\n\nSlices this proxy sends from\n\(held)\n\nRecent flows (newest first)\n\(flows)\n"
     }
 }

@@ -415,6 +415,9 @@ struct ProxyTests {
         #expect(server.peers[.tcp, default: []].isEmpty)
         let metrics = try await curl([try proxy.adminURL("/metrics")]).body
         #expect(metrics.contains(#"portslice_proxy_failures_total{reason="refused_by_policy",protocol="socks"} 1"#), "\(metrics)")
+        // The policy's own counter says why: both addresses are special-purpose (loopback, private use).
+        #expect(metrics.contains(#"portslice_proxy_refusals_total{reason="special_purpose",protocol="socks"} 1"# + "\n"), "\(metrics)")
+        #expect(metrics.contains(#"portslice_proxy_refusals_total{reason="special_purpose",protocol="http"} 1"# + "\n"), "\(metrics)")
     }
 
     @Test("malformed SOCKS and HTTP bytes close the connection with the right answer, and the proxy goes on serving")

@@ -116,7 +116,8 @@ struct OpenAPIDocumentTests {
             Self.collectReferences(target, into: &fromOperations)
         }
         for name in ["LeaseList", "LeaseBody", "IssuedToken", "SliceTable", "Holders", "CapacityReport", "Readiness", "ErrorBody",
-                     "NewHost", "NewEdge", "AcquireRequest", "RenewRequest", "NewAddress", "AssignmentRecord", "Traits", "Moment"] {
+                     "NewHost", "NewEdge", "NewViewer", "AcquireRequest", "RenewRequest", "NewAddress", "AssignmentRecord", "Traits", "Moment",
+                     "HostList", "HostBody", "EdgeList", "EdgeBody", "PoolList", "PoolAddressBody", "Geofeed"] {
             #expect(seen.contains("#/components/schemas/\(name)"), "no operation reaches \(name)")
         }
     }
@@ -208,6 +209,16 @@ struct OpenAPIDocumentTests {
         ("NewAddress", "range", "7", "a range as a number"),
         ("NewHost", "name", #""Bad Name""#, "a host name with a space"),
         ("NewHost", "labels", #"{"rack": 1}"#, "a label that is not a string"),
+        ("NewViewer", "name", #""Ann Smith""#, "a viewer name with a space"),
+        ("HostBody", "lastRenewal", #"{"milliseconds": 1}"#, "a renewal time as an object"),
+        ("HostBody", "renewalLate", "1", "a number where a boolean is wanted"),
+        ("HostBody", "wants", #"[{"category": "residential"}]"#, "wanted traits without tags"),
+        ("HostBody", "labels", nil, "a host without its labels"),
+        ("EdgeBody", "versionsBehind", "-1", "a negative lag"),
+        ("EdgeBody", "appliedVersion", #""3""#, "a version as a string"),
+        ("EdgeList", "tableVersion", nil, "edges without the table's version"),
+        ("PoolAddressBody", "draining", #""no""#, "a string where a boolean is wanted"),
+        ("PoolAddressBody", "summary", nil, "an address without its summary"),
     ])
     func validatorRefusesWrongValues(schema: String, field: String, value: String?, why: String) throws {
         let validator = SchemaValidator(document: try Self.document())
@@ -233,6 +244,11 @@ struct OpenAPIDocumentTests {
         records[0]["start"] = (records[0]["start"] as? [String: Any])?["milliseconds"]
         #expect(!validator.errors(["records": records], schemaNamed: "Holders").isEmpty, "a bare number for a Moment passed")
         #expect(!validator.errors([:] as [String: Any], schemaNamed: "NoSuchSchema").isEmpty, "a dangling $ref passed")
+        // The published feed has RFC 8805's five columns, never portslice's trait columns.
+        let pool = [EgressAddress(address: BodyFixture.address, traits: try BodyFixture.traits())]
+        #expect(validator.errors(Geofeed(pool: pool).csv(columns: .standard), schemaNamed: "Geofeed").isEmpty)
+        #expect(!validator.errors(Geofeed(pool: pool).csv(columns: .withTraits), schemaNamed: "Geofeed").isEmpty, "a feed with trait columns passed")
+        #expect(!validator.errors("203.0.113.10/32,US,US-CA,Los Angeles", schemaNamed: "Geofeed").isEmpty, "a line of four columns passed")
         #expect(!validator.errors([] as [Any], schemaNamed: "Holders").isEmpty, "an array for an object passed")
     }
 
@@ -259,6 +275,7 @@ struct OpenAPIDocumentTests {
             #expect(try await probe.call(.readiness, token: nil).status == 200)
             #expect(try await probe.call(.metrics, token: nil).status == 200)
             #expect(try await probe.call(.openAPIDocument, token: nil).status == 200)
+            #expect(try await probe.call(.geofeed, token: nil).status == 200, "an empty pool is an empty feed")
 
             let first = #"{"address": "203.0.113.10", "country": "US", "region": "US-CA", "city": "Los Angeles", "category": "residential", "reputation": "high", "tags": ["lab"], "range": "20000-23999", "slices": 4}"#
             #expect(try await probe.call(.addAddress, token: admin, json: first).status == 201)
@@ -274,6 +291,14 @@ struct OpenAPIDocumentTests {
             let (edgeStatus, edgeBody) = try await probe.call(.addEdge, token: admin, json: #"{"name": "e1"}"#)
             #expect(edgeStatus == 201)
             let edge = try #require((edgeBody as? [String: Any])?["token"] as? String)
+            let (viewerStatus, viewerBody) = try await probe.call(.addViewer, token: admin, json: #"{"name": "ann"}"#)
+            #expect(viewerStatus == 201)
+            let viewer = try #require((viewerBody as? [String: Any])?["token"] as? String)
+            #expect(try await probe.call(.addViewer, token: admin, json: #"{"name": "ann"}"#).status == 409)
+            #expect(try await probe.call(.addViewer, token: admin, json: #"{"name": "Ann Smith"}"#, valid: false).status == 400)
+            #expect(try await probe.call(.addViewer, token: viewer, json: #"{"name": "bob"}"#).status == 403)
+            #expect(try await probe.call(.addHost, token: viewer, json: #"{"name": "h2"}"#).status == 403)
+            #expect(try await probe.call(.addAddress, token: viewer, json: #"{"address": "198.51.100.9"}"#).status == 403)
 
             let (acquired, leases) = try await probe.call(
                 .acquire, token: host, json: #"{"count": 4, "ttlSeconds": 60, "country": "US", "region": "US-CA", "category": "residential"}"#)
@@ -293,6 +318,33 @@ struct OpenAPIDocumentTests {
             #expect(try await probe.call(.listLeases, token: host).status == 200)
             #expect(try await probe.call(.listLeases, token: nil).status == 401)
             #expect(try await probe.call(.listLeases, token: edge).status == 403)
+            let (viewed, viewedLeases) = try await probe.call(.listLeases, token: viewer)
+            #expect(viewed == 200)
+            #expect(((viewedLeases as? [String: Any])?["leases"] as? [Any])?.count == 4, "a viewer sees every lease: \(viewedLeases ?? "")")
+            #expect(try await probe.call(.capacity, token: viewer).status == 200)
+            #expect(try await probe.call(.capacity, token: host).status == 403)
+
+            let (hostsStatus, hosts) = try await probe.call(.listHosts, token: viewer)
+            #expect(hostsStatus == 200)
+            let listedHost = try #require(((hosts as? [String: Any])?["hosts"] as? [[String: Any]])?.first)
+            #expect(listedHost["name"] as? String == "h1" && listedHost["leases"] as? Int == 4, "\(listedHost)")
+            #expect(listedHost["lastRenewal"] != nil && (listedHost["wants"] as? [Any])?.count == 1, "\(listedHost)")
+            #expect(try await probe.call(.listHosts, token: admin).status == 200)
+            #expect(try await probe.call(.listHosts, token: host).status == 403)
+            #expect(try await probe.call(.listHosts, token: nil).status == 401)
+            let (poolStatus, pool) = try await probe.call(.listPool, token: viewer)
+            #expect(poolStatus == 200)
+            #expect(((pool as? [String: Any])?["addresses"] as? [Any])?.count == 2, "\(pool ?? "")")
+            #expect(try await probe.call(.listPool, token: admin).status == 200)
+            #expect(try await probe.call(.listPool, token: edge).status == 403)
+
+            let (feedStatus, _) = try await probe.call(.geofeed, token: nil)
+            #expect(feedStatus == 200)
+            let tag = try #require(probe.lastHeaders[.eTag])
+            #expect(probe.lastText?.split(separator: "\n").count == 2, "one line per address: \(probe.lastText ?? "")")
+            #expect(try await probe.call(.geofeed, token: nil, headers: [.ifNoneMatch: tag]).status == 304)
+            #expect(probe.lastHeaders[.eTag] == tag)
+            #expect(try await probe.call(.geofeed, token: admin, headers: [.ifNoneMatch: #""0123""#]).status == 200)
             #expect(try await probe.call(.renewAll, token: host, json: #"{"ttlSeconds": 90}"#).status == 200)
             #expect(try await probe.call(.renewAll, token: host, json: #"{"ttlSeconds": 1}"#, valid: false).status == 400)
             let large = #"{"ttlSeconds": 90, "padding": ""# + String(repeating: "x", count: 70_000) + #""}"#
@@ -305,6 +357,23 @@ struct OpenAPIDocumentTests {
             #expect(try await probe.call(.sliceTable, token: edge).status == 200)
             #expect(try await probe.call(.sliceTable, query: "since=0", token: host).status == 200)
             #expect(try await probe.call(.sliceTable, query: "since=x", token: edge).status == 400)
+            #expect(try await probe.call(.sliceTable, token: viewer).status == 200)
+            let (unreported, edgesBefore) = try await probe.call(.listEdges, token: viewer)
+            #expect(unreported == 200)
+            let before = try #require(((edgesBefore as? [String: Any])?["edges"] as? [[String: Any]])?.first)
+            #expect(before["name"] as? String == "e1" && before["appliedVersion"] == nil && before["versionsBehind"] == nil, "\(before)")
+            let (tableStatus, table) = try await probe.call(.sliceTable, query: "applied=0", token: edge)
+            #expect(tableStatus == 200)
+            let version = try #require((table as? [String: Any])?["version"] as? Int)
+            #expect(try await probe.call(.sliceTable, query: "applied=-1", token: edge).status == 400)
+            #expect(try await probe.call(.sliceTable, query: "applied=x", token: edge).status == 400)
+            #expect(try await probe.call(.sliceTable, query: "applied=x", token: viewer).status == 200, "a viewer's applied is ignored")
+            #expect(try await probe.call(.sliceTable, query: "applied=x", token: host).status == 200, "a host's applied is ignored")
+            let (reported, edgesAfter) = try await probe.call(.listEdges, token: admin)
+            #expect(reported == 200)
+            let after = try #require(((edgesAfter as? [String: Any])?["edges"] as? [[String: Any]])?.first)
+            #expect(after["appliedVersion"] as? Int == 0 && after["versionsBehind"] as? Int == version && after["lastReport"] != nil, "\(after)")
+            #expect(try await probe.call(.listEdges, token: edge).status == 403)
 
             clock.advance(.seconds(5))
             #expect(try await probe.call(.release, ["id": "\(id)"], token: host).status == 204)
@@ -317,6 +386,7 @@ struct OpenAPIDocumentTests {
             let record = try #require(((holders as? [String: Any])?["records"] as? [[String: Any]])?.first)
             #expect(record["end"] != nil, "the released lease's record has ended: \(record)")
             #expect(try await probe.call(.who, query: "address=203.0.113.10&port=x&at=\(at)", token: admin).status == 400)
+            #expect(try await probe.call(.who, query: "address=203.0.113.10&port=\(port)&at=\(at)", token: viewer).status == 200)
 
             #expect(try await probe.call(.drain, ["address": "203.0.113.10"], token: admin).status == 204)
             #expect(try await probe.call(.drain, ["address": "203.0.113.99"], token: admin).status == 404)
@@ -333,6 +403,12 @@ struct OpenAPIDocumentTests {
             #expect(try await probe.call(.removeEdge, ["name": "e1"], token: admin).status == 404)
             #expect(try await probe.call(.removeHost, ["name": "h1"], token: admin).status == 204)
             #expect(try await probe.call(.removeHost, ["name": "h1"], token: admin).status == 404)
+            #expect(try await probe.call(.removeViewer, ["name": "ann"], token: viewer).status == 403)
+            #expect(try await probe.call(.rotateViewer, ["name": "ann"], token: admin).status == 200)
+            #expect(try await probe.call(.listPool, token: viewer).status == 401, "the rotated-away token no longer works")
+            #expect(try await probe.call(.rotateViewer, ["name": "nobody"], token: admin).status == 404)
+            #expect(try await probe.call(.removeViewer, ["name": "ann"], token: admin).status == 204)
+            #expect(try await probe.call(.removeViewer, ["name": "ann"], token: admin).status == 404)
 
             let missed = Set(APIRoute.all).subtracting(probe.succeeded)
             #expect(missed.isEmpty, "routes never answered with success: \(missed.map(\.description).sorted())")
@@ -345,20 +421,20 @@ struct OpenAPIDocumentTests {
     static let start = Moment(milliseconds: 1_800_000_000_000)
     static let httpMethods: Set<String> = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
     /// Every status `ControlAPI` and `APIError` answer with.
-    static let documentedStatuses: Set<String> = ["200", "201", "204", "400", "401", "403", "404", "409", "410", "413", "503"]
+    static let documentedStatuses: Set<String> = ["200", "201", "204", "304", "400", "401", "403", "404", "409", "410", "413", "503"]
     static let queryParameters: [APIRoute: [String: Bool]] = [
         .who: ["address": true, "port": true, "at": true],
-        .sliceTable: ["since": false],
+        .sliceTable: ["since": false, "applied": false],
     ]
     /// Routes that read a body, and whether it is required (a renewal may send none).
     static let bodyRequired: [APIRoute: Bool] = [
-        .addHost: true, .addEdge: true, .acquire: true, .addAddress: true, .renewAll: false, .renew: false,
+        .addHost: true, .addEdge: true, .addViewer: true, .acquire: true, .addAddress: true, .renewAll: false, .renew: false,
     ]
 
     /// 201 for creations, 204 for answers without a body (deletions and draining), else 200.
     static func successStatus(_ route: APIRoute) -> Int {
         if route.method == .delete || route == .drain { return 204 }
-        return [APIRoute.addHost, .addEdge, .acquire, .addAddress].contains(route) ? 201 : 200
+        return [APIRoute.addHost, .addEdge, .addViewer, .acquire, .addAddress].contains(route) ? 201 : 200
     }
 
     /// The document as dictionaries with string keys, arrays and scalars.
@@ -422,6 +498,10 @@ struct APIProbe {
     let validator: SchemaValidator
     /// Routes that answered with their success status at least once.
     private(set) var succeeded: Set<APIRoute> = []
+    /// The header fields of the last answer.
+    private(set) var lastHeaders: HTTPFields = [:]
+    /// The last answer's body when it was text rather than JSON.
+    private(set) var lastText: String?
 
     init(client: any TestClientProtocol) throws {
         self.client = client
@@ -435,7 +515,7 @@ struct APIProbe {
     /// - Returns: the status and the parsed JSON body (nil when not JSON).
     mutating func call(
         _ route: APIRoute, _ parameters: [String: String] = [:], query: String = "", token: String?, json: String? = nil, valid: Bool = true,
-        sourceLocation: SourceLocation = #_sourceLocation
+        headers extra: HTTPFields = [:], sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> (status: Int, body: Any?) {
         let operation = try #require(OpenAPIDocumentTests.operation(route, in: document), "\(route) is not documented", sourceLocation: sourceLocation)
         if let json, valid, json.utf8.count < 1000 {
@@ -445,20 +525,31 @@ struct APIProbe {
             let errors = validator.errors(try OpenAPIDocumentTests.parse(json), against: schema, at: "request")
             #expect(errors.isEmpty, "\(route) request \(json): \(errors)", sourceLocation: sourceLocation)
         }
-        var headers: HTTPFields = [:]
+        var headers = extra
         if json != nil { headers[.contentType] = "application/json" }
         if let token { headers[.authorization] = "Bearer \(token)" }
         let uri = route.path(parameters) + (query.isEmpty ? "" : "?\(query)")
-        let (status, contentType, data) = try await client.execute(
+        let (status, answerHeaders, data) = try await client.execute(
             uri: uri, method: HTTPRequest.Method(rawValue: route.method.rawValue)!, headers: headers, body: json.map { ByteBuffer(string: $0) }
         ) { response in
-            (Int(response.status.code), response.headers[.contentType], Data(response.body.readableBytesView))
+            (Int(response.status.code), response.headers, Data(response.body.readableBytesView))
         }
+        let contentType = answerHeaders[.contentType]
+        lastHeaders = answerHeaders
+        lastText = nil
         let what = "\(route.method.rawValue) \(uri) -> \(status)"
         if status == OpenAPIDocumentTests.successStatus(route) { succeeded.insert(route) }
         let responses = operation["responses"] as? [String: Any] ?? [:]
         let response = try #require(responses[String(status)].flatMap { validator.resolved($0) as? [String: Any] },
                                     "\(what) is not documented: \(String(decoding: data, as: UTF8.self))", sourceLocation: sourceLocation)
+        // Every header the document names for the answer comes, valid under its schema.
+        for (name, header) in response["headers"] as? [String: Any] ?? [:] {
+            let value = try #require(answerHeaders.first { $0.name.canonicalName == name.lowercased() }?.value, "\(what): no \(name) header",
+                                     sourceLocation: sourceLocation)
+            let schema = (validator.resolved(header) as? [String: Any])?["schema"] ?? [:]
+            let errors = validator.errors(value, against: schema, at: name)
+            #expect(errors.isEmpty, "\(what): \(errors)", sourceLocation: sourceLocation)
+        }
         guard let content = response["content"] as? [String: Any] else {
             #expect(data.isEmpty, "\(what): the document names no body, but one came", sourceLocation: sourceLocation)
             return (status, nil)
@@ -468,6 +559,7 @@ struct APIProbe {
                                  sourceLocation: sourceLocation)
         let schema = media["schema"] ?? [:]
         let value: Any = mediaType == "application/json" ? try OpenAPIDocumentTests.parse(String(decoding: data, as: UTF8.self)) : String(decoding: data, as: UTF8.self)
+        if mediaType != "application/json" { lastText = String(decoding: data, as: UTF8.self) }
         let errors = validator.errors(value, against: schema, at: "answer")
         #expect(errors.isEmpty, "\(what): \(errors) in \(String(decoding: data.prefix(2000), as: UTF8.self))", sourceLocation: sourceLocation)
         return (status, mediaType == "application/json" ? value : nil)
@@ -662,6 +754,7 @@ struct BodySample: Sendable, CustomTestStringConvertible {
         BodySample("NewHost", "with labels") { NewHost(name: "h1", labels: ["rack": "a1", "zone": "east"]) },
         BodySample("NewHost", "name only") { NewHost(name: "h1") },
         BodySample("NewEdge", "name") { NewEdge(name: "edge-1.lab") },
+        BodySample("NewViewer", "name") { NewViewer(name: "ann.ops") },
         BodySample("IssuedToken", "token") { IssuedToken(name: "h1", token: "h1.00112233445566778899aabbccddeeff") },
         BodySample("AcquireRequest", "every field") { AcquireRequest(count: 2, ttlSeconds: 60, traits: try BodyFixture.traits()) },
         BodySample("AcquireRequest", "empty") { AcquireRequest() },
@@ -679,6 +772,45 @@ struct BodySample: Sendable, CustomTestStringConvertible {
             NewAddress(address: BodyFixture.address, traits: try BodyFixture.traits(), range: try PortRange(20000, 23999), slices: 4)
         },
         BodySample("NewAddress", "slice size") { NewAddress(address: BodyFixture.address, sliceSize: 1024) },
+        BodySample("HostBody", "holding leases, late") {
+            HostBody(name: "h1", labels: ["rack": "a1"], leases: 2, lastRenewal: BodyFixture.start.milliseconds, renewalLate: true,
+                     wants: [try BodyFixture.traits(), .unknown])
+        },
+        BodySample("HostBody", "idle") { HostBody(name: "h2", labels: [:], leases: 0, lastRenewal: nil, renewalLate: false, wants: []) },
+        BodySample("HostList", "two hosts") {
+            HostList(hosts: [
+                HostBody(name: "h1", labels: ["rack": "a1", "zone": "east"], leases: 1, lastRenewal: BodyFixture.start.milliseconds,
+                         renewalLate: false, wants: [try Traits(category: .mobile)]),
+                HostBody(name: "h2", labels: [:], leases: 0, lastRenewal: nil, renewalLate: false, wants: []),
+            ])
+        },
+        BodySample("HostList", "none") { HostList(hosts: []) },
+        BodySample("EdgeBody", "reported") {
+            EdgeBody(name: "e1", appliedVersion: 40, lastReport: BodyFixture.start.milliseconds, versionsBehind: 2)
+        },
+        BodySample("EdgeBody", "not yet reported") { EdgeBody(name: "e2", appliedVersion: nil, lastReport: nil, versionsBehind: nil) },
+        BodySample("EdgeList", "one reported, one not") {
+            EdgeList(tableVersion: 42, edges: [
+                EdgeBody(name: "e1", appliedVersion: 42, lastReport: BodyFixture.start.milliseconds, versionsBehind: 0),
+                EdgeBody(name: "e2", appliedVersion: nil, lastReport: nil, versionsBehind: nil),
+            ])
+        },
+        BodySample("EdgeList", "no edges") { EdgeList(tableVersion: 0, edges: []) },
+        BodySample("PoolAddressBody", "draining") { PoolAddressBody(address: BodyFixture.address, traits: try BodyFixture.traits(), draining: true) },
+        BodySample("PoolList", "two addresses") {
+            PoolList(addresses: [
+                PoolAddressBody(address: BodyFixture.address, traits: try BodyFixture.traits(), draining: false),
+                PoolAddressBody(address: IPv4Address(198, 51, 100, 7), traits: .unknown, draining: true),
+            ])
+        },
+        BodySample("PoolList", "empty") { PoolList(addresses: []) },
+        BodySample("Geofeed", "two addresses, a quoted city") {
+            Geofeed(pool: [
+                EgressAddress(address: BodyFixture.address, traits: try BodyFixture.traits(city: "Washington, D.C. \"DC\"")),
+                EgressAddress(address: IPv4Address(198, 51, 100, 7), traits: .unknown),
+            ]).csv(columns: .standard)
+        },
+        BodySample("Geofeed", "empty pool") { Geofeed(pool: []).csv(columns: .standard) },
         BodySample("Holders", "one held, one ended") {
             Holders(records: [try BodyFixture.record(leaseID: 3, end: BodyFixture.start + .seconds(60)), try BodyFixture.record(leaseID: 9, end: nil)])
         },

@@ -49,7 +49,7 @@ struct HandshakeParserTests {
         #expect(SOCKS5.reply(0, bound: Endpoint(IPv4Address(127, 0, 0, 2), 40001)) == [5, 0, 0, 1, 127, 0, 0, 2, 0x9c, 0x41])
         #expect(SOCKS5.reply(SOCKS5.Reply.generalFailure) == [5, 1, 0, 1, 0, 0, 0, 0, 0, 0])
         let destination = Endpoint(IPv4Address(192, 0, 2, 1), 80)
-        #expect(SOCKS5.replyCode(for: .refused("x")) == 2)
+        #expect(SOCKS5.replyCode(for: .refused(.port(.refusedByDefault(25, PortRange(port: 25))))) == 2)
         #expect(SOCKS5.replyCode(for: .unresolved("x")) == 4)
         #expect(SOCKS5.replyCode(for: .connectionRefused(destination)) == 5)
         #expect(SOCKS5.replyCode(for: .timedOut(destination)) == 6)

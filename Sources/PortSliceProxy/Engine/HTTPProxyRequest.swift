@@ -82,7 +82,7 @@ struct HTTPRefusal: Error, Equatable {
 
     init(for failure: OpenFailure) {
         switch failure {
-        case .refused(let reason): self.init(403, reason)
+        case .refused(let refusal): self.init(403, "\(refusal)")
         case .unresolved, .connectionRefused, .timedOut, .failed: self.init(502, "\(failure)")
         case .exhausted: self.init(503, "\(failure)")
         }
