@@ -35,6 +35,10 @@ let package = Package(
         .target(name: "CPortSlice"),
         // Pure model: addresses, prefixes, port slices, traits, geofeeds, lookup, egress choice.
         .target(name: "PortSliceCore"),
+        // The pure parts of a stub resolver for the proxy's event loop: DNS messages (queries with
+        // EDNS Client Subnet, answers with CNAME chains and negative TTLs), resolv.conf, hosts and
+        // an answer cache. No I/O.
+        .target(name: "PortSliceDNS", dependencies: ["PortSliceCore"]),
         // Sockets from a port slice: TCP and connected UDP without duplicate 4-tuples, kernel
         // probes, sock_diag; the epoll poller, shared-port listener and stream I/O the proxy
         // engine runs on. `Syscalls.swift` is the only file that calls libc.
@@ -93,12 +97,13 @@ let package = Package(
             ]
         ),
         // The egress proxy: SOCKS5 and HTTP on an epoll engine of its own (one loop per core, its
-        // kernel calls through PortSliceSockets), flows from the host's slices; UDP associations
+        // kernel calls through PortSliceSockets) with its stub resolver on the same loops
+        // (PortSliceDNS's messages and cache), flows from the host's slices; UDP associations
         // on SwiftNIO; the status page and metrics on an admin listener of their own (Hummingbird).
         .target(
             name: "PortSliceProxy",
             dependencies: [
-                "PortSliceCore", "PortSliceSockets",
+                "PortSliceCore", "PortSliceSockets", "PortSliceDNS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // Users' passwords: bcrypt hashes in the users file, verified credentials remembered by HMAC.
@@ -126,7 +131,7 @@ let package = Package(
         .target(
             name: "PortSliceBenchmarks",
             dependencies: [
-                "PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceAPI",
+                "PortSliceCore", "PortSliceSockets", "PortSliceStore", "PortSliceAPI", "PortSliceDNS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -142,6 +147,7 @@ let package = Package(
                 "PortSliceSockets",
                 "PortSliceStore",
                 "PortSliceAPI",
+                "PortSliceDNS",
                 "PortSliceControl",
                 "PortSliceEdge",
                 "PortSliceLab",
@@ -160,6 +166,7 @@ let package = Package(
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
+        .testTarget(name: "PortSliceDNSTests", dependencies: ["PortSliceDNS", "PortSliceCore"]),
         .testTarget(name: "PortSliceAPITests", dependencies: ["PortSliceAPI", "PortSliceCore"]),
         .testTarget(name: "PortSliceEdgeTests", dependencies: ["PortSliceEdge", "PortSliceCore"]),
         .testTarget(

@@ -53,6 +53,22 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Where the status page and /metrics are served (loopback only: they have no login); port 0 picks one.", valueName: "host:port"))
     var adminListen = "127.0.0.1:1081"
 
+    @Option(name: .customLong("dns-server"),
+            help: ArgumentHelp("A name server to ask, IPV4 or IPV4:PORT, instead of resolv.conf's; repeat for several (asked in order).", valueName: "address"))
+    var dnsServers: [String] = []
+
+    @Option(help: ArgumentHelp("Name servers (IPv4), search list, ndots, timeout and attempts, as glibc reads them.", valueName: "file"))
+    var resolvConf = "/etc/resolv.conf"
+
+    @Option(help: ArgumentHelp("Static names, consulted before DNS.", valueName: "file"))
+    var hostsFile = "/etc/hosts"
+
+    @Option(help: ArgumentHelp("Send the egress address's /24 as EDNS Client Subnet (RFC 7871) so geo-DNS answers for where flows leave: on or off.", valueName: "on|off"))
+    var ecs = "on"
+
+    @Option(help: "Name lookups one client may have waiting for a name server at once; more are refused.")
+    var lookupsPerClient = 32
+
     func validate() throws {
         guard connectTimeout > 0 && connectTimeout <= 120 else { throw ValidationError("--connect-timeout \(connectTimeout) is out of range; give 0 to 120 seconds") }
         guard (1...86_400).contains(idleTimeout) else { throw ValidationError("--idle-timeout \(idleTimeout) is out of range; give 1 to 86400 seconds") }
@@ -67,6 +83,33 @@ struct ProxyOptions: ParsableArguments {
         }
         _ = try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from")
         _ = try portPolicy()
+        guard ["on", "off"].contains(ecs) else { throw ValidationError("--ecs '\(ecs)' must be on or off") }
+        guard (1...10_000).contains(lookupsPerClient) else { throw ValidationError("--lookups-per-client \(lookupsPerClient) is out of range; give 1 to 10000") }
+        _ = try nameServers()
+    }
+
+    /// The --dns-server endpoints (port 53 unless given); empty when none is given.
+    func nameServers() throws -> [Endpoint] {
+        try dnsServers.map { text in
+            if let address = try? IPv4Address(parsing: text) { return Endpoint(address, 53) }
+            return try Self.endpoint(text, option: "dns-server", example: "192.0.2.53:53")
+        }
+    }
+
+    /// How the proxy resolves names: --dns-server or resolv.conf's IPv4 servers, its search
+    /// rules, the hosts file.
+    func resolverSettings() throws -> ResolverSettings {
+        // A missing system file means none, as for glibc; a file named on the command line must be there.
+        for (path, option, standard) in [(resolvConf, "--resolv-conf", "/etc/resolv.conf"), (hostsFile, "--hosts-file", "/etc/hosts")]
+        where path != standard && !FileManager.default.isReadableFile(atPath: path) {
+            throw CommandFailure("\(option) \(path) cannot be read; check the path")
+        }
+        var settings = ResolverSettings.system(resolvConf: resolvConf, hostsFile: hostsFile)
+        let servers = try nameServers()
+        if !servers.isEmpty { settings.servers = servers }
+        settings.sendsClientSubnet = ecs == "on"
+        settings.lookupsPerClient = lookupsPerClient
+        return settings
     }
 
     /// The destination ports policy of --allow-port and --deny-port (25 refused by default).
@@ -108,18 +151,19 @@ struct ProxyOptions: ParsableArguments {
         do { return try ProxyUsers(parsing: text, file: users) } catch { throw CommandFailure("\(error)") }
     }
 
-    /// Reads the client feeds and users, and builds what opens flows from `slices`, looking
-    /// names up (and checking passwords) on `lookups`. `allowLoopback` opens loopback
-    /// destinations (the local demo only).
-    func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false, lookups: NIOThreadPool) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
+    /// Reads the client feeds and users, and builds what opens flows from `slices`, checking
+    /// passwords on `passwordChecks`. `allowLoopback` opens loopback destinations (the local
+    /// demo only).
+    func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false, passwordChecks: NIOThreadPool) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
         let feeds = try clientFeeds.map { try Geofeed.read(readFile($0, what: "client geofeed"), source: $0) }
         let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.prefixes(allowed, option: "allow"),
                                        deny: try Self.prefixes(denied, option: "deny"), ports: try portPolicy())
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
-                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), threadPool: lookups)
+                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), passwordChecks: passwordChecks)
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
                                             trustProxyProtocol: trustProxyProtocol,
-                                            proxyProtocolPeers: try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from"), users: try userTable())
+                                            proxyProtocolPeers: try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from"), users: try userTable(),
+                                            resolver: try resolverSettings())
         return (opener, settings)
     }
 
@@ -137,8 +181,8 @@ struct ProxyOptions: ParsableArguments {
         return ProxyAdminPages(opener: opener).application(host: "\(endpoint.address)", port: Int(endpoint.port), logger: logger, onListening: onListening)
     }
 
-    /// Threads for name lookups: a lookup holds one until the system resolver answers.
-    static let lookupThreadCount = 128
+    /// Threads for password checks (bcrypt is CPU work: one per core).
+    static let passwordCheckThreads = ProcessInfo.processInfo.activeProcessorCount
 
     static func prefixes(_ texts: [String], option: String) throws -> [IPv4Prefix] {
         try texts.map { text in
@@ -159,10 +203,10 @@ struct ProxyService: Service, CustomStringConvertible {
     var description: String { "proxy on \(options.listen)" }
 
     func run() async throws {
-        let lookups = NIOThreadPool(numberOfThreads: ProxyOptions.lookupThreadCount)
-        lookups.start()
+        let passwordChecks = NIOThreadPool(numberOfThreads: ProxyOptions.passwordCheckThreads)
+        passwordChecks.start()
         do {
-            let (opener, settings) = try options.makeServerParts(slices: slices, allowLoopback: allowLoopback, lookups: lookups)
+            let (opener, settings) = try options.makeServerParts(slices: slices, allowLoopback: allowLoopback, passwordChecks: passwordChecks)
             let (adminPort, portFound) = AsyncStream.makeStream(of: Int.self)
             let admin = try options.adminPages(of: opener, logger: logger) { port in
                 portFound.yield(port)
@@ -186,10 +230,10 @@ struct ProxyService: Service, CustomStringConvertible {
                 }
             }
         } catch {
-            try? await lookups.shutdownGracefully()
+            try? await passwordChecks.shutdownGracefully()
             throw error
         }
-        try await lookups.shutdownGracefully()
+        try await passwordChecks.shutdownGracefully()
         logger.info("the proxy stopped; its listeners are closed")
     }
 }

@@ -7,8 +7,8 @@ import PortSliceSockets
 public enum OpenFailure: Error, Sendable, CustomStringConvertible {
     /// The destination policy refuses it (its port or its address).
     case refused(DestinationRefusal)
-    /// The name does not resolve to an IPv4 address.
-    case unresolved(String)
+    /// The name gave no IPv4 address, and why.
+    case unresolved(String, LookupFailure)
     /// Every slice that could serve the client is out of ports for this destination.
     case exhausted(Endpoint)
     /// The destination refused the connection.
@@ -21,7 +21,7 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .refused(let reason): "refused by policy: \(reason)"
-        case .unresolved(let name): "cannot resolve \(name) to an IPv4 address"
+        case .unresolved(let name, let failure): "cannot resolve \(name) to an IPv4 address: \(failure)"
         case .exhausted(let destination): "every slice for this client is out of ports towards \(destination)"
         case .connectionRefused(let destination): "\(destination) refused the connection"
         case .timedOut(let destination): "\(destination) did not answer in time"
@@ -36,7 +36,7 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
 /// connected UDP flows (SOCKS UDP ASSOCIATE) are handed to SwiftNIO (`openUDP`).
 ///
 /// Dialing is non-blocking system calls, so it runs on the caller's thread. Names are looked
-/// up on the thread pool (the system resolver blocks).
+/// up by the engine's resolver (`EngineLoop.lookUp`), on the loops.
 public struct FlowOpener: Sendable {
     public let slices: EgressSlices
     public let clientTraits: TraitIndex
@@ -44,18 +44,24 @@ public struct FlowOpener: Sendable {
     public let connectTimeout: Duration
     public let metrics: ProxyMetrics
     public let recent: RecentFlows
-    let threadPool: NIOThreadPool
+    /// Where passwords are checked: bcrypt takes tens of milliseconds of CPU.
+    let passwordChecks: NIOThreadPool
 
     public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10),
-                metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), threadPool: NIOThreadPool) {
+                metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), passwordChecks: NIOThreadPool) {
         self.slices = slices
         self.clientTraits = clientTraits
         self.policy = policy
         self.connectTimeout = connectTimeout
         self.metrics = metrics
         self.recent = recent
-        self.threadPool = threadPool
+        self.passwordChecks = passwordChecks
     }
+
+    /// A name looked up for a flow of a client, from any thread: the first address the policy
+    /// allows, or why none; the answer may come on another thread.
+    public typealias NameLookup = @Sendable (_ name: String, _ port: UInt16, _ client: IPAddress,
+                                             _ then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) -> Void
 
     /// An opened flow: a NIO channel that is not yet reading, the local end it left from, and
     /// the slice that end belongs to.
@@ -81,9 +87,9 @@ public struct FlowOpener: Sendable {
 
     /// A connected UDP flow to `host:port` from the client's slices, as a NIO datagram
     /// channel set up by `initializer`.
-    public func openUDP(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop,
+    public func openUDP(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop, lookUp: NameLookup,
                         initializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Opened> {
-        destination(host: host, port: port, on: eventLoop).flatMapThrowing { destination in
+        destination(host: host, port: port, for: client, on: eventLoop, lookUp: lookUp).flatMapThrowing { destination in
             try dialUDP(to: destination, for: client)
         }.flatMap { dialed in
             DatagramBootstrap(group: eventLoop)
@@ -99,27 +105,27 @@ public struct FlowOpener: Sendable {
         return Endpoint(address, port)
     }
 
-    /// Looks `host` up with the system resolver on the thread pool and calls `then` there with
-    /// the first address the policy allows (or the refusal of the first address). A port the
-    /// policy refuses is refused at once, on the caller's thread: no name is looked up for it.
-    func lookUp(_ host: String, port: UInt16, then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) {
-        if let refusal = policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
-        threadPool.submit { [self] state in
-            guard case .active = state else { return then(.failure(.failed("the proxy is stopping"))) }
-            guard let resolved = try? HostNetwork.resolveIPv4(host), let first = resolved.first else { return then(.failure(.unresolved(host))) }
-            let own = slices.held.dialers.keys
-            then(Result { () throws(OpenFailure) in try allowed(resolved.first { policy.refusal(for: $0, egressAddresses: own) == nil } ?? first, port: port) })
-        }
+    /// The first of a name's `addresses` the policy allows, with `port`; else the refusal of
+    /// the first.
+    func allowed(among addresses: [IPv4Address], port: UInt16) throws(OpenFailure) -> Endpoint {
+        let own = slices.held.dialers.keys
+        return try allowed(addresses.first { policy.refusal(for: $0, egressAddresses: own) == nil } ?? addresses[0], port: port)
+    }
+
+    /// The address a flow of `client` would leave from now (the one its traits choose), which
+    /// a name lookup names to geo-DNS; nil while no slice is held.
+    func egressAddress(for client: IPAddress) -> IPv4Address? {
+        slices.held.chosen(for: client, traits: clientTraits.lookup(client)?.traits ?? .unknown)?.address.address
     }
 
     /// `host:port` as an allowed IPv4 destination, on `eventLoop`: a literal at once, a name
     /// through `lookUp`.
-    func destination(host: String, port: UInt16, on eventLoop: any EventLoop) -> EventLoopFuture<Endpoint> {
+    func destination(host: String, port: UInt16, for client: IPAddress, on eventLoop: any EventLoop, lookUp: NameLookup) -> EventLoopFuture<Endpoint> {
         if let literal = try? IPv4Address(parsing: host) {
             return eventLoop.makeCompletedFuture { () throws(OpenFailure) in try allowed(literal, port: port) }
         }
         let promise = eventLoop.makePromise(of: Endpoint.self)
-        lookUp(host, port: port) { promise.completeWith($0.mapError { $0 as any Error }) }
+        lookUp(host, port, client) { promise.completeWith($0.mapError { $0 as any Error }) }
         return promise.futureResult
     }
 

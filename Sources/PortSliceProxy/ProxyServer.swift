@@ -34,15 +34,18 @@ public final class ProxyServer: Sendable, Service {
         /// The users and their bcrypt hashes; when set, SOCKS clients must authenticate (RFC 1929)
         /// and HTTP clients must send `Proxy-Authorization: Basic`.
         public var users: ProxyUsers?
+        /// How destination names are looked up.
+        public var resolver: ResolverSettings
 
         public init(connectionsPerClient: Int = 256, idleTimeout: TimeAmount = .seconds(300), trustProxyProtocol: Bool = false,
-                    proxyProtocolPeers: [IPv4Prefix] = [], users: ProxyUsers? = nil) {
+                    proxyProtocolPeers: [IPv4Prefix] = [], users: ProxyUsers? = nil, resolver: ResolverSettings = .system()) {
             precondition(!trustProxyProtocol || !proxyProtocolPeers.isEmpty, "trusting PROXY headers needs the peers that may send them")
             self.connectionsPerClient = connectionsPerClient
             self.idleTimeout = idleTimeout
             self.trustProxyProtocol = trustProxyProtocol
             self.proxyProtocolPeers = proxyProtocolPeers
             self.users = users
+            self.resolver = resolver
         }
     }
 
@@ -156,7 +159,7 @@ struct ProxySession: Sendable {
     /// engine's loops), counts the verdict, and calls `then` with true for a user's right
     /// password (on the pool's thread, or at once when no bcrypt was needed).
     func verify(_ users: ProxyUsers, user: [UInt8], password: [UInt8], then: @escaping @Sendable (Bool) -> Void) {
-        users.verify(user: user, password: password, on: opener.threadPool) { [opener, logger] verdict in
+        users.verify(user: user, password: password, on: opener.passwordChecks) { [opener, logger] verdict in
             guard let verdict else {
                 logger.error("cannot check a password: the proxy is stopping")
                 return then(false)

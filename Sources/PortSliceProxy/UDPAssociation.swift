@@ -20,6 +20,8 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
     let client: IPAddress
     /// Where the client's datagrams must come from (its TCP peer's address).
     let peerAddress: String
+    /// Names in datagrams are looked up by the engine loop that served the request.
+    let lookUp: FlowOpener.NameLookup
     private var relay: Channel?
     private var clientUDP: SocketAddress?
     /// Flows and datagrams waiting for their flow to open, by destination as the client
@@ -28,10 +30,11 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
     private var waiting: [String: [ByteBuffer]] = [:]
     private var closed = false
 
-    init(session: ProxySession, client: IPAddress, peerAddress: String) {
+    init(session: ProxySession, client: IPAddress, peerAddress: String, lookUp: @escaping FlowOpener.NameLookup) {
         self.session = session
         self.client = client
         self.peerAddress = peerAddress
+        self.lookUp = lookUp
     }
 
     /// Serves the association asked for on `control`, a client's TCP connection that the
@@ -40,9 +43,9 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
     /// connection only keeps it alive; the idle limit is the relay's). `ended` runs once, when
     /// the connection has closed.
     static func serve(control descriptor: CInt, session: ProxySession, client: IPAddress, peer: IPv4Address, local: IPv4Address,
-                      ended: @escaping @Sendable () -> Void) {
+                      lookUp: @escaping FlowOpener.NameLookup, ended: @escaping @Sendable () -> Void) {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let association = UDPAssociation(session: session, client: client, peerAddress: "\(peer)")
+        let association = UDPAssociation(session: session, client: client, peerAddress: "\(peer)", lookUp: lookUp)
         let idleTimeout = session.settings.idleTimeout
         ClientBootstrap(group: loop)
             .channelInitializer { control in control.eventLoop.makeCompletedFuture { try control.pipeline.syncOperations.addHandler(ControlDiscarder()) } }
@@ -121,7 +124,7 @@ final class UDPAssociation: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func open(host: String, port: UInt16, key: String, context: ChannelHandlerContext) {
-        let opening = session.opener.openUDP(host: host, port: port, for: client, on: context.eventLoop) { [self] channel in
+        let opening = session.opener.openUDP(host: host, port: port, for: client, on: context.eventLoop, lookUp: lookUp) { [self] channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(UDPReturn(association: self))
             }

@@ -158,6 +158,41 @@ public enum StreamIO {
     public static func sendImmediately(_ descriptor: CInt) { _ = Syscalls.setOption(descriptor, .noDelay, 1) }
 }
 
+/// Sockets to a name server, for a stub resolver on an event loop: non-blocking, close-on-exec,
+/// connected, so the kernel picks a random ephemeral source port for each (RFC 5452's second
+/// source of entropy beside the query ID) and a UDP socket takes datagrams from that server's
+/// address and port only.
+public enum NameServerSocket {
+    /// A UDP socket connected to `server`.
+    public static func udp(to server: Endpoint) -> Result<CInt, Errno> {
+        connected(.udp, to: server)
+    }
+
+    /// A TCP connection to `server`, under way (`EINPROGRESS`): watch it for writability.
+    public static func tcp(to server: Endpoint) -> Result<CInt, Errno> {
+        connected(.tcp, to: server)
+    }
+
+    private static func connected(_ transport: Transport, to server: Endpoint) -> Result<CInt, Errno> {
+        Syscalls.socket(transport, nonBlocking: true).flatMap { descriptor in
+            switch Syscalls.connect(descriptor, server.address, server.port) {
+            case .success:
+                return .success(descriptor)
+            case .failure(let errno) where errno == .nowInProgress:
+                return .success(descriptor)
+            case .failure(let errno):
+                Syscalls.close(descriptor)
+                return .failure(errno)
+            }
+        }
+    }
+
+    /// Sends one datagram (a UDP query) on a connected socket.
+    public static func send(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        Syscalls.send(descriptor, bytes)
+    }
+}
+
 /// A non-blocking TCP listener that shares its port with the other loops' listeners
 /// (`SO_REUSEPORT`: the kernel spreads new connections over them). Its connections send
 /// small writes at once (`TCP_NODELAY`).

@@ -22,7 +22,7 @@ struct DynamicSlicesTests {
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
         let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true),
-                                threadPool: pool)
+                                passwordChecks: pool)
         let server = try ProxyServer.start(on: Endpoint(Self.loopback, 0), opener: opener,
                                            logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
         return (try EchoServers(Endpoint(Self.loopback, 0)), slices, server.endpoint, {

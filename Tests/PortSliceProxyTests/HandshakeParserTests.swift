@@ -50,7 +50,7 @@ struct HandshakeParserTests {
         #expect(SOCKS5.reply(SOCKS5.Reply.generalFailure) == [5, 1, 0, 1, 0, 0, 0, 0, 0, 0])
         let destination = Endpoint(IPv4Address(192, 0, 2, 1), 80)
         #expect(SOCKS5.replyCode(for: .refused(.port(.refusedByDefault(25, PortRange(port: 25))))) == 2)
-        #expect(SOCKS5.replyCode(for: .unresolved("x")) == 4)
+        #expect(SOCKS5.replyCode(for: .unresolved("x", .noSuchName)) == 4)
         #expect(SOCKS5.replyCode(for: .connectionRefused(destination)) == 5)
         #expect(SOCKS5.replyCode(for: .timedOut(destination)) == 6)
         #expect(SOCKS5.replyCode(for: .exhausted(destination)) == 1)

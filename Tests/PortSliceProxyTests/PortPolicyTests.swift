@@ -101,7 +101,7 @@ struct PortPolicyTests {
         pool.start()
         let opener = FlowOpener(slices: EgressSlices(), clientTraits: TraitIndex(feeds: []),
                                 policy: DestinationPolicy(allowLoopback: true, hostAddresses: InterfaceAddressSnapshot(read: { [] }), ports: ports),
-                                threadPool: pool)
+                                passwordChecks: pool)
         let server = try ProxyServer.start(on: Endpoint(IPv4Address(127, 0, 0, 1), 0), opener: opener, threads: 1,
                                            logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
         do {

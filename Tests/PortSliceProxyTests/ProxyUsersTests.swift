@@ -147,7 +147,7 @@ struct ProxyUsersTests {
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
         let opener = FlowOpener(slices: EgressSlices(), clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true),
-                                threadPool: pool)
+                                passwordChecks: pool)
         let server = try ProxyServer.start(on: Endpoint(IPv4Address(127, 0, 0, 1), 0), opener: opener, settings: ProxyServer.Settings(users: users),
                                            logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
         let proxy = server.endpoint

@@ -135,7 +135,8 @@ final class EngineConnection {
 
     /// Back to the state of a new connection (descriptors already closed by the loop).
     func reset() {
-        generation &+= 1
+        // 31 bits: a token with the top bit set is the resolver's.
+        generation = (generation &+ 1) & 0x7fff_ffff
         client = -1
         upstream = -1
         admitted = false

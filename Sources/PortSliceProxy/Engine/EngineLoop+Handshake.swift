@@ -306,12 +306,12 @@ extension EngineLoop {
             connection.requestedHost = name
             connection.phase = .resolving
             let (slot, generation) = (connection.slot, connection.generation)
-            session.opener.lookUp(name, port: port) { [self] result in
-                post(slot, generation) { loop, connection in
-                    switch result {
-                    case .success(let destination): loop.dial(connection, to: destination)
-                    case .failure(let failure): loop.fail(connection, failure)
-                    }
+            lookUp(name, port: port, for: connection.clientAddress) { [self] result in
+                // The client may have gone while the name server thought.
+                guard let connection = connections[slot], connection.generation == generation, connection.phase == .resolving else { return }
+                switch result {
+                case .success(let destination): dial(connection, to: destination)
+                case .failure(let failure): fail(connection, failure)
                 }
             }
         }
@@ -401,7 +401,7 @@ extension EngineLoop {
         connection.admitted = false
         let (session, client) = (session, connection.clientAddress)
         UDPAssociation.serve(control: descriptor, session: session, client: client, peer: connection.peer.address,
-                             local: listener.endpoint.address) {
+                             local: listener.endpoint.address, lookUp: { [self] name, port, client, then in resolve(name, port: port, for: client, then: then) }) {
             if counted { session.counts.leave(client) }
         }
         close(connection)

@@ -22,7 +22,10 @@ final class EngineLoop: @unchecked Sendable {
     let poller: EventPoller
     let wakeup: Wakeup
     let inbox = Mutex<[(slot: Int, generation: UInt32, work: @Sendable (EngineLoop, EngineConnection) -> Void)]>([])
+    /// Work for the loop itself from other threads (a UDP association's name lookup).
+    let tasks = Mutex<[@Sendable (EngineLoop) -> Void]>([])
     let stopping = Atomic<Bool>(false)
+    let resolver: EngineResolver
 
     var connections: [EngineConnection?] = []
     /// Connections closed, kept (each with its slot) for the next ones.
@@ -47,6 +50,7 @@ final class EngineLoop: @unchecked Sendable {
         self.listener = listener
         poller = try EventPoller()
         wakeup = try Wakeup()
+        resolver = EngineResolver(settings: session.settings.resolver, poller: poller)
         try poller.watch(self.listener.descriptor, token: Self.listenerToken, for: .listener)
         try poller.watch(wakeup.descriptor, token: Self.wakeupToken, for: .readable)
     }
@@ -71,6 +75,7 @@ final class EngineLoop: @unchecked Sendable {
             }
         }
         for connection in connections.compactMap({ $0 }) { close(connection) }
+        resolver.closeAll()
     }
 
     /// Asks the loop to stop (from any thread); `run` returns once it has closed everything.
@@ -84,6 +89,30 @@ final class EngineLoop: @unchecked Sendable {
     func post(_ slot: Int, _ generation: UInt32, _ work: @escaping @Sendable (EngineLoop, EngineConnection) -> Void) {
         inbox.withLock { $0.append((slot, generation, work)) }
         wakeup.signal()
+    }
+
+    /// Runs `work` on the loop (from any thread).
+    func post(_ work: @escaping @Sendable (EngineLoop) -> Void) {
+        tasks.withLock { $0.append(work) }
+        wakeup.signal()
+    }
+
+    /// Looks `name` up on this loop for a flow of `client` to `port` (from any thread): the
+    /// first address the policy allows, or why none; `then` runs on the loop.
+    func resolve(_ name: String, port: UInt16, for client: IPAddress, then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) {
+        post { loop in loop.lookUp(name, port: port, for: client, then: then) }
+    }
+
+    /// The same, on the loop's thread.
+    func lookUp(_ name: String, port: UInt16, for client: IPAddress, then: @escaping (Result<Endpoint, OpenFailure>) -> Void) {
+        let opener = session.opener
+        if let refusal = opener.policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
+        resolver.lookUp(name, for: client, egress: opener.egressAddress(for: client), now: now) { result in
+            switch result {
+            case .success(let addresses): then(Result { () throws(OpenFailure) in try opener.allowed(among: addresses, port: port) })
+            case .failure(let failure): then(.failure(.unresolved(name, failure)))
+            }
+        }
     }
 
     func milliseconds() -> Int64 {
@@ -103,6 +132,9 @@ final class EngineLoop: @unchecked Sendable {
                 guard let connection = connections[item.slot], connection.generation == item.generation else { continue }
                 item.work(self, connection)
             }
+            for task in tasks.withLock({ tasks in defer { tasks.removeAll(keepingCapacity: true) }; return tasks }) { task(self) }
+        case let token where token & EngineResolver.tokenMark != 0:
+            resolver.handle(token, readiness, now: now)
         default:
             let slot = Int((token >> 1) & 0x7fff_ffff), generation = UInt32(token >> 32)
             guard slot < connections.count, let connection = connections[slot], connection.generation == generation else { return }
@@ -224,6 +256,7 @@ final class EngineLoop: @unchecked Sendable {
                 acceptDeferred = true
             }
         }
+        resolver.expire(now: now)
         let idleLimit = session.idleMilliseconds
         for case let connection? in connections {
             if connection.phase == .connecting && now >= connection.deadline {

@@ -1,0 +1,407 @@
+import Foundation
+import PortSliceCore
+import PortSliceDNS
+import PortSliceSockets
+
+/// How the proxy looks names up: which servers, the search rules of resolv.conf, the hosts
+/// file, and whether queries carry the egress address's subnet.
+public struct ResolverSettings: Sendable {
+    /// Asked in order, each for the configuration's timeout, for its number of rounds.
+    public var servers: [Endpoint]
+    /// Search domains, ndots, timeout and attempts (its own name servers are `servers`).
+    public var configuration: ResolverConfiguration
+    /// The hosts file, consulted before DNS as glibc's `files` source is, and read again when
+    /// it changes (as glibc reads it at every lookup); nil for none.
+    public var hostsFile: String?
+    /// Send an EDNS Client Subnet option (RFC 7871) naming the egress address the flow will
+    /// leave from (its /24), so a geo-DNS answers for where the flow leaves, not for where
+    /// the proxy runs.
+    public var sendsClientSubnet: Bool
+    /// Lookups one client may have waiting for a server at once; more are refused at once,
+    /// so one client asking for many names on a slow server holds nothing of anyone else's.
+    public var lookupsPerClient: Int
+    /// Answers kept per loop.
+    public var cacheCapacity: Int
+
+    public init(servers: [Endpoint], configuration: ResolverConfiguration = ResolverConfiguration(), hostsFile: String? = nil,
+                sendsClientSubnet: Bool = true, lookupsPerClient: Int = 32, cacheCapacity: Int = 10_000) {
+        precondition(!servers.isEmpty, "a resolver needs a name server")
+        self.servers = servers
+        self.configuration = configuration
+        self.hostsFile = hostsFile
+        self.sendsClientSubnet = sendsClientSubnet
+        self.lookupsPerClient = lookupsPerClient
+        self.cacheCapacity = cacheCapacity
+    }
+
+    /// Everything from this host's files: the IPv4 name servers of `resolvConf` (port 53), its
+    /// search rules, and `hostsFile`; 127.0.0.1 when it names no IPv4 server, as glibc does
+    /// with none at all. IPv6 name servers are left out: the engine's sockets are IPv4 only.
+    public static func system(resolvConf: String = "/etc/resolv.conf", hostsFile: String = "/etc/hosts") -> ResolverSettings {
+        let text = { (path: String) in FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        let configuration = ResolverConfiguration(parsing: text(resolvConf), hostname: ProcessInfo.processInfo.hostName)
+        let servers = configuration.nameservers.compactMap { address -> Endpoint? in
+            if case .v4(let v4) = address { Endpoint(v4, 53) } else { nil }
+        }
+        return ResolverSettings(servers: servers.isEmpty ? [Endpoint(IPv4Address(127, 0, 0, 1), 53)] : servers,
+                                configuration: configuration, hostsFile: hostsFile)
+    }
+}
+
+/// Why a name gave no address to connect to.
+public enum LookupFailure: Error, Hashable, Sendable, CustomStringConvertible {
+    /// NXDOMAIN for the name and every search-list form of it.
+    case noSuchName
+    /// The name exists but has no IPv4 address.
+    case noAddress
+    /// A server answered with an error (SERVFAIL, REFUSED...) and none answered better.
+    case serverFailure(String)
+    /// No server answered within the timeout, in any round.
+    case noAnswer(servers: Int, rounds: Int, secondsEach: Int)
+    /// The client already has this many lookups waiting.
+    case tooManyLookups(Int)
+    case invalidName(String)
+
+    public var description: String {
+        switch self {
+        case .noSuchName: "no such name"
+        case .noAddress: "the name has no IPv4 address"
+        case .serverFailure(let code): "the name server answered \(code)"
+        case .noAnswer(let servers, let rounds, let seconds):
+            "no answer from \(servers == 1 ? "the name server" : "any of \(servers) name servers") in \(rounds) round(s) of \(seconds) s"
+        case .tooManyLookups(let limit): "this client already has \(limit) lookups waiting for the name server"
+        case .invalidName(let reason): "not a valid name: \(reason)"
+        }
+    }
+}
+
+/// The proxy engine's stub resolver: one per loop, confined to its thread, its sockets in the
+/// loop's epoll set, so a lookup holds no thread while the name server thinks.
+///
+/// A lookup tries the hosts file, then each search-list form of the name (resolv.conf's
+/// rules) against the cache and then the servers: A queries over UDP from a fresh connected
+/// socket (random ID, the kernel's random source port; an answer must match ID, name, type
+/// and the subnet sent, and anything else on the socket is ignored), TCP when the answer comes
+/// truncated, the next server on an error or after the timeout, for the configured rounds.
+/// Lookups of the same name and subnet share one query. Answers and negative answers are
+/// cached for their TTLs, keyed by the subnet scope the server gave (RFC 7871 section 7.3).
+final class EngineResolver {
+    typealias Completion = (Result<[IPv4Address], LookupFailure>) -> Void
+
+    /// Epoll tokens of resolver sockets have the top bit set; connections' tokens never do.
+    static let tokenMark: UInt64 = 1 << 63
+    /// The largest answer read: 64 KiB over TCP, a datagram of up to 4 KiB over UDP (a server
+    /// honours the 1232-byte payload size the query offers; larger datagrams are not ours).
+    static let maximumTCPAnswer = 65_537
+    static let datagramBuffer = 4096
+
+    private let settings: ResolverSettings
+    private let poller: EventPoller
+    private let cache: DNSCache
+    private var random = SystemRandomNumberGenerator()
+    private var queries: [CInt: Query] = [:]
+    private var asking: [Question: Query] = [:]
+    private var waitingPerClient: [IPAddress: Int] = [:]
+    private var hosts = HostsFile(parsing: "")
+    /// The hosts file's modification time and size when last read.
+    private var hostsStamp: [FileAttributeKey: AnyHashable] = [:]
+    private let datagram = UnsafeMutableRawBufferPointer.allocate(byteCount: datagramBuffer, alignment: 8)
+
+    private struct Question: Hashable {
+        let name: DNSName
+        let subnet: ClientSubnet?
+    }
+
+    private final class Lookup {
+        let client: IPAddress
+        let candidates: [DNSName]
+        var next = 0
+        let subnet: ClientSubnet?
+        let completion: Completion
+        /// Whether some form of the name existed (NODATA rather than NXDOMAIN at the end).
+        var nameExisted = false
+
+        init(client: IPAddress, candidates: [DNSName], subnet: ClientSubnet?, completion: @escaping Completion) {
+            self.client = client
+            self.candidates = candidates
+            self.subnet = subnet
+            self.completion = completion
+        }
+    }
+
+    private final class Query {
+        let question: Question
+        var message: DNSQuery
+        var waiters: [Lookup]
+        /// Tries made so far; the server asked is `tries % servers`.
+        var tries = 0
+        var socket: CInt = -1
+        var overTCP = false
+        var deadline: Int64 = 0
+        var outgoing: [UInt8] = []
+        var written = 0
+        var incoming: [UInt8] = []
+        /// The last error a server answered, reported if no server does better.
+        var lastServerFailure: String?
+
+        init(question: Question, message: DNSQuery, waiter: Lookup) {
+            self.question = question
+            self.message = message
+            waiters = [waiter]
+        }
+    }
+
+    init(settings: ResolverSettings, poller: EventPoller) {
+        self.settings = settings
+        self.poller = poller
+        cache = DNSCache(capacity: settings.cacheCapacity)
+    }
+
+    deinit { datagram.deallocate() }
+
+    /// Queries waiting for a server now (for tests and the status page).
+    var queriesInFlight: Int { queries.count }
+
+    /// Looks `name` up for `client`, whose flow will leave from `egress`; `completion` runs on
+    /// the loop, at once when the hosts file or the cache answers.
+    func lookUp(_ name: String, for client: IPAddress, egress: IPv4Address?, now: Int64, completion: @escaping Completion) {
+        if let listed = currentHosts().addresses(for: name) {
+            return completion(listed.ipv4.isEmpty ? .failure(.noAddress) : .success(listed.ipv4))
+        }
+        let candidates: [DNSName]
+        do {
+            candidates = try settings.configuration.candidates(for: name)
+        } catch {
+            return completion(.failure(.invalidName("\(error)")))
+        }
+        let subnet = settings.sendsClientSubnet ? egress.map { ClientSubnet(.v4($0)) } : nil
+        let lookup = Lookup(client: client, candidates: candidates, subnet: subnet, completion: completion)
+        advance(lookup, now: now)
+    }
+
+    /// The hosts file as it is now: read again when its modification time or size changed (a
+    /// `stat` per lookup by name, far below what the lookup costs).
+    private func currentHosts() -> HostsFile {
+        guard let path = settings.hostsFile else { return hosts }
+        let attributes = (try? FileManager.default.attributesOfItem(atPath: path)) ?? [:]
+        var stamp: [FileAttributeKey: AnyHashable] = [:]
+        for key in [FileAttributeKey.modificationDate, .size, .systemFileNumber] { stamp[key] = attributes[key] as? AnyHashable }
+        if stamp != hostsStamp {
+            hostsStamp = stamp
+            hosts = HostsFile(parsing: FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "")
+        }
+        return hosts
+    }
+
+    /// Tries the lookup's next forms against the cache until one answers or one must be asked.
+    private func advance(_ lookup: Lookup, now: Int64) {
+        let instant = ContinuousClock.now
+        while lookup.next < lookup.candidates.count {
+            let name = lookup.candidates[lookup.next]
+            switch cache.lookup(name, type: .a, subnet: lookup.subnet, now: instant) {
+            case .addresses(let addresses)?:
+                return finish(lookup, Self.ipv4(addresses))
+            case .noData?:
+                lookup.nameExisted = true
+                lookup.next += 1
+            case .nameError?:
+                lookup.next += 1
+            case nil:
+                return ask(name, for: lookup, now: now)
+            }
+        }
+        finish(lookup, .failure(lookup.nameExisted ? .noAddress : .noSuchName))
+    }
+
+    private func ask(_ name: DNSName, for lookup: Lookup, now: Int64) {
+        let waiting = waitingPerClient[lookup.client, default: 0]
+        guard waiting < settings.lookupsPerClient else {
+            return finish(lookup, .failure(.tooManyLookups(settings.lookupsPerClient)))
+        }
+        waitingPerClient[lookup.client] = waiting + 1
+        let question = Question(name: name.lowercased(), subnet: lookup.subnet)
+        if let query = asking[question] {
+            query.waiters.append(lookup)
+            return
+        }
+        let query = Query(question: question, message: DNSQuery(id: random.next(), name: name, type: .a, clientSubnet: lookup.subnet),
+                          waiter: lookup)
+        asking[question] = query
+        send(query, now: now)
+    }
+
+    /// Sends the query to the server whose turn it is, over UDP; a socket that cannot be made
+    /// counts as a try that failed.
+    private func send(_ query: Query, now: Int64) {
+        let server = settings.servers[query.tries % settings.servers.count]
+        query.deadline = now + Int64(settings.configuration.timeoutSeconds) * 1000
+        switch NameServerSocket.udp(to: server) {
+        case .success(let socket):
+            query.socket = socket
+            queries[socket] = query
+            let bytes = query.message.encoded()
+            let sent = bytes.withUnsafeBytes { NameServerSocket.send(socket, $0) }
+            do {
+                try poller.watch(socket, token: Self.tokenMark | UInt64(socket), for: .readable)
+            } catch {
+                return retry(query, now: now)
+            }
+            if case .failure = sent { retry(query, now: now) }
+        case .failure:
+            retry(query, now: now)
+        }
+    }
+
+    /// Asks the same server again over TCP: the answer did not fit a datagram.
+    private func sendOverTCP(_ query: Query, now: Int64) {
+        let server = settings.servers[query.tries % settings.servers.count]
+        closeSocket(of: query)
+        query.overTCP = true
+        query.deadline = now + Int64(settings.configuration.timeoutSeconds) * 1000
+        guard case .success(let socket) = NameServerSocket.tcp(to: server),
+              let framed = try? DNSTCPFraming.frame(query.message.encoded())
+        else { return retry(query, now: now) }
+        query.socket = socket
+        queries[socket] = query
+        query.outgoing = framed
+        query.written = 0
+        query.incoming = []
+        do {
+            try poller.watch(socket, token: Self.tokenMark | UInt64(socket), for: .stream)
+        } catch {
+            retry(query, now: now)
+        }
+    }
+
+    /// The try failed (no answer in time, an error answer, a broken socket): the next server,
+    /// with a new ID, or the end when every round is spent.
+    private func retry(_ query: Query, now: Int64) {
+        closeSocket(of: query)
+        query.tries += 1
+        query.overTCP = false
+        let rounds = settings.configuration.attempts, servers = settings.servers.count
+        guard query.tries < rounds * servers else {
+            let failure: LookupFailure = query.lastServerFailure.map(LookupFailure.serverFailure)
+                ?? .noAnswer(servers: servers, rounds: rounds, secondsEach: settings.configuration.timeoutSeconds)
+            return end(query) { lookup in self.finish(lookup, .failure(failure)) }
+        }
+        query.message.id = random.next()
+        send(query, now: now)
+    }
+
+    /// A resolver socket is ready.
+    func handle(_ token: UInt64, _ readiness: Readiness, now: Int64) {
+        let socket = CInt(truncatingIfNeeded: token & ~Self.tokenMark)
+        guard let query = queries[socket] else { return }
+        if query.overTCP {
+            exchangeOverTCP(query, readiness, now: now)
+        } else {
+            receiveDatagrams(query, now: now)
+        }
+    }
+
+    private func receiveDatagrams(_ query: Query, now: Int64) {
+        let socket = query.socket
+        while query.socket == socket {
+            switch StreamIO.read(socket, into: datagram) {
+            case .transferred(let count):
+                // Anything that does not parse or does not answer this query is someone else's
+                // (or a forgery): dropped, and the query goes on waiting.
+                guard let response = try? DNSResponse(parsing: UnsafeRawBufferPointer(rebasing: datagram[..<count])),
+                      response.matches(query.message)
+                else { continue }
+                answered(query, response, now: now)
+            case .wouldBlock:
+                return
+            case .endOfStream, .failed:
+                // An ICMP port unreachable (nothing listens there) surfaces as a failed read.
+                return retry(query, now: now)
+            }
+        }
+    }
+
+    private func exchangeOverTCP(_ query: Query, _ readiness: Readiness, now: Int64) {
+        if readiness.failed { return retry(query, now: now) }
+        if query.written < query.outgoing.count {
+            switch query.outgoing.withUnsafeBytes({ StreamIO.writeSome(query.socket, UnsafeRawBufferPointer(rebasing: $0[query.written...])) }) {
+            case .success(let count): query.written += count
+            case .failure: return retry(query, now: now)
+            }
+        }
+        while true {
+            let room = min(Self.datagramBuffer, Self.maximumTCPAnswer - query.incoming.count)
+            guard room > 0 else { return retry(query, now: now) }  // longer than any DNS message
+            switch StreamIO.read(query.socket, into: UnsafeMutableRawBufferPointer(rebasing: datagram[..<room])) {
+            case .transferred(let count):
+                query.incoming.append(contentsOf: UnsafeRawBufferPointer(rebasing: datagram[..<count]))
+                let whole = query.incoming.withUnsafeBytes { DNSTCPFraming.firstMessage(in: $0) }
+                guard let whole else { continue }
+                let response = query.incoming.withUnsafeBytes { try? DNSResponse(parsing: UnsafeRawBufferPointer(rebasing: $0[whole.message])) }
+                guard let response, response.matches(query.message), !response.header.isTruncated else { return retry(query, now: now) }
+                return answered(query, response, now: now)
+            case .wouldBlock:
+                return
+            case .endOfStream, .failed:
+                return retry(query, now: now)
+            }
+        }
+    }
+
+    /// A matching answer: truncated ones go to TCP, server errors to the next server; anything
+    /// else is cached and given to every lookup waiting for it.
+    private func answered(_ query: Query, _ response: DNSResponse, now: Int64) {
+        if response.header.isTruncated && !query.overTCP { return sendOverTCP(query, now: now) }
+        guard response.responseCode == .noError || response.responseCode == .nameError else {
+            query.lastServerFailure = "\(response.responseCode)"
+            return retry(query, now: now)
+        }
+        cache.store(response, now: ContinuousClock.now)
+        let addresses = Self.ipv4(response.addresses)
+        end(query) { lookup in
+            if case .success = addresses { return self.finish(lookup, addresses) }
+            if response.responseCode == .noError { lookup.nameExisted = true }
+            lookup.next += 1
+            self.advance(lookup, now: now)
+        }
+    }
+
+    /// Takes the query out of flight and hands each of its lookups to `next`.
+    private func end(_ query: Query, _ next: (Lookup) -> Void) {
+        closeSocket(of: query)
+        asking[query.question] = nil
+        for lookup in query.waiters {
+            let left = waitingPerClient[lookup.client, default: 1] - 1
+            waitingPerClient[lookup.client] = left > 0 ? left : nil
+        }
+        for lookup in query.waiters { next(lookup) }
+    }
+
+    private func finish(_ lookup: Lookup, _ result: Result<[IPv4Address], LookupFailure>) {
+        lookup.completion(result)
+    }
+
+    private func closeSocket(of query: Query) {
+        guard query.socket >= 0 else { return }
+        queries[query.socket] = nil
+        poller.unwatch(query.socket)
+        StreamIO.close(query.socket)
+        query.socket = -1
+    }
+
+    /// Gives up on the tries whose server did not answer in time.
+    func expire(now: Int64) {
+        // Each query has one socket at a time, so each is listed once.
+        for query in Array(queries.values) where now >= query.deadline { retry(query, now: now) }
+    }
+
+    /// Closes every socket (the loop is stopping); waiting lookups are not answered.
+    func closeAll() {
+        for query in Array(queries.values) { closeSocket(of: query) }
+        asking.removeAll()
+    }
+
+    private static func ipv4(_ addresses: [IPAddress]) -> Result<[IPv4Address], LookupFailure> {
+        let found = addresses.compactMap { address -> IPv4Address? in if case .v4(let v4) = address { v4 } else { nil } }
+        return found.isEmpty ? .failure(.noAddress) : .success(found)
+    }
+}
