@@ -39,6 +39,13 @@ struct ProxyCommand: AsyncParsableCommand {
             localhost. Whatever a client sends before its relay starts is held up to 64 KiB. \
             Stops gracefully on SIGTERM or SIGINT: it closes its listeners and connections.
 
+            IPv6 is not cut into slices: with --prefix (a prefix routed to this host, such as \
+            `ip -6 route add local 2001:db8:10:5::/64 dev lo`), each client leaves from an \
+            address of its own in it, derived from the client's address with the secret in \
+            --address-key, so it keeps it across connections and restarts. A name with \
+            addresses of both families is tried over IPv6 first and over IPv4 250 ms later if \
+            IPv6 has not connected (Happy Eyeballs, RFC 8305).
+
             Example:
               portslice proxy --slice 127.0.0.2:20000-20999 --pool pool.csv --clients clients.csv --allow 127.0.0.1/32
               curl --socks5-hostname 127.0.0.1:1080 http://127.0.0.1:8080/
@@ -48,7 +55,11 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("slice"), help: ArgumentHelp("A slice this host may send from, ADDRESS:LOW-HIGH; repeat for several.", valueName: "slice"))
     var slices: [String] = []
 
-    @Option(help: ArgumentHelp("Pool geofeed: the traits of the slices' addresses.", valueName: "file"))
+    @Option(name: .customLong("prefix"),
+            help: ArgumentHelp("An IPv6 prefix routed to this host to send from (each client from an address of its own in it); repeat for several.", valueName: "prefix"))
+    var prefixes: [String] = []
+
+    @Option(help: ArgumentHelp("Pool geofeed: the traits of the slices' addresses (and of the prefixes, on IPv6 lines containing them).", valueName: "file"))
     var pool: String
 
     @OptionGroup var proxy: ProxyOptions
@@ -56,12 +67,37 @@ struct ProxyCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        if slices.isEmpty { throw ValidationError("give at least one --slice ADDRESS:LOW-HIGH to send from") }
+        if slices.isEmpty && prefixes.isEmpty {
+            throw ValidationError("give at least one --slice ADDRESS:LOW-HIGH or --prefix IPV6-PREFIX to send from")
+        }
+    }
+
+    /// The pool file's IPv4 lines (the slices' addresses) and IPv6 lines (the prefixes').
+    func poolFile() throws -> (addresses: Geofeed, prefixes: [GeofeedEntry]) {
+        let feed = try Geofeed.read(readFile(pool, what: "pool file"), source: pool)
+        return (Geofeed(entries: feed.entries.filter { if case .v4 = $0.prefix { true } else { false } }),
+                feed.entries.filter { if case .v6 = $0.prefix { true } else { false } })
+    }
+
+    /// The prefixes given, each with the traits of the pool file's IPv6 line that holds it.
+    func egressPrefixes() throws -> EgressPrefixes {
+        let lines = try poolFile().prefixes
+        return EgressPrefixes(try prefixes.map { text in
+            let prefix: IPv6Prefix
+            do { prefix = try IPv6Prefix(parsing: text) } catch { throw CommandFailure("--prefix '\(text)': \(error)") }
+            let holding = lines.filter { line in
+                if case .v6(let pooled) = line.prefix { pooled.length <= prefix.length && pooled.contains(prefix.network) } else { false }
+            }
+            guard let line = holding.max(by: { $0.prefix < $1.prefix }) else {
+                throw CommandFailure("--prefix \(prefix) has no traits: add an IPv6 line holding it to the pool file \(pool), such as \(prefix),US,US-CA,Los Angeles,")
+            }
+            return (prefix, line.traits)
+        })
     }
 
     /// The slices given, with their addresses' traits from the pool file.
     func egressSlices() throws -> EgressSlices {
-        let poolFeed = try Geofeed.read(readFile(pool, what: "pool file"), source: pool)
+        let poolFeed = try poolFile().addresses
         let egressPool: EgressPool
         do { egressPool = try EgressPool(feed: poolFeed) } catch { throw CommandFailure("\(pool): \(error)") }
         let parsedSlices = try slices.map { text in
@@ -71,8 +107,8 @@ struct ProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let slices = try egressSlices()
+        let slices = try egressSlices(), prefixes = try egressPrefixes()
         let logger = try logging.bootstrap("portslice.proxy")
-        try await runDaemon([ProxyService(options: proxy, slices: slices, logger: logger)], logger: logger)
+        try await runDaemon([ProxyService(options: proxy, slices: slices, prefixes: prefixes, logger: logger)], logger: logger)
     }
 }

@@ -69,6 +69,9 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Name lookups one client may have waiting for a name server at once; more are refused.")
     var lookupsPerClient = 32
 
+    @Option(help: ArgumentHelp("The secret that picks each client's IPv6 address inside a prefix (32 bytes; made on first start, readable by its owner only). Keep it to keep clients' addresses across restarts.", valueName: "file"))
+    var addressKey = "./portslice-data/address-key"
+
     func validate() throws {
         guard connectTimeout > 0 && connectTimeout <= 120 else { throw ValidationError("--connect-timeout \(connectTimeout) is out of range; give 0 to 120 seconds") }
         guard (1...86_400).contains(idleTimeout) else { throw ValidationError("--idle-timeout \(idleTimeout) is out of range; give 1 to 86400 seconds") }
@@ -154,12 +157,17 @@ struct ProxyOptions: ParsableArguments {
     /// Reads the client feeds and users, and builds what opens flows from `slices`, checking
     /// passwords on `passwordChecks`. `allowLoopback` opens loopback destinations (the local
     /// demo only).
-    func makeServerParts(slices: EgressSlices, allowLoopback: Bool = false, passwordChecks: NIOThreadPool) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
+    func makeServerParts(slices: EgressSlices, prefixes: EgressPrefixes = EgressPrefixes(), allowLoopback: Bool = false,
+                         passwordChecks: NIOThreadPool) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
         let feeds = try clientFeeds.map { try Geofeed.read(readFile($0, what: "client geofeed"), source: $0) }
-        let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.prefixes(allowed, option: "allow"),
-                                       deny: try Self.prefixes(denied, option: "deny"), ports: try portPolicy())
-        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: feeds), policy: policy,
-                                connectTimeout: .milliseconds(Int(connectTimeout * 1000)), passwordChecks: passwordChecks)
+        let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.anyPrefixes(allowed, option: "allow"),
+                                       deny: try Self.anyPrefixes(denied, option: "deny"), ports: try portPolicy())
+        var clientAddresses: ClientAddresses?
+        if !prefixes.isEmpty {
+            do { clientAddresses = ClientAddresses(key: try ClientAddresses.key(at: addressKey)) } catch { throw CommandFailure("--address-key: \(error)") }
+        }
+        let opener = FlowOpener(slices: slices, prefixes: prefixes, clientAddresses: clientAddresses, clientTraits: TraitIndex(feeds: feeds),
+                                policy: policy, connectTimeout: .milliseconds(Int(connectTimeout * 1000)), passwordChecks: passwordChecks)
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
                                             trustProxyProtocol: trustProxyProtocol,
                                             proxyProtocolPeers: try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from"), users: try userTable(),
@@ -184,6 +192,14 @@ struct ProxyOptions: ParsableArguments {
     /// Threads for password checks (bcrypt is CPU work: one per core).
     static let passwordCheckThreads = ProcessInfo.processInfo.activeProcessorCount
 
+    /// Prefixes of either family given to `--option`; an address alone is its /32 or /128.
+    static func anyPrefixes(_ texts: [String], option: String) throws -> [IPPrefix] {
+        try texts.map { text in
+            let whole = text.contains("/") ? text : text + (text.contains(":") ? "/128" : "/32")
+            do { return try IPPrefix(parsing: whole) } catch { throw CommandFailure("--\(option) '\(text)': \(error)") }
+        }
+    }
+
     static func prefixes(_ texts: [String], option: String) throws -> [IPv4Prefix] {
         try texts.map { text in
             do { return try IPv4Prefix(parsing: text.contains("/") ? text : text + "/32") } catch { throw CommandFailure("--\(option) '\(text)': \(error)") }
@@ -197,6 +213,7 @@ struct ProxyOptions: ParsableArguments {
 struct ProxyService: Service, CustomStringConvertible {
     let options: ProxyOptions
     let slices: EgressSlices
+    var prefixes = EgressPrefixes()
     var allowLoopback = false
     let logger: Logger
 
@@ -206,7 +223,8 @@ struct ProxyService: Service, CustomStringConvertible {
         let passwordChecks = NIOThreadPool(numberOfThreads: ProxyOptions.passwordCheckThreads)
         passwordChecks.start()
         do {
-            let (opener, settings) = try options.makeServerParts(slices: slices, allowLoopback: allowLoopback, passwordChecks: passwordChecks)
+            let (opener, settings) = try options.makeServerParts(slices: slices, prefixes: prefixes, allowLoopback: allowLoopback,
+                                                                 passwordChecks: passwordChecks)
             let (adminPort, portFound) = AsyncStream.makeStream(of: Int.self)
             let admin = try options.adminPages(of: opener, logger: logger) { port in
                 portFound.yield(port)
@@ -224,8 +242,9 @@ struct ProxyService: Service, CustomStringConvertible {
                     let proxyPort = server.endpoint.port
                     let endpoint = try options.listenAddress(), adminEndpoint = try options.adminAddress()
                     // Unbuffered: scripts and tests wait for this line before connecting.
+                    let ipv6 = prefixes.isEmpty ? "" : ", \(prefixes.all.count) IPv6 prefix(es)"
                     let ready = "portslice proxy listening on \(endpoint.address):\(proxyPort) (SOCKS5 and HTTP); \(slices.slices.count) slice(s) on "
-                        + "\(slices.addresses.count) address(es); status and metrics on http://\(adminEndpoint.address):\(port)/\n"
+                        + "\(slices.addresses.count) address(es)\(ipv6); status and metrics on http://\(adminEndpoint.address):\(port)/\n"
                     FileHandle.standardOutput.write(Data(ready.utf8))
                 }
             }

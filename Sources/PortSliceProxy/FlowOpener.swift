@@ -10,19 +10,27 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
     /// The name gave no IPv4 address, and why.
     case unresolved(String, LookupFailure)
     /// Every slice that could serve the client is out of ports for this destination.
-    case exhausted(Endpoint)
+    case exhausted(IPEndpoint)
+    /// The client has no egress of the destination's family (no IPv6 prefix for an IPv6-only
+    /// destination, no slice for an IPv4 one).
+    case noEgress(IPEndpoint)
     /// The destination refused the connection.
-    case connectionRefused(Endpoint)
+    case connectionRefused(IPEndpoint)
     /// The destination did not answer in time.
-    case timedOut(Endpoint)
+    case timedOut(IPEndpoint)
     /// Anything else the network or the system said.
     case failed(String)
 
     public var description: String {
         switch self {
         case .refused(let reason): "refused by policy: \(reason)"
-        case .unresolved(let name, let failure): "cannot resolve \(name) to an IPv4 address: \(failure)"
+        case .unresolved(let name, let failure): "cannot resolve \(name): \(failure)"
         case .exhausted(let destination): "every slice for this client is out of ports towards \(destination)"
+        case .noEgress(let destination):
+            switch destination.address {
+            case .v4: "no IPv4 slice serves this client, so \(destination) cannot be reached"
+            case .v6: "no IPv6 prefix serves this client (give --prefix), so \(destination) cannot be reached"
+            }
         case .connectionRefused(let destination): "\(destination) refused the connection"
         case .timedOut(let destination): "\(destination) did not answer in time"
         case .failed(let reason): reason
@@ -37,8 +45,14 @@ public enum OpenFailure: Error, Sendable, CustomStringConvertible {
 ///
 /// Dialing is non-blocking system calls, so it runs on the caller's thread. Names are looked
 /// up by the engine's resolver (`EngineLoop.lookUp`), on the loops.
+///
+/// IPv4 flows leave from port slices of shared addresses; IPv6 flows from an address of the
+/// client's own inside an IPv6 prefix (`prefixes`, `clientAddresses`), where there is one.
 public struct FlowOpener: Sendable {
     public let slices: EgressSlices
+    public let prefixes: EgressPrefixes
+    /// Which address of a prefix each client leaves from; nil without prefixes.
+    public let clientAddresses: ClientAddresses?
     public let clientTraits: TraitIndex
     public let policy: DestinationPolicy
     public let connectTimeout: Duration
@@ -47,9 +61,13 @@ public struct FlowOpener: Sendable {
     /// Where passwords are checked: bcrypt takes tens of milliseconds of CPU.
     let passwordChecks: NIOThreadPool
 
-    public init(slices: EgressSlices, clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10),
+    public init(slices: EgressSlices, prefixes: EgressPrefixes = EgressPrefixes(), clientAddresses: ClientAddresses? = nil,
+                clientTraits: TraitIndex, policy: DestinationPolicy, connectTimeout: Duration = .seconds(10),
                 metrics: ProxyMetrics = ProxyMetrics(), recent: RecentFlows = RecentFlows(), passwordChecks: NIOThreadPool) {
+        precondition(prefixes.isEmpty || clientAddresses != nil, "IPv6 prefixes need the key that picks each client's address")
         self.slices = slices
+        self.prefixes = prefixes
+        self.clientAddresses = clientAddresses
         self.clientTraits = clientTraits
         self.policy = policy
         self.connectTimeout = connectTimeout
@@ -58,8 +76,19 @@ public struct FlowOpener: Sendable {
         self.passwordChecks = passwordChecks
     }
 
-    /// A name looked up for a flow of a client, from any thread: the first address the policy
-    /// allows, or why none; the answer may come on another thread.
+    /// How long an IPv6 attempt has before IPv4 is tried beside it (RFC 8305's recommended
+    /// Connection Attempt Delay).
+    public static let happyEyeballsDelay: Int64 = 250
+
+    /// Where a flow of a name goes: the first allowed address of the family tried first, and of
+    /// the other family, if any, the one tried `happyEyeballsDelay` later.
+    struct Destinations {
+        let first: IPEndpoint
+        let fallback: IPEndpoint?
+    }
+
+    /// A name looked up for a UDP flow of a client, from any thread: the first IPv4 address the
+    /// policy allows, or why none; the answer may come on another thread.
     public typealias NameLookup = @Sendable (_ name: String, _ port: UInt16, _ client: IPAddress,
                                              _ then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) -> Void
 
@@ -74,7 +103,18 @@ public struct FlowOpener: Sendable {
         let revocation: SliceRevocation
     }
 
-    /// A dialed socket before NIO takes it.
+    /// A TCP flow whose handshake ended well: its socket, its ends, where it left from.
+    struct DialedStream: Sendable {
+        let descriptor: CInt
+        let local: IPEndpoint
+        let remote: IPEndpoint
+        let source: FlowSource
+        /// A slice flow's port, counted by its dialer until the flow closes (so the dialer's
+        /// one-port hints see the proxy's flows when the slice is nearly full).
+        var hold: PortHold? = nil
+    }
+
+    /// A dialed UDP socket before NIO takes it.
     struct Dialed: Sendable {
         let descriptor: CInt
         let local: Endpoint
@@ -105,6 +145,21 @@ public struct FlowOpener: Sendable {
         return Endpoint(address, port)
     }
 
+    /// `address:port` of either family when the policy allows both; an address of the
+    /// proxy's own prefixes is refused as an egress address.
+    func allowed(_ address: IPAddress, port: UInt16) throws(OpenFailure) -> IPEndpoint {
+        switch address {
+        case .v4(let v4):
+            return IPEndpoint(try allowed(v4, port: port))
+        case .v6(let v6):
+            if let refusal = policy.refusal(for: address, port: port) { throw .refused(refusal) }
+            // Every address of a prefix routed here is this host: refused like the egress
+            // addresses, unless the allow list names it.
+            if prefixes.contains(v6) && !policy.allow.contains(where: { $0.contains(address) }) { throw .refused(.egressAddress(address)) }
+            return IPEndpoint(address, port)
+        }
+    }
+
     /// The first of a name's `addresses` the policy allows, with `port`; else the refusal of
     /// the first.
     func allowed(among addresses: [IPv4Address], port: UInt16) throws(OpenFailure) -> Endpoint {
@@ -112,10 +167,39 @@ public struct FlowOpener: Sendable {
         return try allowed(addresses.first { policy.refusal(for: $0, egressAddresses: own) == nil } ?? addresses[0], port: port)
     }
 
-    /// The address a flow of `client` would leave from now (the one its traits choose), which
-    /// a name lookup names to geo-DNS; nil while no slice is held.
+    /// Where a TCP flow of `client` to a name with `resolved` addresses goes: IPv6 first when
+    /// the client has an IPv6 prefix and the name an allowed IPv6 address, IPv4 then (or alone).
+    func destinations(_ resolved: ResolvedAddresses, port: UInt16, for client: IPAddress) throws(OpenFailure) -> Destinations {
+        var refusal: OpenFailure?
+        func firstAllowed(_ addresses: [IPAddress]) -> IPEndpoint? {
+            for address in addresses {
+                do throws(OpenFailure) { return try allowed(address, port: port) } catch { refusal = refusal ?? error }
+            }
+            return nil
+        }
+        let viaIPv6 = ipv6Source(for: client) == nil ? nil : firstAllowed(resolved.ipv6.map(IPAddress.v6))
+        let viaIPv4 = firstAllowed(resolved.ipv4.map(IPAddress.v4))
+        switch (viaIPv6, viaIPv4) {
+        case (let six?, let four): return Destinations(first: six, fallback: four)
+        case (nil, let four?): return Destinations(first: four, fallback: nil)
+        case (nil, nil):
+            if let refusal { throw refusal }
+            throw .noEgress(IPEndpoint(resolved.ipv6.first.map(IPAddress.v6) ?? .v4(resolved.ipv4.first ?? IPv4Address(bits: 0)), port))
+        }
+    }
+
+    private func traits(of client: IPAddress) -> Traits { clientTraits.lookup(client)?.traits ?? .unknown }
+
+    /// The address a flow of `client` would leave from now over IPv4 (the one its traits
+    /// choose), which a name lookup names to geo-DNS; nil while no slice is held.
     func egressAddress(for client: IPAddress) -> IPv4Address? {
-        slices.held.chosen(for: client, traits: clientTraits.lookup(client)?.traits ?? .unknown)?.address.address
+        slices.held.chosen(for: client, traits: traits(of: client))?.address.address
+    }
+
+    /// The prefix `client`'s IPv6 flows leave from, and its address there; nil without prefixes.
+    func ipv6Source(for client: IPAddress) -> (prefix: IPv6Prefix, address: IPv6Address)? {
+        guard let clientAddresses, let prefix = prefixes.chosen(traits: traits(of: client)) else { return nil }
+        return (prefix, clientAddresses.address(for: client, in: prefix))
     }
 
     /// `host:port` as an allowed IPv4 destination, on `eventLoop`: a literal at once, a name
@@ -133,17 +217,29 @@ public struct FlowOpener: Sendable {
     private func candidates(for client: IPAddress, towards destination: Endpoint) throws -> (first: [SliceDialer], then: () -> [SliceDialer]) {
         let held = slices.held
         let traits = clientTraits.lookup(client)?.traits ?? .unknown
-        guard let chosen = held.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(destination) }
+        guard let chosen = held.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(IPEndpoint(destination)) }
         return (chosen.dialers, { held.alternatives(to: chosen.address, for: client, traits: traits) })
     }
 
-    /// Starts the TCP handshake from the first slice with a port free towards `destination`.
-    func startTCP(to destination: Endpoint, for client: IPAddress) throws -> PendingDial {
-        let (first, then) = try candidates(for: client, towards: destination)
-        let start = { (dialer: SliceDialer) throws(DialError) -> PendingDial in PendingDial(try dialer.startTCP(to: destination), slice: dialer.slice) }
-        if let pending = try firstDialer(first, towards: destination, start) { return pending }
-        if let pending = try firstDialer(then(), towards: destination, start) { return pending }
-        throw OpenFailure.exhausted(destination)
+    /// Starts the TCP handshake: to an IPv4 destination from the first slice with a port free
+    /// towards it, to an IPv6 one from the client's address in its prefix.
+    func startTCP(to destination: IPEndpoint, for client: IPAddress) throws -> PendingDial {
+        switch destination.address {
+        case .v6(let address):
+            guard let source = ipv6Source(for: client) else { throw OpenFailure.noEgress(destination) }
+            do {
+                return PendingDial(try IPv6Dial.start(from: source.address, to: address, port: destination.port), prefix: source.prefix, remote: destination)
+            } catch {
+                throw OpenFailure(error, towards: destination)
+            }
+        case .v4(let address):
+            let target = Endpoint(address, destination.port)
+            let (first, then) = try candidates(for: client, towards: target)
+            let start = { (dialer: SliceDialer) throws(DialError) -> PendingDial in PendingDial(try dialer.startTCP(to: target), slice: dialer.slice) }
+            if let pending = try firstDialer(first, towards: target, start) { return pending }
+            if let pending = try firstDialer(then(), towards: target, start) { return pending }
+            throw OpenFailure.exhausted(destination)
+        }
     }
 
     func dialUDP(to destination: Endpoint, for client: IPAddress) throws -> Dialed {
@@ -155,7 +251,7 @@ public struct FlowOpener: Sendable {
         }
         if let dialed = try firstDialer(first, towards: destination, connect) { return dialed }
         if let dialed = try firstDialer(then(), towards: destination, connect) { return dialed }
-        throw OpenFailure.exhausted(destination)
+        throw OpenFailure.exhausted(IPEndpoint(destination))
     }
 
     /// What `attempt` makes with the first of `dialers` that has a port free towards
@@ -174,30 +270,50 @@ public struct FlowOpener: Sendable {
         return nil
     }
 
-    /// A TCP handshake under way from a slice; `finish` waits for its end. A class so that
-    /// the not-copyable connection can cross to the thread that waits.
+    /// A TCP handshake under way, from a slice or from a prefix; the loop watching its
+    /// descriptor ends it with `finishEnded`. Dropped unfinished, it closes its socket (and a
+    /// slice's gives its port back).
     final class PendingDial: @unchecked Sendable {
         private var connection: PendingConnection?
-        let slice: EgressSlice
+        private var prefixSocket: CInt = -1
+        let source: FlowSource
+        let remote: IPEndpoint
 
         init(_ connection: consuming PendingConnection, slice: EgressSlice) {
+            remote = IPEndpoint(connection.remote)
             self.connection = consume connection
-            self.slice = slice
+            source = .slice(slice)
         }
 
+        init(_ descriptor: CInt, prefix: IPv6Prefix, remote: IPEndpoint) {
+            prefixSocket = descriptor
+            source = .prefix(prefix)
+            self.remote = remote
+        }
+
+        deinit { if prefixSocket >= 0 { StreamIO.close(prefixSocket) } }
+
         /// The socket whose handshake is under way, to watch for its end.
-        var descriptor: CInt { connection?.pollableDescriptor ?? -1 }
+        var descriptor: CInt { connection?.pollableDescriptor ?? prefixSocket }
 
         /// Ends the dial once its watcher saw the handshake end (`failed`: with an error or a
         /// hang-up).
-        func finishEnded(failed: Bool) throws(OpenFailure) -> Dialed {
+        func finishEnded(failed: Bool) throws(OpenFailure) -> DialedStream {
+            if prefixSocket >= 0 {
+                let descriptor = prefixSocket
+                if let error = IPv6Dial.failure(of: descriptor) ?? (failed ? .system(call: "connect", errno: .connectionRefused) : nil) {
+                    throw OpenFailure(error, towards: remote)
+                }
+                prefixSocket = -1
+                let local = IPv6Dial.local(of: descriptor).map { IPEndpoint(.v6($0.address), $0.port) } ?? remote
+                return DialedStream(descriptor: descriptor, local: local, remote: remote, source: source)
+            }
             guard let connection = connection.take() else { throw .failed("a dial was finished twice") }
-            let remote = connection.remote
             do {
                 let socket = try connection.finishEnded(failed: failed)
                 let local = socket.local
                 let (descriptor, hold) = socket.handOff()
-                return Dialed(descriptor: descriptor, local: local, remote: remote, slice: slice, hold: hold)
+                return DialedStream(descriptor: descriptor, local: IPEndpoint(local), remote: remote, source: source, hold: hold)
             } catch {
                 throw OpenFailure(error, towards: remote)
             }
@@ -209,17 +325,51 @@ public struct FlowOpener: Sendable {
     private func tracked(_ channel: any Channel, _ dialed: Dialed, client: IPAddress, transport: Transport) throws -> Opened {
         guard let revocation = slices.track(channel, from: dialed.slice) else {
             channel.close(promise: nil)
-            throw OpenFailure.exhausted(dialed.remote)
+            throw OpenFailure.exhausted(IPEndpoint(dialed.remote))
         }
         let opened = Opened(channel: channel, local: dialed.local, remote: dialed.remote, slice: dialed.slice, revocation: revocation)
-        recent.record(from: opened.local, to: opened.remote, slice: opened.slice, client: client, transport: transport)
+        recent.record(from: IPEndpoint(opened.local), to: IPEndpoint(opened.remote), source: .slice(opened.slice), client: client, transport: transport)
         return opened
     }
 }
 
+/// Where a flow leaves from: a port slice of a shared IPv4 address, or an IPv6 prefix (the
+/// client's own address in it).
+enum FlowSource: Hashable, Sendable, CustomStringConvertible {
+    case slice(EgressSlice)
+    case prefix(IPv6Prefix)
+
+    /// The egress label of metrics: the address, or the prefix.
+    var egress: String {
+        switch self {
+        case .slice(let slice): "\(slice.address)"
+        case .prefix(let prefix): "\(prefix)"
+        }
+    }
+
+    /// The slice label of metrics: its ports, or `per-client` for a prefix's addresses.
+    var ports: String {
+        switch self {
+        case .slice(let slice): "\(slice.ports)"
+        case .prefix: "per-client"
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .slice(let slice): "\(slice)"
+        case .prefix(let prefix): "\(prefix)"
+        }
+    }
+}
+
 extension OpenFailure {
-    /// A dialing error as the client is told it.
     init(_ error: DialError, towards destination: Endpoint) {
+        self.init(error, towards: IPEndpoint(destination))
+    }
+
+    /// A dialing error as the client is told it.
+    init(_ error: DialError, towards destination: IPEndpoint) {
         switch error {
         case .sliceExhausted: self = .exhausted(destination)
         case .timedOut: self = .timedOut(destination)

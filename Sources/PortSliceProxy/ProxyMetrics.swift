@@ -28,7 +28,7 @@ public final class ProxyMetrics: Sendable {
     }
 
     private struct SliceProtocol: Hashable {
-        let slice: EgressSlice
+        let source: FlowSource
         let proxyProtocol: String
     }
 
@@ -50,11 +50,11 @@ public final class ProxyMetrics: Sendable {
         MetricNameDescriptor(namespace: "portslice", subsystem: "proxy", metricName: metric, unitName: "total", helpText: help)
     }
 
-    func flowOpened(from slice: EgressSlice, via proxyProtocol: String) -> FlowCounters {
-        let key = SliceProtocol(slice: slice, proxyProtocol: proxyProtocol)
+    func flowOpened(from source: FlowSource, via proxyProtocol: String) -> FlowCounters {
+        let key = SliceProtocol(source: source, proxyProtocol: proxyProtocol)
         let counters = bySlice.withLock { known in
             if let counters = known[key] { return counters }
-            let labels = [("egress", "\(slice.address)"), ("slice", "\(slice.ports)")]
+            let labels = [("egress", source.egress), ("slice", source.ports)]
             let made = SliceCounters(
                 flows: registry.makeCounter(descriptor: Self.flows, labels: labels + [("protocol", proxyProtocol)]),
                 bytes: FlowCounters(
@@ -96,6 +96,7 @@ extension OpenFailure {
         case .refused: "refused_by_policy"
         case .unresolved: "unresolved"
         case .exhausted: "exhausted"
+        case .noEgress: "no_egress"
         case .connectionRefused: "connection_refused"
         case .timedOut: "timed_out"
         case .failed: "failed"

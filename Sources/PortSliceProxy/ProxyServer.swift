@@ -146,7 +146,7 @@ struct ProxySession: Sendable {
     /// counted, and a log line for one that does not. - Returns: the flow and its byte counters.
     func accounted(_ opening: EventLoopFuture<FlowOpener.Opened>, to host: String, port: UInt16, for client: IPAddress,
                    via proxyProtocol: String) -> EventLoopFuture<(opened: FlowOpener.Opened, counters: ProxyMetrics.FlowCounters)> {
-        opening.map { opened in (opened, opener.metrics.flowOpened(from: opened.slice, via: proxyProtocol)) }
+        opening.map { opened in (opened, opener.metrics.flowOpened(from: .slice(opened.slice), via: proxyProtocol)) }
             .flatMapErrorThrowing { error in
                 if let failure = error as? OpenFailure { opener.metrics.failed(failure, via: proxyProtocol) }
                 logger.info("\(proxyProtocol): \(client) -> \(host):\(port): \(error)",

@@ -22,9 +22,9 @@ public final class RecentFlows: Sendable {
         let time: Double
         let transport: Transport
         let client: IPAddress
-        let remote: Endpoint
-        let local: Endpoint
-        let slice: EgressSlice
+        let remote: IPEndpoint
+        let local: IPEndpoint
+        let source: FlowSource
     }
 
     public let capacity: Int
@@ -37,8 +37,8 @@ public final class RecentFlows: Sendable {
         self.capacity = capacity
     }
 
-    func record(from local: Endpoint, to remote: Endpoint, slice: EgressSlice, client: IPAddress, transport: Transport) {
-        let record = Record(time: Date().timeIntervalSince1970, transport: transport, client: client, remote: remote, local: local, slice: slice)
+    func record(from local: IPEndpoint, to remote: IPEndpoint, source: FlowSource, client: IPAddress, transport: Transport) {
+        let record = Record(time: Date().timeIntervalSince1970, transport: transport, client: client, remote: remote, local: local, source: source)
         records.withLock { records in
             if records.ring.count < capacity {
                 records.ring.append(record)
@@ -53,7 +53,7 @@ public final class RecentFlows: Sendable {
     public var all: [Entry] {
         records.withLock { Array($0.ring[$0.next...] + $0.ring[..<$0.next]) }.map {
             Entry(time: Int64($0.time * 1000), transport: $0.transport == .tcp ? "tcp" : "udp", client: "\($0.client)",
-                  destination: "\($0.remote)", egress: "\($0.local)", slice: "\($0.slice)")
+                  destination: "\($0.remote)", egress: "\($0.local)", slice: "\($0.source)")
         }
     }
 }

@@ -79,6 +79,13 @@ enum Syscalls {
         return performReturningInt32(.socket) { Glibc.socket(AF_INET, type | flags, 0) }
     }
 
+    /// `socket(AF_INET6, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)`.
+    @inline(never)
+    static func socketIPv6(_ transport: Transport) -> Result<CInt, Errno> {
+        let type = transport == .tcp ? CInt(SOCK_STREAM.rawValue) : CInt(SOCK_DGRAM.rawValue)
+        return performReturningInt32(.socket) { Glibc.socket(AF_INET6, type | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0) }
+    }
+
     /// `socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)`.
     @inline(never)
     static func sockDiagSocket() -> Result<CInt, Errno> {
@@ -135,6 +142,49 @@ enum Syscalls {
         withSocketAddress(address, port) { pointer, length in
             performReturningInt32(.connect, retryOnInterrupt: false) { Glibc.connect(descriptor, pointer, length) }
         }.map { _ in }
+    }
+
+    private static func withSocketAddress<T>(_ address: IPv6Address, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        var storage = sockaddr_in6()
+        storage.sin6_family = sa_family_t(AF_INET6)
+        storage.sin6_port = port.bigEndian
+        withUnsafeMutableBytes(of: &storage.sin6_addr) { bytes in
+            for index in 0..<16 { bytes[index] = UInt8(truncatingIfNeeded: address.bits >> (120 - 8 * index)) }
+        }
+        return withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+    }
+
+    /// `bind(2)` to an IPv6 address and port.
+    @inline(never)
+    static func bind(_ descriptor: CInt, _ address: IPv6Address, _ port: UInt16) -> Result<Void, Errno> {
+        withSocketAddress(address, port) { pointer, length in
+            performReturningInt32(.bind) { Glibc.bind(descriptor, pointer, length) }
+        }.map { _ in }
+    }
+
+    /// `connect(2)` to an IPv6 address; as the IPv4 one, `EINPROGRESS` comes back as a failure.
+    @inline(never)
+    static func connect(_ descriptor: CInt, _ address: IPv6Address, _ port: UInt16) -> Result<Void, Errno> {
+        withSocketAddress(address, port) { pointer, length in
+            performReturningInt32(.connect, retryOnInterrupt: false) { Glibc.connect(descriptor, pointer, length) }
+        }.map { _ in }
+    }
+
+    /// `getsockname(2)` of an IPv6 socket.
+    @inline(never)
+    static func localIPv6Address(_ descriptor: CInt) -> Result<(IPv6Address, UInt16), Errno> {
+        var storage = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        return withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                performReturningInt32(.getsockname) { Glibc.getsockname(descriptor, raw, &length) }
+            }
+        }.map { _ in
+            let bits = withUnsafeBytes(of: storage.sin6_addr) { bytes in bytes.reduce(UInt128(0)) { $0 << 8 | UInt128($1) } }
+            return (IPv6Address(bits: bits), UInt16(bigEndian: storage.sin6_port))
+        }
     }
 
     /// `getsockname(2)` of an IPv4 socket.
@@ -444,6 +494,9 @@ public struct SocketOption: Sendable {
     static let noDelay = SocketOption(level: CInt(IPPROTO_TCP), name: TCP_NODELAY)
     static let cookie = SocketOption(level: SOL_SOCKET, name: cportslice_so_cookie)
     static let error = SocketOption(level: SOL_SOCKET, name: SO_ERROR)
+    /// `IPV6_FREEBIND` (linux/in6.h, 78): bind an address this host has no interface address
+    /// for, such as one of a prefix routed to it as `local`.
+    static let ipv6FreeBind = SocketOption(level: CInt(IPPROTO_IPV6), name: 78)
     static let bindAddressNoPort = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_bind_address_no_port)
     static let localPortRange = SocketOption(level: CInt(IPPROTO_IP), name: cportslice_ip_local_port_range)
     /// Path MTU discovery mode; `pathMTUDiscoveryDo` sets don't-fragment on every packet.

@@ -48,12 +48,16 @@ struct HandshakeParserTests {
     func replies() {
         #expect(SOCKS5.reply(0, bound: Endpoint(IPv4Address(127, 0, 0, 2), 40001)) == [5, 0, 0, 1, 127, 0, 0, 2, 0x9c, 0x41])
         #expect(SOCKS5.reply(SOCKS5.Reply.generalFailure) == [5, 1, 0, 1, 0, 0, 0, 0, 0, 0])
-        let destination = Endpoint(IPv4Address(192, 0, 2, 1), 80)
+        let destination = IPEndpoint(.v4(IPv4Address(192, 0, 2, 1)), 80)
         #expect(SOCKS5.replyCode(for: .refused(.port(.refusedByDefault(25, PortRange(port: 25))))) == 2)
         #expect(SOCKS5.replyCode(for: .unresolved("x", .noSuchName)) == 4)
         #expect(SOCKS5.replyCode(for: .connectionRefused(destination)) == 5)
         #expect(SOCKS5.replyCode(for: .timedOut(destination)) == 6)
         #expect(SOCKS5.replyCode(for: .exhausted(destination)) == 1)
+        #expect(SOCKS5.replyCode(for: .noEgress(IPEndpoint(.v6(try! IPv6Address(parsing: "2001:db8::1")), 80))) == 8)
+        // An IPv6 bound address: ATYP 4, sixteen bytes, the port.
+        #expect(SOCKS5.reply(0, bound: IPEndpoint(.v6(try! IPv6Address(parsing: "2001:db8::7")), 443))
+                == [5, 0, 0, 4, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0x01, 0xbb])
     }
 
     @Test("an HTTP head ends at its first blank line")

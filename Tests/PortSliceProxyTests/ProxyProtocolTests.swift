@@ -65,7 +65,12 @@ struct ProxyProtocolTests {
         #expect(try HTTPProxyRequest.parse(head: "GET http://example.com:8080/a?b=1 HTTP/1.1\r\nHost: example.com:8080\r\nProxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n").get()
                 == .forward(host: "example.com", port: 8080, head: forwarded))
         #expect(try HTTPProxyRequest.parse(head: "GET http://example.com HTTP/1.0\r\n\r\n").get() == .forward(host: "example.com", port: 80, head: "GET / HTTP/1.0\r\nConnection: close\r\n\r\n"))
-        for (head, status) in [("GET /x HTTP/1.1\r\n\r\n", 400), ("CONNECT example.com HTTP/1.1\r\n\r\n", 400), ("CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n", 400),
+        // IPv6 literals in brackets (RFC 3986), with or without a port.
+        #expect(try HTTPProxyRequest.parse(head: "CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n").get() == .tunnel(host: "2001:db8::1", port: 443))
+        #expect(try HTTPProxyRequest.parse(head: "GET http://[2001:db8::1]/ HTTP/1.0\r\n\r\n").get()
+                == .forward(host: "2001:db8::1", port: 80, head: "GET / HTTP/1.0\r\nConnection: close\r\n\r\n"))
+        for (head, status) in [("GET /x HTTP/1.1\r\n\r\n", 400), ("CONNECT example.com HTTP/1.1\r\n\r\n", 400), ("CONNECT [2001:db8::1 HTTP/1.1\r\n\r\n", 400),
+                               ("CONNECT [2001:db8::1]443 HTTP/1.1\r\n\r\n", 400), ("CONNECT [example.com]:443 HTTP/1.1\r\n\r\n", 400),
                                ("CONNECT a:0 HTTP/1.1\r\n\r\n", 400), ("BREW /pot HTCPCP/1.0\r\n\r\n", 400), ("GET https://example.com/ HTTP/1.1\r\n\r\n", 400)] {
             #expect(HTTPProxyRequest.parse(head: head).failure?.status == status, "\(head)")
         }

@@ -14,6 +14,8 @@ final class FakeNameServer: Sendable {
     enum Behaviour: Sendable {
         /// One A record with this TTL.
         case address(IPv4Address, ttl: UInt32)
+        /// An A and an AAAA record.
+        case dual(IPv4Address, IPv6Address)
         /// Over UDP a truncated answer; over TCP the address.
         case truncated(IPv4Address)
         /// First a datagram with the wrong ID naming `forged`, then the real answer.
@@ -84,37 +86,47 @@ final class FakeNameServer: Sendable {
         var end = 12
         while message[end] != 0 { end += Int(message[end]) + 1 }
         let question = Array(message[12..<(end + 5)])
-        guard parsed.question.type == .a else { return [Self.message(id: id, question: question, rcode: 0, answers: [])] }
         // A name's own behaviour, else its closest parent's (`slow.example` covers `n1.slow.example`).
         let labels = name.split(separator: ".")
         let behaviour = labels.indices.lazy.compactMap { self.behaviours[labels[$0...].joined(separator: ".")] }.first
+        if case .dual(let v4, let v6)? = behaviour {
+            return [Self.message(id: id, question: question, rcode: 0, answers: parsed.question.type == .a ? [(.v4(v4), 60)] : [(.v6(v6), 60)])]
+        }
+        guard parsed.question.type == .a else { return [Self.message(id: id, question: question, rcode: 0, answers: [])] }
         switch behaviour {
         case .address(let address, let ttl)?:
-            return [Self.message(id: id, question: question, rcode: 0, answers: [(address, ttl)])]
+            return [Self.message(id: id, question: question, rcode: 0, answers: [(.v4(address), ttl)])]
         case .truncated(let address)?:
-            return overTCP ? [Self.message(id: id, question: question, rcode: 0, answers: [(address, 60)])]
+            return overTCP ? [Self.message(id: id, question: question, rcode: 0, answers: [(.v4(address), 60)])]
                 : [Self.message(id: id, question: question, rcode: 0, answers: [], truncated: true)]
         case .forgedFirst(let real, let forged)?:
-            return [Self.message(id: id &+ 1, question: question, rcode: 0, answers: [(forged, 60)]),
-                    Self.message(id: id, question: question, rcode: 0, answers: [(real, 60)])]
+            return [Self.message(id: id &+ 1, question: question, rcode: 0, answers: [(.v4(forged), 60)]),
+                    Self.message(id: id, question: question, rcode: 0, answers: [(.v4(real), 60)])]
         case .noSuchName(let negativeTTL)?:
             return [Self.message(id: id, question: question, rcode: 3, answers: [], negativeTTL: negativeTTL)]
         case .silent?:
             return []
+        case .dual?:
+            return []  // answered above
         case nil:
             return [Self.message(id: id, question: question, rcode: 3, answers: [])]
         }
     }
 
-    static func message(id: UInt16, question: [UInt8], rcode: UInt8, answers: [(IPv4Address, UInt32)],
+    static func message(id: UInt16, question: [UInt8], rcode: UInt8, answers: [(IPAddress, UInt32)],
                         truncated: Bool = false, negativeTTL: UInt32? = nil) -> [UInt8] {
         func u16(_ value: UInt16) -> [UInt8] { [UInt8(value >> 8), UInt8(value & 0xff)] }
         func u32(_ value: UInt32) -> [UInt8] { u16(UInt16(value >> 16)) + u16(UInt16(value & 0xffff)) }
         let flags: UInt16 = 0x8180 | (truncated ? 0x0200 : 0) | UInt16(rcode)
         var bytes = u16(id) + u16(flags) + u16(1) + u16(UInt16(answers.count)) + u16(negativeTTL == nil ? 0 : 1) + u16(0) + question
         for (address, ttl) in answers {
-            let (a, b, c, d) = address.octets
-            bytes += [0xC0, 12] + u16(1) + u16(1) + u32(ttl) + u16(4) + [a, b, c, d]
+            switch address {
+            case .v4(let v4):
+                let (a, b, c, d) = v4.octets
+                bytes += [0xC0, 12] + u16(1) + u16(1) + u32(ttl) + u16(4) + [a, b, c, d]
+            case .v6(let v6):
+                bytes += [0xC0, 12] + u16(28) + u16(1) + u32(ttl) + u16(16) + (0..<16).map { UInt8(truncatingIfNeeded: v6.bits >> (120 - 8 * $0)) }
+            }
         }
         if let negativeTTL {
             // An SOA at the root: mname and rname the root, then serial, refresh, retry, expire, minimum.

@@ -28,3 +28,31 @@ public struct EndpointParseError: Error, Hashable, Sendable, CustomStringConvert
     public let reason: String
     public var description: String { "invalid endpoint '\(text)': \(reason)" }
 }
+
+/// An address of either family and a port: where a proxied flow goes and where it left from.
+public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPAddress
+    public let port: UInt16
+
+    public init(_ address: IPAddress, _ port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    public init(_ endpoint: Endpoint) {
+        self.init(.v4(endpoint.address), endpoint.port)
+    }
+
+    /// The IPv4 endpoint, when it is one.
+    public var ipv4: Endpoint? {
+        if case .v4(let address) = address { Endpoint(address, port) } else { nil }
+    }
+
+    /// `A.B.C.D:PORT`, or `[IPV6]:PORT` (RFC 3986's form, which keeps the port apart).
+    public var description: String {
+        switch address {
+        case .v4(let v4): "\(v4):\(port)"
+        case .v6(let v6): "[\(v6)]:\(port)"
+        }
+    }
+}

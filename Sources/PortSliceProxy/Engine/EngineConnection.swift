@@ -17,7 +17,7 @@ final class EngineConnection {
         case httpHead
         /// Waiting for bcrypt (on the thread pool) to check a password.
         case checkingPassword
-        /// Waiting for the resolver (on the thread pool).
+        /// Waiting for the loop's resolver.
         case resolving
         /// The upstream handshake is under way.
         case connecting
@@ -64,13 +64,14 @@ final class EngineConnection {
         }
     }
 
-    /// The flow once its handshake ended: what it counts and what stops it.
+    /// The flow once its handshake ended: what it counts and what stops it (a slice taken
+    /// away; a prefix flow has no such end).
     struct Flow {
-        let slice: EgressSlice
-        let local: Endpoint
-        let remote: Endpoint
+        let source: FlowSource
+        let local: IPEndpoint
+        let remote: IPEndpoint
         let counters: ProxyMetrics.FlowCounters
-        let revocation: SliceRevocation
+        let revocation: SliceRevocation?
         let hold: PortHold?
     }
 
@@ -123,13 +124,23 @@ final class EngineConnection {
     var requestParsed = false
     /// The destination as the client named it (a name, or else the address), for logs.
     var requestedHost = ""
-    var requestedAddress = IPv4Address(bits: 0)
+    var requestedAddress = IPAddress.v4(IPv4Address(bits: 0))
     var requestedPort: UInt16 = 0
     /// Where the dial goes, once the destination is known and allowed.
-    var dialedTo = Endpoint(IPv4Address(bits: 0), 0)
+    var dialedTo = IPEndpoint(.v4(IPv4Address(bits: 0)), 0)
 
     var dial: FlowOpener.PendingDial?
     var flow: Flow?
+
+    // Happy Eyeballs (RFC 8305): a name with addresses of both families is dialed over IPv6
+    // first; `fallback` (IPv4) is started beside it at `fallbackAt` unless IPv6 connected, or
+    // at once if IPv6 failed. The first to connect is kept.
+    var fallback: IPEndpoint?
+    var fallbackAt: Int64 = 0
+    /// The IPv4 attempt racing the first one, and its readiness as reported.
+    var racer: FlowOpener.PendingDial?
+    var racerWritable = false
+    var racerFailed = false
 
     init(slot: Int) { self.slot = slot }
 
@@ -162,6 +173,10 @@ final class EngineConnection {
         requestedPort = 0
         dial = nil
         flow = nil
+        fallback = nil
+        racer = nil
+        racerWritable = false
+        racerFailed = false
     }
 }
 

@@ -237,11 +237,11 @@ extension EngineLoop {
     func serve(_ request: SOCKS5.Request, on connection: EngineConnection) {
         switch (request.command, request.destination) {
         case (.connect, .ipv4(let address)):
-            open(connection, to: .address(address), port: request.port)
+            open(connection, to: .address(.v4(address)), port: request.port)
         case (.connect, .name(let name)):
             open(connection, to: .name(name), port: request.port)
-        case (.connect, .ipv6):
-            answerAndClose(connection, SOCKS5.reply(SOCKS5.Reply.addressUnsupported))
+        case (.connect, .ipv6(let address)):
+            open(connection, to: .address(.v6(address)), port: request.port)
         case (.udpAssociate, _):
             associate(connection)
         case (.bind, _):
@@ -283,12 +283,12 @@ extension EngineLoop {
 
     /// Where a request goes: an address is checked at once, a name looked up first.
     enum Target {
-        case address(IPv4Address)
+        case address(IPAddress)
         case name(String)
     }
 
     static func target(_ host: String) -> Target {
-        (try? IPv4Address(parsing: host)).map(Target.address) ?? .name(host)
+        (try? IPAddress(parsing: host)).map(Target.address) ?? .name(host)
     }
 
     func open(_ connection: EngineConnection, to target: Target, port: UInt16) {
@@ -310,27 +310,95 @@ extension EngineLoop {
                 // The client may have gone while the name server thought.
                 guard let connection = connections[slot], connection.generation == generation, connection.phase == .resolving else { return }
                 switch result {
-                case .success(let destination): dial(connection, to: destination)
+                case .success(let destinations): dial(connection, to: destinations.first, fallback: destinations.fallback)
                 case .failure(let failure): fail(connection, failure)
                 }
             }
         }
     }
 
-    func dial(_ connection: EngineConnection, to destination: Endpoint) {
+    /// Starts the handshake to `destination`; with a `fallback`, Happy Eyeballs: it is started
+    /// beside the first after `FlowOpener.happyEyeballsDelay`, or at once if the first fails.
+    func dial(_ connection: EngineConnection, to destination: IPEndpoint, fallback: IPEndpoint? = nil) {
         connection.dialedTo = destination
         let pending: FlowOpener.PendingDial
         do {
             pending = try session.opener.startTCP(to: destination, for: connection.clientAddress)
         } catch {
+            if let fallback { return dial(connection, to: fallback) }
             return fail(connection, error as? OpenFailure ?? .failed("\(error)"))
         }
         connection.dial = pending
         connection.upstream = pending.descriptor
+        connection.upstreamWritable = false
+        connection.upstreamFailed = false
         connection.phase = .connecting
         connection.deadline = now + session.connectMilliseconds
         do {
-            try poller.watch(pending.descriptor, token: token(connection, upstream: true), for: .stream)
+            try poller.watch(pending.descriptor, token: token(connection, .upstream), for: .stream)
+        } catch {
+            return fail(connection, .failed("cannot watch the connection: \(error)"))
+        }
+        if let fallback {
+            connection.fallback = fallback
+            connection.fallbackAt = now + FlowOpener.happyEyeballsDelay
+            fallbacksDue.append((connection.slot, connection.generation, connection.fallbackAt))
+        }
+    }
+
+    /// Starts the IPv4 attempts whose moment has come, beside their IPv6 ones.
+    func startFallbacksDue() {
+        var waiting: [(slot: Int, generation: UInt32, at: Int64)] = []
+        for due in fallbacksDue {
+            guard let connection = connections[due.slot], connection.generation == due.generation,
+                  connection.phase == .connecting, connection.fallback != nil
+            else { continue }
+            if due.at > now { waiting.append(due) } else { startRacer(connection) }
+        }
+        fallbacksDue = waiting
+    }
+
+    func startRacer(_ connection: EngineConnection) {
+        guard let fallback = connection.fallback else { return }
+        connection.fallback = nil
+        do {
+            let racer = try session.opener.startTCP(to: fallback, for: connection.clientAddress)
+            try poller.watch(racer.descriptor, token: token(connection, .racer), for: .stream)
+            connection.racer = racer
+        } catch {
+            // The first attempt goes on alone; its own end decides.
+            session.logger.debug("happy eyeballs: cannot start the IPv4 attempt to \(fallback): \(error)")
+        }
+    }
+
+    /// The IPv4 attempt's handshake ended: connected, it replaces the first attempt; failed, it
+    /// is dropped and the first goes on.
+    func finishRacer(_ connection: EngineConnection) {
+        guard let racer = connection.racer else { return }
+        connection.racer = nil
+        connection.racerWritable = false
+        if connection.racerFailed {
+            connection.racerFailed = false
+            return  // dropped: its socket closes
+        }
+        take(racer, asUpstreamOf: connection)
+        connection.upstreamWritable = true
+        finishDial(connection)
+    }
+
+    /// Makes `pending` the connection's dial (its socket registered as the upstream); the one
+    /// it replaces is dropped and closes its socket.
+    func take(_ pending: FlowOpener.PendingDial, asUpstreamOf connection: EngineConnection) {
+        poller.unwatch(pending.descriptor)
+        connection.dial = pending
+        connection.upstream = pending.descriptor
+        connection.dialedTo = pending.remote
+        connection.upstreamWritable = false
+        connection.upstreamFailed = false
+        connection.upstreamReadable = false
+        connection.upstreamHungUp = false
+        do {
+            try poller.watch(pending.descriptor, token: token(connection, .upstream), for: .stream)
         } catch {
             fail(connection, .failed("cannot watch the connection: \(error)"))
         }
@@ -339,26 +407,49 @@ extension EngineLoop {
     func finishDial(_ connection: EngineConnection) {
         guard let pending = connection.dial else { return }
         connection.dial = nil
-        let dialed: FlowOpener.Dialed
+        let dialed: FlowOpener.DialedStream
         do throws(OpenFailure) {
             dialed = try pending.finishEnded(failed: connection.upstreamFailed)
         } catch {
             connection.upstream = -1  // closed with the dial
+            // Happy Eyeballs: the other family's attempt carries on, or starts now.
+            if let racer = connection.racer {
+                connection.racer = nil
+                take(racer, asUpstreamOf: connection)
+                if connection.racerWritable || connection.racerFailed {
+                    connection.upstreamWritable = true
+                    connection.upstreamFailed = connection.racerFailed
+                    connection.racerWritable = false
+                    connection.racerFailed = false
+                    finishDial(connection)
+                }
+                return
+            }
+            if let fallback = connection.fallback {
+                connection.fallback = nil
+                return dial(connection, to: fallback)
+            }
             return fail(connection, error)
         }
+        connection.fallback = nil
+        connection.racer = nil  // lost the race: dropped, its socket closes
         let opener = session.opener
         let (slot, generation) = (connection.slot, connection.generation)
-        guard let revocation = opener.slices.track(ObjectIdentifier(connection), from: dialed.slice, close: { [self] in
-            post(slot, generation) { loop, connection in loop.close(connection) }
-        }) else {
-            // The slice went while the flow was dialed.
-            dialed.hold?.end()
-            return fail(connection, .exhausted(dialed.remote))
+        var revocation: SliceRevocation?
+        if case .slice(let slice) = dialed.source {
+            revocation = opener.slices.track(ObjectIdentifier(connection), from: slice, close: { [self] in
+                post(slot, generation) { loop, connection in loop.close(connection) }
+            })
+            guard revocation != nil else {
+                // The slice went while the flow was dialed.
+                dialed.hold?.end()
+                return fail(connection, .exhausted(dialed.remote))
+            }
         }
-        let counters = opener.metrics.flowOpened(from: dialed.slice, via: connection.style.metricsName)
-        connection.flow = EngineConnection.Flow(slice: dialed.slice, local: dialed.local, remote: dialed.remote, counters: counters,
+        let counters = opener.metrics.flowOpened(from: dialed.source, via: connection.style.metricsName)
+        connection.flow = EngineConnection.Flow(source: dialed.source, local: dialed.local, remote: dialed.remote, counters: counters,
                                                 revocation: revocation, hold: dialed.hold)
-        opener.recent.record(from: dialed.local, to: dialed.remote, slice: dialed.slice, client: connection.clientAddress, transport: .tcp)
+        opener.recent.record(from: dialed.local, to: dialed.remote, source: dialed.source, client: connection.clientAddress, transport: .tcp)
         StreamIO.sendImmediately(connection.upstream)
         switch connection.style {
         case .socks:

@@ -58,7 +58,7 @@ extension EngineLoop {
         guard let flow = connection.flow else { return true }
         // What the destination could not take before goes first.
         if upstreamBound ? !connection.toUpstream.isEmpty : !connection.toClient.isEmpty {
-            if upstreamBound && flow.revocation.isRevoked { close(connection); return false }
+            if upstreamBound && flow.revocation?.isRevoked == true { close(connection); return false }
             let flushed = upstreamBound
                 ? flush(&connection.toUpstream, to: destination, of: connection, writable: &connection.upstreamWritable)
                 : flush(&connection.toClient, to: destination, of: connection, writable: &connection.clientWritable)
@@ -95,7 +95,7 @@ extension EngineLoop {
                 }
                 connection.lastActivity = now
                 (upstreamBound ? flow.counters.sent : flow.counters.received).increment(by: Int64(count))
-                if upstreamBound && flow.revocation.isRevoked { close(connection); return false }
+                if upstreamBound && flow.revocation?.isRevoked == true { close(connection); return false }
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
                 switch StreamIO.writeSome(destination, bytes) {
                 case .success(let written) where written < count:

@@ -39,6 +39,9 @@ final class EngineLoop: @unchecked Sendable {
     /// The listener had connections it could not take (out of descriptors): it is watched
     /// again on the next sweep.
     var acceptDeferred = false
+    /// Connections whose IPv4 fallback starts at a moment (Happy Eyeballs): checked at every
+    /// wake, and the wait is no longer than the soonest of them.
+    var fallbacksDue: [(slot: Int, generation: UInt32, at: Int64)] = []
 
     static let listenerToken = UInt64.max
     static let wakeupToken = UInt64.max - 1
@@ -62,13 +65,15 @@ final class EngineLoop: @unchecked Sendable {
     /// Serves until `stop`, then closes every connection it holds.
     func run() {
         while !stopping.load(ordering: .relaxed) {
+            let soonestFallback = fallbacksDue.lazy.map(\.at).min().map { max(0, $0 - milliseconds()) } ?? Self.sweepMilliseconds
             do {
-                try poller.wait(timeoutMilliseconds: Int32(Self.sweepMilliseconds)) { token, readiness in handle(token, readiness) }
+                try poller.wait(timeoutMilliseconds: Int32(min(Self.sweepMilliseconds, soonestFallback))) { token, readiness in handle(token, readiness) }
             } catch {
                 session.logger.critical("the proxy's event loop cannot wait for events: \(error); it stops")
                 break
             }
             now = milliseconds()
+            if !fallbacksDue.isEmpty { startFallbacksDue() }
             if now >= nextSweep {
                 nextSweep = now + Self.sweepMilliseconds
                 sweep()
@@ -97,19 +102,30 @@ final class EngineLoop: @unchecked Sendable {
         wakeup.signal()
     }
 
-    /// Looks `name` up on this loop for a flow of `client` to `port` (from any thread): the
-    /// first address the policy allows, or why none; `then` runs on the loop.
+    /// Looks `name` up on this loop for a UDP flow of `client` to `port` (from any thread):
+    /// the first IPv4 address the policy allows, or why none; `then` runs on the loop.
     func resolve(_ name: String, port: UInt16, for client: IPAddress, then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) {
-        post { loop in loop.lookUp(name, port: port, for: client, then: then) }
+        post { loop in
+            let opener = loop.session.opener
+            if let refusal = opener.policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
+            loop.resolver.lookUp(name, for: client, egress4: opener.egressAddress(for: client), egress6: nil, now: loop.now) { result in
+                switch result {
+                case .success(let found): then(Result { () throws(OpenFailure) in try opener.allowed(among: found.ipv4, port: port) })
+                case .failure(let failure): then(.failure(.unresolved(name, failure)))
+                }
+            }
+        }
     }
 
-    /// The same, on the loop's thread.
-    func lookUp(_ name: String, port: UInt16, for client: IPAddress, then: @escaping (Result<Endpoint, OpenFailure>) -> Void) {
+    /// Looks `name` up on the loop's thread for a TCP flow of `client` to `port`: where to
+    /// dial (IPv6 first when the client can leave over IPv6), or why nowhere.
+    func lookUp(_ name: String, port: UInt16, for client: IPAddress, then: @escaping (Result<FlowOpener.Destinations, OpenFailure>) -> Void) {
         let opener = session.opener
         if let refusal = opener.policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
-        resolver.lookUp(name, for: client, egress: opener.egressAddress(for: client), now: now) { result in
+        resolver.lookUp(name, for: client, egress4: opener.egressAddress(for: client), egress6: opener.ipv6Source(for: client)?.address,
+                        now: now) { result in
             switch result {
-            case .success(let addresses): then(Result { () throws(OpenFailure) in try opener.allowed(among: addresses, port: port) })
+            case .success(let found): then(Result { () throws(OpenFailure) in try opener.destinations(found, port: port, for: client) })
             case .failure(let failure): then(.failure(.unresolved(name, failure)))
             }
         }
@@ -136,26 +152,39 @@ final class EngineLoop: @unchecked Sendable {
         case let token where token & EngineResolver.tokenMark != 0:
             resolver.handle(token, readiness, now: now)
         default:
-            let slot = Int((token >> 1) & 0x7fff_ffff), generation = UInt32(token >> 32)
+            let slot = Int((token >> 2) & 0x3fff_ffff), generation = UInt32(token >> 32)
             guard slot < connections.count, let connection = connections[slot], connection.generation == generation else { return }
             let readable = readiness.readable || readiness.peerClosed || readiness.failed
             let writable = readiness.writable || readiness.failed
-            if token & 1 == 0 {
+            switch Side(rawValue: token & 3) {
+            case .client:
                 connection.clientReadable = connection.clientReadable || readable
                 connection.clientWritable = connection.clientWritable || writable
                 connection.clientHungUp = connection.clientHungUp || readiness.peerClosed || readiness.failed
-            } else {
+            case .upstream:
                 connection.upstreamReadable = connection.upstreamReadable || readable
                 connection.upstreamWritable = connection.upstreamWritable || writable
                 connection.upstreamHungUp = connection.upstreamHungUp || readiness.peerClosed || readiness.failed
                 connection.upstreamFailed = connection.upstreamFailed || readiness.failed
+            case .racer:
+                connection.racerWritable = connection.racerWritable || writable
+                connection.racerFailed = connection.racerFailed || readiness.failed || readiness.peerClosed
+            case nil:
+                return
             }
             advance(connection)
         }
     }
 
-    func token(_ connection: EngineConnection, upstream: Bool) -> UInt64 {
-        UInt64(connection.generation) << 32 | UInt64(connection.slot) << 1 | (upstream ? 1 : 0)
+    /// Which of a connection's sockets an event is for (the low two bits of its token).
+    enum Side: UInt64 {
+        case client = 0, upstream = 1
+        /// The IPv4 attempt racing the IPv6 one (Happy Eyeballs).
+        case racer = 2
+    }
+
+    func token(_ connection: EngineConnection, _ side: Side) -> UInt64 {
+        UInt64(connection.generation) << 32 | UInt64(connection.slot) << 2 | side.rawValue
     }
 
     /// Takes one connection: the listener is reported at every wait while more are queued,
@@ -193,7 +222,7 @@ final class EngineLoop: @unchecked Sendable {
         connection.phase = settings.trustProxyProtocol ? .proxyHeader : .sniffing
         if !settings.trustProxyProtocol && !countIn(connection) { return }
         do {
-            try poller.watch(descriptor, token: token(connection, upstream: false), for: .stream)
+            try poller.watch(descriptor, token: token(connection, .client), for: .stream)
         } catch {
             session.logger.error("cannot watch a client connection: \(error)")
             close(connection)
@@ -238,7 +267,7 @@ final class EngineLoop: @unchecked Sendable {
         if connection.dial == nil && connection.upstream >= 0 { StreamIO.close(connection.upstream) }
         if let flow = connection.flow {
             flow.hold?.end()
-            session.opener.slices.untrack(ObjectIdentifier(connection), from: flow.slice)
+            if case .slice(let slice) = flow.source { session.opener.slices.untrack(ObjectIdentifier(connection), from: slice) }
         }
         if connection.admitted { session.counts.leave(connection.clientAddress) }
         connection.reset()
@@ -279,6 +308,7 @@ final class EngineLoop: @unchecked Sendable {
         case .connecting:
             readBeforeRelay(connection)
             if connections[connection.slot] === connection && connection.upstreamWritable { finishDial(connection) }
+            if connections[connection.slot] === connection && connection.phase == .connecting && connection.racerWritable { finishRacer(connection) }
         case .relaying:
             relay(connection)
         case .draining:

@@ -52,7 +52,7 @@ public struct ResolverSettings: Sendable {
 public enum LookupFailure: Error, Hashable, Sendable, CustomStringConvertible {
     /// NXDOMAIN for the name and every search-list form of it.
     case noSuchName
-    /// The name exists but has no IPv4 address.
+    /// The name exists but has no address of a family this client can leave from.
     case noAddress
     /// A server answered with an error (SERVFAIL, REFUSED...) and none answered better.
     case serverFailure(String)
@@ -65,7 +65,7 @@ public enum LookupFailure: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noSuchName: "no such name"
-        case .noAddress: "the name has no IPv4 address"
+        case .noAddress: "the name has no address this client's flows can reach"
         case .serverFailure(let code): "the name server answered \(code)"
         case .noAnswer(let servers, let rounds, let seconds):
             "no answer from \(servers == 1 ? "the name server" : "any of \(servers) name servers") in \(rounds) round(s) of \(seconds) s"
@@ -75,18 +75,27 @@ public enum LookupFailure: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// A name's addresses, each family in the order the server gave them.
+struct ResolvedAddresses: Equatable {
+    var ipv4: [IPv4Address] = []
+    var ipv6: [IPv6Address] = []
+
+    var isEmpty: Bool { ipv4.isEmpty && ipv6.isEmpty }
+}
+
 /// The proxy engine's stub resolver: one per loop, confined to its thread, its sockets in the
 /// loop's epoll set, so a lookup holds no thread while the name server thinks.
 ///
 /// A lookup tries the hosts file, then each search-list form of the name (resolv.conf's
-/// rules) against the cache and then the servers: A queries over UDP from a fresh connected
-/// socket (random ID, the kernel's random source port; an answer must match ID, name, type
-/// and the subnet sent, and anything else on the socket is ignored), TCP when the answer comes
-/// truncated, the next server on an error or after the timeout, for the configured rounds.
-/// Lookups of the same name and subnet share one query. Answers and negative answers are
-/// cached for their TTLs, keyed by the subnet scope the server gave (RFC 7871 section 7.3).
+/// rules) against the cache and then the servers: A (and AAAA when the client can leave over
+/// IPv6) queries over UDP from a fresh connected socket (random ID, the kernel's random source
+/// port; an answer must match ID, name, type and the subnet sent, and anything else on the
+/// socket is ignored), TCP when the answer comes truncated, the next server on an error or
+/// after the timeout, for the configured rounds. Lookups of the same name, type and subnet
+/// share one query. Answers and negative answers are cached for their TTLs, keyed by the
+/// subnet scope the server gave (RFC 7871 section 7.3).
 final class EngineResolver {
-    typealias Completion = (Result<[IPv4Address], LookupFailure>) -> Void
+    typealias Completion = (Result<ResolvedAddresses, LookupFailure>) -> Void
 
     /// Epoll tokens of resolver sockets have the top bit set; connections' tokens never do.
     static let tokenMark: UInt64 = 1 << 63
@@ -103,28 +112,40 @@ final class EngineResolver {
     private var asking: [Question: Query] = [:]
     private var waitingPerClient: [IPAddress: Int] = [:]
     private var hosts = HostsFile(parsing: "")
-    /// The hosts file's modification time and size when last read.
+    /// The hosts file's modification time, size and inode when last read.
     private var hostsStamp: [FileAttributeKey: AnyHashable] = [:]
     private let datagram = UnsafeMutableRawBufferPointer.allocate(byteCount: datagramBuffer, alignment: 8)
 
     private struct Question: Hashable {
         let name: DNSName
+        let type: DNSQuery.AddressType
         let subnet: ClientSubnet?
     }
 
     private final class Lookup {
         let client: IPAddress
         let candidates: [DNSName]
-        var next = 0
-        let subnet: ClientSubnet?
+        /// AAAA before A, as RFC 8305 asks.
+        let types: [DNSQuery.AddressType]
+        let subnets: [DNSQuery.AddressType: ClientSubnet]
         let completion: Completion
+        var next = 0
+        /// Queries of the current form not answered yet, and what the answered ones gave.
+        var pending = 0
+        var found = ResolvedAddresses()
+        var failure: LookupFailure?
         /// Whether some form of the name existed (NODATA rather than NXDOMAIN at the end).
         var nameExisted = false
+        /// Counted among its client's lookups waiting for a server.
+        var counted = false
+        var finished = false
 
-        init(client: IPAddress, candidates: [DNSName], subnet: ClientSubnet?, completion: @escaping Completion) {
+        init(client: IPAddress, candidates: [DNSName], types: [DNSQuery.AddressType], subnets: [DNSQuery.AddressType: ClientSubnet],
+             completion: @escaping Completion) {
             self.client = client
             self.candidates = candidates
-            self.subnet = subnet
+            self.types = types
+            self.subnets = subnets
             self.completion = completion
         }
     }
@@ -132,7 +153,7 @@ final class EngineResolver {
     private final class Query {
         let question: Question
         var message: DNSQuery
-        var waiters: [Lookup]
+        var waiters: [Lookup] = []
         /// Tries made so far; the server asked is `tries % servers`.
         var tries = 0
         var socket: CInt = -1
@@ -144,10 +165,9 @@ final class EngineResolver {
         /// The last error a server answered, reported if no server does better.
         var lastServerFailure: String?
 
-        init(question: Question, message: DNSQuery, waiter: Lookup) {
+        init(question: Question, message: DNSQuery) {
             self.question = question
             self.message = message
-            waiters = [waiter]
         }
     }
 
@@ -162,11 +182,14 @@ final class EngineResolver {
     /// Queries waiting for a server now (for tests and the status page).
     var queriesInFlight: Int { queries.count }
 
-    /// Looks `name` up for `client`, whose flow will leave from `egress`; `completion` runs on
-    /// the loop, at once when the hosts file or the cache answers.
-    func lookUp(_ name: String, for client: IPAddress, egress: IPv4Address?, now: Int64, completion: @escaping Completion) {
+    /// Looks `name` up for `client`, whose flows leave from `egress4` (and `egress6`, whose
+    /// presence also asks for AAAA); `completion` runs on the loop, at once when the hosts file
+    /// or the cache answers.
+    func lookUp(_ name: String, for client: IPAddress, egress4: IPv4Address?, egress6: IPv6Address?, now: Int64,
+                completion: @escaping Completion) {
         if let listed = currentHosts().addresses(for: name) {
-            return completion(listed.ipv4.isEmpty ? .failure(.noAddress) : .success(listed.ipv4))
+            let found = ResolvedAddresses(ipv4: listed.ipv4, ipv6: egress6 == nil ? [] : listed.ipv6)
+            return completion(found.isEmpty ? .failure(.noAddress) : .success(found))
         }
         let candidates: [DNSName]
         do {
@@ -174,13 +197,18 @@ final class EngineResolver {
         } catch {
             return completion(.failure(.invalidName("\(error)")))
         }
-        let subnet = settings.sendsClientSubnet ? egress.map { ClientSubnet(.v4($0)) } : nil
-        let lookup = Lookup(client: client, candidates: candidates, subnet: subnet, completion: completion)
+        var subnets: [DNSQuery.AddressType: ClientSubnet] = [:]
+        if settings.sendsClientSubnet {
+            subnets[.a] = egress4.map { ClientSubnet(.v4($0)) }
+            subnets[.aaaa] = egress6.map { ClientSubnet(.v6($0)) }
+        }
+        let lookup = Lookup(client: client, candidates: candidates, types: egress6 == nil ? [.a] : [.aaaa, .a], subnets: subnets,
+                            completion: completion)
         advance(lookup, now: now)
     }
 
-    /// The hosts file as it is now: read again when its modification time or size changed (a
-    /// `stat` per lookup by name, far below what the lookup costs).
+    /// The hosts file as it is now: read again when its modification time, size or inode
+    /// changed (a `stat` per lookup by name, far below what the lookup costs).
     private func currentHosts() -> HostsFile {
         guard let path = settings.hostsFile else { return hosts }
         let attributes = (try? FileManager.default.attributesOfItem(atPath: path)) ?? [:]
@@ -193,39 +221,72 @@ final class EngineResolver {
         return hosts
     }
 
-    /// Tries the lookup's next forms against the cache until one answers or one must be asked.
+    /// Starts the lookup's current form: each type from the cache, or asked.
     private func advance(_ lookup: Lookup, now: Int64) {
-        let instant = ContinuousClock.now
-        while lookup.next < lookup.candidates.count {
-            let name = lookup.candidates[lookup.next]
-            switch cache.lookup(name, type: .a, subnet: lookup.subnet, now: instant) {
-            case .addresses(let addresses)?:
-                return finish(lookup, Self.ipv4(addresses))
-            case .noData?:
-                lookup.nameExisted = true
-                lookup.next += 1
-            case .nameError?:
-                lookup.next += 1
-            case nil:
-                return ask(name, for: lookup, now: now)
-            }
+        guard lookup.next < lookup.candidates.count else {
+            return finish(lookup, .failure(lookup.failure ?? (lookup.nameExisted ? .noAddress : .noSuchName)))
         }
-        finish(lookup, .failure(lookup.nameExisted ? .noAddress : .noSuchName))
+        let form = lookup.next
+        let name = lookup.candidates[form]
+        let instant = ContinuousClock.now
+        lookup.pending = lookup.types.count
+        for type in lookup.types {
+            let recordType: DNSRecordType = type == .a ? .a : .aaaa
+            switch cache.lookup(name, type: recordType, subnet: lookup.subnets[type], now: instant) {
+            case let cached?: answered(lookup, type, .success(cached), now: now)
+            case nil: ask(name, type, for: lookup, now: now)
+            }
+            // Answered from the cache, the form may be done already, and the lookup with it or
+            // gone on to the next form.
+            if lookup.finished || lookup.next != form { return }
+        }
     }
 
-    private func ask(_ name: DNSName, for lookup: Lookup, now: Int64) {
-        let waiting = waitingPerClient[lookup.client, default: 0]
-        guard waiting < settings.lookupsPerClient else {
-            return finish(lookup, .failure(.tooManyLookups(settings.lookupsPerClient)))
+    /// One type of the lookup's current form has its answer (or its failure); once every type
+    /// has, the lookup ends with what was found, or goes on to the next form.
+    private func answered(_ lookup: Lookup, _ type: DNSQuery.AddressType, _ answer: Result<DNSCachedAnswer, LookupFailure>, now: Int64) {
+        guard !lookup.finished else { return }
+        switch answer {
+        case .success(.addresses(let addresses)):
+            for address in addresses {
+                switch address {
+                case .v4(let v4) where type == .a: lookup.found.ipv4.append(v4)
+                case .v6(let v6) where type == .aaaa: lookup.found.ipv6.append(v6)
+                default: break
+                }
+            }
+        case .success(.noData):
+            lookup.nameExisted = true
+        case .success(.nameError):
+            break
+        case .failure(let failure):
+            lookup.failure = failure
         }
-        waitingPerClient[lookup.client] = waiting + 1
-        let question = Question(name: name.lowercased(), subnet: lookup.subnet)
+        lookup.pending -= 1
+        guard lookup.pending == 0 else { return }
+        if !lookup.found.isEmpty { return finish(lookup, .success(lookup.found)) }
+        // A server that failed ends the search: the next form would only guess (as glibc stops).
+        if let failure = lookup.failure { return finish(lookup, .failure(failure)) }
+        lookup.next += 1
+        advance(lookup, now: now)
+    }
+
+    private func ask(_ name: DNSName, _ type: DNSQuery.AddressType, for lookup: Lookup, now: Int64) {
+        if !lookup.counted {
+            let waiting = waitingPerClient[lookup.client, default: 0]
+            guard waiting < settings.lookupsPerClient else {
+                return finish(lookup, .failure(.tooManyLookups(settings.lookupsPerClient)))
+            }
+            waitingPerClient[lookup.client] = waiting + 1
+            lookup.counted = true
+        }
+        let question = Question(name: name.lowercased(), type: type, subnet: lookup.subnets[type])
         if let query = asking[question] {
             query.waiters.append(lookup)
             return
         }
-        let query = Query(question: question, message: DNSQuery(id: random.next(), name: name, type: .a, clientSubnet: lookup.subnet),
-                          waiter: lookup)
+        let query = Query(question: question, message: DNSQuery(id: random.next(), name: name, type: type, clientSubnet: question.subnet))
+        query.waiters = [lookup]
         asking[question] = query
         send(query, now: now)
     }
@@ -283,7 +344,7 @@ final class EngineResolver {
         guard query.tries < rounds * servers else {
             let failure: LookupFailure = query.lastServerFailure.map(LookupFailure.serverFailure)
                 ?? .noAnswer(servers: servers, rounds: rounds, secondsEach: settings.configuration.timeoutSeconds)
-            return end(query) { lookup in self.finish(lookup, .failure(failure)) }
+            return end(query, .failure(failure), now: now)
         }
         query.message.id = random.next()
         send(query, now: now)
@@ -310,7 +371,7 @@ final class EngineResolver {
                 guard let response = try? DNSResponse(parsing: UnsafeRawBufferPointer(rebasing: datagram[..<count])),
                       response.matches(query.message)
                 else { continue }
-                answered(query, response, now: now)
+                received(query, response, now: now)
             case .wouldBlock:
                 return
             case .endOfStream, .failed:
@@ -338,7 +399,7 @@ final class EngineResolver {
                 guard let whole else { continue }
                 let response = query.incoming.withUnsafeBytes { try? DNSResponse(parsing: UnsafeRawBufferPointer(rebasing: $0[whole.message])) }
                 guard let response, response.matches(query.message), !response.header.isTruncated else { return retry(query, now: now) }
-                return answered(query, response, now: now)
+                return received(query, response, now: now)
             case .wouldBlock:
                 return
             case .endOfStream, .failed:
@@ -349,34 +410,37 @@ final class EngineResolver {
 
     /// A matching answer: truncated ones go to TCP, server errors to the next server; anything
     /// else is cached and given to every lookup waiting for it.
-    private func answered(_ query: Query, _ response: DNSResponse, now: Int64) {
+    private func received(_ query: Query, _ response: DNSResponse, now: Int64) {
         if response.header.isTruncated && !query.overTCP { return sendOverTCP(query, now: now) }
         guard response.responseCode == .noError || response.responseCode == .nameError else {
             query.lastServerFailure = "\(response.responseCode)"
             return retry(query, now: now)
         }
         cache.store(response, now: ContinuousClock.now)
-        let addresses = Self.ipv4(response.addresses)
-        end(query) { lookup in
-            if case .success = addresses { return self.finish(lookup, addresses) }
-            if response.responseCode == .noError { lookup.nameExisted = true }
-            lookup.next += 1
-            self.advance(lookup, now: now)
+        let answer: DNSCachedAnswer = if !response.addresses.isEmpty {
+            .addresses(response.addresses)
+        } else if response.responseCode == .nameError {
+            .nameError
+        } else {
+            .noData
         }
+        end(query, .success(answer), now: now)
     }
 
-    /// Takes the query out of flight and hands each of its lookups to `next`.
-    private func end(_ query: Query, _ next: (Lookup) -> Void) {
+    /// Takes the query out of flight and gives its answer to every lookup waiting for it.
+    private func end(_ query: Query, _ answer: Result<DNSCachedAnswer, LookupFailure>, now: Int64) {
         closeSocket(of: query)
         asking[query.question] = nil
-        for lookup in query.waiters {
+        for lookup in query.waiters { answered(lookup, query.question.type, answer, now: now) }
+    }
+
+    private func finish(_ lookup: Lookup, _ result: Result<ResolvedAddresses, LookupFailure>) {
+        guard !lookup.finished else { return }
+        lookup.finished = true
+        if lookup.counted {
             let left = waitingPerClient[lookup.client, default: 1] - 1
             waitingPerClient[lookup.client] = left > 0 ? left : nil
         }
-        for lookup in query.waiters { next(lookup) }
-    }
-
-    private func finish(_ lookup: Lookup, _ result: Result<[IPv4Address], LookupFailure>) {
         lookup.completion(result)
     }
 
@@ -398,10 +462,5 @@ final class EngineResolver {
     func closeAll() {
         for query in Array(queries.values) { closeSocket(of: query) }
         asking.removeAll()
-    }
-
-    private static func ipv4(_ addresses: [IPAddress]) -> Result<[IPv4Address], LookupFailure> {
-        let found = addresses.compactMap { address -> IPv4Address? in if case .v4(let v4) = address { v4 } else { nil } }
-        return found.isEmpty ? .failure(.noAddress) : .success(found)
     }
 }

@@ -44,11 +44,22 @@ enum HTTPProxyRequest: Equatable {
         }
     }
 
-    /// `host:port` (or `host` with a default port) of IPv4 destinations.
+    /// `host:port` (or `host` with a default port); an IPv6 literal in brackets (RFC 3986),
+    /// `[2001:db8::1]:443`, comes back without them.
     static func authority(_ text: Substring, defaultPort: UInt16?) -> Result<(host: String, port: UInt16), HTTPRefusal> {
-        if text.hasPrefix("[") { return .failure(HTTPRefusal(400, "IPv6 destinations are not served: egress addresses are IPv4")) }
         let host: Substring, port: UInt16?
-        if let colon = text.lastIndex(of: ":") {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return .failure(HTTPRefusal(400, "an IPv6 literal must end with ']'")) }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty {
+                port = defaultPort
+            } else {
+                guard rest.hasPrefix(":") else { return .failure(HTTPRefusal(400, "after ']' comes ':PORT' or nothing")) }
+                port = UInt16(rest.dropFirst())
+            }
+            guard (try? IPv6Address(parsing: String(host))) != nil else { return .failure(HTTPRefusal(400, "[\(host)] is not an IPv6 address")) }
+        } else if let colon = text.lastIndex(of: ":") {
             host = text[..<colon]
             port = UInt16(text[text.index(after: colon)...])
         } else {
@@ -83,7 +94,7 @@ struct HTTPRefusal: Error, Equatable {
     init(for failure: OpenFailure) {
         switch failure {
         case .refused(let refusal): self.init(403, "\(refusal)")
-        case .unresolved, .connectionRefused, .timedOut, .failed: self.init(502, "\(failure)")
+        case .unresolved, .connectionRefused, .timedOut, .failed, .noEgress: self.init(502, "\(failure)")
         case .exhausted: self.init(503, "\(failure)")
         }
     }

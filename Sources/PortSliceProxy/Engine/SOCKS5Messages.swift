@@ -132,6 +132,17 @@ enum SOCKS5 {
         return [5, code, 0, 1, a, b, c, d, UInt8(bound.port >> 8), UInt8(bound.port & 0xff)]
     }
 
+    /// A reply with a bound address of either family: 10 bytes for IPv4, 22 for IPv6.
+    static func reply(_ code: UInt8, bound: IPEndpoint) -> [UInt8] {
+        switch bound.address {
+        case .v4(let address):
+            return reply(code, bound: Endpoint(address, bound.port))
+        case .v6(let address):
+            return [5, code, 0, 4] + (0..<16).map { UInt8(truncatingIfNeeded: address.bits >> (120 - 8 * $0)) }
+                + [UInt8(bound.port >> 8), UInt8(bound.port & 0xff)]
+        }
+    }
+
     /// The reply code RFC 1928 gives for why a flow did not open.
     static func replyCode(for failure: OpenFailure) -> UInt8 {
         switch failure {
@@ -140,6 +151,7 @@ enum SOCKS5 {
         case .connectionRefused: Reply.connectionRefused
         case .timedOut: Reply.ttlExpired
         case .exhausted, .failed: Reply.generalFailure
+        case .noEgress: Reply.addressUnsupported
         }
     }
 }
