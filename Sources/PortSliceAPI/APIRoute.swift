@@ -93,6 +93,16 @@ public struct APIRoute: Hashable, Sendable, CustomStringConvertible {
     /// The whole table for admins, viewers and edges; a host sees its own leased slices.
     public static let sliceTable = APIRoute(.get, "/v1/slices", [.admin, .viewer, .edge, .host])
     public static let capacity = APIRoute(.get, "/v1/capacity", [.admin, .viewer])
+    /// IPv6 pool prefixes. A prefix holds a '/', so paths name one by its network and length
+    /// as two segments: `/v1/prefixes/2001:db8:10::/48/drain`.
+    public static let addPrefix = APIRoute(.post, "/v1/prefixes", [.admin])
+    public static let listPrefixes = APIRoute(.get, "/v1/prefixes", [.admin, .viewer])
+    public static let drainPrefix = APIRoute(.post, "/v1/prefixes/{network}/{length}/drain", [.admin])
+    public static let removePrefix = APIRoute(.delete, "/v1/prefixes/{network}/{length}", [.admin])
+    /// A host leases prefixes of its own out of the pool prefixes; renewal is
+    /// `POST /v1/leases/renew`, with its slices.
+    public static let acquirePrefixes = APIRoute(.post, "/v1/prefix-leases", [.host])
+    public static let releasePrefix = APIRoute(.delete, "/v1/prefix-leases/{id}", [.host])
 
     public static let all: [APIRoute] = [
         health, readiness, metrics, openAPIDocument, geofeed,
@@ -100,6 +110,7 @@ public struct APIRoute: Hashable, Sendable, CustomStringConvertible {
         addViewer, rotateViewer, removeViewer,
         acquire, listLeases, renewAll, renew, release,
         listPool, addAddress, drain, removeAddress, who, sliceTable, capacity,
+        addPrefix, listPrefixes, drainPrefix, removePrefix, acquirePrefixes, releasePrefix,
     ]
 }
 

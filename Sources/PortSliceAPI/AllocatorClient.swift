@@ -98,14 +98,25 @@ public struct AllocatorClient: Sendable, CustomStringConvertible {
         try await call(.acquire, body: request, timeout: timeout, as: LeaseList.self).leases
     }
 
-    /// The caller's leases (a host), or every lease (admin).
+    /// The caller's leases of slices (a host), or every one (admin).
     public func leases(timeout: Duration = defaultTimeout) async throws -> [LeaseBody] {
-        try await call(.listLeases, body: Empty?.none, timeout: timeout, as: LeaseList.self).leases
+        try await leaseList(timeout: timeout).leases
     }
 
-    /// Renews every lease of the calling host; answers the leases it still holds.
+    /// The caller's leases of slices and prefixes (a host), or every one (admin).
+    public func leaseList(timeout: Duration = defaultTimeout) async throws -> LeaseList {
+        try await call(.listLeases, body: Empty?.none, timeout: timeout)
+    }
+
+    /// Renews every lease of the calling host, slices and prefixes; answers the slice leases
+    /// it still holds.
     public func renewAll(ttlSeconds: Int64?, timeout: Duration = defaultTimeout) async throws -> [LeaseBody] {
-        try await call(.renewAll, body: RenewRequest(ttlSeconds: ttlSeconds), timeout: timeout, as: LeaseList.self).leases
+        try await renewAllLeases(ttlSeconds: ttlSeconds, timeout: timeout).leases
+    }
+
+    /// Renews every lease of the calling host; answers the slice and prefix leases it still holds.
+    public func renewAllLeases(ttlSeconds: Int64?, timeout: Duration = defaultTimeout) async throws -> LeaseList {
+        try await call(.renewAll, body: RenewRequest(ttlSeconds: ttlSeconds), timeout: timeout)
     }
 
     public func renew(_ id: Int64, ttlSeconds: Int64?, timeout: Duration = defaultTimeout) async throws -> LeaseBody {
@@ -140,6 +151,42 @@ public struct AllocatorClient: Sendable, CustomStringConvertible {
     public func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord] {
         try await call(.who, query: ["address": address.description, "port": String(port), "at": String(moment.milliseconds)],
                        body: Empty?.none, as: Holders.self).records
+    }
+
+    /// Who held the prefix covering an IPv6 address at a moment (every port).
+    public func who(address: IPv6Address, at moment: Moment) async throws -> [PrefixAssignmentRecord] {
+        try await call(.who, query: ["address": address.description, "at": String(moment.milliseconds)],
+                       body: Empty?.none, as: Holders.self).prefixRecords ?? []
+    }
+
+    public func addPrefix(_ prefix: NewPrefix) async throws {
+        try await send(.addPrefix, body: prefix)
+    }
+
+    public func prefixes() async throws -> [PoolPrefixBody] {
+        try await call(.listPrefixes, body: Empty?.none, as: PrefixList.self).prefixes
+    }
+
+    public func drain(_ prefix: IPv6Prefix) async throws {
+        try await send(.drainPrefix, Self.parameters(prefix), body: Empty?.none)
+    }
+
+    public func removePrefix(_ prefix: IPv6Prefix) async throws {
+        try await send(.removePrefix, Self.parameters(prefix), body: Empty?.none)
+    }
+
+    /// Leases prefixes to the calling host.
+    public func acquirePrefixes(_ request: AcquireRequest, timeout: Duration = defaultTimeout) async throws -> [PrefixLeaseBody] {
+        try await call(.acquirePrefixes, body: request, timeout: timeout, as: LeaseList.self).prefixLeases ?? []
+    }
+
+    public func releasePrefix(_ id: Int64, timeout: Duration = defaultTimeout) async throws {
+        try await send(.releasePrefix, ["id": String(id)], body: Empty?.none, timeout: timeout)
+    }
+
+    /// A prefix as the two path segments routes name it by.
+    private static func parameters(_ prefix: IPv6Prefix) -> [String: String] {
+        ["network": prefix.network.description, "length": String(prefix.length)]
     }
 
     /// The slice table; with `since`, waits (up to the server's poll time) for a newer one.

@@ -55,7 +55,8 @@ public struct IssuedToken: Codable, Sendable, Hashable {
     }
 }
 
-/// `POST /v1/leases`: how many slices, for how long, of which traits. The trait fields sit
+/// `POST /v1/leases` and `POST /v1/prefix-leases`: how many slices or prefixes, for how long,
+/// of which traits. The trait fields sit
 /// beside the others in the JSON object (`{"count": 2, "country": "US"}`).
 public struct AcquireRequest: Codable, Sendable, Hashable {
     public let count: Int?
@@ -121,10 +122,37 @@ public struct LeaseBody: Codable, Sendable, Hashable {
     public var egressSlice: EgressSlice { EgressSlice(address: address, ports: ports) }
 }
 
+/// A prefix lease as the API shows it.
+public struct PrefixLeaseBody: Codable, Sendable, Hashable {
+    public let id: Int64
+    public let host: String
+    public let prefix: IPv6Prefix
+    public let start: Int64
+    public let expires: Int64
+    /// The traits of the pool prefix it was cut from.
+    public let traits: Traits?
+
+    public init(_ lease: PrefixLease, traits: Traits?) {
+        id = lease.id
+        host = lease.host
+        prefix = lease.prefix
+        start = lease.start.milliseconds
+        expires = lease.expires.milliseconds
+        self.traits = traits
+    }
+}
+
+/// Leases of slices and, from allocators that lease IPv6 prefixes, of prefixes: the answer of
+/// listing, renewing and acquiring (acquiring prefixes answers an empty `leases`).
 public struct LeaseList: Codable, Sendable, Hashable {
     public let leases: [LeaseBody]
+    /// Absent in answers from allocators older than IPv6 prefixes.
+    public let prefixLeases: [PrefixLeaseBody]?
 
-    public init(leases: [LeaseBody]) { self.leases = leases }
+    public init(leases: [LeaseBody], prefixLeases: [PrefixLeaseBody]? = nil) {
+        self.leases = leases
+        self.prefixLeases = prefixLeases
+    }
 }
 
 /// `POST /v1/pool`: an address, its traits (beside the other fields, as in `AcquireRequest`)
@@ -164,6 +192,62 @@ public struct NewAddress: Codable, Sendable, Hashable {
         try container.encodeIfPresent(slices, forKey: .slices)
         try FlatTraits(traits).encode(to: encoder)
     }
+}
+
+/// `POST /v1/prefixes`: an IPv6 prefix of the pool, its traits (beside the other fields, as
+/// in `NewAddress`) and the length of the prefixes leased out of it (the allocator's
+/// `--prefix-length`, 64 by default).
+public struct NewPrefix: Codable, Sendable, Hashable {
+    public let prefix: IPv6Prefix
+    public let traits: Traits
+    public let leaseLength: Int?
+
+    public init(prefix: IPv6Prefix, traits: Traits = .unknown, leaseLength: Int? = nil) {
+        self.prefix = prefix
+        self.traits = traits
+        self.leaseLength = leaseLength
+    }
+
+    enum CodingKeys: String, CodingKey { case prefix, leaseLength }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        prefix = try container.decodeParsed(.prefix) { try IPv6Prefix(parsing: $0) }
+        leaseLength = try container.decodeIfPresent(Int.self, forKey: .leaseLength)
+        traits = try FlatTraits(from: decoder).traits
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(prefix, forKey: .prefix)
+        try container.encodeIfPresent(leaseLength, forKey: .leaseLength)
+        try FlatTraits(traits).encode(to: encoder)
+    }
+}
+
+/// An IPv6 prefix of the pool as `GET /v1/prefixes` shows it.
+public struct PoolPrefixBody: Codable, Sendable, Hashable {
+    public let prefix: IPv6Prefix
+    public let traits: Traits
+    /// `traits` in a line, as tables print it.
+    public let summary: String
+    public let leaseLength: Int
+    /// Being drained: no new leases; it can be removed once its leases and quarantines end.
+    public let draining: Bool
+
+    public init(_ pool: PoolPrefix) {
+        prefix = pool.prefix
+        traits = pool.traits
+        summary = pool.traits.summary
+        leaseLength = pool.leaseLength
+        draining = pool.draining
+    }
+}
+
+public struct PrefixList: Codable, Sendable, Hashable {
+    public let prefixes: [PoolPrefixBody]
+
+    public init(prefixes: [PoolPrefixBody]) { self.prefixes = prefixes }
 }
 
 /// A host as `GET /v1/hosts` shows it.
@@ -249,11 +333,17 @@ public struct PoolList: Codable, Sendable, Hashable {
     public init(addresses: [PoolAddressBody]) { self.addresses = addresses }
 }
 
-/// `GET /v1/who`: the assignment-log records covering that address, port and moment.
+/// `GET /v1/who`: the assignment-log records covering that address (and port, for IPv4) and
+/// moment: slice records for an IPv4 address, prefix records for an IPv6 one.
 public struct Holders: Codable, Sendable, Hashable {
     public let records: [AssignmentRecord]
+    /// Absent in answers about IPv4 addresses and from allocators older than IPv6 prefixes.
+    public let prefixRecords: [PrefixAssignmentRecord]?
 
-    public init(records: [AssignmentRecord]) { self.records = records }
+    public init(records: [AssignmentRecord], prefixRecords: [PrefixAssignmentRecord]? = nil) {
+        self.records = records
+        self.prefixRecords = prefixRecords
+    }
 }
 
 /// Slices of one trait class per state, with a warning when few are left.

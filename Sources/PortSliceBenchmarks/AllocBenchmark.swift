@@ -201,7 +201,7 @@ public struct AllocBenchmark: Sendable {
         let cpuBefore = Self.cpuSeconds(database: database)
         measured.renew = try await pacedRound { host in
             let renewed = try await store.renewAll(host: "host\(host)", timeToLive: Self.timeToLive, now: Self.start + .seconds(60))
-            guard renewed.count == slicesPerHost else { throw BenchmarkFailure("host\(host) renewed \(renewed.count) leases") }
+            guard renewed.slices.count == slicesPerHost else { throw BenchmarkFailure("host\(host) renewed \(renewed.slices.count) leases") }
         }
         measured.renewCPUSeconds = Self.cpuSpent(since: cpuBefore, database: database)
         return measured

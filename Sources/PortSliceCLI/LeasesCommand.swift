@@ -17,10 +17,15 @@ struct LeasesCommand: AsyncParsableCommand {
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        let leases = try await server.client().leases()
+        let list = try await server.client().leaseList()
         print(renderTable(
             ["lease", "host", "address", "slice", "ports", "since", "expires"],
-            leases.map { ["\($0.id)", $0.host, $0.address.description, "\($0.slice)", $0.ports.description, isoTime($0.start), isoTime($0.expires)] }))
+            list.leases.map { ["\($0.id)", $0.host, $0.address.description, "\($0.slice)", $0.ports.description, isoTime($0.start), isoTime($0.expires)] }))
+        guard let prefixes = list.prefixLeases, !prefixes.isEmpty else { return }
+        print("\nIPv6 prefixes:")
+        print(renderTable(
+            ["lease", "host", "prefix", "since", "expires"],
+            prefixes.map { ["\($0.id)", $0.host, $0.prefix.description, isoTime($0.start), isoTime($0.expires)] }))
     }
 }
 
@@ -91,23 +96,32 @@ struct StatusCommand: AsyncParsableCommand {
 struct WhoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "who",
-        abstract: "Who held an address and port at a moment, from the assignment log (admin).",
-        discussion: "Example: portslice who 203.0.113.10 40123 --at 2026-11-27T14:02:00Z"
+        abstract: "Who held an address and port (or an IPv6 address, any port) at a moment, from the assignment log (admin).",
+        discussion: """
+            Examples: portslice who 203.0.113.10 40123 --at 2026-11-27T14:02:00Z
+                      portslice who 2001:db8:10:5::1234 --at 2026-11-27T14:02:00Z
+            """
     )
 
     @OptionGroup var server: ServerOptions
 
-    @Argument(help: ArgumentHelp("The shared address.", valueName: "ip"))
+    @Argument(help: ArgumentHelp("The shared IPv4 address, or an address in a leased IPv6 prefix.", valueName: "ip"))
     var address: String
 
-    @Argument(help: ArgumentHelp("The port.", valueName: "port"))
-    var port: UInt16
+    @Argument(help: ArgumentHelp("The port (IPv4 only: an IPv6 prefix is held whole).", valueName: "port"))
+    var port: UInt16?
+
+    func validate() throws {
+        let ipv6 = address.contains(":")
+        if ipv6 && port != nil { throw ValidationError("an IPv6 prefix is held whole, every port: give the address without a port") }
+        if !ipv6 && port == nil { throw ValidationError("give the port too: an IPv4 address is shared, each host holding a slice of its ports") }
+    }
 
     @Option(help: ArgumentHelp("The moment: ISO 8601 (2026-11-27T14:02:00Z), milliseconds since 1970, or 'now'.", valueName: "time"))
     var at = "now"
 
     func run() async throws {
-        let address = try IPv4Address(parsing: address)
+        let address = try IPAddress(parsing: address)
         let moment: Int64
         if at == "now" {
             moment = Int64(Date().timeIntervalSince1970 * 1000)
@@ -118,6 +132,14 @@ struct WhoCommand: AsyncParsableCommand {
         } else {
             throw ValidationError("--at '\(at)' must be ISO 8601 (2026-11-27T14:02:00Z), milliseconds since 1970, or 'now'.")
         }
+        switch (address, port) {
+        case (.v4(let address), let port?): try await printSliceHolders(of: address, port: port, at: moment)
+        case (.v6(let address), _): try await printPrefixHolders(of: address, at: moment)
+        case (.v4, nil): break  // refused by validate()
+        }
+    }
+
+    private func printSliceHolders(of address: IPv4Address, port: UInt16, at moment: Int64) async throws {
         let records = try await server.client().who(address: address, port: port, at: Moment(milliseconds: moment))
         if records.isEmpty {
             print("nobody held \(address) port \(port) at \(isoTime(moment))")
@@ -128,5 +150,16 @@ struct WhoCommand: AsyncParsableCommand {
             records.map {
                 [$0.host, "\($0.leaseID)", $0.ports.description, $0.protocols, isoTime($0.start.milliseconds), $0.end.map { isoTime($0.milliseconds) } ?? "now"]
             }))
+    }
+
+    private func printPrefixHolders(of address: IPv6Address, at moment: Int64) async throws {
+        let records = try await server.client().who(address: address, at: Moment(milliseconds: moment))
+        if records.isEmpty {
+            print("nobody held \(address) at \(isoTime(moment))")
+            return
+        }
+        print(renderTable(
+            ["host", "lease", "prefix", "from", "until"],
+            records.map { [$0.host, "\($0.leaseID)", $0.prefix.description, isoTime($0.start.milliseconds), $0.end.map { isoTime($0.milliseconds) } ?? "now"] }))
     }
 }

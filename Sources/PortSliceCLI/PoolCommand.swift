@@ -6,7 +6,7 @@ import PortSliceCore
 struct PoolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pool",
-        abstract: "Add, drain and remove egress addresses (admin).",
+        abstract: "Add, drain and remove egress addresses and IPv6 prefixes (admin).",
         subcommands: [PoolImportCommand.self, PoolDrainCommand.self, PoolRemoveCommand.self]
     )
 }
@@ -14,8 +14,8 @@ struct PoolCommand: AsyncParsableCommand {
 struct PoolImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Add the addresses of a pool geofeed (with trait columns); addresses already present are kept.",
-        discussion: "Example: portslice pool import pool.csv --slice-size 2048"
+        abstract: "Add the addresses and IPv6 prefixes of a pool geofeed (with trait columns); those already present are kept.",
+        discussion: "Example: portslice pool import pool.csv --slice-size 2048 --prefix-length 64"
     )
 
     @OptionGroup var server: ServerOptions
@@ -29,59 +29,96 @@ struct PoolImportCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Ports to slice, LOW-HIGH.", valueName: "range"), transform: { try PortRange(parsing: $0) })
     var range = PortRange.nonSystemPorts
 
+    @Option(help: ArgumentHelp("Length of the prefixes hosts lease out of the file's IPv6 prefixes, at most 64.", valueName: "bits"))
+    var prefixLength = PoolPrefix.defaultLeaseLength
+
     func run() async throws {
         let feed = try Geofeed.read(readFile(file, what: "pool file"), source: file)
-        let pool: EgressPool
-        do { pool = try EgressPool(feed: feed) } catch { throw CommandFailure("\(file): \(error)") }
+        let pool: EgressPool, prefixes: [PoolPrefix]
+        do {
+            let split = try feed.splitPool(leaseLength: prefixLength)
+            pool = try EgressPool(feed: split.addresses)
+            prefixes = split.prefixes
+        } catch {
+            throw CommandFailure("\(file): \(error)")
+        }
         let client = try server.client()
-        var added = 0, present = 0
-        for egress in pool.addresses {
+        /// Adds one entry; false when the allocator already has it.
+        func added(_ add: () async throws -> Void) async throws -> Bool {
             do {
-                try await client.addAddress(NewAddress(address: egress.address, traits: egress.traits, range: range, sliceSize: sliceSize))
-                added += 1
+                try await add()
+                return true
             } catch let failure as APIFailure where failure.status == 409 {
-                present += 1
+                return false
             }
         }
-        print("\(file): \(added) address(es) added, \(present) already in the pool")
+        var addresses = 0, blocks = 0
+        for egress in pool.addresses where try await added({
+            try await client.addAddress(NewAddress(address: egress.address, traits: egress.traits, range: range, sliceSize: sliceSize))
+        }) { addresses += 1 }
+        for prefix in prefixes where try await added({
+            try await client.addPrefix(NewPrefix(prefix: prefix.prefix, traits: prefix.traits, leaseLength: prefix.leaseLength))
+        }) { blocks += 1 }
+        print("\(file): \(addresses) address(es) added, \(pool.addresses.count - addresses) already in the pool; "
+            + "\(blocks) IPv6 prefix(es) added, \(prefixes.count - blocks) already in the pool")
     }
 }
 
-/// The allocator and one address of its pool: what drain and remove act on.
+/// The allocator and one address or IPv6 prefix of its pool: what drain and remove act on.
 struct PoolAddressArguments: ParsableArguments {
     @OptionGroup var server: ServerOptions
 
-    @Argument(help: ArgumentHelp("The address.", valueName: "ip"))
+    @Argument(help: ArgumentHelp("The IPv4 address, or IPv6 prefix (2001:db8:10::/48).", valueName: "ip-or-prefix"))
     var address: String
 
-    /// The address and a client to act on it with.
-    func target() throws -> (IPv4Address, AllocatorClient) {
-        (try IPv4Address(parsing: address), try server.client())
+    /// What to act on, parsed.
+    enum Target: CustomStringConvertible {
+        case address(IPv4Address)
+        case prefix(IPv6Prefix)
+
+        var description: String {
+            switch self {
+            case .address(let address): address.description
+            case .prefix(let prefix): prefix.description
+            }
+        }
+    }
+
+    /// The address or prefix and a client to act on it with.
+    func target() throws -> (Target, AllocatorClient) {
+        let target: Target = address.contains("/") ? .prefix(try IPv6Prefix(parsing: address)) : .address(try IPv4Address(parsing: address))
+        return (target, try server.client())
     }
 }
 
 struct PoolDrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "drain", abstract: "Stop leasing an address's slices; its leases run out.")
+        commandName: "drain", abstract: "Stop leasing an address's slices or an IPv6 prefix's prefixes; their leases run out.")
 
     @OptionGroup var target: PoolAddressArguments
 
     func run() async throws {
-        let (address, client) = try target.target()
-        try await client.drain(address)
-        print("\(address) is draining: no new leases; remove it once its leases and quarantines are over")
+        let (target, client) = try target.target()
+        switch target {
+        case .address(let address): try await client.drain(address)
+        case .prefix(let prefix): try await client.drain(prefix)
+        }
+        print("\(target) is draining: no new leases; remove it once its leases and quarantines are over")
     }
 }
 
 struct PoolRemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "remove", abstract: "Remove an address that has no lease or quarantine left.")
+        commandName: "remove", abstract: "Remove an address or IPv6 prefix that has no lease or quarantine left.")
 
     @OptionGroup var target: PoolAddressArguments
 
     func run() async throws {
-        let (address, client) = try target.target()
-        try await client.removeAddress(address)
-        print("\(address) removed; its history stays in the assignment log")
+        let (target, client) = try target.target()
+        switch target {
+        case .address(let address): try await client.removeAddress(address)
+        case .prefix(let prefix): try await client.removePrefix(prefix)
+        }
+        print("\(target) removed; its history stays in the assignment log")
     }
 }

@@ -31,7 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
             the API on 127.0.0.1:7300 unless told otherwise. \
             Each setting can come from the command line, an environment variable (named beside \
             it) or a TOML file given with --config (keys data_dir, listen, database, pool, \
-            slice_size, quarantine_seconds, tls_cert, tls_key), in that order of precedence. The \
+            slice_size, prefix_length, quarantine_seconds, tls_cert, tls_key), in that order of precedence. The \
             admin token (at least 32 characters) comes from PORTSLICE_ADMIN_TOKEN, or from \
             DATA-DIR/admin-token, which is created with a random token on first start. With \
             --tls-cert and --tls-key the API speaks HTTPS only; serve it so whenever it listens \
@@ -74,6 +74,11 @@ struct ServeCommand: AsyncParsableCommand {
     var sliceSize: Int?
 
     @Option(help: ArgumentHelp(
+        "Length of the IPv6 prefixes leased out of the pool's IPv6 prefixes (from --pool, and added without leaseLength), longer than each pool prefix and at most 64, 64 by default (PORTSLICE_PREFIX_LENGTH).",
+        valueName: "bits"))
+    var prefixLength: Int?
+
+    @Option(help: ArgumentHelp(
         "Seconds a released or expired slice waits before anyone else may have it, at least 120, 240 by default (PORTSLICE_QUARANTINE_SECONDS).",
         valueName: "seconds"))
     var quarantine: Int64?
@@ -102,14 +107,14 @@ struct ServeCommand: AsyncParsableCommand {
     /// True when nothing configures the allocator, so `serve` runs the local demo.
     var runsDemo: Bool {
         let environment = ProcessInfo.processInfo.environment
-        let configured = dataDir != nil || listen != nil || database != nil || pool != nil || sliceSize != nil || quarantine != nil || config != nil
+        let configured = dataDir != nil || listen != nil || database != nil || pool != nil || sliceSize != nil || prefixLength != nil || quarantine != nil || config != nil
             || tlsCert != nil || tlsKey != nil
             || ["PORTSLICE_CONFIG", "PORTSLICE_DATA_DIR", "PORTSLICE_LISTEN", "PORTSLICE_DATABASE", "PORTSLICE_POOL", "PORTSLICE_SLICE_SIZE",
-                "PORTSLICE_QUARANTINE_SECONDS", "PORTSLICE_ADMIN_TOKEN", "PORTSLICE_TLS_CERT", "PORTSLICE_TLS_KEY"].contains { environment[$0] != nil }
+                "PORTSLICE_PREFIX_LENGTH", "PORTSLICE_QUARANTINE_SECONDS", "PORTSLICE_ADMIN_TOKEN", "PORTSLICE_TLS_CERT", "PORTSLICE_TLS_KEY"].contains { environment[$0] != nil }
         return demo || !configured
     }
 
-    static let configKeys = ["data_dir", "listen", "database", "pool", "slice_size", "quarantine_seconds", "tls_cert", "tls_key"]
+    static let configKeys = ["data_dir", "listen", "database", "pool", "slice_size", "prefix_length", "quarantine_seconds", "tls_cert", "tls_key"]
 
     /// The shortest admin token accepted: 128 bits of hex, so guessing it is out of reach.
     static let minimumAdminTokenLength = 32
@@ -130,6 +135,11 @@ struct ServeCommand: AsyncParsableCommand {
         let pool = try pool ?? environment["PORTSLICE_POOL"] ?? file?.string("pool")
         let sliceSize = try sliceSize ?? number(environment["PORTSLICE_SLICE_SIZE"], "PORTSLICE_SLICE_SIZE")
             ?? file?.integer("slice_size") ?? 2048
+        let prefixLength = try prefixLength ?? number(environment["PORTSLICE_PREFIX_LENGTH"], "PORTSLICE_PREFIX_LENGTH")
+            ?? file?.integer("prefix_length") ?? PoolPrefix.defaultLeaseLength
+        guard (1...PoolPrefix.longestLeaseLength).contains(prefixLength) else {
+            throw CommandFailure("prefix length \(prefixLength) must be at most 64: hosts expect a /64 (SLAAC), and a /64 per host is what providers hand out")
+        }
         let quarantine = try quarantine ?? number(environment["PORTSLICE_QUARANTINE_SECONDS"], "PORTSLICE_QUARANTINE_SECONDS").map(Int64.init)
             ?? file?.integer("quarantine_seconds").map(Int64.init) ?? 240
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
@@ -157,12 +167,13 @@ struct ServeCommand: AsyncParsableCommand {
         } else {
             try await SQLSliceStore.openSQLite(path: "\(dataDir)/portslice.sqlite", quarantine: .seconds(quarantine), logger: logger)
         }
-        if let pool { try await Self.importPool(pool, sliceSize: sliceSize, into: store) }
+        if let pool { try await Self.importPool(pool, sliceSize: sliceSize, prefixLength: prefixLength, into: store) }
 
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry, logger: logger)
-        let demo = runsDemo ? try await demoService(store: store, dataDir: dataDir, sliceSize: sliceSize) : nil
+        var api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry, logger: logger)
+        api.defaultPrefixLength = prefixLength
+        let demo = runsDemo ? try await demoService(store: store, dataDir: dataDir, sliceSize: sliceSize, prefixLength: prefixLength) : nil
         let served = tls == nil ? "" : " (HTTPS)"
         let app = Application(
             router: api.router(),
@@ -212,13 +223,13 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// The demo's pool and client geofeed in the data directory, the pool in the store, and
     /// the demo host registered (its token kept beside the admin token).
-    private func demoService(store: SQLSliceStore, dataDir: String, sliceSize: Int) async throws -> DemoService {
+    private func demoService(store: SQLSliceStore, dataDir: String, sliceSize: Int, prefixLength: Int) async throws -> DemoService {
         let poolPath = "\(dataDir)/example-pool.csv", clientsPath = "\(dataDir)/example-clients.csv"
         for (path, text) in [(poolPath, DemoService.examplePool), (clientsPath, DemoService.exampleClients)] where !FileManager.default.fileExists(atPath: path) {
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         }
         // One slice of each trait class the pool file has (which the user may have edited).
-        let pool = try await Self.importPool(poolPath, sliceSize: sliceSize, into: store)
+        let pool = try await Self.importPool(poolPath, sliceSize: sliceSize, prefixLength: prefixLength, into: store)
         let wants = Set(pool.addresses.map(\.traits)).sorted { $0.summary < $1.summary }.map { LeaseWant(count: 1, traits: $0) }
         let hostToken = try await Self.savedToken(at: "\(dataDir)/demo-host-token", of: .host(DemoService.hostName), dataDir: dataDir) {
             try await store.addHost(DemoService.hostName, labels: ["role": "demo"], now: .current)
@@ -266,15 +277,22 @@ struct ServeCommand: AsyncParsableCommand {
         return token
     }
 
-    /// Adds the pool file's addresses that the store does not have yet. - Returns: the pool
-    /// as the file gives it.
+    /// Adds the pool file's addresses and IPv6 prefixes that the store does not have yet; the
+    /// IPv6 lines become pool prefixes leased out in prefixes of `prefixLength`.
+    /// - Returns: the pool file's IPv4 addresses.
     @discardableResult
-    private static func importPool(_ path: String, sliceSize: Int, into store: SQLSliceStore) async throws -> EgressPool {
+    private static func importPool(_ path: String, sliceSize: Int, prefixLength: Int, into store: SQLSliceStore) async throws -> EgressPool {
         let feed = try Geofeed.read(readFile(path, what: "pool file"), source: path)
-        let egress: EgressPool
-        do { egress = try EgressPool(feed: feed) } catch { throw CommandFailure("\(path): \(error)") }
+        let egress: EgressPool, prefixes: [PoolPrefix]
+        do {
+            let split = try feed.splitPool(leaseLength: prefixLength)
+            egress = try EgressPool(feed: split.addresses)
+            prefixes = split.prefixes
+        } catch {
+            throw CommandFailure("\(path): \(error)")
+        }
         let plan = try SlicePlan(layout: .portsPerSlice(sliceSize))
-        var added = 0
+        var added = 0, addedPrefixes = 0
         for address in egress.addresses {
             do {
                 try await store.add(address, plan: plan)
@@ -283,7 +301,16 @@ struct ServeCommand: AsyncParsableCommand {
                 continue
             }
         }
-        print("portslice: pool \(path): \(added) address(es) added, \(egress.addresses.count - added) already present")
+        for prefix in prefixes {
+            do {
+                try await store.add(prefix)
+                addedPrefixes += 1
+            } catch AllocationError.duplicatePrefix {
+                continue
+            }
+        }
+        print("portslice: pool \(path): \(added) address(es) added, \(egress.addresses.count - added) already present; "
+            + "\(addedPrefixes) IPv6 prefix(es) added, \(prefixes.count - addedPrefixes) already present")
         return egress
     }
 }

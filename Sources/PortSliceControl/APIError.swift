@@ -35,17 +35,17 @@ struct APIError: HTTPResponseError {
     /// The answer for a refused allocation request.
     init(_ error: AllocationError) {
         switch error {
-        case .quarantineTooShort, .badCount, .badTimeToLive, .badHostName:
+        case .quarantineTooShort, .badCount, .badTimeToLive, .badHostName, .badLeaseLength:
             self.init(.badRequest, error.description, field: Self.field(of: error))
-        case .duplicateAddress, .duplicateHost, .duplicateEdge, .duplicateViewer, .addressInUse:
+        case .duplicateAddress, .duplicateHost, .duplicateEdge, .duplicateViewer, .addressInUse, .duplicatePrefix, .overlappingPrefix, .prefixInUse:
             self.init(.conflict, error.description)
-        case .unknownAddress, .unknownLease, .unknownHost, .unknownEdge, .unknownViewer:
+        case .unknownAddress, .unknownLease, .unknownHost, .unknownEdge, .unknownViewer, .unknownPrefix:
             self.init(.notFound, error.description)
         case .notYourLease:
             self.init(.forbidden, error.description)
         case .leaseExpired:
             self.init(.gone, error.description)
-        case .noCapacity:
+        case .noCapacity, .noPrefixCapacity:
             self.init(.serviceUnavailable, error.description)
         }
     }
@@ -55,6 +55,7 @@ struct APIError: HTTPResponseError {
         case .badCount: "count"
         case .badTimeToLive: "ttlSeconds"
         case .badHostName: "name"
+        case .badLeaseLength: "leaseLength"
         default: nil
         }
     }

@@ -24,6 +24,8 @@ public struct ControlAPI: Sendable {
     private let health: DatabaseHealth
     /// Lease time when a request names none.
     public var defaultTimeToLive = Duration.seconds(300)
+    /// The length of the prefixes leased out of a pool prefix added without `leaseLength`.
+    public var defaultPrefixLength = PoolPrefix.defaultLeaseLength
     /// How long `GET /v1/slices?since=V` waits for a newer table before answering anyway.
     public var longPollTimeout = Duration.seconds(25)
     public static let maximumBodyBytes = 64 * 1024
@@ -113,12 +115,14 @@ public struct ControlAPI: Sendable {
             let leases = try await store.acquire(
                 host: caller.name, traits: body.traits, count: body.count ?? 1,
                 timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
-            return try Self.json(try await leaseList(leases), status: .created)
+            return try Self.json(try await leaseList(HeldLeases(slices: leases)), status: .created)
         }
         on(router, .listLeases) { _, _, caller in
             try await store.advance(to: now())
-            let leases = caller.role == .host ? try await store.leases(of: caller.name) : try await store.allLeases()
-            return try Self.json(try await leaseList(leases))
+            let held = caller.role == .host
+                ? HeldLeases(slices: try await store.leases(of: caller.name), prefixes: try await store.prefixLeases(of: caller.name))
+                : HeldLeases(slices: try await store.allLeases(), prefixes: try await store.allPrefixLeases())
+            return try Self.json(try await leaseList(held))
         }
         on(router, .renewAll) { request, _, caller in
             let timeToLive = try await renewalTime(request)
@@ -159,14 +163,16 @@ public struct ControlAPI: Sendable {
         }
         on(router, .who) { request, _, _ in
             let query = request.uri.queryParameters
-            let address = try Self.field("address") { try IPv4Address(parsing: String(query["address"] ?? "")) }
-            guard let port = query["port"].flatMap({ UInt16($0) }) else {
-                throw APIError(.badRequest, "port must be a number 0-65535", field: "port")
+            switch try Self.field("address", { try IPAddress(parsing: String(query["address"] ?? "")) }) {
+            case .v4(let address):
+                guard let port = query["port"].flatMap({ UInt16($0) }) else {
+                    throw APIError(.badRequest, "port must be a number 0-65535", field: "port")
+                }
+                return try Self.json(Holders(records: try await store.who(address: address, port: port, at: try Self.at(request))))
+            case .v6(let address):
+                // A prefix is held whole, every port of every address in it: no port to name.
+                return try Self.json(Holders(records: [], prefixRecords: try await store.who(address: address, at: try Self.at(request))))
             }
-            guard let at = query["at"].flatMap({ Int64($0) }) else {
-                throw APIError(.badRequest, "at must be a time in milliseconds since 1970", field: "at")
-            }
-            return try Self.json(Holders(records: try await store.who(address: address, port: port, at: Moment(milliseconds: at))))
         }
         on(router, .sliceTable) { request, _, caller in
             if caller.role == .edge, let text = request.uri.queryParameters["applied"] {
@@ -179,6 +185,33 @@ public struct ControlAPI: Sendable {
             return try Self.json(caller.role == .host ? table.held(by: caller.name) : table)
         }
         on(router, .capacity) { _, _, _ in try Self.json(try await capacity()) }
+        on(router, .addPrefix) { request, _, _ in
+            let body = try await decode(NewPrefix.self, request)
+            try await store.add(try PoolPrefix(prefix: body.prefix, traits: body.traits, leaseLength: body.leaseLength ?? defaultPrefixLength))
+            return Response(status: .created)
+        }
+        on(router, .listPrefixes) { _, _, _ in
+            try Self.json(PrefixList(prefixes: try await store.prefixes().map(PoolPrefixBody.init)))
+        }
+        on(router, .drainPrefix) { _, context, _ in
+            try await store.drain(try Self.prefixParameter(context), now: now())
+            return Response(status: .noContent)
+        }
+        on(router, .removePrefix) { _, context, _ in
+            try await store.remove(try Self.prefixParameter(context), now: now())
+            return Response(status: .noContent)
+        }
+        on(router, .acquirePrefixes) { request, _, caller in
+            let body = try await decode(AcquireRequest.self, request)
+            let leases = try await store.acquirePrefixes(
+                host: caller.name, traits: body.traits, count: body.count ?? 1,
+                timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
+            return try Self.json(try await leaseList(HeldLeases(prefixes: leases)), status: .created)
+        }
+        on(router, .releasePrefix) { _, context, caller in
+            try await store.releasePrefix(try Self.leaseID(context), host: caller.name, now: now())
+            return Response(status: .noContent)
+        }
         addConsole(to: router)
         return router
     }
@@ -207,7 +240,7 @@ public struct ControlAPI: Sendable {
     /// (a matching `If-None-Match` gets 304) and a day's `Cache-Control`, as providers fetch
     /// feeds about daily.
     private func geofeed(_ request: Request) async throws -> Response {
-        let text = Geofeed(pool: try await store.pool().map(\.egress)).csv(columns: .standard)
+        let text = Geofeed(pool: try await store.pool().map(\.egress), prefixes: try await store.prefixes()).csv(columns: .standard)
         let tag = "\"" + HostToken.hash(of: text).prefix(32) + "\""
         var headers: HTTPFields = [.eTag: tag, .cacheControl: "public, max-age=86400"]
         if request.headers[.ifNoneMatch] == tag { return Response(status: .notModified, headers: headers) }
@@ -284,11 +317,14 @@ public struct ControlAPI: Sendable {
 
     // MARK: - Answers that need more than one store call
 
-    /// Leases as the API answers them, each with its address's traits: a host chooses among
-    /// the addresses it holds by them.
-    private func leaseList(_ leases: [Lease]) async throws -> LeaseList {
-        let traits = try await store.traits(of: Set(leases.map(\.slice.address)))
-        return LeaseList(leases: leases.map { LeaseBody($0, traits: traits[$0.slice.address]) })
+    /// Leases as the API answers them, each with its address's (or pool prefix's) traits: a
+    /// host chooses among the addresses and prefixes it holds by them.
+    private func leaseList(_ held: HeldLeases) async throws -> LeaseList {
+        let traits = try await store.traits(of: Set(held.slices.map(\.slice.address)))
+        let prefixTraits = held.prefixes.isEmpty ? [:]
+            : Dictionary(uniqueKeysWithValues: try await store.prefixes().map { ($0.prefix, $0.traits) })
+        return LeaseList(leases: held.slices.map { LeaseBody($0, traits: traits[$0.slice.address]) },
+                         prefixLeases: held.prefixes.map { PrefixLeaseBody($0, traits: prefixTraits[$0.pool]) })
     }
 
     /// The lease time a renewal asks for; an empty body asks for the default.
@@ -414,6 +450,14 @@ public struct ControlAPI: Sendable {
         return value
     }
 
+    /// The `at` query parameter of `GET /v1/who`.
+    private static func at(_ request: Request) throws -> Moment {
+        guard let at = request.uri.queryParameters["at"].flatMap({ Int64($0) }) else {
+            throw APIError(.badRequest, "at must be a time in milliseconds since 1970", field: "at")
+        }
+        return Moment(milliseconds: at)
+    }
+
     private static func leaseID(_ context: BasicRequestContext) throws -> Int64 {
         guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else {
             throw APIError(.badRequest, "the lease id in the path must be a number", field: "id")
@@ -423,6 +467,14 @@ public struct ControlAPI: Sendable {
 
     private static func addressParameter(_ context: BasicRequestContext) throws -> IPv4Address {
         try field("address") { try IPv4Address(parsing: context.parameters.get("address") ?? "") }
+    }
+
+    /// A pool prefix named by two path segments, its network (which clients may send with its
+    /// colons percent-encoded) and its length.
+    private static func prefixParameter(_ context: BasicRequestContext) throws -> IPv6Prefix {
+        let network = try parameter("network", context)
+        let length = try parameter("length", context)
+        return try field("network") { try IPv6Prefix(parsing: (network.removingPercentEncoding ?? network) + "/" + length) }
     }
 
     private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {

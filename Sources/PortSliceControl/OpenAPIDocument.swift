@@ -41,9 +41,9 @@ enum OpenAPIDocument {
           - name: hosts
             description: Hosts, edges and viewers, and their tokens.
           - name: leases
-            description: A host's leases of slices.
+            description: A host's leases of slices and of IPv6 prefixes.
           - name: pool
-            description: The egress addresses, how they are cut into slices, and their public geofeed.
+            description: The egress addresses, how they are cut into slices, the IPv6 prefixes, and their public geofeed.
           - name: tables
             description: The slice table, the assignment log and capacity.
         paths:
@@ -125,7 +125,8 @@ enum OpenAPIDocument {
               summary: The pool as an RFC 8805 geofeed
               description: |
                 Public (no token: it is meant for geolocation providers). Every address of the
-                pool, draining ones too, as a /32 with its location, in address order: only
+                pool, draining ones too, as a /32 with its location, in address order, then every
+                IPv6 prefix of the pool whole (not the prefixes leased out of it): only
                 RFC 8805's five columns `prefix,country,region,city,postal`, no header line (a
                 published feed tells where addresses are, not how they are classed). The answer
                 carries an `ETag` of its content and `Cache-Control: public, max-age=86400`, as
@@ -496,8 +497,9 @@ enum OpenAPIDocument {
               tags: [leases]
               summary: List leases
               description: |
-                Roles: admin, viewer, host. An admin or a viewer sees every lease; a host sees
-                its own. Leases that have expired are ended first.
+                Roles: admin, viewer, host. An admin or a viewer sees every lease, of slices and
+                of IPv6 prefixes (`prefixLeases`); a host sees its own. Leases that have expired
+                are ended first.
               x-roles: [admin, viewer, host]
               responses:
                 "200":
@@ -518,9 +520,9 @@ enum OpenAPIDocument {
               tags: [leases]
               summary: Renew all of the caller's leases
               description: |
-                Roles: host. Renews every lease the calling host holds for `ttlSeconds` from
-                now (the allocator's default lease time when absent). Leases that have already
-                expired are left out of the answer: acquire new ones.
+                Roles: host. Renews every lease the calling host holds, slices and IPv6 prefixes,
+                for `ttlSeconds` from now (the allocator's default lease time when absent). Leases
+                that have already expired are left out of the answer: acquire new ones.
               x-roles: [host]
               requestBody:
                 $ref: "#/components/requestBodies/Renewal"
@@ -715,22 +717,26 @@ enum OpenAPIDocument {
             get:
               operationId: who
               tags: [tables]
-              summary: Who held a port at a moment
+              summary: Who held an address (and port) at a moment
               description: |
-                Roles: admin, viewer. The assignment-log records whose host held `port` of
-                `address` at the moment `at`, for both TCP and UDP.
+                Roles: admin, viewer. For an IPv4 address, the assignment-log records (in
+                `records`) whose host held `port` of `address` at the moment `at`, for both TCP
+                and UDP. For an IPv6 address, the records (in `prefixRecords`) of the leased
+                prefix that covered it then: a prefix is held whole, so no port is needed.
               x-roles: [admin, viewer]
               parameters:
                 - name: address
                   in: query
                   required: true
-                  description: The egress address, dotted decimal.
+                  description: The egress address, IPv4 dotted decimal or IPv6.
                   schema:
-                    $ref: "#/components/schemas/IPv4Address"
+                    anyOf:
+                      - $ref: "#/components/schemas/IPv4Address"
+                      - $ref: "#/components/schemas/IPv6Address"
                 - name: port
                   in: query
-                  required: true
-                  description: The port, 0-65535.
+                  required: false
+                  description: The port, 0-65535; required for an IPv4 address (400 naming `port` without it).
                   schema:
                     type: integer
                     minimum: 0
@@ -764,8 +770,8 @@ enum OpenAPIDocument {
               summary: The slice table
               description: |
                 Roles: admin, viewer, edge, host. Every slice, its state and, when leased, its
-                holder: admins, viewers and edges get the whole table, a host only its own leased
-                slices. With `since`, a long poll: the answer waits (up to the server's long-poll
+                holder, and every leased or quarantined IPv6 prefix: admins, viewers and edges get
+                the whole table, a host only its own leased slices and prefixes. With `since`, a long poll: the answer waits (up to the server's long-poll
                 timeout, 25 s by default) until the table's version is newer than `since`, then
                 answers; when the wait runs out, it answers the current table, whose version may
                 still equal `since`. An edge passes `applied`, the table version its kernel has,
@@ -827,6 +833,186 @@ enum OpenAPIDocument {
                   $ref: "#/components/responses/Forbidden"
                 "503":
                   $ref: "#/components/responses/DatabaseUnavailable"
+          /v1/prefixes:
+            post:
+              operationId: addPrefix
+              tags: [pool]
+              summary: Add an IPv6 prefix to the pool
+              description: |
+                Roles: admin. Adds an IPv6 prefix with its traits, out of which hosts lease
+                prefixes of `leaseLength` bits (the allocator's `--prefix-length`, 64 by
+                default): longer than the prefix and at most 64, since hosts expect a /64
+                (SLAAC) and a /64 per host is what providers hand out. IPv6 is not cut into port
+                slices. 409 when the prefix or one overlapping it is already in the pool.
+              x-roles: [admin]
+              requestBody:
+                required: true
+                content:
+                  application/json:
+                    schema:
+                      $ref: "#/components/schemas/NewPrefix"
+              responses:
+                "201":
+                  description: Added; the answer has no body.
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "409":
+                  $ref: "#/components/responses/Conflict"
+                "413":
+                  $ref: "#/components/responses/ContentTooLarge"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+            get:
+              operationId: listPrefixes
+              tags: [pool]
+              summary: List the IPv6 prefixes
+              description: |
+                Roles: admin, viewer. Every IPv6 prefix of the pool, in address order, with its
+                traits, the length leased out of it and whether it is draining.
+              x-roles: [admin, viewer]
+              responses:
+                "200":
+                  description: The pool's IPv6 prefixes.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/PrefixList"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+          /v1/prefixes/{network}/{length}/drain:
+            post:
+              operationId: drainPrefix
+              tags: [pool]
+              summary: Drain an IPv6 prefix
+              description: |
+                Roles: admin. The prefix (named by its network and length as two path segments,
+                since a prefix holds a '/': `/v1/prefixes/2001:db8:10::/48/drain`) takes no new
+                leases; its leases run until they are released or expire.
+              x-roles: [admin]
+              parameters:
+                - $ref: "#/components/parameters/PrefixNetwork"
+                - $ref: "#/components/parameters/PrefixLength"
+              responses:
+                "204":
+                  description: Draining.
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "404":
+                  $ref: "#/components/responses/NotFound"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+          /v1/prefixes/{network}/{length}:
+            delete:
+              operationId: removePrefix
+              tags: [pool]
+              summary: Remove an IPv6 prefix
+              description: |
+                Roles: admin. Only a prefix without leases and quarantined prefixes in it can
+                go: drain it first and wait. The assignment log keeps its history.
+              x-roles: [admin]
+              parameters:
+                - $ref: "#/components/parameters/PrefixNetwork"
+                - $ref: "#/components/parameters/PrefixLength"
+              responses:
+                "204":
+                  description: Removed.
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "404":
+                  $ref: "#/components/responses/NotFound"
+                "409":
+                  $ref: "#/components/responses/Conflict"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
+          /v1/prefix-leases:
+            post:
+              operationId: acquirePrefixes
+              tags: [leases]
+              summary: Lease IPv6 prefixes
+              description: |
+                Roles: host. Leases `count` IPv6 prefixes (1 by default) for `ttlSeconds` to the
+                calling host, out of the pool prefixes whose traits are closest to the ones asked
+                for (placed as slices are). In a pool prefix the host gets the first free prefix
+                from a keyed hash of its name, so hosts spread out and a host that comes back
+                after its quarantine ran out tends to get the same prefix. All or nothing; 503
+                when fewer are free. They are renewed with `POST /v1/leases/renew`.
+              x-roles: [host]
+              requestBody:
+                required: true
+                description: A JSON object; `{}` asks for one prefix of any traits.
+                content:
+                  application/json:
+                    schema:
+                      $ref: "#/components/schemas/AcquireRequest"
+              responses:
+                "201":
+                  description: The new prefix leases in `prefixLeases` (and an empty `leases`).
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/LeaseList"
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  $ref: "#/components/responses/Forbidden"
+                "413":
+                  $ref: "#/components/responses/ContentTooLarge"
+                "503":
+                  description: |
+                    Not enough free prefixes for the request (the error says how many are free
+                    for which traits), or the database is unavailable.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/ErrorBody"
+          /v1/prefix-leases/{id}:
+            delete:
+              operationId: releasePrefix
+              tags: [leases]
+              summary: Release a prefix lease
+              description: |
+                Roles: host. Ends one of the calling host's prefix leases; the prefix goes into
+                quarantine before anyone may have it again, as a slice does.
+              x-roles: [host]
+              parameters:
+                - $ref: "#/components/parameters/LeaseID"
+              responses:
+                "204":
+                  description: Released.
+                "400":
+                  $ref: "#/components/responses/BadRequest"
+                "401":
+                  $ref: "#/components/responses/Unauthorized"
+                "403":
+                  description: The token's role is not admitted, or the lease belongs to another host.
+                  content:
+                    application/json:
+                      schema:
+                        $ref: "#/components/schemas/ErrorBody"
+                "404":
+                  $ref: "#/components/responses/NotFound"
+                "410":
+                  $ref: "#/components/responses/Gone"
+                "503":
+                  $ref: "#/components/responses/DatabaseUnavailable"
         components:
           securitySchemes:
             bearerAuth:
@@ -859,6 +1045,22 @@ enum OpenAPIDocument {
               description: The egress address, dotted decimal.
               schema:
                 $ref: "#/components/schemas/IPv4Address"
+            PrefixNetwork:
+              name: network
+              in: path
+              required: true
+              description: The IPv6 prefix's network address (its colons may be percent-encoded).
+              schema:
+                $ref: "#/components/schemas/IPv6Address"
+            PrefixLength:
+              name: length
+              in: path
+              required: true
+              description: The IPv6 prefix's length.
+              schema:
+                type: integer
+                minimum: 0
+                maximum: 128
             IfNoneMatch:
               name: If-None-Match
               in: header
@@ -907,21 +1109,21 @@ enum OpenAPIDocument {
                   schema:
                     $ref: "#/components/schemas/ErrorBody"
             NotFound:
-              description: No such host, edge, viewer, lease or address.
+              description: No such host, edge, viewer, lease, address or IPv6 prefix.
               content:
                 application/json:
                   schema:
                     $ref: "#/components/schemas/ErrorBody"
             Conflict:
               description: |
-                It already exists (host, edge, viewer or address), or an address still has leases
-                or quarantined slices.
+                It already exists (host, edge, viewer, address, or an IPv6 prefix or one
+                overlapping it), or an address or prefix still has leases or quarantines.
               content:
                 application/json:
                   schema:
                     $ref: "#/components/schemas/ErrorBody"
             Gone:
-              description: The lease has expired or was released; acquire a new slice.
+              description: The lease has expired or was released; acquire a new one.
               content:
                 application/json:
                   schema:
@@ -1072,6 +1274,7 @@ enum OpenAPIDocument {
                   description: The traits of the slice's address (absent in answers from older allocators).
             LeaseList:
               type: object
+              description: Leases of slices and of IPv6 prefixes.
               additionalProperties: false
               required: [leases]
               properties:
@@ -1079,6 +1282,97 @@ enum OpenAPIDocument {
                   type: array
                   items:
                     $ref: "#/components/schemas/LeaseBody"
+                prefixLeases:
+                  type: array
+                  description: Leases of IPv6 prefixes (absent in answers from older allocators).
+                  items:
+                    $ref: "#/components/schemas/PrefixLeaseBody"
+            PrefixLeaseBody:
+              type: object
+              description: A lease of an IPv6 prefix as the API shows it.
+              additionalProperties: false
+              required: [id, host, prefix, start, expires]
+              properties:
+                id:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+                  description: The host that holds it.
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                start:
+                  type: integer
+                  format: int64
+                  description: When the lease began, in milliseconds since 1970.
+                expires:
+                  type: integer
+                  format: int64
+                  description: When it ends unless renewed, in milliseconds since 1970.
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                  description: The traits of the pool prefix it was cut from.
+            NewPrefix:
+              type: object
+              description: |
+                The body of `POST /v1/prefixes`: an IPv6 prefix, its traits (beside the other
+                fields, as in `AcquireRequest`) and the length leased out of it. Null counts as
+                absent.
+              additionalProperties: false
+              required: [prefix]
+              properties:
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                leaseLength:
+                  type: [integer, "null"]
+                  minimum: 1
+                  maximum: 64
+                  description: Bits of each leased prefix, longer than `prefix` (the allocator's `--prefix-length` when absent).
+                country:
+                  $ref: "#/components/schemas/RequestCountryCode"
+                region:
+                  $ref: "#/components/schemas/RequestRegionCode"
+                city:
+                  type: [string, "null"]
+                category:
+                  $ref: "#/components/schemas/RequestCategory"
+                reputation:
+                  $ref: "#/components/schemas/RequestReputationTier"
+                tags:
+                  type: [array, "null"]
+                  items:
+                    type: string
+            PoolPrefixBody:
+              type: object
+              description: An IPv6 prefix of the pool as `GET /v1/prefixes` shows it.
+              additionalProperties: false
+              required: [prefix, traits, summary, leaseLength, draining]
+              properties:
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                summary:
+                  type: string
+                  description: The traits in a line, as tables print them (the trait class's name).
+                leaseLength:
+                  type: integer
+                  minimum: 1
+                  maximum: 64
+                  description: Bits of each prefix leased out of it.
+                draining:
+                  type: boolean
+                  description: Being drained, it takes no new leases; it can be removed once its leases and quarantines end.
+            PrefixList:
+              type: object
+              description: The answer of `GET /v1/prefixes`.
+              additionalProperties: false
+              required: [prefixes]
+              properties:
+                prefixes:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/PoolPrefixBody"
             NewAddress:
               type: object
               description: |
@@ -1238,8 +1532,33 @@ enum OpenAPIDocument {
               properties:
                 records:
                   type: array
+                  description: Slice records, for an IPv4 address (empty for an IPv6 one).
                   items:
                     $ref: "#/components/schemas/AssignmentRecord"
+                prefixRecords:
+                  type: array
+                  description: Prefix records, for an IPv6 address (absent for an IPv4 one).
+                  items:
+                    $ref: "#/components/schemas/PrefixAssignmentRecord"
+            PrefixAssignmentRecord:
+              type: object
+              description: |
+                One line of the prefix assignment log: who held which IPv6 prefix (every address
+                and port in it) from `start` until `end` (absent while held).
+              additionalProperties: false
+              required: [leaseID, host, prefix, start]
+              properties:
+                leaseID:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                start:
+                  $ref: "#/components/schemas/Moment"
+                end:
+                  $ref: "#/components/schemas/Moment"
             ClassCapacity:
               type: object
               description: Slices of one trait class per state, with a warning when few are left.
@@ -1291,16 +1610,36 @@ enum OpenAPIDocument {
               type: object
               description: What edges steer by.
               additionalProperties: false
-              required: [version, slices]
+              required: [version, slices, prefixes]
               properties:
                 version:
                   type: integer
                   format: int64
-                  description: Grows whenever a slice changes hands or addresses come and go.
+                  description: Grows whenever a slice or prefix changes hands or addresses come and go.
                 slices:
                   type: array
                   items:
                     $ref: "#/components/schemas/SliceTableEntry"
+                prefixes:
+                  type: array
+                  description: |
+                    Every leased or quarantined IPv6 prefix, in address order (a free one is not
+                    listed). Readers should take its absence, from older allocators, as none.
+                  items:
+                    $ref: "#/components/schemas/SliceTablePrefixEntry"
+            SliceTablePrefixEntry:
+              type: object
+              description: One leased or quarantined IPv6 prefix of the table.
+              additionalProperties: false
+              required: [prefix, state]
+              properties:
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                state:
+                  $ref: "#/components/schemas/SliceStatus"
+                host:
+                  type: string
+                  description: The holder, when leased.
             SliceTableEntry:
               type: object
               description: One slice of the table.
@@ -1430,6 +1769,15 @@ enum OpenAPIDocument {
               format: ipv4
               description: Strict dotted decimal, no leading zeros.
               pattern: '^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$'
+            IPv6Address:
+              type: string
+              format: ipv6
+              description: An IPv6 address; answers give the RFC 5952 form (lower case, `::` for the longest zero run).
+              pattern: '^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$'
+            IPv6Prefix:
+              type: string
+              description: '`NETWORK/LENGTH` with no bits set past the length (`2001:db8:10::/48`).'
+              pattern: '^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*/(0|[1-9][0-9]?|1[01][0-9]|12[0-8])$'
             PortRange:
               type: string
               description: '`LOW-HIGH` or a single port, decimal without leading zeros (`20000-23999`).'

@@ -5,6 +5,8 @@ extension SQLSliceStore {
     static func migrations(_ dialect: SQLDialect) -> [(version: Int, statements: [String])] {
         let integer = dialect == .sqlite ? "INTEGER" : "BIGINT"
         let leaseKey = dialect == .sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY"
+        // SQLite compares text bytewise already; PostgreSQL's default collation may not.
+        let hex = dialect == .sqlite ? "TEXT" : "TEXT COLLATE \"C\""
         var slices = """
             CREATE TABLE slices (
                 address \(integer) NOT NULL REFERENCES addresses(address),
@@ -115,6 +117,54 @@ extension SQLSliceStore {
                 "ALTER TABLE slices ADD COLUMN renewed \(integer)",
                 "ALTER TABLE slices ADD COLUMN wanted TEXT",
                 "UPDATE slices SET renewed = started WHERE state = 'leased'",
+            ]),
+            // IPv6 pool prefixes, out of which hosts lease prefixes of their own. Prefixes are
+            // kept as 32 hex digits (network and last address), which sort as the addresses do
+            // (byte order: "C" collation on PostgreSQL), so containment is a range test on
+            // both engines. A sub-prefix is free unless `prefix_leases` has a row for it: a
+            // /48 has 65,536 /64s, which are not listed. The primary key on the sub-prefix's
+            // network keeps two leases or quarantines off one prefix, since pool prefixes do
+            // not overlap and all sub-prefixes of one have the same length.
+            (7, [
+                """
+                CREATE TABLE pool_prefixes (
+                    network \(hex) PRIMARY KEY,
+                    last \(hex) NOT NULL,
+                    length \(integer) NOT NULL CHECK (length BETWEEN 0 AND 63),
+                    lease_length \(integer) NOT NULL CHECK (lease_length > length AND lease_length <= 64),
+                    traits TEXT NOT NULL,
+                    draining \(integer) NOT NULL DEFAULT 0 CHECK (draining IN (0, 1)))
+                """,
+                """
+                CREATE TABLE prefix_leases (
+                    network \(hex) PRIMARY KEY,
+                    pool \(hex) NOT NULL REFERENCES pool_prefixes(network),
+                    pool_length \(integer) NOT NULL,
+                    length \(integer) NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('leased', 'quarantined')),
+                    lease_id \(integer) UNIQUE,
+                    host TEXT,
+                    started \(integer),
+                    expires \(integer),
+                    quarantine_until \(integer),
+                    CHECK ((state = 'leased') = (lease_id IS NOT NULL AND host IS NOT NULL AND expires IS NOT NULL AND started IS NOT NULL)),
+                    CHECK ((state = 'quarantined') = (quarantine_until IS NOT NULL)))
+                """,
+                "CREATE INDEX prefix_leases_by_pool ON prefix_leases (pool)",
+                "CREATE INDEX prefix_leases_by_expiry ON prefix_leases (expires) WHERE state = 'leased'",
+                "CREATE INDEX prefix_leases_by_quarantine ON prefix_leases (quarantine_until) WHERE state = 'quarantined'",
+                "CREATE INDEX prefix_leases_by_host ON prefix_leases (host) WHERE state = 'leased'",
+                """
+                CREATE TABLE prefix_assignments (
+                    lease_id \(leaseKey),
+                    host TEXT NOT NULL,
+                    network \(hex) NOT NULL,
+                    last \(hex) NOT NULL,
+                    length \(integer) NOT NULL,
+                    started \(integer) NOT NULL,
+                    ended \(integer) CHECK (ended IS NULL OR ended >= started))
+                """,
+                "CREATE INDEX prefix_assignments_by_network ON prefix_assignments (network, started)",
             ]),
         ]
     }

@@ -22,7 +22,7 @@ public final class SQLSliceStore: SliceStore, Service {
     let connection: any SQLConnection
     let gate = TransactionGate()
     private let traitsByText = Mutex<[String: Traits]>([:])
-    private let renewals: Coalescer<Renewal, [Lease]>
+    private let renewals: Coalescer<Renewal, HeldLeases>
     let logger: Logger
     public let quarantine: Duration
     public let versions = TableVersionFeed()
@@ -251,8 +251,8 @@ public final class SQLSliceStore: SliceStore, Service {
             }
             try await self.advanceInTransaction(to: now)
             let condition = "state = 'leased' AND host = ?"
-            if try await !self.query("SELECT lease_id FROM slices WHERE \(condition)", [.text(name)]).isEmpty {
-                try await self.end(leasesWhere: condition, [.text(name)], at: now)
+            for table in LeaseTable.allCases where try await !self.query("SELECT lease_id FROM \(table.rows) WHERE \(condition)", [.text(name)]).isEmpty {
+                try await self.end(table, leasesWhere: condition, [.text(name)], at: now)
                 try await self.bumpVersion()
             }
             try await self.run("DELETE FROM hosts WHERE name = ?", [.text(name)])
@@ -326,7 +326,7 @@ public final class SQLSliceStore: SliceStore, Service {
                 freeInWanted += trait.free
                 lastCloseness = trait.closeness
             }
-            var candidates: [IPv4Address: Placement.Candidate] = [:]
+            var candidates: [IPv4Address: Placement.Candidate<IPv4Address>] = [:]
             for row in wanted.isEmpty ? [] : try await self.query(
                 """
                 SELECT f.address, f.traits, f.free, COALESCE(h.held, 0) AS held FROM free_counts f
@@ -337,7 +337,7 @@ public final class SQLSliceStore: SliceStore, Service {
                 let address = Self.address(row)
                 candidates[address] = Placement.Candidate(
                     egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
-                    freeSlices: Int(row.integer("free") ?? 0), heldByHost: Int(row.integer("held") ?? 0))
+                    free: Int(row.integer("free") ?? 0), heldByHost: Int(row.integer("held") ?? 0))
             }
             var picks: [IPv4Address] = []
             for granted in 0..<count {
@@ -345,9 +345,9 @@ public final class SQLSliceStore: SliceStore, Service {
                     throw AllocationError.noCapacity(wanted: count, granted: granted, traits: traits.summary)
                 }
                 picks.append(address)
-                candidates[address]!.freeSlices -= 1
+                candidates[address]!.free -= 1
                 candidates[address]!.heldByHost += 1
-                if candidates[address]!.freeSlices == 0 { candidates[address] = nil }
+                if candidates[address]!.free == 0 { candidates[address] = nil }
             }
             // Each address's lowest free slices, granted in the order they were picked, as the model does.
             let addresses = Array(Set(picks))
@@ -411,10 +411,11 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     /// Renewals arriving within `renewalWindow` of each other are made together, one statement
-    /// per lease time asked for: every host sends one each period, so they must be cheap.
+    /// per lease time asked for, and one for the prefix leases of them all: every host sends
+    /// one each period, so they must be cheap.
     /// They are not a transaction with the expiry step first: leases that expired are left as
     /// they are (the next change or the reaper ends them), as the model does.
-    public func renewAll(host: String, timeToLive: Duration, now: Moment) async throws -> [Lease] {
+    public func renewAll(host: String, timeToLive: Duration, now: Moment) async throws -> HeldLeases {
         try AllocatorModel.validate(timeToLive: timeToLive)
         return try await renewals.submit(Renewal(host: host, timeToLive: timeToLive, now: now)) { try await self.renew($0) }
     }
@@ -426,33 +427,54 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     /// Makes a batch of renewals at the latest of their times, which is when the batch runs.
-    private func renew(_ batch: [Renewal]) async throws -> [[Lease]] {
+    /// Prefix leases are fewer and take one statement per chunk of hosts whatever their lease
+    /// times, each host's expiry chosen in the statement.
+    private func renew(_ batch: [Renewal]) async throws -> [HeldLeases] {
         let now = batch.map(\.now).max()!
         let renewed = try await withDatabase {
-            var renewed: [String: [Lease]] = [:]
+            var renewed: [String: HeldLeases] = [:]
             for (timeToLive, renewals) in Dictionary(grouping: batch, by: \.timeToLive) {
-                let hosts = Array(Set(renewals.map(\.host)))
-                for first in stride(from: 0, to: hosts.count, by: 500) {
-                    let chunk = hosts[first..<min(first + 500, hosts.count)]
+                for chunk in Self.chunks(Array(Set(renewals.map(\.host)))) {
                     let rows = try await self.query(
                         """
                         UPDATE slices SET expires = ?, renewed = ? WHERE state = 'leased' AND expires > ?
                         AND host IN (\(Self.placeholders(chunk.count))) RETURNING \(Self.leaseColumns)
                         """,
                         [.integer((now + timeToLive).milliseconds), .integer(now.milliseconds), .integer(now.milliseconds)] + chunk.map { .text($0) })
-                    for lease in try rows.map(Self.lease) { renewed[lease.host, default: []].append(lease) }
+                    for lease in try rows.map(Self.lease) { renewed[lease.host, default: HeldLeases()].slices.append(lease) }
                 }
+            }
+            // A host renewing twice in one window gets the later lease time, as a second
+            // statement would have given it.
+            var expiry: [String: Moment] = [:]
+            for renewal in batch { expiry[renewal.host] = now + renewal.timeToLive }
+            for chunk in Self.chunks(Array(expiry.keys)) {
+                let rows = try await self.query(
+                    """
+                    UPDATE prefix_leases SET expires = CASE host \(chunk.map { _ in "WHEN ? THEN ?" }.joined(separator: " ")) END
+                    WHERE state = 'leased' AND expires > ? AND host IN (\(Self.placeholders(chunk.count))) RETURNING \(Self.prefixLeaseColumns)
+                    """,
+                    chunk.flatMap { [.text($0), .integer(expiry[$0]!.milliseconds)] } + [.integer(now.milliseconds)] + chunk.map { .text($0) })
+                for lease in try rows.map(Self.prefixLease) { renewed[lease.host, default: HeldLeases()].prefixes.append(lease) }
             }
             return renewed
         }
-        return batch.map { renewed[$0.host, default: []].sorted { $0.id < $1.id } }
+        return batch.map { renewal in
+            let held = renewed[renewal.host, default: HeldLeases()]
+            return HeldLeases(slices: held.slices.sorted { $0.id < $1.id }, prefixes: held.prefixes.sorted { $0.id < $1.id })
+        }
+    }
+
+    /// Hosts in groups small enough for one statement's `IN` list.
+    private static func chunks(_ hosts: [String]) -> [ArraySlice<String>] {
+        stride(from: 0, to: hosts.count, by: 500).map { hosts[$0..<min($0 + 500, hosts.count)] }
     }
 
     public func release(_ id: Int64, host: String, now: Moment) async throws {
         try await transaction {
             try await self.advanceInTransaction(to: now)
             _ = try await self.owned(id, by: host)
-            try await self.end(leasesWhere: "lease_id = ?", [.integer(id)], at: now)
+            try await self.end(.slices, leasesWhere: "lease_id = ?", [.integer(id)], at: now)
             try await self.bumpVersion()
         }
     }
@@ -538,10 +560,13 @@ public final class SQLSliceStore: SliceStore, Service {
     private func readSliceTable() async throws -> SliceTable {
         let version = try await readVersion()
         let rows = try await query("SELECT address, slice_index, ports, state, host FROM slices ORDER BY address, slice_index")
+        let prefixRows = try await query("SELECT network, length, state, host FROM prefix_leases ORDER BY network")
         return SliceTable(version: version, slices: try rows.map { row in
             SliceTable.Entry(
                 address: Self.address(row), index: Int(row.integer("slice_index") ?? 0), ports: try Self.ports(row),
                 state: try Self.status(row), host: row.text("host"))
+        }, prefixes: try prefixRows.map { row in
+            SliceTable.PrefixEntry(prefix: try Self.prefix(row), state: try Self.status(row), host: row.text("host"))
         })
     }
 
@@ -573,7 +598,7 @@ public final class SQLSliceStore: SliceStore, Service {
         let state: SliceStatus
     }
 
-    private static func status(_ row: SQLRow) throws -> SliceStatus {
+    static func status(_ row: SQLRow) throws -> SliceStatus {
         guard let text = row.text("state"), let status = SliceStatus(rawValue: text) else {
             throw StoreError("a slice has state '\(row.text("state") ?? "")', which the schema forbids")
         }
@@ -583,7 +608,7 @@ public final class SQLSliceStore: SliceStore, Service {
     /// Marks a change edges must learn of: who owns which ports, or which addresses exist.
     /// On PostgreSQL the new version is announced to every replica's listener, which hears it
     /// when the transaction commits (and never if it rolls back).
-    private func bumpVersion() async throws {
+    func bumpVersion() async throws {
         let bump = "UPDATE table_version SET version = version + 1 WHERE id = 1 RETURNING version"
         let rows = switch connection.dialect {
         case .sqlite: try await query(bump)
@@ -595,12 +620,13 @@ public final class SQLSliceStore: SliceStore, Service {
 
     // MARK: - Internals
 
-    /// Ends expired leases at their expiry, quarantining their slices from then on, and frees
-    /// the slices whose quarantine is over: the same steps as `AllocatorModel.advance`.
-    private func advanceInTransaction(to now: Moment) async throws {
+    /// Ends expired leases (slices and prefixes) at their expiry, quarantining them from then
+    /// on, and frees what has finished its quarantine: the same steps as
+    /// `AllocatorModel.advance`. A free prefix has no row, so its quarantine ends by deletion.
+    func advanceInTransaction(to now: Moment) async throws {
         let expired = "state = 'leased' AND expires <= ?"
-        if try await !query("SELECT lease_id FROM slices WHERE \(expired)", [.integer(now.milliseconds)]).isEmpty {
-            try await end(leasesWhere: expired, [.integer(now.milliseconds)], at: nil)
+        for table in LeaseTable.allCases where try await !query("SELECT lease_id FROM \(table.rows) WHERE \(expired)", [.integer(now.milliseconds)]).isEmpty {
+            try await end(table, leasesWhere: expired, [.integer(now.milliseconds)], at: nil)
             try await bumpVersion()
         }
         let released = try await query(
@@ -609,35 +635,56 @@ public final class SQLSliceStore: SliceStore, Service {
                 THEN 'draining' ELSE 'free' END, quarantine_until = NULL
             WHERE state = 'quarantined' AND quarantine_until <= ? RETURNING slice_index
             """, [.integer(now.milliseconds)])
-        if !released.isEmpty { try await bumpVersion() }
+        let freedPrefixes = try await query(
+            "DELETE FROM prefix_leases WHERE state = 'quarantined' AND quarantine_until <= ? RETURNING network", [.integer(now.milliseconds)])
+        if !released.isEmpty || !freedPrefixes.isEmpty { try await bumpVersion() }
     }
 
-    /// Closes the log records of the matching leased slices and quarantines the slices, at
+    /// Where leases of one kind live: their rows (one per slice, or per prefix not free), their
+    /// assignment log, and the columns that only a leased row has.
+    enum LeaseTable: CaseIterable {
+        case slices, prefixes
+
+        var rows: String { self == .slices ? "slices" : "prefix_leases" }
+        var log: String { self == .slices ? "assignments" : "prefix_assignments" }
+        var leaseOnlyColumns: String {
+            self == .slices ? "lease_id = NULL, host = NULL, expires = NULL, started = NULL, renewed = NULL, wanted = NULL"
+                : "lease_id = NULL, host = NULL, expires = NULL, started = NULL"
+        }
+    }
+
+    /// Closes the log records of the matching leased rows of `table` and quarantines them, at
     /// `moment`, or at each lease's own expiry when `moment` is nil.
-    private func end(leasesWhere condition: String, _ binds: [SQLValue], at moment: Moment?) async throws {
+    func end(_ table: LeaseTable, leasesWhere condition: String, _ binds: [SQLValue], at moment: Moment?) async throws {
         let quarantineMilliseconds = quarantine.components.seconds * 1000
-        let leased = "SELECT lease_id FROM slices WHERE \(condition)"
+        let leased = "SELECT lease_id FROM \(table.rows) WHERE \(condition)"
         if let moment {
-            try await run("UPDATE assignments SET ended = ? WHERE lease_id IN (\(leased))", [.integer(moment.milliseconds)] + binds)
+            try await run("UPDATE \(table.log) SET ended = ? WHERE lease_id IN (\(leased))", [.integer(moment.milliseconds)] + binds)
             try await run(
-                "UPDATE slices SET state = 'quarantined', quarantine_until = ?, lease_id = NULL, host = NULL, expires = NULL, started = NULL, renewed = NULL, wanted = NULL WHERE \(condition)",
+                "UPDATE \(table.rows) SET state = 'quarantined', quarantine_until = ?, \(table.leaseOnlyColumns) WHERE \(condition)",
                 [.integer(moment.milliseconds + quarantineMilliseconds)] + binds)
         } else {
             try await run(
-                "UPDATE assignments SET ended = (SELECT s.expires FROM slices s WHERE s.lease_id = assignments.lease_id) WHERE lease_id IN (\(leased))",
+                "UPDATE \(table.log) SET ended = (SELECT s.expires FROM \(table.rows) s WHERE s.lease_id = \(table.log).lease_id) WHERE lease_id IN (\(leased))",
                 binds)
             try await run(
-                "UPDATE slices SET state = 'quarantined', quarantine_until = expires + \(quarantineMilliseconds), lease_id = NULL, host = NULL, expires = NULL, started = NULL, renewed = NULL, wanted = NULL WHERE \(condition)",
+                "UPDATE \(table.rows) SET state = 'quarantined', quarantine_until = expires + \(quarantineMilliseconds), \(table.leaseOnlyColumns) WHERE \(condition)",
                 binds)
         }
     }
 
     private func owned(_ id: Int64, by host: String) async throws -> Lease {
-        guard let lease = try await leases(where: "s.lease_id = ?", [.integer(id)]).first else {
-            let known = try await query("SELECT lease_id FROM assignments WHERE lease_id = ?", [.integer(id)])
+        try await owned(id, by: host, in: .slices, try await leases(where: "s.lease_id = ?", [.integer(id)]).first, holder: \.host)
+    }
+
+    /// `lease` (read by id from `table`) when `host` holds it; a lease id that is logged but
+    /// no longer live has expired.
+    func owned<Held>(_ id: Int64, by host: String, in table: LeaseTable, _ lease: Held?, holder: KeyPath<Held, String>) async throws -> Held {
+        guard let lease else {
+            let known = try await query("SELECT lease_id FROM \(table.log) WHERE lease_id = ?", [.integer(id)])
             throw known.isEmpty ? AllocationError.unknownLease(id) : AllocationError.leaseExpired(id)
         }
-        guard lease.host == host else { throw AllocationError.notYourLease(id, host: host) }
+        guard lease[keyPath: holder] == host else { throw AllocationError.notYourLease(id, host: host) }
         return lease
     }
 

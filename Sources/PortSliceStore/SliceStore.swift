@@ -9,8 +9,8 @@ public protocol SliceStore: Sendable {
     func remove(_ address: IPv4Address, now: Moment) async throws
     func acquire(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease]
     func renew(_ id: Int64, host: String, timeToLive: Duration, now: Moment) async throws -> Lease
-    /// Extends every live lease of `host`; see `AllocatorModel.renewAll`.
-    func renewAll(host: String, timeToLive: Duration, now: Moment) async throws -> [Lease]
+    /// Extends every live lease of `host`, slices and prefixes; see `AllocatorModel.renewAll`.
+    func renewAll(host: String, timeToLive: Duration, now: Moment) async throws -> HeldLeases
     func release(_ id: Int64, host: String, now: Moment) async throws
     /// Applies expiries and quarantine ends up to `now`.
     func advance(to now: Moment) async throws
@@ -55,6 +55,21 @@ public protocol SliceStore: Sendable {
     func capacity() async throws -> [SliceCount]
     /// Who held `port` of `address` at `moment`, from the assignment log.
     func who(address: IPv4Address, port: UInt16, at moment: Moment) async throws -> [AssignmentRecord]
+
+    // IPv6 prefixes, with the rules of `AllocatorModel`'s prefix part.
+    /// - Throws: `AllocationError.duplicatePrefix` or `.overlappingPrefix`.
+    func add(_ pool: PoolPrefix) async throws
+    func drain(_ prefix: IPv6Prefix, now: Moment) async throws
+    /// Removes a pool prefix once no lease or quarantine remains in it.
+    func remove(_ prefix: IPv6Prefix, now: Moment) async throws
+    /// Every pool prefix, in address order.
+    func prefixes() async throws -> [PoolPrefix]
+    func acquirePrefixes(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [PrefixLease]
+    func releasePrefix(_ id: Int64, host: String, now: Moment) async throws
+    func prefixLeases(of host: String) async throws -> [PrefixLease]
+    func allPrefixLeases() async throws -> [PrefixLease]
+    /// Who held the prefix covering `address` at `moment`, from the prefix assignment log.
+    func who(address: IPv6Address, at moment: Moment) async throws -> [PrefixAssignmentRecord]
 }
 
 /// A failure of the database itself (not a refused request: those are `AllocationError`).

@@ -10,9 +10,9 @@ struct ContractTests {
     @Test func routesAreUniqueAndPublicOnlyOutsideV1() {
         let operations = APIRoute.all.map { "\($0.method.rawValue) \($0.path)" }
         #expect(Set(operations).count == operations.count)
-        #expect(APIRoute.all.filter { $0.roles.isEmpty }.map(\.path).sorted() == ["/healthz", "/metrics", "/openapi.yaml", "/readyz"])
+        #expect(APIRoute.all.filter { $0.roles.isEmpty }.map(\.path).sorted() == ["/geofeed.csv", "/healthz", "/metrics", "/openapi.yaml", "/readyz"])
         #expect(APIRoute.all.filter { $0.path.hasPrefix("/v1/") }.allSatisfy { !$0.roles.isEmpty })
-        #expect(APIRoute.sliceTable.roles == [.admin, .edge, .host])
+        #expect(APIRoute.sliceTable.roles == [.admin, .viewer, .edge, .host])
         #expect(APIRoute.acquire.roles == [.host])
     }
 
@@ -22,6 +22,8 @@ struct ContractTests {
         #expect(APIRoute.rotateHost.path(["name": "a b/c"]) == "/v1/hosts/a%20b%2Fc/rotate")
         #expect(APIRoute.drain.path(["address": "203.0.113.10"]) == "/v1/pool/203.0.113.10/drain")
         #expect(APIRoute.capacity.parameterNames.isEmpty)
+        // A prefix holds a '/', so its network and length are two segments; the colons are encoded.
+        #expect(APIRoute.drainPrefix.path(["network": "2001:db8:10::", "length": "48"]) == "/v1/prefixes/2001%3Adb8%3A10%3A%3A/48/drain")
     }
 
     @Test func traitsTravelBesideTheRequestsOwnFields() throws {

@@ -24,7 +24,7 @@ struct ConfigFileTests {
     @Test(arguments: [
         ("[serve]\nlisten = \"x\"", "serve.toml:1: tables are not supported; put the settings at the top level"),
         ("listen \"x\"", "serve.toml:1: expected KEY = VALUE"),
-        ("\nport = 7300", "serve.toml:2: unknown setting 'port'; the settings are data_dir, listen, database, pool, slice_size, quarantine_seconds, tls_cert, tls_key"),
+        ("\nport = 7300", "serve.toml:2: unknown setting 'port'; the settings are data_dir, listen, database, pool, slice_size, prefix_length, quarantine_seconds, tls_cert, tls_key"),
         ("listen = \"a\"\nlisten = \"b\"", "serve.toml:2: 'listen' is set twice"),
         ("listen = 127.0.0.1", "serve.toml:1: the value of 'listen' must be a \"string\", an integer, true or false"),
         ("listen = \"open", "serve.toml:1: the value of 'listen' must be a \"string\", an integer, true or false"),

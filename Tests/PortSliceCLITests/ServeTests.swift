@@ -124,4 +124,37 @@ struct ServeTests {
         let nowhere = try await CommandRunner.run(["status"], environment: ["PORTSLICE_SERVER": "http://127.0.0.1:1", "PORTSLICE_TOKEN": ServeTests.adminToken])
         #expect(nowhere.errorOutput.contains("cannot reach the allocator at http://127.0.0.1:1"))
     }
+
+    /// A pool file's IPv6 line becomes a pool prefix at start (leased in `--prefix-length`
+    /// prefixes), a host leases a prefix of its own, the published feed lists the block after
+    /// the addresses, and `who` names the host for an address in its prefix and nobody else.
+    @Test func poolFileIPv6PrefixesAreLeasedAndLogged() async throws {
+        let directory = try TemporaryDirectory()
+        let pool = try directory.write("pool.csv", "203.0.113.10/32,US,US-CA,Los Angeles,,residential\n2001:db8:10::/48,US,US-CA,Los Angeles,,residential\n")
+        let server = try Server(dataDir: directory.url.appendingPathComponent("data").path, environment: ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken],
+                                extra: ["--pool", pool, "--prefix-length", "64"])
+        defer { _ = server.stop() }
+        let (listed, prefixes) = try server.request("/v1/prefixes", token: ServeTests.adminToken)
+        #expect(listed == 200 && prefixes.contains(#""prefix":"2001:db8:10::\/48""#) && prefixes.contains(#""leaseLength":64"#), "\(prefixes)")
+        let (_, hostAnswer) = try server.request("/v1/hosts", token: ServeTests.adminToken, json: #"{"name": "h1"}"#)
+        let token = try #require(try JSONSerialization.jsonObject(with: Data(hostAnswer.utf8)) as? [String: Any])["token"] as? String
+        let (leased, lease) = try server.request("/v1/prefix-leases", token: token, json: #"{"country": "US"}"#)
+        #expect(leased == 201 && lease.contains(#""prefix":"2001:db8:10:9026::\/64""#), "\(lease)")
+        let (_, feed) = try server.request("/geofeed.csv")
+        #expect(feed == "203.0.113.10/32,US,US-CA,Los Angeles,\n2001:db8:10::/48,US,US-CA,Los Angeles,\n")
+
+        let environment = ["PORTSLICE_SERVER": "http://127.0.0.1:\(server.port)", "PORTSLICE_TOKEN": ServeTests.adminToken]
+        let who = try await CommandRunner.run(["who", "2001:db8:10:9026::1234", "--at", "now"], environment: environment)
+        #expect(who.output.contains("h1") && who.output.contains("2001:db8:10:9026::/64"), "\(who.output)\(who.errorOutput)")
+        let nobody = try await CommandRunner.run(["who", "2001:db8:10:9027::1", "--at", "now"], environment: environment)
+        #expect(nobody.output.contains("nobody held 2001:db8:10:9027::1"), "\(nobody.output)\(nobody.errorOutput)")
+        let withPort = try await CommandRunner.run(["who", "2001:db8:10:9026::1", "80"], environment: environment)
+        #expect(withPort.status != 0 && withPort.errorOutput.contains("held whole"), "\(withPort.errorOutput)")
+        let leases = try await CommandRunner.run(["leases"], environment: environment)
+        #expect(leases.output.contains("2001:db8:10:9026::/64"), "\(leases.output)")
+
+        let tooLong = try await CommandRunner.run(["serve", "--data-dir", directory.url.appendingPathComponent("other").path, "--listen", "127.0.0.1:0",
+                                                   "--prefix-length", "80"], environment: ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken])
+        #expect(tooLong.status == 1 && tooLong.errorOutput.contains("at most 64"), "\(tooLong.errorOutput)")
+    }
 }

@@ -388,6 +388,47 @@ struct OpenAPIDocumentTests {
             #expect(try await probe.call(.who, query: "address=203.0.113.10&port=x&at=\(at)", token: admin).status == 400)
             #expect(try await probe.call(.who, query: "address=203.0.113.10&port=\(port)&at=\(at)", token: viewer).status == 200)
 
+            // IPv6 prefixes: added, leased by closeness and the host's keyed hash, logged, drained.
+            let block = #"{"prefix": "2001:db8:10::/48", "country": "US", "region": "US-CA", "city": "Los Angeles", "category": "residential", "leaseLength": 64}"#
+            #expect(try await probe.call(.addPrefix, token: admin, json: block).status == 201)
+            #expect(try await probe.call(.addPrefix, token: admin, json: block).status == 409)
+            #expect(try await probe.call(.addPrefix, token: admin, json: #"{"prefix": "2001:db8:10:100::/56"}"#).status == 409, "overlaps")
+            #expect(try await probe.call(.addPrefix, token: admin, json: #"{"prefix": "2001:db8:20::/48", "leaseLength": 48}"#, valid: false).status == 400)
+            #expect(try await probe.call(.addPrefix, token: admin, json: #"{"prefix": "2001:db8:20::1/48"}"#).status == 400)
+            #expect(try await probe.call(.addPrefix, token: viewer, json: #"{"prefix": "2001:db8:20::/48"}"#).status == 403)
+            let (prefixesStatus, prefixes) = try await probe.call(.listPrefixes, token: viewer)
+            #expect(prefixesStatus == 200)
+            #expect(((prefixes as? [String: Any])?["prefixes"] as? [[String: Any]])?.first?["leaseLength"] as? Int == 64)
+            let (leasedPrefix, prefixLeases) = try await probe.call(.acquirePrefixes, token: host, json: #"{"ttlSeconds": 60, "country": "US"}"#)
+            #expect(leasedPrefix == 201)
+            let prefixLease = try #require(((prefixLeases as? [String: Any])?["prefixLeases"] as? [[String: Any]])?.first)
+            #expect(prefixLease["prefix"] as? String == "2001:db8:10:9026::/64")
+            let prefixID = try #require(prefixLease["id"] as? Int)
+            #expect(try await probe.call(.acquirePrefixes, token: host, json: #"{"count": 0}"#, valid: false).status == 400)
+            #expect(try await probe.call(.acquirePrefixes, token: admin, json: "{}").status == 403)
+            let leasedAt = Self.start.milliseconds + 6_000
+            let (whoStatus, prefixHolders) = try await probe.call(.who, query: "address=2001:db8:10:9026::1234&at=\(leasedAt)", token: viewer)
+            #expect(whoStatus == 200)
+            #expect(((prefixHolders as? [String: Any])?["prefixRecords"] as? [[String: Any]])?.map { $0["host"] as? String } == ["h1"])
+            let (_, nobody) = try await probe.call(.who, query: "address=2001:db8:10:9027::1&at=\(leasedAt)", token: admin)
+            #expect(((nobody as? [String: Any])?["prefixRecords"] as? [Any])?.isEmpty == true)
+            #expect(try await probe.call(.who, query: "address=203.0.113.10&at=\(leasedAt)", token: admin).status == 400, "IPv4 needs a port")
+            let (_, hostTable) = try await probe.call(.sliceTable, token: host)
+            #expect(((hostTable as? [String: Any])?["prefixes"] as? [Any])?.count == 1)
+            #expect(try await probe.call(.geofeed, token: nil).status == 200)
+            #expect(probe.lastText?.split(separator: "\n").last == "2001:db8:10::/48,US,US-CA,Los Angeles,", "the prefix after the addresses: \(probe.lastText ?? "")")
+            #expect(try await probe.call(.renewAll, token: host, json: #"{"ttlSeconds": 90}"#).status == 200)
+            #expect(try await probe.call(.releasePrefix, ["id": "\(prefixID)"], token: host).status == 204)
+            #expect(try await probe.call(.releasePrefix, ["id": "\(prefixID)"], token: host).status == 410)
+            #expect(try await probe.call(.releasePrefix, ["id": "99999"], token: host).status == 404)
+            #expect(try await probe.call(.drainPrefix, ["network": "2001:db8:10::", "length": "48"], token: admin).status == 204)
+            #expect(try await probe.call(.drainPrefix, ["network": "2001:db8:99::", "length": "48"], token: admin).status == 404)
+            #expect(try await probe.call(.drainPrefix, ["network": "2001:db8:10::", "length": "200"], token: admin).status == 400)
+            #expect(try await probe.call(.removePrefix, ["network": "2001:db8:10::", "length": "48"], token: admin).status == 409, "quarantined")
+            #expect(try await probe.call(.addPrefix, token: admin, json: #"{"prefix": "2001:db8:30::/48"}"#).status == 201)
+            #expect(try await probe.call(.removePrefix, ["network": "2001:db8:30::", "length": "48"], token: admin).status == 204)
+            #expect(try await probe.call(.removePrefix, ["network": "2001:db8:30::", "length": "48"], token: admin).status == 404)
+
             #expect(try await probe.call(.drain, ["address": "203.0.113.10"], token: admin).status == 204)
             #expect(try await probe.call(.drain, ["address": "203.0.113.99"], token: admin).status == 404)
             #expect(try await probe.call(.drain, ["address": "203.0.113"], token: admin).status == 400)
@@ -423,18 +464,19 @@ struct OpenAPIDocumentTests {
     /// Every status `ControlAPI` and `APIError` answer with.
     static let documentedStatuses: Set<String> = ["200", "201", "204", "304", "400", "401", "403", "404", "409", "410", "413", "503"]
     static let queryParameters: [APIRoute: [String: Bool]] = [
-        .who: ["address": true, "port": true, "at": true],
+        .who: ["address": true, "port": false, "at": true],
         .sliceTable: ["since": false, "applied": false],
     ]
     /// Routes that read a body, and whether it is required (a renewal may send none).
     static let bodyRequired: [APIRoute: Bool] = [
         .addHost: true, .addEdge: true, .addViewer: true, .acquire: true, .addAddress: true, .renewAll: false, .renew: false,
+        .addPrefix: true, .acquirePrefixes: true,
     ]
 
     /// 201 for creations, 204 for answers without a body (deletions and draining), else 200.
     static func successStatus(_ route: APIRoute) -> Int {
-        if route.method == .delete || route == .drain { return 204 }
-        return [APIRoute.addHost, .addEdge, .addViewer, .acquire, .addAddress].contains(route) ? 201 : 200
+        if route.method == .delete || route == .drain || route == .drainPrefix { return 204 }
+        return [APIRoute.addHost, .addEdge, .addViewer, .acquire, .addAddress, .addPrefix, .acquirePrefixes].contains(route) ? 201 : 200
     }
 
     /// The document as dictionaries with string keys, arrays and scalars.
@@ -727,7 +769,16 @@ enum BodyFixture {
             .init(address: address, index: 1, ports: try ports(21000, 21999), state: .leased, host: "h1"),
             .init(address: address, index: 2, ports: try ports(22000, 22999), state: .quarantined, host: nil),
             .init(address: IPv4Address(198, 51, 100, 7), index: 0, ports: try portSet7597(), state: .draining, host: nil),
+        ], prefixes: [
+            .init(prefix: try IPv6Prefix(parsing: "2001:db8:10:9026::/64"), state: .leased, host: "h1"),
+            .init(prefix: try IPv6Prefix(parsing: "2001:db8:10:bc17::/64"), state: .quarantined, host: nil),
         ])
+    }
+
+    static let block = try! IPv6Prefix(parsing: "2001:db8:10::/48")
+
+    static func prefixLease(id: Int64 = 9) throws -> PrefixLease {
+        PrefixLease(id: id, host: "h1", prefix: try IPv6Prefix(parsing: "2001:db8:10:9026::/64"), pool: block, start: start, expires: start + .seconds(300))
     }
 }
 
@@ -768,6 +819,16 @@ struct BodySample: Sendable, CustomTestStringConvertible {
             LeaseList(leases: [LeaseBody(try BodyFixture.lease(), traits: try BodyFixture.traits()), LeaseBody(try BodyFixture.lease(id: 8, index: 1), traits: nil)])
         },
         BodySample("LeaseList", "empty") { LeaseList(leases: []) },
+        BodySample("LeaseList", "slices and prefixes") {
+            LeaseList(leases: [LeaseBody(try BodyFixture.lease(), traits: nil)], prefixLeases: [PrefixLeaseBody(try BodyFixture.prefixLease(), traits: try BodyFixture.traits())])
+        },
+        BodySample("LeaseList", "prefixes only") { LeaseList(leases: [], prefixLeases: [PrefixLeaseBody(try BodyFixture.prefixLease(), traits: nil)]) },
+        BodySample("PrefixLeaseBody", "with traits") { PrefixLeaseBody(try BodyFixture.prefixLease(), traits: try BodyFixture.traits()) },
+        BodySample("NewPrefix", "every field") { NewPrefix(prefix: BodyFixture.block, traits: try BodyFixture.traits(), leaseLength: 64) },
+        BodySample("NewPrefix", "prefix only") { NewPrefix(prefix: BodyFixture.block) },
+        BodySample("PoolPrefixBody", "draining") { PoolPrefixBody(try PoolPrefix(prefix: BodyFixture.block, traits: try BodyFixture.traits(), draining: true)) },
+        BodySample("PrefixList", "one prefix") { PrefixList(prefixes: [PoolPrefixBody(try PoolPrefix(prefix: BodyFixture.block, traits: .unknown, leaseLength: 56))]) },
+        BodySample("PrefixList", "empty") { PrefixList(prefixes: []) },
         BodySample("NewAddress", "every field") {
             NewAddress(address: BodyFixture.address, traits: try BodyFixture.traits(), range: try PortRange(20000, 23999), slices: 4)
         },
@@ -811,10 +872,21 @@ struct BodySample: Sendable, CustomTestStringConvertible {
             ]).csv(columns: .standard)
         },
         BodySample("Geofeed", "empty pool") { Geofeed(pool: []).csv(columns: .standard) },
+        BodySample("Geofeed", "an address and an IPv6 prefix") {
+            Geofeed(pool: [EgressAddress(address: BodyFixture.address, traits: try BodyFixture.traits())],
+                    prefixes: [try PoolPrefix(prefix: BodyFixture.block, traits: try BodyFixture.traits())]).csv(columns: .standard)
+        },
         BodySample("Holders", "one held, one ended") {
             Holders(records: [try BodyFixture.record(leaseID: 3, end: BodyFixture.start + .seconds(60)), try BodyFixture.record(leaseID: 9, end: nil)])
         },
         BodySample("Holders", "nobody") { Holders(records: []) },
+        BodySample("Holders", "a prefix's holder") {
+            Holders(records: [], prefixRecords: [PrefixAssignmentRecord(leaseID: 9, host: "h1", prefix: try BodyFixture.prefixLease().prefix, start: BodyFixture.start, end: nil)])
+        },
+        BodySample("PrefixAssignmentRecord", "ended") {
+            PrefixAssignmentRecord(leaseID: 9, host: "h1", prefix: try BodyFixture.prefixLease().prefix, start: BodyFixture.start, end: BodyFixture.start + .seconds(60))
+        },
+        BodySample("SliceTablePrefixEntry", "leased") { try BodyFixture.table().prefixes[0] },
         BodySample("ClassCapacity", "with a warning") {
             ClassCapacity(traits: try BodyFixture.traits(), free: 0, leased: 4, quarantined: 1, draining: 2, warning: "no free slice")
         },
@@ -840,6 +912,8 @@ struct BodySample: Sendable, CustomTestStringConvertible {
         BodySample("CountryCode", "XK") { try CountryCode(parsing: "xk") },
         BodySample("RegionCode", "US-CA") { try RegionCode(parsing: "us-ca", country: nil) },
         BodySample("IPv4Address", "address") { BodyFixture.address },
+        BodySample("IPv6Address", "address") { try IPv6Address(parsing: "2001:DB8:10:9026::1234") },
+        BodySample("IPv6Prefix", "prefix") { BodyFixture.block },
         BodySample("PortRange", "range") { try PortRange(1024, 65535) },
         BodySample("PortSet", "RFC 7597") { try BodyFixture.portSet7597() },
     ] + SliceStatus.allCases.map { state in BodySample("SliceStatus", state.rawValue) { state } }

@@ -72,7 +72,7 @@ struct AllocatorModelTests {
         let renewed = try model.renew(lease.id, host: "h1", timeToLive: .seconds(120), now: Self.start + .seconds(50))
         #expect(renewed.expires == Self.start + .seconds(170))
         let other = try model.acquire(host: "h2", traits: try traits("DE"), count: 2, timeToLive: Self.minute, now: Self.start + .seconds(60))
-        let all = try model.renewAll(host: "h2", timeToLive: .seconds(30), now: Self.start + .seconds(70))
+        let all = try model.renewAll(host: "h2", timeToLive: .seconds(30), now: Self.start + .seconds(70)).slices
         #expect(all.map(\.id) == other.map(\.id) && all.allSatisfy { $0.expires == Self.start + .seconds(100) })
         #expect(model.leases(of: "h1").map(\.expires) == [Self.start + .seconds(170)], "another host's renewal leaves h1's lease alone")
     }

@@ -64,6 +64,7 @@ struct SQLiteStoreTests {
     @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.sqlite) }
     @Test func edgesRotationAndRemoval() async throws { try await StoreConformance.edgesRotationAndRemoval(.sqlite) }
     @Test func versionFeedFollowsCommits() async throws { try await StoreConformance.versionFeedFollowsCommits(.sqlite) }
+    @Test func prefixLeases() async throws { try await StoreConformance.prefixLeases(.sqlite) }
 }
 
 @Suite("PostgreSQL store against the allocator model", .enabled(if: Engine.postgresURL != nil, Engine.postgresMissing))
@@ -76,6 +77,7 @@ struct PostgresStoreTests {
     @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.postgres) }
     @Test func edgesRotationAndRemoval() async throws { try await StoreConformance.edgesRotationAndRemoval(.postgres) }
     @Test func versionFeedFollowsCommits() async throws { try await StoreConformance.versionFeedFollowsCommits(.postgres) }
+    @Test func prefixLeases() async throws { try await StoreConformance.prefixLeases(.postgres) }
 
     /// The database itself refuses two slices of one address that share a port, whatever
     /// inserts them: a row written past the store (here by hand) is refused by the exclusion
@@ -119,19 +121,27 @@ enum StoreConformance {
         ]
     }()
 
+    /// IPv6 pool prefixes small enough to run out: four /64s for US residential, two for DE hosting.
+    static let prefixPool: [PoolPrefix] = [
+        try! PoolPrefix(prefix: try! IPv6Prefix(parsing: "2001:db8:10::/62"), traits: traits("US")),
+        try! PoolPrefix(prefix: try! IPv6Prefix(parsing: "2001:db8:20::/63"), traits: traits("DE", .hosting)),
+    ]
+
     /// What one request gave: the leases, or the error.
     enum Outcome: Equatable {
         case leases([Lease])
+        case prefixes([PrefixLease])
+        case held(HeldLeases)
         case done
         case failed(AllocationError)
     }
 
-    static func outcome(_ body: () async throws -> [Lease]) async throws -> Outcome {
-        do { return .leases(try await body()) } catch let error as AllocationError { return .failed(error) }
+    static func outcome(_ body: () async throws -> Outcome) async throws -> Outcome {
+        do { return try await body() } catch let error as AllocationError { return .failed(error) }
     }
 
-    static func outcome(_ body: () throws -> [Lease]) throws -> Outcome {
-        do { return .leases(try body()) } catch let error as AllocationError { return .failed(error) }
+    static func outcome(_ body: () throws -> Outcome) throws -> Outcome {
+        do { return try body() } catch let error as AllocationError { return .failed(error) }
     }
 
     static func agreesWithTheModelOverRandomSequences(_ engine: Engine) async throws {
@@ -143,6 +153,10 @@ enum StoreConformance {
                 try model.add(egress, plan: plan)
                 try await store.add(egress, plan: plan)
             }
+            for prefix in Self.prefixPool {
+                try model.add(prefix)
+                try await store.add(prefix)
+            }
             var now = Self.start
             let hosts = ["h1", "h2", "h3", "h4"]
             for step in 0..<150 {
@@ -151,27 +165,41 @@ enum StoreConformance {
                 let live = Bool.random(using: &random) ? model.allLeases.randomElement(using: &random) : nil
                 let host = live?.host ?? hosts.randomElement(using: &random)!
                 let id = live?.id ?? Int64.random(in: 1...20, using: &random)
+                let livePrefix = Bool.random(using: &random) ? model.allPrefixLeases.randomElement(using: &random) : nil
+                let wanted = Self.traits(Bool.random(using: &random) ? "US" : "DE", Bool.random(using: &random) ? .residential : .hosting)
+                let count = Int.random(in: 0..<10, using: &random) == 0 ? 0 : Int.random(in: 1...3, using: &random)
+                let ttl = Duration.seconds(Int64.random(in: 5...90, using: &random))
                 let expected: Outcome, actual: Outcome
-                switch Int.random(in: 0..<12, using: &random) {
+                switch Int.random(in: 0..<17, using: &random) {
                 case 0..<5:
-                    let wanted = Self.traits(Bool.random(using: &random) ? "US" : "DE", Bool.random(using: &random) ? .residential : .hosting)
-                    let count = Int.random(in: 0..<10, using: &random) == 0 ? 0 : Int.random(in: 1...3, using: &random)
-                    let ttl = Duration.seconds(Int64.random(in: 5...90, using: &random))
-                    expected = try outcome { try model.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now) }
-                    actual = try await outcome { try await store.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now) }
+                    expected = try outcome { .leases(try model.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now)) }
+                    actual = try await outcome { .leases(try await store.acquire(host: host, traits: wanted, count: count, timeToLive: ttl, now: now)) }
                 case 5..<7:
-                    expected = try outcome { [try model.renew(id, host: host, timeToLive: .seconds(60), now: now)] }
-                    actual = try await outcome { [try await store.renew(id, host: host, timeToLive: .seconds(60), now: now)] }
+                    expected = try outcome { .leases([try model.renew(id, host: host, timeToLive: .seconds(60), now: now)]) }
+                    actual = try await outcome { .leases([try await store.renew(id, host: host, timeToLive: .seconds(60), now: now)]) }
                 case 7:
-                    expected = try outcome { try model.renewAll(host: host, timeToLive: .seconds(45), now: now) }
-                    actual = try await outcome { try await store.renewAll(host: host, timeToLive: .seconds(45), now: now) }
+                    expected = try outcome { .held(try model.renewAll(host: host, timeToLive: .seconds(45), now: now)) }
+                    actual = try await outcome { .held(try await store.renewAll(host: host, timeToLive: .seconds(45), now: now)) }
                 case 8..<10:
-                    expected = try outcome { try model.release(id, host: host, now: now); return [] }
-                    actual = try await outcome { try await store.release(id, host: host, now: now); return [] }
+                    expected = try outcome { try model.release(id, host: host, now: now); return .done }
+                    actual = try await outcome { try await store.release(id, host: host, now: now); return .done }
                 case 10 where step > 120:  // draining early would leave nothing to lease
-                    let address = Self.pool.randomElement(using: &random)!.0.address
-                    expected = try outcome { try model.drain(address, now: now); return [] }
-                    actual = try await outcome { try await store.drain(address, now: now); return [] }
+                    if Bool.random(using: &random) {
+                        let address = Self.pool.randomElement(using: &random)!.0.address
+                        expected = try outcome { try model.drain(address, now: now); return .done }
+                        actual = try await outcome { try await store.drain(address, now: now); return .done }
+                    } else {
+                        let prefix = Self.prefixPool.randomElement(using: &random)!.prefix
+                        expected = try outcome { try model.drain(prefix, now: now); return .done }
+                        actual = try await outcome { try await store.drain(prefix, now: now); return .done }
+                    }
+                case 11..<14:
+                    expected = try outcome { .prefixes(try model.acquirePrefixes(host: host, traits: wanted, count: count, timeToLive: ttl, now: now)) }
+                    actual = try await outcome { .prefixes(try await store.acquirePrefixes(host: host, traits: wanted, count: count, timeToLive: ttl, now: now)) }
+                case 14..<16:
+                    let prefixHost = livePrefix?.host ?? host, prefixID = livePrefix?.id ?? Int64.random(in: 1...20, using: &random)
+                    expected = try outcome { try model.releasePrefix(prefixID, host: prefixHost, now: now); return .done }
+                    actual = try await outcome { try await store.releasePrefix(prefixID, host: prefixHost, now: now); return .done }
                 default:
                     model.advance(to: now)
                     try await store.advance(to: now)
@@ -182,10 +210,16 @@ enum StoreConformance {
                 model.advance(to: now)
                 try await store.advance(to: now)
                 #expect(try await store.allLeases() == model.allLeases, "round \(round) step \(step)")
+                #expect(try await store.allPrefixLeases() == model.allPrefixLeases, "round \(round) step \(step)")
+                #expect(try await store.sliceTable().prefixes == model.prefixEntries, "round \(round) step \(step)")
                 let probe = Self.pool.randomElement(using: &random)!.0.address
                 let port = UInt16.random(in: 20000...23999, using: &random)
                 let moment = Moment(milliseconds: Int64.random(in: Self.start.milliseconds...now.milliseconds, using: &random))
                 #expect(try await store.who(address: probe, port: port, at: moment) == model.who(address: probe, port: port, at: moment))
+                // An address in one of the pool prefixes' first four /64s.
+                let inPrefix = IPv6Address(bits: Self.prefixPool.randomElement(using: &random)!.prefix.network.bits
+                    | UInt128(Int.random(in: 0...3, using: &random)) << 64 | UInt128(UInt64.random(in: 0...UInt64.max, using: &random)))
+                #expect(try await store.who(address: inPrefix, at: moment) == model.who(address: inPrefix, at: moment))
             }
             try await store.close()
         }
@@ -219,28 +253,35 @@ enum StoreConformance {
             try model.add(egress, plan: plan)
             try await batching.add(egress, plan: plan)
         }
+        try model.add(Self.prefixPool[0])
+        try await batching.add(Self.prefixPool[0])
         let hosts = ["h1", "h2", "h3", "h4"]
         for (index, host) in hosts.dropLast().enumerated() {
             let ttl = Duration.seconds(index == 0 ? 20 : 60)  // h1's leases will have expired
             let expected = try model.acquire(host: host, traits: Self.traits("US"), count: index + 1, timeToLive: ttl, now: Self.start)
             #expect(try await batching.acquire(host: host, traits: Self.traits("US"), count: index + 1, timeToLive: ttl, now: Self.start) == expected)
+            let prefixes = try model.acquirePrefixes(host: host, traits: Self.traits("US"), timeToLive: ttl, now: Self.start)
+            #expect(try await batching.acquirePrefixes(host: host, traits: Self.traits("US"), count: 1, timeToLive: ttl, now: Self.start) == prefixes)
         }
         let now = Self.start + .seconds(30)
         let statementsBefore = batching.statementCount
-        let answers = try await withThrowingTaskGroup(of: (String, Duration, [Lease]).self) { group in
+        let answers = try await withThrowingTaskGroup(of: (String, Duration, HeldLeases).self) { group in
             for (index, host) in hosts.enumerated() {
-                let ttl = Duration.seconds(index % 2 == 0 ? 90 : 120)  // two lease times: two statements
+                let ttl = Duration.seconds(index % 2 == 0 ? 90 : 120)  // two lease times: two statements for slices
                 group.addTask { (host, ttl, try await batching.renewAll(host: host, timeToLive: ttl, now: now)) }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        for (host, ttl, leases) in answers {
-            #expect(leases == (try model.renewAll(host: host, timeToLive: ttl, now: now)), "\(host)")
+        for (host, ttl, held) in answers {
+            #expect(held == (try model.renewAll(host: host, timeToLive: ttl, now: now)), "\(host)")
         }
-        #expect(batching.statementCount - statementsBefore == 2, "four renewals in one window, two lease times: two statements")
-        #expect(answers.first { $0.0 == "h3" }?.2.count == 3)
-        #expect(answers.first { $0.0 == "h1" }?.2.isEmpty == true, "an expired lease is not renewed")
+        #expect(batching.statementCount - statementsBefore == 3,
+                "four renewals in one window, two lease times: two statements for slices, one for prefixes whatever the lease times")
+        #expect(answers.first { $0.0 == "h3" }?.2.slices.count == 3)
+        #expect(answers.first { $0.0 == "h2" }?.2.prefixes.map(\.expires) == [now + .seconds(120)])
+        #expect(answers.first { $0.0 == "h1" }?.2 == HeldLeases(), "an expired lease is not renewed")
         #expect(try await batching.allLeases() == model.allLeases)
+        #expect(try await batching.allPrefixLeases() == model.allPrefixLeases)
         try await batching.close()
     }
 
@@ -354,6 +395,55 @@ enum StoreConformance {
         let woken = await waiting.value
         #expect(woken == (try await store.tableVersion()))
         try await store.close()
+    }
+
+    /// What the random sequences do not pin down: the exact prefix a host gets, the slice
+    /// table's prefix entries and versions, the log after a pool prefix is gone, host removal,
+    /// and prefix leases surviving a restart.
+    static func prefixLeases(_ engine: Engine) async throws {
+        let (store, reopen) = try await engine.makeStore()
+        let block = try IPv6Prefix(parsing: "2001:db8:10::/48")
+        try await store.add(try PoolPrefix(prefix: block, traits: Self.traits("US")))
+        await #expect(throws: AllocationError.duplicatePrefix(block)) { try await store.add(try PoolPrefix(prefix: block, traits: .unknown)) }
+        let wide = try IPv6Prefix(parsing: "2001:db8::/32")
+        await #expect(throws: AllocationError.overlappingPrefix(wide, existing: block)) { try await store.add(try PoolPrefix(prefix: wide, traits: .unknown)) }
+        let before = try await store.tableVersion()
+        let lease = try #require(try await store.acquirePrefixes(host: "h1", traits: Self.traits("US"), count: 1, timeToLive: .seconds(60), now: Self.start).first)
+        #expect(lease.prefix == (try IPv6Prefix(parsing: "2001:db8:10:9026::/64")))
+        let table = try await store.sliceTable()
+        #expect(table.version > before)
+        #expect(table.prefixes == [SliceTable.PrefixEntry(prefix: lease.prefix, state: .leased, host: "h1")])
+        #expect(table.held(by: "h2").prefixes.isEmpty)
+        let other = try #require(try await store.acquirePrefixes(host: "h2", traits: Self.traits("US"), count: 1, timeToLive: .seconds(600), now: Self.start).first)
+        #expect(other.prefix == (try IPv6Prefix(parsing: "2001:db8:10:bc17::/64")))
+        #expect(try await store.prefixLeases(of: "h2") == [other])
+
+        let inside = try IPv6Address(parsing: "2001:db8:10:9026::1234")
+        #expect(try await store.who(address: inside, at: Self.start + .seconds(5)).map(\.host) == ["h1"])
+        #expect(try await store.who(address: try IPv6Address(parsing: "2001:db8:10:9025:ffff::"), at: Self.start + .seconds(5)).isEmpty)
+        #expect(try await store.renewAll(host: "h1", timeToLive: .seconds(120), now: Self.start + .seconds(30)).prefixes.map(\.expires) == [Self.start + .seconds(150)])
+
+        try await store.releasePrefix(lease.id, host: "h1", now: Self.start + .seconds(40))
+        #expect(try await store.sliceTable().prefixes.first == SliceTable.PrefixEntry(prefix: lease.prefix, state: .quarantined, host: nil))
+        await #expect(throws: AllocationError.leaseExpired(lease.id)) { try await store.releasePrefix(lease.id, host: "h1", now: Self.start + .seconds(41)) }
+        #expect(try await store.who(address: inside, at: Self.start + .seconds(40)).isEmpty)
+        let quarantined = try await store.tableVersion()
+        try await store.advance(to: Self.start + .seconds(280))
+        #expect(try await store.tableVersion() > quarantined, "a quarantine's end changes the table")
+        #expect(try await store.sliceTable().prefixes.map(\.prefix) == [other.prefix])
+        try await store.close()
+
+        let again = try await reopen(.seconds(240))
+        #expect(try await again.allPrefixLeases() == [other])
+        _ = try await again.addHost("h2", labels: [:], now: Self.start)
+        try await again.removeHost("h2", now: Self.start + .seconds(300))
+        #expect(try await again.allPrefixLeases().isEmpty)
+        try await again.drain(block, now: Self.start + .seconds(300))
+        await #expect(throws: AllocationError.prefixInUse(block, leases: 0, quarantined: 1)) { try await again.remove(block, now: Self.start + .seconds(301)) }
+        try await again.remove(block, now: Self.start + .seconds(541))
+        #expect(try await again.prefixes().isEmpty)
+        #expect(try await again.who(address: other.prefix.network, at: Self.start).map(\.leaseID) == [other.id], "the log keeps the history")
+        try await again.close()
     }
 
     static func keepsLeasesAcrossRestartsAndMigratesOnce(_ engine: Engine) async throws {

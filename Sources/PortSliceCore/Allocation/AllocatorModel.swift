@@ -1,6 +1,7 @@
 /// The allocator's rules, held in memory: which slices are free, leased or quarantined, how a
-/// request is placed, and the assignment log. Stores implement the same rules in a database;
-/// this model is the reference their tests compare against.
+/// request is placed, and the assignment log; and the same for the IPv6 prefixes hosts lease
+/// whole out of the pool's IPv6 prefixes. Stores implement the same rules in a database; this
+/// model is the reference their tests compare against.
 ///
 /// Time only moves forward through the `now` each call passes: a lease whose expiry has passed
 /// is quarantined from its expiry on, and a quarantine that has ended frees its slice, whenever
@@ -25,6 +26,14 @@ public struct AllocatorModel: Sendable {
     private var leases: [Int64: Lease] = [:]
     private var logIndex: [Int64: Int] = [:]
     private var nextLeaseID: Int64 = 1
+    /// IPv6 pool prefixes by prefix, and the sub-prefixes that are not free: a sub-prefix
+    /// with no state is free, as a store with no row for it says.
+    public private(set) var prefixPool: [IPv6Prefix: PoolPrefix] = [:]
+    public private(set) var prefixLog: [PrefixAssignmentRecord] = []
+    private var prefixStates: [IPv6Prefix: PrefixState] = [:]
+    private var prefixLeases: [Int64: PrefixLease] = [:]
+    private var prefixLogIndex: [Int64: Int] = [:]
+    private var nextPrefixLeaseID: Int64 = 1
 
     /// - Throws: `AllocationError.quarantineTooShort` below 120 s.
     public init(quarantine: Duration = .seconds(240)) throws(AllocationError) {
@@ -82,7 +91,7 @@ public struct AllocatorModel: Sendable {
             let candidates = pool.values.filter { !$0.draining }.compactMap { entry -> Placement.Candidate? in
                 let free = freeSlices(of: entry.egress.address).filter { !chosen.contains($0) }
                 return free.isEmpty ? nil : Placement.Candidate(
-                    egress: entry.egress, freeSlices: free.count, heldByHost: heldByHost[entry.egress.address, default: 0])
+                    egress: entry.egress, free: free.count, heldByHost: heldByHost[entry.egress.address, default: 0])
             }
             guard let address = Placement.best(for: host, traits: traits, among: candidates) else {
                 throw .noCapacity(wanted: count, granted: chosen.count, traits: traits.summary)
@@ -105,19 +114,28 @@ public struct AllocatorModel: Sendable {
         return lease
     }
 
-    /// Extends every lease of `host` still live at `now` to `now + timeToLive`: what an agent
-    /// sends each period, one request for all its slices. Returns them by id; none is not an
-    /// error. Unlike the other changes it applies no other expiry or quarantine end: it only
-    /// touches the caller's live leases, so stores can do it in one statement.
-    public mutating func renewAll(host: String, timeToLive: Duration, now: Moment) throws(AllocationError) -> [Lease] {
+    /// Extends every lease of `host` still live at `now`, slices and prefixes, to
+    /// `now + timeToLive`: what an agent sends each period, one request for all its leases.
+    /// Returns them by id; none is not an error. Unlike the other changes it applies no other
+    /// expiry or quarantine end: it only touches the caller's live leases, so stores can do it
+    /// in one statement per kind.
+    public mutating func renewAll(host: String, timeToLive: Duration, now: Moment) throws(AllocationError) -> HeldLeases {
         try Self.validate(timeToLive: timeToLive)
-        return leases(of: host).filter { $0.expires > now }.map { lease in
+        let slices = leases(of: host).filter { $0.expires > now }.map { lease in
             var lease = lease
             lease.expires = now + timeToLive
             leases[lease.id] = lease
             states[lease.slice] = .leased(lease)
             return lease
         }
+        let prefixes = prefixLeases(of: host).filter { $0.expires > now }.map { lease in
+            var lease = lease
+            lease.expires = now + timeToLive
+            prefixLeases[lease.id] = lease
+            prefixStates[lease.prefix] = .leased(lease)
+            return lease
+        }
+        return HeldLeases(slices: slices, prefixes: prefixes)
     }
 
     /// Ends a lease now; its slice is quarantined before anyone else may have it.
@@ -136,6 +154,10 @@ public struct AllocatorModel: Sendable {
             if case .quarantined(let until) = state, until <= now {
                 states[id] = pool[id.address]!.draining ? .draining : .free
             }
+        }
+        for lease in prefixLeases.values.filter({ $0.expires <= now }).sorted(by: { $0.id < $1.id }) { endPrefix(lease, at: lease.expires) }
+        for (prefix, state) in prefixStates {
+            if case .quarantined(let until) = state, until <= now { prefixStates[prefix] = nil }
         }
         return expired
     }
@@ -170,6 +192,111 @@ public struct AllocatorModel: Sendable {
         return classes
     }
 
+    // MARK: - IPv6 prefixes
+
+    /// Adds a pool prefix; no two pool prefixes overlap, so a sub-prefix belongs to one.
+    public mutating func add(_ pool: PoolPrefix) throws(AllocationError) {
+        guard prefixPool[pool.prefix] == nil else { throw .duplicatePrefix(pool.prefix) }
+        if let existing = prefixPool.keys.sorted().first(where: { Self.overlap($0, pool.prefix) }) {
+            throw .overlappingPrefix(pool.prefix, existing: existing)
+        }
+        prefixPool[pool.prefix] = pool
+    }
+
+    /// True when one of the prefixes contains the other.
+    public static func overlap(_ a: IPv6Prefix, _ b: IPv6Prefix) -> Bool { a.contains(b.network) || b.contains(a.network) }
+
+    /// No new prefix leases out of `prefix`; existing ones run out.
+    public mutating func drain(_ prefix: IPv6Prefix, now: Moment) throws(AllocationError) {
+        guard prefixPool[prefix] != nil else { throw .unknownPrefix(prefix) }
+        advance(to: now)
+        prefixPool[prefix]!.draining = true
+    }
+
+    /// Removes a pool prefix once no lease or quarantine remains in it.
+    public mutating func remove(_ prefix: IPv6Prefix, now: Moment) throws(AllocationError) {
+        guard prefixPool[prefix] != nil else { throw .unknownPrefix(prefix) }
+        advance(to: now)
+        let states = taken(in: prefix).map { prefixStates[$0]! }
+        let leased = states.filter { if case .leased = $0 { true } else { false } }.count
+        guard states.isEmpty else { throw .prefixInUse(prefix, leases: leased, quarantined: states.count - leased) }
+        prefixPool[prefix] = nil
+    }
+
+    /// Leases `count` prefixes to `host` out of the pool prefixes whose traits best match
+    /// `traits` (placed as slices are), each the first free sub-prefix from the host's start
+    /// (`PoolPrefix.firstFree`); all or nothing.
+    /// - Throws: `.noPrefixCapacity` when fewer than `count` prefixes are free for the request.
+    public mutating func acquirePrefixes(
+        host: String, traits: Traits, count: Int = 1, timeToLive: Duration, now: Moment
+    ) throws(AllocationError) -> [PrefixLease] {
+        try Self.validate(count: count)
+        try Self.validate(timeToLive: timeToLive)
+        advance(to: now)
+        var chosen: [(prefix: IPv6Prefix, pool: IPv6Prefix)] = []
+        var heldByHost = Dictionary(grouping: prefixLeases.values.filter { $0.host == host }, by: \.pool).mapValues(\.count)
+        for _ in 0..<count {
+            let candidates = prefixPool.values.filter { !$0.draining }.compactMap { pool -> Placement.Candidate<IPv6Prefix>? in
+                let free = pool.freeCount(taken: taken(in: pool.prefix).count + chosen.filter { $0.pool == pool.prefix }.count)
+                return free == 0 ? nil : Placement.Candidate(pool: pool, free: free, heldByHost: heldByHost[pool.prefix, default: 0])
+            }
+            guard let pool = Placement.best(for: host, traits: traits, among: candidates) else {
+                throw .noPrefixCapacity(wanted: count, granted: chosen.count, traits: traits.summary)
+            }
+            let prefix = prefixPool[pool]!.firstFree(for: host, taken: taken(in: pool).union(chosen.filter { $0.pool == pool }.map(\.prefix)))!
+            chosen.append((prefix, pool))
+            heldByHost[pool, default: 0] += 1
+        }
+        return chosen.map { prefix, pool in
+            let lease = PrefixLease(id: nextPrefixLeaseID, host: host, prefix: prefix, pool: pool, start: now, expires: now + timeToLive)
+            nextPrefixLeaseID += 1
+            prefixLeases[lease.id] = lease
+            prefixStates[prefix] = .leased(lease)
+            prefixLogIndex[lease.id] = prefixLog.count
+            prefixLog.append(PrefixAssignmentRecord(leaseID: lease.id, host: host, prefix: prefix, start: now, end: nil))
+            return lease
+        }
+    }
+
+    /// Ends a prefix lease now; its prefix is quarantined before anyone else may have it.
+    public mutating func releasePrefix(_ id: Int64, host: String, now: Moment) throws(AllocationError) {
+        advance(to: now)
+        let lease = try Self.owned(id, by: host, prefixLeases[id], holder: \.host, logged: prefixLog.contains { $0.leaseID == id })
+        endPrefix(lease, at: now)
+    }
+
+    public func state(of prefix: IPv6Prefix) -> PrefixState? { prefixStates[prefix] }
+
+    public func prefixLeases(of host: String) -> [PrefixLease] { prefixLeases.values.filter { $0.host == host }.sorted { $0.id < $1.id } }
+
+    public var allPrefixLeases: [PrefixLease] { prefixLeases.values.sorted { $0.id < $1.id } }
+
+    /// Who held the prefix covering `address` at `moment`, from the prefix assignment log.
+    public func who(address: IPv6Address, at moment: Moment) -> [PrefixAssignmentRecord] {
+        prefixLog.filter { $0.covers(address: address, at: moment) }
+    }
+
+    /// The slice table's prefix part: every leased or quarantined prefix, in address order.
+    public var prefixEntries: [SliceTable.PrefixEntry] {
+        prefixStates.sorted { $0.key < $1.key }.map { prefix, state in
+            switch state {
+            case .leased(let lease): SliceTable.PrefixEntry(prefix: prefix, state: .leased, host: lease.host)
+            case .quarantined: SliceTable.PrefixEntry(prefix: prefix, state: .quarantined, host: nil)
+            }
+        }
+    }
+
+    /// The sub-prefixes of `pool` that are leased or quarantined.
+    private func taken(in pool: IPv6Prefix) -> Set<IPv6Prefix> {
+        Set(prefixStates.keys.filter { pool.contains($0.network) })
+    }
+
+    private mutating func endPrefix(_ lease: PrefixLease, at moment: Moment) {
+        prefixLeases[lease.id] = nil
+        prefixStates[lease.prefix] = .quarantined(until: moment + quarantine)
+        prefixLog[prefixLogIndex[lease.id]!].end = moment
+    }
+
     // MARK: - Internals
 
     /// A request may ask for 1 to 64 slices.
@@ -189,10 +316,15 @@ public struct AllocatorModel: Sendable {
     }
 
     private func owned(_ id: Int64, by host: String) throws(AllocationError) -> Lease {
-        guard let lease = leases[id] else {
-            throw log.contains { $0.leaseID == id } ? .leaseExpired(id) : .unknownLease(id)
-        }
-        guard lease.host == host else { throw .notYourLease(id, host: host) }
+        try Self.owned(id, by: host, leases[id], holder: \.host, logged: log.contains { $0.leaseID == id })
+    }
+
+    /// A live lease of `host`'s; one that was logged but is no longer live has expired.
+    private static func owned<Held>(
+        _ id: Int64, by host: String, _ lease: Held?, holder: KeyPath<Held, String>, logged: @autoclosure () -> Bool
+    ) throws(AllocationError) -> Held {
+        guard let lease else { throw logged() ? .leaseExpired(id) : .unknownLease(id) }
+        guard lease[keyPath: holder] == host else { throw .notYourLease(id, host: host) }
         return lease
     }
 
@@ -214,34 +346,45 @@ public struct AllocatorModel: Sendable {
     }
 }
 
-/// Where a new slice goes: the address whose traits are closest to the wanted ones; among
-/// equally close addresses the one where the host holds the fewest slices (so one address's
-/// loss hurts few of its slices), then the one with the most free slices, then a rendezvous
-/// hash of host and address, so the choice is stable.
+/// Where a new slice or prefix goes: the address (or pool prefix) whose traits are closest to
+/// the wanted ones; among equally close places the one where the host holds the fewest leases
+/// (so one place's loss hurts few of them), then the one with the most free, then a rendezvous
+/// hash of host and place, so the choice is stable.
 public enum Placement {
-    public struct Candidate: Sendable {
-        public let egress: EgressAddress
-        public var freeSlices: Int
+    public struct Candidate<Place: Hashable & Sendable>: Sendable {
+        public let place: Place
+        public let traits: Traits
+        /// The place's rendezvous key.
+        let key: UInt64
+        public var free: Int
         public var heldByHost: Int
-
-        public init(egress: EgressAddress, freeSlices: Int, heldByHost: Int) {
-            self.egress = egress
-            self.freeSlices = freeSlices
-            self.heldByHost = heldByHost
-        }
     }
 
-    public static func best(for host: String, traits: Traits, among candidates: [Candidate]) -> IPv4Address? {
+    public static func best<Place>(for host: String, traits: Traits, among candidates: [Candidate<Place>]) -> Place? {
         let hostKey = RendezvousHash.key(name: host)
         let wanted = TraitKeys(traits)
         // Each candidate's rank is computed once; tuples compare field by field.
-        var best: (rank: (Int, Int, Int, UInt64), address: IPv4Address)?
+        var best: (rank: (Int, Int, Int, UInt64), place: Place)?
         for candidate in candidates {
             let rank = (
-                Closeness(of: TraitKeys(candidate.egress.traits), to: wanted).score, -candidate.heldByHost, candidate.freeSlices,
-                RendezvousHash.weight(client: hostKey, target: RendezvousHash.key(candidate.egress.address)))
-            if best == nil || rank > best!.rank { best = (rank, candidate.egress.address) }
+                Closeness(of: TraitKeys(candidate.traits), to: wanted).score, -candidate.heldByHost, candidate.free,
+                RendezvousHash.weight(client: hostKey, target: candidate.key))
+            if best == nil || rank > best!.rank { best = (rank, candidate.place) }
         }
-        return best?.address
+        return best?.place
+    }
+}
+
+extension Placement.Candidate where Place == IPv4Address {
+    /// An address with `free` free slices, `heldByHost` of them leased to the asking host.
+    public init(egress: EgressAddress, free: Int, heldByHost: Int) {
+        self.init(place: egress.address, traits: egress.traits, key: RendezvousHash.key(egress.address), free: free, heldByHost: heldByHost)
+    }
+}
+
+extension Placement.Candidate where Place == IPv6Prefix {
+    /// A pool prefix with `free` free sub-prefixes, `heldByHost` of them leased to the asking host.
+    public init(pool: PoolPrefix, free: Int, heldByHost: Int) {
+        self.init(place: pool.prefix, traits: pool.traits, key: RendezvousHash.key(pool.prefix), free: free, heldByHost: heldByHost)
     }
 }

@@ -106,6 +106,13 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
     case unknownEdge(String)
     case duplicateViewer(String)
     case unknownViewer(String)
+    case duplicatePrefix(IPv6Prefix)
+    case overlappingPrefix(IPv6Prefix, existing: IPv6Prefix)
+    case unknownPrefix(IPv6Prefix)
+    case prefixInUse(IPv6Prefix, leases: Int, quarantined: Int)
+    /// The length leased out of a pool prefix must be longer than it and at most 64.
+    case badLeaseLength(Int, prefix: IPv6Prefix)
+    case noPrefixCapacity(wanted: Int, granted: Int, traits: String)
 
     public var description: String {
         switch self {
@@ -128,7 +135,7 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
         case .notYourLease(let id, let host):
             "lease \(id) belongs to another host than \(host)"
         case .leaseExpired(let id):
-            "lease \(id) has expired; acquire a new slice"
+            "lease \(id) has expired; acquire a new lease"
         case .badHostName(let name):
             "host name '\(name)' must be 1-63 characters of lower-case letters, digits, '-' and '.'"
         case .duplicateHost(let name):
@@ -143,6 +150,18 @@ public enum AllocationError: Error, Hashable, Sendable, CustomStringConvertible 
             "viewer '\(name)' already exists"
         case .unknownViewer(let name):
             "no viewer is named '\(name)'"
+        case .duplicatePrefix(let prefix):
+            "prefix \(prefix) is already in the pool"
+        case .overlappingPrefix(let prefix, let existing):
+            "prefix \(prefix) overlaps \(existing), which is already in the pool; give each address block once"
+        case .unknownPrefix(let prefix):
+            "prefix \(prefix) is not in the pool"
+        case .prefixInUse(let prefix, let leases, let quarantined):
+            "prefix \(prefix) still has \(leases) lease(s) and \(quarantined) quarantined prefix(es); drain it and wait until they run out"
+        case .badLeaseLength(let length, let prefix):
+            "leaseLength \(length) must be longer than \(prefix)'s /\(prefix.length) and at most 64 (hosts expect a /64)"
+        case .noPrefixCapacity(let wanted, let granted, let traits):
+            "only \(granted) of \(wanted) prefix(es) are free for \(traits); add IPv6 prefixes to that trait class or release leases"
         }
     }
 }

@@ -17,7 +17,9 @@ extension SliceState {
     }
 }
 
-/// What edges steer by: every slice, its state and, when leased, its holder.
+/// What edges steer by: every slice, its state and, when leased, its holder; and every IPv6
+/// prefix leased out of the pool or in quarantine (a free one is not listed: there are 65,536
+/// in a /48).
 public struct SliceTable: Hashable, Sendable, Codable {
     public struct Entry: Hashable, Sendable, Codable {
         public let address: IPv4Address
@@ -35,19 +37,46 @@ public struct SliceTable: Hashable, Sendable, Codable {
         }
     }
 
-    /// Grows whenever a slice changes hands or addresses come and go.
-    public let version: Int64
-    public let slices: [Entry]
+    /// A leased or quarantined IPv6 prefix: an edge routes a leased one to its host.
+    public struct PrefixEntry: Hashable, Sendable, Codable {
+        public let prefix: IPv6Prefix
+        /// `leased` or `quarantined`.
+        public let state: SliceStatus
+        public let host: String?
 
-    public init(version: Int64, slices: [Entry]) {
-        self.version = version
-        self.slices = slices
+        public init(prefix: IPv6Prefix, state: SliceStatus, host: String?) {
+            self.prefix = prefix
+            self.state = state
+            self.host = host
+        }
     }
 
-    /// The part of the table one host may see: its own leased slices, which is all its guard
-    /// needs.
+    /// Grows whenever a slice or prefix changes hands or addresses come and go.
+    public let version: Int64
+    public let slices: [Entry]
+    public let prefixes: [PrefixEntry]
+
+    public init(version: Int64, slices: [Entry], prefixes: [PrefixEntry] = []) {
+        self.version = version
+        self.slices = slices
+        self.prefixes = prefixes
+    }
+
+    enum CodingKeys: String, CodingKey { case version, slices, prefixes }
+
+    /// A table from an allocator older than IPv6 prefixes has none.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        version = try container.decode(Int64.self, forKey: .version)
+        slices = try container.decode([Entry].self, forKey: .slices)
+        prefixes = try container.decodeIfPresent([PrefixEntry].self, forKey: .prefixes) ?? []
+    }
+
+    /// The part of the table one host may see: its own leased slices and prefixes, which is
+    /// all its guard and routes need.
     public func held(by host: String) -> SliceTable {
-        SliceTable(version: version, slices: slices.filter { $0.state == .leased && $0.host == host })
+        SliceTable(version: version, slices: slices.filter { $0.state == .leased && $0.host == host },
+                   prefixes: prefixes.filter { $0.state == .leased && $0.host == host })
     }
 }
 

@@ -198,6 +198,7 @@ public enum EgressPoolError: Error, Hashable, Sendable, CustomStringConvertible 
     case duplicateAddress(IPv4Address)
     case notIPv4(prefix: String, line: Int)
     case prefixTooLarge(prefix: String, line: Int)
+    case badLeaseLength(line: Int, AllocationError)
 
     public var description: String {
         switch self {
@@ -207,7 +208,32 @@ public enum EgressPoolError: Error, Hashable, Sendable, CustomStringConvertible 
             "line \(line): \(prefix) is IPv6; egress addresses are IPv4 (clients may be IPv6)"
         case .prefixTooLarge(let prefix, let line):
             "line \(line): \(prefix) holds more than 65536 addresses; list egress addresses as /16 or longer prefixes"
+        case .badLeaseLength(let line, let error):
+            "line \(line): \(error)"
         }
+    }
+}
+
+extension Geofeed {
+    /// A pool file's two parts: its IPv4 lines, which list egress addresses to cut into
+    /// slices (`EgressPool(feed:)`), and its IPv6 lines, pool prefixes out of which hosts
+    /// lease prefixes of `leaseLength`.
+    /// - Throws: `EgressPoolError.badLeaseLength` naming the line of a prefix that is not
+    ///   shorter than `leaseLength`.
+    public func splitPool(leaseLength: Int) throws(EgressPoolError) -> (addresses: Geofeed, prefixes: [PoolPrefix]) {
+        var addresses: [GeofeedEntry] = [], prefixes: [PoolPrefix] = []
+        for entry in entries {
+            switch entry.prefix {
+            case .v4: addresses.append(entry)
+            case .v6(let prefix):
+                do {
+                    prefixes.append(try PoolPrefix(prefix: prefix, traits: entry.traits, leaseLength: leaseLength))
+                } catch {
+                    throw .badLeaseLength(line: entry.line, error)
+                }
+            }
+        }
+        return (Geofeed(entries: addresses, issues: issues), prefixes)
     }
 }
 

@@ -46,3 +46,10 @@ extension RendezvousHash {
         return mix(hash)
     }
 }
+
+extension RendezvousHash {
+    /// A stable key for an IPv6 pool prefix: its network and length.
+    static func key(_ prefix: IPv6Prefix) -> UInt64 {
+        mix(key(.v6(prefix.network)) ^ UInt64(prefix.length))
+    }
+}

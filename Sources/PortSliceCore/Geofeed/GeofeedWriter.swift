@@ -8,11 +8,13 @@ extension Geofeed {
         case withTraits
     }
 
-    /// The pool's addresses as a feed: one /32 per address, in address order.
-    public init(pool: [EgressAddress]) {
+    /// The pool as a feed: one /32 per address, in address order, then its IPv6 prefixes
+    /// whole (not the leased sub-prefixes: the block's location is the location of all of
+    /// them), in address order.
+    public init(pool: [EgressAddress], prefixes: [PoolPrefix] = []) {
         self.init(entries: pool.sorted { $0.address < $1.address }.map { egress in
             GeofeedEntry(prefix: .v4(IPv4Prefix(containing: egress.address, length: 32)), traits: egress.traits)
-        })
+        } + prefixes.sorted { $0.prefix < $1.prefix }.map { GeofeedEntry(prefix: .v6($0.prefix), traits: $0.traits) })
     }
 
     /// The feed as RFC 8805 CSV text: `prefix,country,region,city,postal`, and with
