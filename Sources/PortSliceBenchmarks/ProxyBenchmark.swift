@@ -5,10 +5,11 @@ import PortSliceSockets
 /// `portslice bench proxy`: one load generator against portslice's SOCKS5 proxy, microsocks
 /// and Dante on loopback, in one run: new connections per second (SOCKS handshake, CONNECT,
 /// reply, reset) and bytes per second sent through the proxy to a sink, each with 1 and with
-/// 64 concurrent clients; then per proxy, freshly started, thousands of held connections (idle
-/// relays and slow clients) with what they cost in memory and how new connections fare beside
-/// them; and for portslice, the connection rate towards a destination its slice is 99% full
-/// towards.
+/// 64 concurrent clients, and for portslice the same connections naming the destination by
+/// a name its resolver looks up (from a name server of the benchmark's own); then per proxy,
+/// freshly started, thousands of held connections (idle relays and slow clients) with what
+/// they cost in memory and how new connections fare beside them; and for portslice, the
+/// connection rate towards a destination its slice is 99% full towards.
 public struct ProxyBenchmark: Sendable {
     public var seconds = 3.0
     public var concurrencies = [1, 64]
@@ -19,6 +20,8 @@ public struct ProxyBenchmark: Sendable {
     public var heldConnections = 10_000
 
     public static let contenderNames = ["portslice", "microsocks", "dante"]
+    /// The rows of portslice's connections that name their destination instead of giving its address.
+    public static let namesRowProxy = "portslice (names)"
 
     public init() {}
 
@@ -50,7 +53,14 @@ public struct ProxyBenchmark: Sendable {
         public let loadGeneratorUserCorePercent: Double
         /// The threads the load generator drove its clients from.
         public let loadGeneratorThreads: Int
-        public let bytesPerSecond: Double
+        /// nil for the by-name rows: once a flow is open, it relays as any other.
+        public var bytesPerSecond: Double?
+
+        func with(bytesPerSecond: Double) -> Row {
+            var row = self
+            row.bytesPerSecond = bytesPerSecond
+            return row
+        }
     }
 
     public struct HeldRow: Sendable, Encodable {
@@ -125,10 +135,11 @@ public struct ProxyBenchmark: Sendable {
         }
     }
 
-    /// A proxy under test: how to start it on `port`.
+    /// A proxy under test: how to start it on `port` (asking `nameServer` for names, if it
+    /// can be told one).
     struct Contender {
         let name: String
-        let start: (_ port: UInt16, _ directory: String) throws -> Process
+        let start: (_ port: UInt16, _ nameServer: Endpoint?, _ directory: String) throws -> Process
     }
 
     static let portsliceSlice = "127.0.0.2:10000-60999"
@@ -145,6 +156,12 @@ public struct ProxyBenchmark: Sendable {
     /// ports would be needed at once, which the TIME_WAITs of a run just before (on the
     /// proxy's side, from slices that overlap the range) can leave too few of.
     static let heldConnectionSlice = "127.0.0.4:10000-29999"
+    /// The zone the benchmark's name server answers for, and the names the by-name rows
+    /// CONNECT to, in turn: a fixed set, each looked up once per proxy loop and then answered
+    /// from that loop's cache for its TTL (300 s), as a proxy serving browsers sees a working
+    /// set of popular names again and again.
+    static let benchmarkZone = "portslice-bench.test"
+    static let destinationNames = (0..<100).map { "host\($0).\(benchmarkZone)" }
 
     /// Runs every contender; `portslice` is the executable to start our proxy from.
     public func run(portslice: String, progress: (String) -> Void) throws -> Report {
@@ -152,13 +169,15 @@ public struct ProxyBenchmark: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let all = [
-            Contender(name: "portslice") { port, directory in
-                try Self.startPortslice(portslice, port: port, slice: Self.portsliceSlice, directory: directory)
+            Contender(name: "portslice") { port, nameServer, directory in
+                try Self.startPortslice(portslice, port: port, slice: Self.portsliceSlice, nameServer: nameServer, directory: directory)
             },
-            Contender(name: "microsocks") { port, _ in
+            // The peers use the system's resolver, which cannot be pointed at another server
+            // without root: their rows are by address only.
+            Contender(name: "microsocks") { port, _, _ in
                 try Self.launch(try Self.installed("microsocks", package: "microsocks"), ["-i", "127.0.0.1", "-p", "\(port)"])
             },
-            Contender(name: "dante") { port, directory in
+            Contender(name: "dante") { port, _, directory in
                 let configuration = "\(directory)/danted.conf"
                 try """
                     logoutput: /dev/null
@@ -183,9 +202,12 @@ public struct ProxyBenchmark: Sendable {
         }
         let closing = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let sink = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0), mode: .tcpSink)
+        let nameServer = try BenchmarkNameServer(zone: Self.benchmarkZone, answering: closing.endpoint.address)
+        defer { nameServer.stop() }
         var report = Report()
         for (number, contender) in contenders.enumerated() {
-            report.rates += try measureRates(contender, port: UInt16(31080 + number), closing: closing.endpoint, sink: sink, directory: directory, progress: progress)
+            report.rates += try measureRates(contender, port: UInt16(31080 + number), closing: closing.endpoint, sink: sink,
+                                             nameServer: contender.name == "portslice" ? nameServer : nil, directory: directory, progress: progress)
             if plan.total > 0 {
                 // A proxy of its own, freshly started, so its memory before holding is its memory at rest.
                 report.held.append(try holdConnections(contender, port: UInt16(31090 + number), plan: plan, newConnectionsTo: closing.endpoint,
@@ -198,32 +220,48 @@ public struct ProxyBenchmark: Sendable {
         return report
     }
 
-    /// Connection rates and throughput with each number of clients, on one running proxy.
-    func measureRates(_ contender: Contender, port: UInt16, closing: Endpoint, sink: EchoServers, directory: String,
-                      progress: (String) -> Void) throws -> [Row] {
-        let process = try contender.start(port, directory)
+    /// Connection rates and throughput with each number of clients, on one running proxy; with
+    /// `nameServer` (portslice, which is started asking it), also the connection rate by name
+    /// right after each rate by address, so the two compare on the same proxy at the same time.
+    func measureRates(_ contender: Contender, port: UInt16, closing: Endpoint, sink: EchoServers, nameServer: BenchmarkNameServer? = nil,
+                      directory: String, progress: (String) -> Void) throws -> [Row] {
+        let process = try contender.start(port, nameServer?.endpoint, directory)
         defer { Self.stop(process) }
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
         try Self.waitUntilListening(proxy, process: process, name: contender.name)
         var rows: [Row] = []
         for clients in concurrencies {
             progress("\(contender.name), \(clients) client(s): connections")
-            let before = Self.cpuSeconds(ofGroup: process.processIdentifier)
-            let ownBefore = ProcessCPU.ownUsage()
-            let (rate, elapsed, threads) = try connectionRate(via: proxy, to: closing, clients: clients)
-            let ownAfter = ProcessCPU.ownUsage()
-            let after = Self.cpuSeconds(ofGroup: process.processIdentifier)
+            let literal = try measureConnections(of: process, as: contender.name, clients: clients) { try connectionRate(via: proxy, to: closing, clients: clients) }
+            var byName: Row?
+            if nameServer != nil {
+                progress("\(contender.name), \(clients) client(s): connections by name")
+                byName = try measureConnections(of: process, as: Self.namesRowProxy, clients: clients) {
+                    try connectionRate(via: proxy, to: closing, names: Self.destinationNames, clients: clients)
+                }
+            }
             progress("\(contender.name), \(clients) client(s): throughput")
-            let throughput = try self.throughput(via: proxy, to: sink, clients: clients)
-            let perConnection = { (seconds: Double) in rate > 0 ? seconds * 1e6 / (rate * elapsed) : 0 }
-            rows.append(Row(proxy: contender.name, clients: clients, connectionsPerSecond: rate,
-                            proxyMicrosecondsPerConnection: perConnection(after.user + after.system - before.user - before.system),
-                            proxyUserMicrosecondsPerConnection: perConnection(after.user - before.user),
-                            loadGeneratorCorePercent: (ownAfter.user + ownAfter.system - ownBefore.user - ownBefore.system) * 100 / elapsed,
-                            loadGeneratorUserCorePercent: (ownAfter.user - ownBefore.user) * 100 / elapsed, loadGeneratorThreads: threads,
-                            bytesPerSecond: throughput))
+            rows.append(literal.with(bytesPerSecond: try self.throughput(via: proxy, to: sink, clients: clients)))
+            if let byName { rows.append(byName) }
         }
         return rows
+    }
+
+    /// One connection-rate row (no throughput): `load`'s rate beside the CPU time the proxy's
+    /// process group and this process spent meanwhile.
+    func measureConnections(of process: Process, as proxy: String, clients: Int, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> Row {
+        let before = Self.cpuSeconds(ofGroup: process.processIdentifier)
+        let ownBefore = ProcessCPU.ownUsage()
+        let (rate, elapsed, threads) = try load()
+        let ownAfter = ProcessCPU.ownUsage()
+        let after = Self.cpuSeconds(ofGroup: process.processIdentifier)
+        let perConnection = { (seconds: Double) in rate > 0 ? seconds * 1e6 / (rate * elapsed) : 0 }
+        return Row(proxy: proxy, clients: clients, connectionsPerSecond: rate,
+                   proxyMicrosecondsPerConnection: perConnection(after.user + after.system - before.user - before.system),
+                   proxyUserMicrosecondsPerConnection: perConnection(after.user - before.user),
+                   loadGeneratorCorePercent: (ownAfter.user + ownAfter.system - ownBefore.user - ownBefore.system) * 100 / elapsed,
+                   loadGeneratorUserCorePercent: (ownAfter.user - ownBefore.user) * 100 / elapsed, loadGeneratorThreads: threads,
+                   bytesPerSecond: nil)
     }
 
     /// Starts `contender` afresh, reads its memory, opens `plan`'s relays and slow clients and
@@ -234,7 +272,7 @@ public struct ProxyBenchmark: Sendable {
                          progress: (String) -> Void) throws -> HeldRow {
         let destination = try IdleDestination(keepingFirst: plan.relays)
         defer { destination.stop() }
-        let process = try contender.start(port, directory)
+        let process = try contender.start(port, nil, directory)
         defer { Self.stop(process) }  // before the destination (see `IdleDestination.stop`)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
         try Self.waitUntilListening(proxy, process: process, name: contender.name)
@@ -302,12 +340,23 @@ public struct ProxyBenchmark: Sendable {
                        emptyConnectionsPerSecond: empty.rate, fullConnectionsPerSecond: full.rate)
     }
 
-    static func startPortslice(_ executable: String, port: UInt16, slice: String, directory: String) throws -> Process {
+    /// Starts `portslice proxy` on `port`, sending from `slice`; with `nameServer`, asking it
+    /// alone for names, with a resolv.conf of the benchmark's own (no search list, ndots 1), so
+    /// the host's search rules add no queries (the hosts file stays the system's).
+    static func startPortslice(_ executable: String, port: UInt16, slice: String, nameServer: Endpoint? = nil, directory: String) throws -> Process {
         let address = slice.prefix { $0 != ":" }
         let pool = "\(directory)/pool-\(address).csv"
         try "\(address)/32,US,US-CA,San Jose,,hosting,high\n".write(toFile: pool, atomically: true, encoding: .utf8)
-        return try launch(executable, ["proxy", "--listen", "127.0.0.1:\(port)", "--admin-listen", "127.0.0.1:0", "--slice", slice, "--pool", pool,
-                                       "--allow", "127.0.0.1/32", "--connections-per-client", "100000"])
+        // The load's clients all come from 127.0.0.1, one address standing for many clients:
+        // neither per-client limit may bind (64 clients' first lookups wait at once).
+        var arguments = ["proxy", "--listen", "127.0.0.1:\(port)", "--admin-listen", "127.0.0.1:0", "--slice", slice, "--pool", pool,
+                         "--allow", "127.0.0.1/32", "--connections-per-client", "100000"]
+        if let nameServer {
+            let resolvConf = "\(directory)/resolv.conf"
+            try "options ndots:1 timeout:2 attempts:2\n".write(toFile: resolvConf, atomically: true, encoding: .utf8)
+            arguments += ["--dns-server", "\(nameServer)", "--resolv-conf", resolvConf, "--lookups-per-client", "10000"]
+        }
+        return try launch(executable, arguments)
     }
 
     static let socksGreeting: [UInt8] = [5, 1, 0]
@@ -316,6 +365,14 @@ public struct ProxyBenchmark: Sendable {
     static func socksConnectRequest(to target: Endpoint) -> [UInt8] {
         let (a, b, c, d) = target.address.octets
         return [5, 1, 0, 1, a, b, c, d, UInt8(target.port >> 8), UInt8(target.port & 0xff)]
+    }
+
+    /// CONNECT to a domain name (address type 3) and port.
+    /// - Throws: `BenchmarkFailure` for a name SOCKS5 cannot carry (empty, or over 255 bytes).
+    static func socksConnectRequest(toName name: String, port: UInt16) throws -> [UInt8] {
+        let bytes = Array(name.utf8)
+        guard (1...255).contains(bytes.count) else { throw BenchmarkFailure("a SOCKS5 name is 1 to 255 bytes, not \(bytes.count): '\(name)'") }
+        return [5, 1, 0, 3, UInt8(bytes.count)] + bytes + [UInt8(port >> 8), UInt8(port & 0xff)]
     }
 
     /// A SOCKS5 CONNECT through `proxy` to `target`, without authentication.
@@ -340,9 +397,11 @@ public struct ProxyBenchmark: Sendable {
     }
 
     /// New connections per second, the seconds it measured, and the load threads it used.
-    func connectionRate(via proxy: Endpoint, to target: Endpoint, clients: Int, completion: SOCKSConnectLoad.Completion = .reset) throws
-        -> (rate: Double, seconds: Double, threads: Int) {
-        let load = SOCKSConnectLoad(proxy: proxy, target: target, concurrency: clients, completion: completion)
+    /// With `names`, each CONNECT names the next of them (and `target`'s port) instead of
+    /// giving the address.
+    func connectionRate(via proxy: Endpoint, to target: Endpoint, names: [String] = [], clients: Int,
+                        completion: SOCKSConnectLoad.Completion = .reset) throws -> (rate: Double, seconds: Double, threads: Int) {
+        let load = SOCKSConnectLoad(proxy: proxy, target: target, names: names, concurrency: clients, completion: completion)
         let outcome = try load.run(for: .milliseconds(Int(seconds * 1000)), limit: 10_000_000)
         if let failure = outcome.failure { throw BenchmarkFailure(failure) }
         return (Double(outcome.completed) / outcome.seconds, outcome.seconds, load.threadCount)

@@ -15,13 +15,26 @@ import Synchronization
 /// move.
 struct SOCKSConnectLoad: Sendable {
     let proxy: Endpoint
+    /// Where each CONNECT goes: this address and port, or with `names` its port only.
     let target: Endpoint
+    /// Names to CONNECT to instead of `target`'s address (SOCKS5 address type 3), each
+    /// exchange the next in turn over all threads; empty for the address itself.
+    var names: [String] = []
     /// Exchanges in flight at once, over all threads.
     let concurrency: Int
     /// What becomes of a connection once the proxy has answered CONNECT.
     let completion: Completion
     /// Where connections come from: this dialer's slice, or (nil) a port the kernel picks.
     var dialer: SliceDialer?
+
+    init(proxy: Endpoint, target: Endpoint, names: [String] = [], concurrency: Int, completion: Completion, dialer: SliceDialer? = nil) {
+        self.proxy = proxy
+        self.target = target
+        self.names = names
+        self.concurrency = concurrency
+        self.completion = completion
+        self.dialer = dialer
+    }
 
     enum Completion: Sendable {
         /// Closed at once with a reset, so neither side keeps the 4-tuple (the rate loops).
@@ -61,10 +74,13 @@ struct SOCKSConnectLoad: Sendable {
     func run(for duration: Duration, limit: Int) throws -> Outcome {
         let shared = Shared(limit: limit, deadline: .now + duration)
         let threads = threadCount
+        let requests = names.isEmpty
+            ? [ProxyBenchmark.socksConnectRequest(to: target)]
+            : try names.map { try ProxyBenchmark.socksConnectRequest(toName: $0, port: target.port) }
         let elapsed = try onThreads(threads) { index in
             // Exchanges spread as evenly as they go: 64 over 2 threads is 32 each.
             let slots = concurrency / threads + (index < concurrency % threads ? 1 : 0)
-            Driver(load: self, slots: slots, shared: shared).run()
+            Driver(load: self, requests: requests, slots: slots, shared: shared).run()
         }
         var outcome = shared.outcome.withLock { $0 }
         outcome.seconds = elapsed
@@ -74,19 +90,23 @@ struct SOCKSConnectLoad: Sendable {
     /// What the threads share: how many exchanges may still start, and their results.
     private final class Shared: Sendable {
         let deadline: ContinuousClock.Instant
+        private let limit: Int
         private let startsLeft: Atomic<Int>
         private let stopped = Atomic<Bool>(false)
         let outcome = Mutex(Outcome())
 
         init(limit: Int, deadline: ContinuousClock.Instant) {
+            self.limit = limit
             startsLeft = Atomic(limit)
             self.deadline = deadline
         }
 
-        /// Whether one more exchange may start; takes it from the budget if so.
-        func claimStart() -> Bool {
-            guard !stopped.load(ordering: .relaxed), ContinuousClock.now < deadline else { return false }
-            return startsLeft.wrappingSubtract(1, ordering: .relaxed).newValue >= 0
+        /// Whether one more exchange may start, as its number in the run (0, 1, ...); takes it
+        /// from the budget if so.
+        func claimStart() -> Int? {
+            guard !stopped.load(ordering: .relaxed), ContinuousClock.now < deadline else { return nil }
+            let left = startsLeft.wrappingSubtract(1, ordering: .relaxed).newValue
+            return left >= 0 ? limit - 1 - left : nil
         }
 
         func finish(completed: Int, kept: [HeldSocket], failure: String?) {
@@ -102,14 +122,17 @@ struct SOCKSConnectLoad: Sendable {
     /// One thread's exchanges; lives on that thread only.
     private final class Driver {
         let load: SOCKSConnectLoad
+        /// The CONNECT requests, one per name (or the one for the address), taken in turn.
+        let requests: [[UInt8]]
         let slots: Int
         let shared: Shared
         var inFlight: [Exchange] = []
         var completed = 0
         var kept: [HeldSocket] = []
 
-        init(load: SOCKSConnectLoad, slots: Int, shared: Shared) {
+        init(load: SOCKSConnectLoad, requests: [[UInt8]], slots: Int, shared: Shared) {
             self.load = load
+            self.requests = requests
             self.slots = slots
             self.shared = shared
         }
@@ -136,10 +159,10 @@ struct SOCKSConnectLoad: Sendable {
         }
 
         private func startWhileAllowed() throws {
-            while inFlight.count < slots, shared.claimStart() {
+            while inFlight.count < slots, let number = shared.claimStart() {
                 let connection = HeldSocket(try connect())
                 try connection.socket.send(ProxyBenchmark.socksGreeting)
-                inFlight.append(Exchange(connection))
+                inFlight.append(Exchange(connection, request: number % requests.count))
             }
         }
 
@@ -168,7 +191,7 @@ struct SOCKSConnectLoad: Sendable {
             switch exchange.stage {
             case .greeting:
                 guard exchange.received == [5, 0] else { throw BenchmarkFailure("the proxy refused SOCKS5 without authentication") }
-                try exchange.connection.socket.send(ProxyBenchmark.socksConnectRequest(to: load.target))
+                try exchange.connection.socket.send(requests[exchange.request])
                 exchange.stage = .reply
                 exchange.received = []
                 return false
@@ -217,11 +240,16 @@ struct SOCKSConnectLoad: Sendable {
         }
 
         let connection: HeldSocket
+        /// Which of the driver's requests it sends.
+        let request: Int
         let started = ContinuousClock.now
         var stage = Stage.greeting
         var received: [UInt8] = []
 
-        init(_ connection: HeldSocket) { self.connection = connection }
+        init(_ connection: HeldSocket, request: Int) {
+            self.connection = connection
+            self.request = request
+        }
 
         var descriptor: CInt { connection.descriptor }
     }

@@ -167,9 +167,10 @@ public struct FlowOpener: Sendable {
         return try allowed(addresses.first { policy.refusal(for: $0, egressAddresses: own) == nil } ?? addresses[0], port: port)
     }
 
-    /// Where a TCP flow of `client` to a name with `resolved` addresses goes: IPv6 first when
-    /// the client has an IPv6 prefix and the name an allowed IPv6 address, IPv4 then (or alone).
-    func destinations(_ resolved: ResolvedAddresses, port: UInt16, for client: IPAddress) throws(OpenFailure) -> Destinations {
+    /// Where a TCP flow to a name with `resolved` addresses goes: IPv6 first when the client
+    /// can leave over IPv6 (`clientHasIPv6`) and the name has an allowed IPv6 address, IPv4
+    /// then (or alone).
+    func destinations(_ resolved: ResolvedAddresses, port: UInt16, clientHasIPv6: Bool) throws(OpenFailure) -> Destinations {
         var refusal: OpenFailure?
         func firstAllowed(_ addresses: [IPAddress]) -> IPEndpoint? {
             for address in addresses {
@@ -177,7 +178,7 @@ public struct FlowOpener: Sendable {
             }
             return nil
         }
-        let viaIPv6 = ipv6Source(for: client) == nil ? nil : firstAllowed(resolved.ipv6.map(IPAddress.v6))
+        let viaIPv6 = clientHasIPv6 ? firstAllowed(resolved.ipv6.map(IPAddress.v6)) : nil
         let viaIPv4 = firstAllowed(resolved.ipv4.map(IPAddress.v4))
         switch (viaIPv6, viaIPv4) {
         case (let six?, let four): return Destinations(first: six, fallback: four)

@@ -232,3 +232,17 @@ public struct SharedPortListener: ~Copyable {
 
     deinit { Syscalls.close(descriptor) }
 }
+
+/// What tells that a file changed without reading it: one `stat`, far cheaper than reading
+/// (and than Foundation's attributes, which look up the owner's and group's names too).
+public struct FileStamp: Hashable, Sendable {
+    public let modified: Int64
+    public let size: Int64
+    public let inode: UInt64
+    public let device: UInt64
+
+    /// The file's stamp now; nil when it cannot be read (a missing file).
+    public static func of(_ path: String) -> FileStamp? {
+        try? Syscalls.fileStamp(path).get()
+    }
+}

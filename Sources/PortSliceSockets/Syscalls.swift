@@ -17,7 +17,7 @@ enum Syscalls {
         case listen, accept, fcntl, setns, uname, getrlimit, setrlimit, getaddrinfo
         case shutdown, recvmmsg, recvfrom, sendto, getpeername, getifaddrs
         case epollCreate = "epoll_create1", epollCtl = "epoll_ctl", epollWait = "epoll_wait", eventfd, read, write
-        case accept4
+        case accept4, stat
     }
 
     // MARK: - Plumbing
@@ -383,6 +383,17 @@ enum Syscalls {
         performReturningInt32(.recvmmsg) {
             cportslice_receive_datagrams(descriptor, buffer.baseAddress, UInt32(slotSize), UInt32(lengths.count), lengths.baseAddress)
         }.map(Int.init)
+    }
+
+    /// `stat(2)`: modification time (nanoseconds), size, inode and device of a file.
+    @inline(never)
+    static func fileStamp(_ path: String) -> Result<FileStamp, Errno> {
+        var info = Glibc.stat()
+        // fstatat rather than stat: in Swift `stat` names the struct as well as the call.
+        return performReturningInt32(.stat) { Glibc.fstatat(AT_FDCWD, path, &info, 0) }.map { _ in
+            FileStamp(modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
+                      size: Int64(info.st_size), inode: UInt64(info.st_ino), device: UInt64(info.st_dev))
+        }
     }
 
     // MARK: - Process and kernel

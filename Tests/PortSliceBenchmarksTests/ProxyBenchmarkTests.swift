@@ -4,6 +4,13 @@ import PortSliceSockets
 import Testing
 @testable import PortSliceBenchmarks
 
+/// The `portslice` executable beside the test bundle (both are products of the same build).
+enum BuiltPortslice {
+    static let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("portslice").path
+    static let built = FileManager.default.isExecutableFile(atPath: path)
+    static let missing: Comment = "needs the portslice executable beside the test bundle (swift build)"
+}
+
 enum Python3 {
     static let installed = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
     static let missing: Comment = "needs python3 (the idle destination and the stand-in proxy run in it)"
@@ -89,11 +96,106 @@ struct ProxyBenchmarkTests {
         let refusedTarget = Endpoint(IPv4Address(127, 0, 0, 1), StandInProxy.refusedPort)
         let refused = try SOCKSConnectLoad(proxy: proxy.endpoint, target: refusedTarget, concurrency: 1, completion: .reset).run(for: .seconds(10), limit: 5)
         #expect(refused.completed == 0 && refused.failure?.contains("reply 5") == true)
+
+        // By name (address type 3): the stand-in reads the name's length to find the port.
+        let byName = try SOCKSConnectLoad(proxy: proxy.endpoint, target: target, names: ["a.example", "bb.example"], concurrency: 3,
+                                          completion: .reset).run(for: .seconds(10), limit: 7)
+        #expect(byName.failure == nil && byName.completed == 7)
+        let refusedByName = try SOCKSConnectLoad(proxy: proxy.endpoint, target: refusedTarget, names: ["a.example"], concurrency: 1,
+                                                 completion: .reset).run(for: .seconds(10), limit: 2)
+        #expect(refusedByName.completed == 0 && refusedByName.failure?.contains("reply 5") == true)
+    }
+
+    @Test func connectRequestByName() throws {
+        #expect(try ProxyBenchmark.socksConnectRequest(toName: "ab.c", port: 0x1F90) == [5, 1, 0, 3, 4, 0x61, 0x62, 0x2E, 0x63, 0x1F, 0x90])
+        #expect(throws: BenchmarkFailure.self) { try ProxyBenchmark.socksConnectRequest(toName: "", port: 80) }
+        #expect(throws: BenchmarkFailure.self) { try ProxyBenchmark.socksConnectRequest(toName: String(repeating: "a", count: 256), port: 80) }
+    }
+
+    /// A query as the proxy's resolver sends it: ID, RD, one question, an OPT record with a
+    /// client subnet (127.0.0.0/24) after it.
+    static func query(id: UInt16, name: String, type: UInt16) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]
+        for label in name.split(separator: ".") { bytes += [UInt8(label.utf8.count)] + Array(label.utf8) }
+        bytes += [0, UInt8(type >> 8), UInt8(type & 0xff), 0, 1]
+        bytes += [0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 127, 0, 0]
+        return bytes
+    }
+
+    /// A for a name in the zone (any case) gets the address for 300 s, the question echoed
+    /// and no OPT; AAAA gets NOERROR with nothing; a name outside the zone REFUSED; responses
+    /// and broken messages nothing.
+    @Test func nameServerAnswers() throws {
+        let address = IPv4Address(127, 0, 0, 1)
+        let zone = "bench.test"
+        let a = Self.query(id: 0xBEEF, name: "Host7.Bench.test", type: 1)
+        let reply = try #require(a.withUnsafeBytes { BenchmarkNameServer.answer(to: $0, zone: zone, address: address) })
+        let question = Array(a[12..<(a.count - 22)])
+        #expect(reply.answeredName == "host7.bench.test")
+        #expect(reply.message == [0xBE, 0xEF, 0x85, 0x00, 0, 1, 0, 1, 0, 0, 0, 0] + question
+                    + [0xC0, 12, 0, 1, 0, 1, 0, 0, 0x01, 0x2C, 0, 4, 127, 0, 0, 1])
+
+        let aaaa = Self.query(id: 2, name: "host7.bench.test", type: 28)
+        let noData = try #require(aaaa.withUnsafeBytes { BenchmarkNameServer.answer(to: $0, zone: zone, address: address) })
+        #expect(noData.answeredName == nil)
+        #expect(noData.message == [0, 2, 0x85, 0x00, 0, 1, 0, 0, 0, 0, 0, 0] + Array(aaaa[12..<(aaaa.count - 22)]))
+
+        let outside = Self.query(id: 3, name: "example.com", type: 1)
+        let refused = try #require(outside.withUnsafeBytes { BenchmarkNameServer.answer(to: $0, zone: zone, address: address) })
+        #expect(refused.answeredName == nil && refused.message[3] & 0x0F == 5 && refused.message[7] == 0)
+        // "notbench.test" is not under "bench.test".
+        let lookalike = Self.query(id: 4, name: "notbench.test", type: 1)
+        #expect(lookalike.withUnsafeBytes { BenchmarkNameServer.answer(to: $0, zone: zone, address: address) }?.message[3] == 0x05)
+
+        var response = a
+        response[2] |= 0x80
+        #expect(response.withUnsafeBytes { BenchmarkNameServer.answer(to: $0, zone: zone, address: address) } == nil)
+        let cut = Array(a[..<20])
+        #expect(cut.withUnsafeBytes { BenchmarkNameServer.answer(to: $0, zone: zone, address: address) } == nil)
+    }
+
+    /// The by-name row, briefly, through the built proxy: connections complete, and the name
+    /// server was asked for each name used at least once and at most once per proxy loop (each
+    /// loop keeps the answer for its TTL), for no other name.
+    @Test(.enabled(if: BuiltPortslice.built, BuiltPortslice.missing))
+    func connectionsByNameThroughPortslice() throws {
+        let closing = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
+        let nameServer = try BenchmarkNameServer(zone: ProxyBenchmark.benchmarkZone, answering: closing.endpoint.address)
+        defer { nameServer.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-names-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0)).endpoint.port  // free a moment ago
+        let process = try ProxyBenchmark.startPortslice(BuiltPortslice.path, port: port, slice: "127.0.0.5:40000-44999",
+                                                        nameServer: nameServer.endpoint, directory: directory)
+        defer { ProxyBenchmark.stop(process) }
+        let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
+        try ProxyBenchmark.waitUntilListening(proxy, process: process, name: "portslice")
+
+        var benchmark = ProxyBenchmark()
+        benchmark.seconds = 0.5
+        // 16 clients on a cold cache (lookups of one name on one loop share its query), then 1.
+        var completed = 0
+        for clients in [16, 1] {
+            let row = try benchmark.measureConnections(of: process, as: ProxyBenchmark.namesRowProxy, clients: clients) {
+                let measured = try benchmark.connectionRate(via: proxy, to: closing.endpoint, names: ProxyBenchmark.destinationNames, clients: clients)
+                completed = max(completed, Int((measured.rate * measured.seconds).rounded()))
+                return measured
+            }
+            #expect(row.connectionsPerSecond > 0 && row.proxy == ProxyBenchmark.namesRowProxy && row.bytesPerSecond == nil)
+        }
+        // Each run takes the names in turn from the first, so the longer used these.
+        let used = ProxyBenchmark.destinationNames.prefix(completed)
+        let answered = nameServer.answeredQueries
+        let loops = ProcessInfo.processInfo.activeProcessorCount
+        #expect(completed > 0)
+        #expect(Set(answered.keys) == Set(used), "asked for exactly the names used")
+        for name in used { #expect((1...loops).contains(answered[name] ?? 0), "\(name): \(answered[name] ?? 0) queries, \(loops) loops") }
     }
 }
 
-/// A SOCKS5 proxy in python3 that answers every greeting and CONNECT without connecting
-/// anywhere: success, except reply 5 (refused) for port `refusedPort`; on its second port it
+/// A SOCKS5 proxy in python3 that answers every greeting and CONNECT (to an IPv4 address or a
+/// name) without connecting anywhere: success, except reply 5 (refused) for port `refusedPort`; on its second port it
 /// closes each connection right after the reply, as a destination closing at once would.
 final class StandInProxy {
     static let refusedPort: UInt16 = 7
@@ -125,7 +227,9 @@ final class StandInProxy {
                 try:
                     exactly(connection, 3)
                     connection.sendall(bytes([5, 0]))
-                    port = struct.unpack(">H", exactly(connection, 10)[8:10])[0]
+                    head = exactly(connection, 5)
+                    rest = exactly(connection, 5 if head[3] == 1 else head[4] + 2)
+                    port = struct.unpack(">H", rest[-2:])[0]
                     connection.sendall(bytes([5, 5 if port == \(refusedPort) else 0, 0, 1, 0, 0, 0, 0, 0, 0]))
                 except EOFError:
                     connection.close()
