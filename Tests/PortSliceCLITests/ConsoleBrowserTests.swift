@@ -200,20 +200,7 @@ private struct API {
 
     /// `curl -X method`; the body, after checking the status when `expect` is given.
     func call(_ method: String, _ path: String, token: String, json: String? = nil, expect: Int? = nil) throws -> String {
-        var arguments = ["curl", "-s", "--max-time", "10", "-X", method, "-o", "-", "-w", "\n%{http_code}",
-                         "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)"]
-        if let json { arguments += ["-H", "Content-Type: application/json", "-d", json] }
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = arguments
-        let pipe = Pipe()
-        curl.standardOutput = pipe
-        try curl.run()
-        let answer = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        curl.waitUntilExit()
-        let lines = answer.split(separator: "\n", omittingEmptySubsequences: false)
-        let status = Int(lines.last ?? "") ?? 0
-        let body = lines.dropLast().joined(separator: "\n")
+        let (status, body) = try ServeTests.Server.request(port: port, method: method, path, token: token, json: json)
         if let expect, status != expect {
             throw CommandRunner.RunnerError("\(method) \(path): HTTP \(status), expected \(expect): \(body)")
         }

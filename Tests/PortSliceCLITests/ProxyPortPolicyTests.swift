@@ -62,15 +62,7 @@ extension ProxyTests {
 
     /// A UDP ASSOCIATE client: one datagram to 127.0.0.1:25 (argv 2 is the echo server's
     /// port), then one to the echo server, whose answer proves the relay served on.
-    static let udpToPort25Client = #"""
-        import socket, struct, sys
-        proxy_port, target_port = int(sys.argv[1]), int(sys.argv[2])
-        tcp = socket.create_connection(("127.0.0.1", proxy_port), timeout=5)
-        tcp.sendall(b"\x05\x01\x00"); assert tcp.recv(2) == b"\x05\x00"
-        tcp.sendall(b"\x05\x03\x00\x01" + socket.inet_aton("0.0.0.0") + struct.pack("!H", 0))
-        reply = tcp.recv(10); assert reply[:2] == b"\x05\x00", reply
-        relay = (socket.inet_ntoa(reply[4:8]), struct.unpack("!H", reply[8:10])[0])
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.settimeout(5); udp.bind(("127.0.0.1", 0))
+    static let udpToPort25Client = ProxyTests.udpAssociation + #"""
         udp.sendto(b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", 25) + b"HELO", relay)
         header = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", target_port)
         udp.sendto(header + b"after", relay)

@@ -275,9 +275,9 @@ struct ProxyTests {
         #expect(!stopped.errorOutput.contains("s3cret"))
     }
 
-    /// A UDP ASSOCIATE client from Python's standard library: three datagrams to the echo
-    /// server through the relay, each answer checked (header and payload).
-    static let udpClient = #"""
+    /// The start of a Python UDP ASSOCIATE client (argv: the proxy's port, the echo server's):
+    /// the association asked for over TCP, `relay` its address, `udp` the client's socket.
+    static let udpAssociation = #"""
         import socket, struct, sys
         proxy_port, target_port = int(sys.argv[1]), int(sys.argv[2])
         tcp = socket.create_connection(("127.0.0.1", proxy_port), timeout=5)
@@ -286,6 +286,12 @@ struct ProxyTests {
         reply = tcp.recv(10); assert reply[:2] == b"\x05\x00", reply
         relay = (socket.inet_ntoa(reply[4:8]), struct.unpack("!H", reply[8:10])[0])
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.settimeout(5); udp.bind(("127.0.0.1", 0))
+
+        """#
+
+    /// A UDP ASSOCIATE client from Python's standard library: three datagrams to the echo
+    /// server through the relay, each answer checked (header and payload).
+    static let udpClient = udpAssociation + #"""
         header = b"\x00\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", target_port)
         for i in range(3):
             payload = b"datagram %d" % i

@@ -21,7 +21,13 @@ struct ServeTests {
 
         /// `curl` against the server: the HTTP status and the body.
         func request(_ path: String, token: String? = nil, json: String? = nil) throws -> (Int, String) {
-            var arguments = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+            try Self.request(port: port, path, token: token, json: json)
+        }
+
+        /// `curl [-X method]` against the server on `port` (10 s at most): the status and the body.
+        static func request(port: Int, method: String? = nil, _ path: String, token: String? = nil, json: String? = nil) throws -> (Int, String) {
+            var arguments = ["curl", "-s", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+            if let method { arguments += ["-X", method] }
             if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
             if let json { arguments += ["-H", "Content-Type: application/json", "-d", json] }
             let curl = Process()
