@@ -115,6 +115,10 @@ final class EngineResolver {
     /// The hosts file's modification time, size and inode when last read.
     private var hostsStamp: FileStamp?
     private var hostsRead = false
+    /// The loop's millisecond when the hosts file was last looked at: at most once per
+    /// millisecond, so a busy loop pays one `stat` for many lookups and a change made by hand
+    /// is still seen by the next lookup.
+    private var hostsCheckedAt: Int64 = -1
     private let datagram = UnsafeMutableRawBufferPointer.allocate(byteCount: datagramBuffer, alignment: 8)
 
     private struct Question: Hashable {
@@ -188,7 +192,7 @@ final class EngineResolver {
     /// or the cache answers.
     func lookUp(_ name: String, for client: IPAddress, egress4: IPv4Address?, egress6: IPv6Address?, now: Int64,
                 completion: @escaping Completion) {
-        if let listed = currentHosts().addresses(for: name) {
+        if let listed = currentHosts(now: now).addresses(for: name) {
             let found = ResolvedAddresses(ipv4: listed.ipv4, ipv6: egress6 == nil ? [] : listed.ipv6)
             return completion(found.isEmpty ? .failure(.noAddress) : .success(found))
         }
@@ -209,9 +213,10 @@ final class EngineResolver {
     }
 
     /// The hosts file as it is now: read again when its modification time, size or inode
-    /// changed (one `stat` per lookup by name, under a microsecond).
-    private func currentHosts() -> HostsFile {
-        guard let path = settings.hostsFile else { return hosts }
+    /// changed (one `stat`, under a microsecond, at most once per millisecond of the loop).
+    private func currentHosts(now: Int64) -> HostsFile {
+        guard let path = settings.hostsFile, now != hostsCheckedAt else { return hosts }
+        hostsCheckedAt = now
         let stamp = FileStamp.of(path)
         if stamp != hostsStamp || !hostsRead {
             hostsStamp = stamp
