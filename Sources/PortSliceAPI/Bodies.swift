@@ -254,8 +254,10 @@ public struct PrefixList: Codable, Sendable, Hashable {
 public struct HostBody: Codable, Sendable, Hashable {
     public let name: String
     public let labels: [String: String]
-    /// Leases it holds now.
+    /// Slice leases it holds now.
     public let leases: Int
+    /// IPv6 prefix leases it holds now.
+    public let prefixLeases: Int
     /// When it last renewed (or acquired) a lease it holds now; absent when it holds none.
     public let lastRenewal: Int64?
     /// It holds leases and has not renewed for more than half the lease time it asked for
@@ -264,10 +266,11 @@ public struct HostBody: Codable, Sendable, Hashable {
     /// The trait classes its current leases were asked for.
     public let wants: [Traits]
 
-    public init(name: String, labels: [String: String], leases: Int, lastRenewal: Int64?, renewalLate: Bool, wants: [Traits]) {
+    public init(name: String, labels: [String: String], leases: Int, prefixLeases: Int, lastRenewal: Int64?, renewalLate: Bool, wants: [Traits]) {
         self.name = name
         self.labels = labels
         self.leases = leases
+        self.prefixLeases = prefixLeases
         self.lastRenewal = lastRenewal
         self.renewalLate = renewalLate
         self.wants = wants

@@ -720,7 +720,7 @@ public enum ConsolePage {
           colourHosts([host.name]);
           return `<tr class="${host.renewalLate ? 'late' : ''}" data-host-row="${escapeHTML(host.name)}">`
             + `<td class="name" data-host="${escapeHTML(host.name)}"><span class="swatch"></span>${escapeHTML(host.name)}</td>`
-            + `<td>${labels}</td><td class="num">${host.leases}</td><td>${timeCell(host.lastRenewal)}</td>`
+            + `<td>${labels}</td><td class="num">${host.leases}${host.prefixLeases ? ` + ${host.prefixLeases} IPv6` : ''}</td><td>${timeCell(host.lastRenewal)}</td>`
             + `<td>${late}</td><td>${wants}</td></tr>`;
         }).join('');
       }

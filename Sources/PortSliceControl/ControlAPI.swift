@@ -85,7 +85,7 @@ public struct ControlAPI: Sendable {
         on(router, .listHosts) { _, _, _ in
             let hosts = try await store.hosts(now: now())
             return try Self.json(HostList(hosts: hosts.map { host in
-                HostBody(name: host.name, labels: host.labels, leases: host.leases, lastRenewal: host.lastRenewal?.milliseconds,
+                HostBody(name: host.name, labels: host.labels, leases: host.leases, prefixLeases: host.prefixLeases, lastRenewal: host.lastRenewal?.milliseconds,
                          renewalLate: host.renewalLate, wants: host.wants)
             }))
         }

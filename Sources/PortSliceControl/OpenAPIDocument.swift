@@ -1414,7 +1414,7 @@ enum OpenAPIDocument {
               type: object
               description: A host as `GET /v1/hosts` shows it.
               additionalProperties: false
-              required: [name, labels, leases, renewalLate, wants]
+              required: [name, labels, leases, prefixLeases, renewalLate, wants]
               properties:
                 name:
                   type: string
@@ -1426,7 +1426,11 @@ enum OpenAPIDocument {
                 leases:
                   type: integer
                   minimum: 0
-                  description: Leases it holds now.
+                  description: Slice leases it holds now.
+                prefixLeases:
+                  type: integer
+                  minimum: 0
+                  description: IPv6 prefix leases it holds now.
                 lastRenewal:
                   type: integer
                   format: int64

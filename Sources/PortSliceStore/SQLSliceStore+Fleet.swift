@@ -8,12 +8,14 @@ extension SQLSliceStore {
     static let edgeReportRefresh = Duration.seconds(60)
 
     public func hosts(now: Moment) async throws -> [HostSummary] {
-        let (hosts, leased) = try await withDatabase {
+        let (hosts, leased, prefixes) = try await withDatabase {
             (try await self.query("SELECT name, labels FROM hosts ORDER BY name"),
-             try await self.query("SELECT host, renewed, expires, wanted FROM slices WHERE state = 'leased' ORDER BY lease_id"))
+             try await self.query("SELECT host, renewed, expires, wanted FROM slices WHERE state = 'leased' ORDER BY lease_id"),
+             try await self.query("SELECT host, COUNT(*) AS held FROM prefix_leases WHERE state = 'leased' GROUP BY host"))
         }
         var byHost: [String: [SQLRow]] = [:]
         for row in leased { byHost[row.text("host") ?? "", default: []].append(row) }
+        let prefixLeases = Dictionary(prefixes.map { ($0.text("host") ?? "", Int($0.integer("held") ?? 0)) }, uniquingKeysWith: +)
         return try hosts.map { row in
             let name = row.text("name") ?? ""
             let leases = byHost[name] ?? []
@@ -32,6 +34,7 @@ extension SQLSliceStore {
             }
             return HostSummary(
                 name: name, labels: try Self.decode([String: String].self, row.text("labels")), leases: leases.count,
+                prefixLeases: prefixLeases[name, default: 0],
                 lastRenewal: lastRenewal.map { Moment(milliseconds: $0) }, renewalLate: late, wants: wants)
         }
     }

@@ -114,6 +114,7 @@ public struct HostSummary: Hashable, Sendable {
     public let name: String
     public let labels: [String: String]
     public let leases: Int
+    public let prefixLeases: Int
     /// The latest renewal (or acquisition) among its leases.
     public let lastRenewal: Moment?
     /// Some lease of it has gone more than half its lease time without renewal.

@@ -17,13 +17,16 @@ extension ControlAPITests {
             let viewer = try #require(viewerBody["token"] as? String)
             let (_, before) = try await call(client, .get, "/v1/hosts", token: viewer)
             let idle = try #require((before["hosts"] as? [[String: Any]])?.first)
-            #expect(idle["name"] as? String == "h1" && idle["leases"] as? Int == 0 && idle["lastRenewal"] == nil && idle["renewalLate"] as? Bool == false)
+            #expect(idle["name"] as? String == "h1" && idle["leases"] as? Int == 0 && idle["prefixLeases"] as? Int == 0
+                    && idle["lastRenewal"] == nil && idle["renewalLate"] as? Bool == false)
 
             #expect(try await call(client, .post, "/v1/leases", token: host, json: #"{"country": "US", "count": 2, "ttlSeconds": 60}"#).0 == .created)
+            #expect(try await call(client, .post, "/v1/prefixes", token: Self.adminToken, json: #"{"prefix": "2001:db8:10::/48", "country": "US"}"#).0 == .created)
+            #expect(try await call(client, .post, "/v1/prefix-leases", token: host, json: #"{"country": "US", "ttlSeconds": 60}"#).0 == .created)
             clock.advance(.seconds(20))
             let (_, fresh) = try await call(client, .get, "/v1/hosts", token: viewer)
             let leasing = try #require((fresh["hosts"] as? [[String: Any]])?.first)
-            #expect(leasing["leases"] as? Int == 2)
+            #expect(leasing["leases"] as? Int == 2 && leasing["prefixLeases"] as? Int == 1)
             #expect(leasing["lastRenewal"] as? Int == Int(Self.start.milliseconds))
             #expect(leasing["renewalLate"] as? Bool == false)
             #expect((leasing["wants"] as? [[String: Any]])?.map { $0["country"] as? String } == ["US"], "\(leasing)")

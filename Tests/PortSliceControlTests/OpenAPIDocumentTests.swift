@@ -834,15 +834,15 @@ struct BodySample: Sendable, CustomTestStringConvertible {
         },
         BodySample("NewAddress", "slice size") { NewAddress(address: BodyFixture.address, sliceSize: 1024) },
         BodySample("HostBody", "holding leases, late") {
-            HostBody(name: "h1", labels: ["rack": "a1"], leases: 2, lastRenewal: BodyFixture.start.milliseconds, renewalLate: true,
+            HostBody(name: "h1", labels: ["rack": "a1"], leases: 2, prefixLeases: 1, lastRenewal: BodyFixture.start.milliseconds, renewalLate: true,
                      wants: [try BodyFixture.traits(), .unknown])
         },
-        BodySample("HostBody", "idle") { HostBody(name: "h2", labels: [:], leases: 0, lastRenewal: nil, renewalLate: false, wants: []) },
+        BodySample("HostBody", "idle") { HostBody(name: "h2", labels: [:], leases: 0, prefixLeases: 0, lastRenewal: nil, renewalLate: false, wants: []) },
         BodySample("HostList", "two hosts") {
             HostList(hosts: [
-                HostBody(name: "h1", labels: ["rack": "a1", "zone": "east"], leases: 1, lastRenewal: BodyFixture.start.milliseconds,
+                HostBody(name: "h1", labels: ["rack": "a1", "zone": "east"], leases: 1, prefixLeases: 0, lastRenewal: BodyFixture.start.milliseconds,
                          renewalLate: false, wants: [try Traits(category: .mobile)]),
-                HostBody(name: "h2", labels: [:], leases: 0, lastRenewal: nil, renewalLate: false, wants: []),
+                HostBody(name: "h2", labels: [:], leases: 0, prefixLeases: 0, lastRenewal: nil, renewalLate: false, wants: []),
             ])
         },
         BodySample("HostList", "none") { HostList(hosts: []) },
