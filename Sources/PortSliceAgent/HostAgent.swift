@@ -5,8 +5,10 @@ import PortSliceCore
 import PortSliceSockets
 
 /// Keeps this host's leases: adopts the ones it already has, acquires what each `LeaseWant`
-/// lacks, and renews them all in one request every third of the lease time (give or take a
-/// fifth, so a fleet started together does not renew together).
+/// lacks (its slices, and one IPv6 prefix when the allocator has prefixes to lease), and renews
+/// them all in one request every third of the lease time (give or take a fifth, so a fleet
+/// started together does not renew together). Slices and prefixes are kept alike: the same
+/// deadlines, adoption and release apply to both.
 ///
 /// Every lease has a local deadline: the moment its renewal (or acquisition) request was sent,
 /// plus the lease time asked for. The allocator's expiry is never earlier, since it counts from
@@ -34,7 +36,7 @@ public actor HostAgent {
     }
 
     private struct Kept {
-        var held: HeldSlice
+        var held: HeldLease
         /// Which want it counts towards; nil for a lease adopted beyond every want.
         var want: Int?
         var deadline: ContinuousClock.Instant
@@ -43,12 +45,12 @@ public actor HostAgent {
     public let settings: Settings
     private let client: AllocatorClient
     private let network: HostNetworkSetup?
-    private let use: @Sendable ([HeldSlice]) throws -> Void
+    private let use: @Sendable (Holdings) throws -> Void
     private let logger: Logger
-    private var kept: [Int64: Kept] = [:]
-    /// The slices last handed to `use`, and to the host setup.
-    private var published: Set<HeldSlice> = []
-    private var configured: Set<HeldSlice> = []
+    private var kept: [LeaseKey: Kept] = [:]
+    /// The leases last handed to `use`, and to the host setup.
+    private var published: Set<HeldLease> = []
+    private var configured: Set<HeldLease> = []
     private var publishing = false
     /// The last failure reaching the allocator, logged once until it answers again.
     private var outage: String?
@@ -57,17 +59,17 @@ public actor HostAgent {
 
     /// - Parameters:
     ///   - client: the allocator, with this host's token.
-    ///   - network: puts the addresses on loopback and applies the host guard; nil leaves both
-    ///     to the operator.
-    ///   - use: told the slices new flows may leave from, whenever they change. When slices
-    ///     are lost it is told first (before the guard and addresses change); when slices are
-    ///     gained it is told last (after their addresses are in place). When it throws, the
-    ///     change is offered again on the next pass.
+    ///   - network: puts the addresses (and the prefixes' local routes) on loopback and applies
+    ///     the host guard; nil leaves all of it to the operator.
+    ///   - use: told the slices and prefixes new flows may leave from, whenever they change.
+    ///     When leases are lost it is told first (before the guard, addresses and routes
+    ///     change); when leases are gained it is told last (after their addresses and routes
+    ///     are in place). When it throws, the change is offered again on the next pass.
     ///   - logger: where leases gained (info), lost or expired (warning), and the allocator's
     ///     outages (warning as one begins, notice as it ends) are told, with the lease, slice
     ///     and traits as metadata.
     public init(client: AllocatorClient, settings: Settings, network: HostNetworkSetup? = nil,
-                use: @escaping @Sendable ([HeldSlice]) throws -> Void, logger: Logger) {
+                use: @escaping @Sendable (Holdings) throws -> Void, logger: Logger) {
         self.client = client
         self.settings = settings
         self.network = network
@@ -76,7 +78,9 @@ public actor HostAgent {
     }
 
     /// The slices held now.
-    public var slices: [HeldSlice] { kept.values.map(\.held).sorted { $0.leaseID < $1.leaseID } }
+    public var slices: [HeldSlice] { Holdings(kept.values.map(\.held)).slices }
+    /// The IPv6 prefixes held now.
+    public var prefixes: [HeldPrefix] { Holdings(kept.values.map(\.held)).prefixes }
 
     /// When to talk to the allocator next.
     private var nextContact = ContinuousClock.now
@@ -161,42 +165,52 @@ public actor HostAgent {
 
     private var leaseSeconds: Int64 { settings.leaseTime.components.seconds }
 
-    /// Renews every lease; the answer lists every live lease of this host, so those it no
-    /// longer lists are dropped, and those the agent does not know (a previous run's) are
-    /// adopted while a want has room, else released.
+    /// Renews every lease, slices and prefixes in one request; the answer lists every live
+    /// lease of this host, so those it no longer lists are dropped, and those the agent does
+    /// not know (a previous run's) are adopted while a want has room, else released.
     private func renewAndAdopt() async throws {
         let sent = ContinuousClock.now
-        let listed = try await client.renewAll(ttlSeconds: leaseSeconds, timeout: requestTimeout)
-        let listedIDs = Set(listed.map(\.id))
-        for (id, lost) in kept where !listedIDs.contains(id) {
-            kept[id] = nil
-            logger.warning("\(lost.held) lost: the allocator no longer lists it (expired or taken back); no new flow leaves from it", metadata: Self.metadata(lost.held))
+        let answer = try await client.renewAllLeases(ttlSeconds: leaseSeconds, timeout: requestTimeout)
+        let listed = answer.leases.map { (key: LeaseKey(kind: .slice, id: $0.id), body: $0) }
+        // An allocator older than IPv6 prefixes lists none (nil): this host holds none there.
+        let listedPrefixes = (answer.prefixLeases ?? []).map { HeldLease.prefix(HeldPrefix(body: $0)) }
+        let listedKeys = Set(listed.map(\.key) + listedPrefixes.map(\.key))
+        for (key, lost) in kept where !listedKeys.contains(key) {
+            kept[key] = nil
+            logger.warning("\(lost.held) lost: the allocator no longer lists it (expired or taken back); no new flow leaves from it", metadata: lost.held.metadata)
         }
         withdrawLost()
-        var unknown: [HeldSlice] = []
-        for body in listed {
-            if kept[body.id] != nil {
-                kept[body.id]?.deadline = sent + settings.leaseTime
-            } else if let held = readable(body) {
-                unknown.append(held)
-            }
+        var unknown: [HeldLease] = []
+        for (key, body) in listed where kept[key] == nil {
+            if let held = readable(body) { unknown.append(.slice(held)) }
+        }
+        unknown += listedPrefixes.filter { kept[$0.key] == nil }
+        for key in listedKeys where kept[key] != nil {
+            kept[key]?.deadline = sent + settings.leaseTime
         }
         // The closest lease and want first, so each want keeps the leases that suit it best.
         while let (index, want) = bestPairing(of: unknown) {
             let held = unknown.remove(at: index)
-            kept[held.leaseID] = Kept(held: held, want: want, deadline: sent + settings.leaseTime)
-            logger.info("\(held): adopted (held by this host, not known to this run)", metadata: Self.metadata(held))
+            kept[held.key] = Kept(held: held, want: want, deadline: sent + settings.leaseTime)
+            logger.info("\(held): adopted (held by this host, not known to this run)", metadata: held.metadata)
         }
         for held in unknown {
-            logger.info("\(held): held by this host beyond every --want; releasing it", metadata: Self.metadata(held))
+            logger.info("\(held): held by this host beyond every --want; releasing it", metadata: held.metadata)
             await release(held)
         }
     }
 
-    /// Of `leases` and the wants with room, the closest pair in traits; nil when none is left.
-    private func bestPairing(of leases: [HeldSlice]) -> (lease: Int, want: Int)? {
-        let open = settings.wants.indices.filter { want in kept.values.count { $0.want == want } < settings.wants[want].count }
-        return leases.indices.flatMap { lease in open.map { (lease: lease, want: $0) } }
+    /// How many more leases of `kind` want `want` has room for: its count of slices, and one
+    /// prefix (a /64 gives every client an address of its own already).
+    private func room(in want: Int, for kind: LeaseKind) -> Int {
+        let wanted = kind == .slice ? settings.wants[want].count : 1
+        return wanted - kept.values.count { $0.want == want && $0.held.kind == kind }
+    }
+
+    /// Of `leases` and the wants with room for them, the closest pair in traits; nil when none
+    /// is left.
+    private func bestPairing(of leases: [HeldLease]) -> (lease: Int, want: Int)? {
+        leases.indices.flatMap { lease in settings.wants.indices.filter { room(in: $0, for: leases[lease].kind) > 0 }.map { (lease: lease, want: $0) } }
             .max { Closeness(of: leases[$0.lease].traits, to: settings.wants[$0.want].traits) < Closeness(of: leases[$1.lease].traits, to: settings.wants[$1.want].traits) }
     }
 
@@ -211,19 +225,27 @@ public actor HostAgent {
         }
     }
 
-    private func release(_ held: HeldSlice) async {
+    private func release(_ held: HeldLease) async {
         do {
-            try await client.release(held.leaseID, timeout: requestTimeout)
+            switch held {
+            case .slice(let slice): try await client.release(slice.leaseID, timeout: requestTimeout)
+            case .prefix(let prefix): try await client.releasePrefix(prefix.leaseID, timeout: requestTimeout)
+            }
         } catch {
-            logger.warning("\(held): not released (\(error)); it expires on its own", metadata: Self.metadata(held))
+            logger.warning("\(held): not released (\(error)); it expires on its own", metadata: held.metadata)
         }
     }
 
     /// Asks for what each want lacks. A refusal (no capacity, say) or a failure of one request
     /// is logged and tried again at the next renewal; it is not an outage.
     private func acquireMissing() async {
+        await acquireMissingSlices()
+        await acquireMissingPrefixes()
+    }
+
+    private func acquireMissingSlices() async {
         for (index, want) in settings.wants.enumerated() {
-            let missing = want.count - kept.values.count { $0.want == index }
+            let missing = room(in: index, for: .slice)
             guard missing > 0 else { continue }
             let sent = ContinuousClock.now
             let granted: [LeaseBody]
@@ -236,19 +258,52 @@ public actor HostAgent {
             }
             for body in granted {
                 guard let held = readable(body) else { continue }
-                kept[body.id] = Kept(held: held, want: index, deadline: sent + settings.leaseTime)
-                logger.info("\(held): acquired for \(want.traits.summary), address traits \(held.traits.summary)",
-                            metadata: Self.metadata(held).merging(["want": "\(want.traits.summary)"]) { $1 })
+                keep(.slice(held), for: index, deadline: sent + settings.leaseTime)
             }
         }
+    }
+
+    /// Asks for one IPv6 prefix for each want that has none. An allocator without prefixes
+    /// (none in its pool, none free for the class, or one older than prefixes) is an ordinary
+    /// state, not a fault: it is told once per round for all wants together, and a later round
+    /// asks again.
+    private func acquireMissingPrefixes() async {
+        var unavailable: [String] = [], reason = ""
+        for (index, want) in settings.wants.enumerated() where room(in: index, for: .prefix) > 0 {
+            let sent = ContinuousClock.now
+            let granted: [PrefixLeaseBody]
+            do {
+                granted = try await client.acquirePrefixes(AcquireRequest(count: 1, ttlSeconds: leaseSeconds, traits: want.traits), timeout: requestTimeout)
+            } catch let failure as APIFailure where failure.status == 503 || failure.status == 404 {
+                unavailable.append(want.traits.summary)
+                reason = failure.status == 404 ? "the allocator does not lease IPv6 prefixes" : failure.message
+                continue
+            } catch {
+                logger.warning("cannot acquire an IPv6 prefix of \(want.traits.summary): \(error); trying again at the next renewal",
+                               metadata: ["want": "\(want.traits.summary)"])
+                continue
+            }
+            for body in granted { keep(.prefix(HeldPrefix(body: body)), for: index, deadline: sent + settings.leaseTime) }
+        }
+        if !unavailable.isEmpty {
+            logger.notice("no IPv6 prefix for \(unavailable.joined(separator: "; ")): \(reason); trying again at the next renewal (IPv4 is unaffected)",
+                          metadata: ["wants": "\(unavailable.count)"])
+        }
+    }
+
+    private func keep(_ held: HeldLease, for want: Int, deadline: ContinuousClock.Instant) {
+        kept[held.key] = Kept(held: held, want: want, deadline: deadline)
+        let traits = settings.wants[want].traits.summary
+        logger.info("\(held): acquired for \(traits), \(held.kind == .slice ? "address" : "prefix") traits \(held.traits.summary)",
+                    metadata: held.metadata.merging(["want": "\(traits)"]) { $1 })
     }
 
     /// Drops leases whose deadline has passed: the allocator may give them to another host now.
     private func dropExpired() {
         let now = ContinuousClock.now
-        for (id, lease) in kept where lease.deadline <= now {
-            kept[id] = nil
-            logger.warning("\(lease.held) expired without renewal (the allocator did not answer); no new flow leaves from it", metadata: Self.metadata(lease.held))
+        for (key, lease) in kept where lease.deadline <= now {
+            kept[key] = nil
+            logger.warning("\(lease.held) expired without renewal (the allocator did not answer); no new flow leaves from it", metadata: lease.held.metadata)
         }
         withdrawLost()
     }
@@ -261,20 +316,20 @@ public actor HostAgent {
         hand(remaining)
     }
 
-    /// Tells `use` the slices flows may leave from; `published` follows only once it took them,
-    /// so a change it refused is offered again on the next pass.
-    private func hand(_ slices: Set<HeldSlice>) {
+    /// Tells `use` the slices and prefixes flows may leave from; `published` follows only once
+    /// it took them, so a change it refused is offered again on the next pass.
+    private func hand(_ leases: Set<HeldLease>) {
         do {
-            try use(slices.sorted { $0.leaseID < $1.leaseID })
-            published = slices
+            try use(Holdings(leases))
+            published = leases
         } catch {
-            logger.error("cannot send from the slices held: \(error); trying again at the next renewal", metadata: ["slices": "\(slices.count)"])
+            logger.error("cannot send from the leases held: \(error); trying again at the next renewal", metadata: ["leases": "\(leases.count)"])
         }
     }
 
-    /// Hands the change on in the order that never sends from a slice not held: lost slices
-    /// leave the proxy first, then the guard and addresses follow the held set, and only then
-    /// do gained slices join the proxy. One pass at a time; a pass repeats until the held set
+    /// Hands the change on in the order that never sends from a slice or prefix not held: lost
+    /// leases leave the proxy first, then the guard, addresses and prefix routes follow the
+    /// held set, and only then do gained leases join the proxy. One pass at a time; a pass repeats until the held set
     /// stops changing under it.
     private func publish() async {
         withdrawLost()
@@ -285,11 +340,12 @@ public actor HostAgent {
             let current = Set(kept.values.map(\.held))
             if current != configured {
                 do {
-                    try await network?.apply(current.sorted { $0.leaseID < $1.leaseID })
+                    let holdings = Holdings(current)
+                    try await network?.apply(holdings.slices, prefixes: holdings.prefixes.map(\.prefix))
                 } catch {
-                    // Only slices whose setup is in place may be used; the next pass (at the
+                    // Only leases whose setup is in place may be used; the next pass (at the
                     // next renewal or deadline) tries again.
-                    logger.error("host setup: \(error); slices gained since are not used until it succeeds")
+                    logger.error("host setup: \(error); leases gained since are not used until it succeeds")
                     withdrawLost()
                     let usable = published.union(current.intersection(configured)).intersection(kept.values.map(\.held))
                     if usable != published { hand(usable) }
@@ -304,23 +360,21 @@ public actor HostAgent {
         }
     }
 
-    /// Releases every lease (on a graceful stop), so the slices go to quarantine now rather
-    /// than at expiry, and undoes the host setup. Leases the allocator cannot be told about
-    /// expire on their own.
+    /// On a graceful stop: releases the slices, so they go to quarantine now rather than at
+    /// expiry (addresses are scarce), and undoes the host setup. Prefix leases are kept until
+    /// they expire (IPv6 is not scarce): an agent started again within the lease time adopts
+    /// them, so every client keeps its IPv6 address across the restart. Leases the allocator
+    /// cannot be told about expire on their own.
     public func releaseAll() async {
-        let held = kept.values.map(\.held).sorted { $0.leaseID < $1.leaseID }
+        let held = kept.values.map(\.held)
         kept.removeAll()
         await publish()
         await withTaskGroup(of: Void.self) { group in
-            for lease in held { group.addTask { await self.release(lease) } }
+            for lease in held where lease.kind == .slice { group.addTask { await self.release(lease) } }
         }
         do { try await network?.remove() } catch { logger.error("host setup: \(error)") }
     }
 
-    /// A lease's identity for log metadata: its id, slice and address traits.
-    static func metadata(_ held: HeldSlice) -> Logger.Metadata {
-        ["lease": "\(held.leaseID)", "slice": "\(held.slice)", "traits": "\(held.traits.summary)"]
-    }
 
     static func heldSlice(_ body: LeaseBody) throws -> HeldSlice {
         guard !body.ports.isEmpty else {
@@ -331,5 +385,76 @@ public actor HostAgent {
 
     static func describe(_ duration: Duration) -> String {
         String(format: "%.1f s", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    }
+}
+
+/// Slice leases and prefix leases are numbered apart by the allocator, so a lease is known by
+/// its kind and number together.
+enum LeaseKind: Hashable, Sendable { case slice, prefix }
+
+struct LeaseKey: Hashable, Sendable {
+    let kind: LeaseKind
+    let id: Int64
+}
+
+/// A lease the agent keeps, of either kind.
+enum HeldLease: Hashable, Sendable, CustomStringConvertible {
+    case slice(HeldSlice)
+    case prefix(HeldPrefix)
+
+    var kind: LeaseKind {
+        switch self {
+        case .slice: .slice
+        case .prefix: .prefix
+        }
+    }
+
+    var key: LeaseKey {
+        switch self {
+        case .slice(let held): LeaseKey(kind: .slice, id: held.leaseID)
+        case .prefix(let held): LeaseKey(kind: .prefix, id: held.leaseID)
+        }
+    }
+
+    /// The traits of the address or pool prefix.
+    var traits: Traits {
+        switch self {
+        case .slice(let held): held.traits
+        case .prefix(let held): held.traits
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .slice(let held): held.description
+        case .prefix(let held): held.description
+        }
+    }
+
+    /// The lease's identity for log metadata: its id, slice or prefix, and traits.
+    var metadata: Logger.Metadata {
+        switch self {
+        case .slice(let held): ["lease": "\(held.leaseID)", "slice": "\(held.slice)", "traits": "\(held.traits.summary)"]
+        case .prefix(let held): ["prefixLease": "\(held.leaseID)", "prefix": "\(held.prefix)", "traits": "\(held.traits.summary)"]
+        }
+    }
+}
+
+extension Holdings {
+    init(_ leases: some Sequence<HeldLease>) {
+        var slices: [HeldSlice] = [], prefixes: [HeldPrefix] = []
+        for lease in leases {
+            switch lease {
+            case .slice(let held): slices.append(held)
+            case .prefix(let held): prefixes.append(held)
+            }
+        }
+        self.init(slices: slices, prefixes: prefixes)
+    }
+}
+
+extension HeldPrefix {
+    init(body: PrefixLeaseBody) {
+        self.init(leaseID: body.id, host: body.host, prefix: body.prefix, traits: body.traits ?? .unknown)
     }
 }

@@ -64,6 +64,37 @@ public struct HeldSlice: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "lease \(leaseID) (\(slice))" }
 }
 
+/// An IPv6 prefix this host holds now, from one of its prefix leases: each client of the proxy
+/// leaves from an address of its own inside it.
+public struct HeldPrefix: Hashable, Sendable, CustomStringConvertible {
+    public let leaseID: Int64
+    public let host: String
+    public let prefix: IPv6Prefix
+    /// The traits of the pool prefix it was cut from.
+    public let traits: Traits
+
+    public init(leaseID: Int64, host: String, prefix: IPv6Prefix, traits: Traits) {
+        self.leaseID = leaseID
+        self.host = host
+        self.prefix = prefix
+        self.traits = traits
+    }
+
+    public var description: String { "prefix lease \(leaseID) (\(prefix))" }
+}
+
+/// What the agent holds at one moment and hands to the proxy: slices for IPv4 flows, prefixes
+/// for IPv6 ones, each sorted by lease.
+public struct Holdings: Hashable, Sendable {
+    public var slices: [HeldSlice]
+    public var prefixes: [HeldPrefix]
+
+    public init(slices: [HeldSlice] = [], prefixes: [HeldPrefix] = []) {
+        self.slices = slices.sorted { $0.leaseID < $1.leaseID }
+        self.prefixes = prefixes.sorted { $0.leaseID < $1.leaseID }
+    }
+}
+
 /// An agent setting or step that failed, worded for the operator or the log.
 public struct AgentError: Error, Hashable, Sendable, CustomStringConvertible {
     public let description: String

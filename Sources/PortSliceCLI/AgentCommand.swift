@@ -15,18 +15,23 @@ struct AgentCommand: AsyncParsableCommand {
         abstract: "Run the host agent: lease slices from the allocator and serve the egress proxy from them.",
         discussion: """
             The agent registers with the allocator by this host's token (from `portslice hosts \
-            add`), keeps the slices each --want asks for, renews them every third of the lease \
-            time (give or take a fifth), and serves the proxy (SOCKS5 and HTTP, as `portslice \
-            proxy`) from the slices it holds now; the addresses' traits come with the leases. A \
-            slice the allocator no longer lists, or whose lease time runs out while the \
-            allocator cannot be reached, is used for no new flow from that moment and its open \
-            flows are closed; until then an outage changes nothing.
+            add`), keeps the slices each --want asks for and, when the allocator leases IPv6 \
+            prefixes, one prefix per --want; renews them all every third of the lease time \
+            (give or take a fifth), and serves the proxy (SOCKS5 and HTTP, as `portslice \
+            proxy`) from the slices and prefixes it holds now (each client leaves from an \
+            address of its own in a prefix, picked by --address-key); the traits come with the \
+            leases. A lease the allocator no longer lists, or whose lease time runs out while \
+            the allocator cannot be reached, is used for no new flow from that moment and its \
+            open flows are closed; until then an outage changes nothing.
 
-            As root it also puts each shared address on lo while it holds a slice there and \
-            applies the host guard (nftables table portslice_guard: nothing leaves from a port \
+            As root it also puts each shared address on lo while it holds a slice there, routes \
+            each prefix it holds to lo (ip -6 route add local PREFIX dev lo), and applies the \
+            host guard (nftables table portslice_guard: nothing leaves from a port \
             of a shared address that this host does not hold); --no-host-setup leaves both to \
             the operator. On SIGTERM or SIGINT it stops gracefully: the proxy closes first, then \
-            the agent releases its leases and undoes what it set up.
+            the agent releases its slices and undoes what it set up; prefix leases are kept \
+            until they expire, so an agent started again adopts them and clients keep their \
+            IPv6 addresses.
 
             Example:
               portslice agent --server http://10.0.0.1:7300 --token $HOST_TOKEN --want 2,country=DE,category=residential --want 1
@@ -43,7 +48,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Lease time asked for, 10 to 86400 seconds; leases are renewed every third of it.", valueName: "seconds"))
     var leaseTime: Int64 = 60
 
-    @Flag(help: "Do not put shared addresses on lo nor apply the host guard (both need root).")
+    @Flag(help: "Do not put shared addresses on lo, route prefixes to lo, nor apply the host guard (all need root).")
     var noHostSetup = false
 
     @OptionGroup var proxy: ProxyOptions
@@ -70,7 +75,7 @@ struct AgentCommand: AsyncParsableCommand {
         } else if ((try? HostNetwork.effectiveCapabilities()) ?? 0) & (1 << UInt64(HostNetwork.Capability.netAdmin.rawValue)) != 0 {
             network = HostNetworkSetup()
         } else {
-            logger.warning("without CAP_NET_ADMIN (root), shared addresses are not put on lo and no host guard is applied; configure them yourself or run as root")
+            logger.warning("without CAP_NET_ADMIN (root), shared addresses are not put on lo, prefixes are not routed to lo and no host guard is applied; configure them yourself or run as root")
             network = nil
         }
         let agent = AgentService(client: client, settings: settings, network: network, proxy: proxy, logger: logger)
@@ -95,9 +100,10 @@ struct AgentService: Service, CustomStringConvertible {
     var description: String { "agent of \(client.base) with its proxy" }
 
     func run() async throws {
-        let egress = EgressSlices()
+        let egress = EgressSlices(), prefixes = EgressPrefixes()
         let agent = HostAgent(client: client, settings: settings, network: network, use: { held in
-            try egress.replace(with: held.map { ($0.slice, $0.traits) })
+            try egress.replace(with: held.slices.map { ($0.slice, $0.traits) })
+            prefixes.replace(with: held.prefixes.map { ($0.prefix, $0.traits) })
         }, logger: logger)
         try await agent.start()
         var proxyLogger = Logger(label: "portslice.proxy")
@@ -107,7 +113,7 @@ struct AgentService: Service, CustomStringConvertible {
         // releases the leases.
         let services: [any Service] = [
             LeaseKeeper(agent: agent),
-            ProxyService(options: proxy, slices: egress, allowLoopback: allowLoopback, logger: proxyLogger),
+            ProxyService(options: proxy, slices: egress, prefixes: prefixes, prefixesMayCome: true, allowLoopback: allowLoopback, logger: proxyLogger),
         ]
         try await ServiceGroup(services: services, logger: logger).run()
     }

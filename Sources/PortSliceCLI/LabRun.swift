@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PortSliceAgent
 import PortSliceAPI
 import PortSliceCore
 import PortSliceEdge
@@ -108,8 +109,8 @@ struct LabRunner {
         defer { try? FileManager.default.removeItem(atPath: work) }
         let adminToken = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let pool = "\(work)/pool.csv"
-        try topology.sharedAddresses.map { "\($0)/32,US,US-CA,San Jose,,hosting,high" }.joined(separator: "\n")
-            .write(toFile: pool, atomically: true, encoding: .utf8)
+        try (topology.sharedAddresses.map { "\($0)/32" } + ["\(LabTopology.prefixPool)"]).map { "\($0),US,US-CA,San Jose,,hosting,high" }
+            .joined(separator: "\n").write(toFile: pool, atomically: true, encoding: .utf8)
 
         let allocator = try LabProcess("allocator", ["serve", "--data-dir", "\(work)/allocator", "--listen", "0.0.0.0:\(Self.allocatorPort)",
                                                      "--pool", pool, "--slice-size", "\(sliceSize)"],
@@ -122,17 +123,19 @@ struct LabRunner {
         // Each with a token that can do only its job: the edge reads the table, each host its
         // own leases and (for its guard) its own slices.
         var slices: [Int: [EgressSlice]] = [:]
+        var prefixes: [Int: IPv6Prefix] = [:]
         var hostTokens: [Int: String] = [:]
         for index in topology.hostIndices {
             let created = try await admin.addHost(NewHost(name: topology.hostName(index)))
             hostTokens[index] = created.token
             let host = try AllocatorClient(base: admin.base, token: created.token)
             slices[index] = try await host.acquire(AcquireRequest(count: slicesPerHost, ttlSeconds: 3600)).map(\.egressSlice)
+            prefixes[index] = try await host.acquirePrefixes(AcquireRequest(count: 1, ttlSeconds: 3600)).first?.prefix
         }
         let edgeToken = try await admin.addEdge(NewEdge(name: "lab-edge")).token
         let version = try await admin.sliceTable().version
 
-        let hostArguments = topology.hostIndices.flatMap { ["--host", "\(topology.hostName($0))=\(topology.hostSide(ofHost: $0))"] }
+        let hostArguments = topology.hostIndices.flatMap { ["--host", "\(topology.hostName($0))=\(topology.hostSide(ofHost: $0)),\(topology.hostSide6(ofHost: $0))"] }
         let edgeArguments = ["edge", "--server", admin.base, "--token", edgeToken, "--reconcile", "1"] + hostArguments
         var edge = try LabProcess("edge", edgeArguments, logDirectory: work)
         let guards = try topology.hostIndices.map { index in
@@ -238,6 +241,8 @@ struct LabRunner {
         }
 
         progress("guard check done")
+        try await checkIPv6(topology: topology, prefixes: prefixes, report: &report)
+        progress("IPv6 done")
         // Restarting the edge: flows of live slices go on, with no state lost.
         let restartVersion = try await admin.sliceTable().version
         edge.stop()
@@ -262,10 +267,84 @@ struct LabRunner {
         guards.forEach { $0.stop() }
         allocator.stop()
         progress("processes stopped")
-        let leftovers = try ([edgeTable] + Array(guardTables.values)).filter { try $0.listing() != nil }
-        report.check("nothing left behind by the processes", leftovers.isEmpty, leftovers.isEmpty ? "edge and guards removed their tables on SIGTERM" : "\(leftovers.count) table(s) still installed")
+        let leftovers = try ([edgeTable, OwnedTable(name: EdgeRuleset.tableName6, family: "ip6")] + Array(guardTables.values)).filter { try $0.listing() != nil }
+        let leftRoutes = try PrefixRoutes().installed().count
+        report.check("nothing left behind by the processes", leftovers.isEmpty && leftRoutes == 0,
+                     leftovers.isEmpty && leftRoutes == 0 ? "edge and guards removed their tables and routes on SIGTERM"
+                        : "\(leftovers.count) table(s) and \(leftRoutes) IPv6 prefix route(s) still installed")
         return report
     }
+
+    /// IPv6: each host's leased /64 routed to its lo (as its agent would), the edge's route per
+    /// prefix, TCP from every host's prefix to a closed port beyond the edge whose reset must
+    /// come back to that host, a host sending from another's prefix getting no answer, and no
+    /// connection-tracking entry at the edge for any of it.
+    private func checkIPv6(topology: LabTopology, prefixes: [Int: IPv6Prefix], report: inout LabReport) async throws {
+        let missing = topology.hostIndices.filter { prefixes[$0] == nil }
+        guard missing.isEmpty else {
+            report.check("IPv6 prefixes routed to their hosts", false, "no prefix leased to \(missing.map(topology.hostName).joined(separator: ", "))")
+            return
+        }
+        // The edge applied its routes with the table version checked above.
+        let routes = try PrefixRoutes().installed()
+        let expected = Dictionary(uniqueKeysWithValues: topology.hostIndices.map { (prefixes[$0]!, Optional(topology.hostSide6(ofHost: $0))) })
+        report.check("IPv6 prefixes routed to their hosts", routes == expected,
+                     topology.hostIndices.map { "\(prefixes[$0]!) via \(routes[prefixes[$0]!].map { $0.map(\.description) ?? "blackhole" } ?? "no route")" }.joined(separator: ", "))
+
+        // A bystander's table whose rules ask connection tracking about every packet of the
+        // prefixes (which turns tracking on for IPv6 here) and count what it says: without the
+        // edge's notrack, each flow below would be tracked.
+        _ = try SystemTool.run("nft", ["-f", "-"], input: Self.conntrackProbe)
+        defer { _ = try? SystemTool.run("nft", ["delete", "table", "ip6", Self.conntrackProbeTable]) }
+        let setups = topology.hostIndices.map { HostNetworkSetup(namespace: topology.namespace(ofHost: $0)) }
+        for index in topology.hostIndices { try await setups[index - 1].apply([], prefixes: [prefixes[index]!]) }
+
+        var details: [String] = []
+        var passed = true
+        for index in topology.hostIndices {
+            let source = IPv6Address(bits: prefixes[index]!.network.bits | 0x5053)
+            let failure = try LabTraffic.refusedFromPrefix(inNamespace: topology.namespace(ofHost: index), source: source, destination: LabTopology.internetAddress6,
+                                                           port: Self.closedPort, timeout: .seconds(3))
+            passed = passed && failure == nil
+            details.append("\(topology.hostName(index)) from \(source): \(failure ?? "refused")")
+        }
+        report.check("IPv6 return traffic to the right host", passed, details.joined(separator: "; "))
+
+        if topology.hostCount >= 2 {
+            // h1 sends from h2's prefix: the answer goes to h2, which has no such flow.
+            let stray = IPv6Address(bits: prefixes[2]!.network.bits | 0x5054)
+            let failure = try LabTraffic.refusedFromPrefix(inNamespace: topology.namespace(ofHost: 1), source: stray, destination: LabTopology.internetAddress6,
+                                                           port: Self.closedPort, timeout: .seconds(1))
+            report.check("IPv6 from another host's prefix gets no answer", failure != nil, "h1 from \(stray) (h2's): \(failure ?? "REFUSED, so the answer reached h1")")
+        }
+
+        let counters = try OwnedTable(name: Self.conntrackProbeTable, family: "ip6").counters()
+        let tracked = counters["tracked"]?.packets ?? 0, untracked = counters["untracked"]?.packets ?? 0
+        // And, as for IPv4, the entries the edge holds: the kernel lists IPv6 addresses in full.
+        func full(_ address: IPv6Address) -> String { address.groups.map { String(format: "%04x", $0) }.joined(separator: ":") }
+        let pool = full(LabTopology.prefixPool.network).prefix(Int(LabTopology.prefixPool.length) / 16 * 5)  // "2001:0db8:0100:"
+        let entries = ((try? String(contentsOfFile: "/proc/net/nf_conntrack", encoding: .utf8)) ?? "").split(separator: "\n")
+            .filter { $0.hasPrefix("ipv6") && $0.contains("=\(pool)") }.count
+        report.check("IPv6 flows tracked at the edge", tracked == 0 && untracked > 0 && entries == 0,
+                     "\(untracked) packets of the prefixes passed untracked, \(tracked) tracked; \(entries) connection-tracking entries for them")
+        for setup in setups { try await setup.remove() }
+    }
+
+    static let conntrackProbeTable = "psl_conntrack_probe"
+    static let conntrackProbe = """
+        table ip6 \(conntrackProbeTable) {
+          counter tracked { }
+          counter untracked { }
+          chain prerouting {
+            type filter hook prerouting priority 0; policy accept;
+            ip6 saddr \(LabTopology.prefixPool) ct state untracked counter name untracked
+            ip6 daddr \(LabTopology.prefixPool) ct state untracked counter name untracked
+            ip6 saddr \(LabTopology.prefixPool) ct state != untracked counter name tracked
+            ip6 daddr \(LabTopology.prefixPool) ct state != untracked counter name tracked
+          }
+        }
+
+        """
 
     /// The slice-table version an edge or guard last applied, read from its table's comment
     /// in the kernel; nil when it has applied none.

@@ -156,14 +156,15 @@ struct ProxyOptions: ParsableArguments {
 
     /// Reads the client feeds and users, and builds what opens flows from `slices`, checking
     /// passwords on `passwordChecks`. `allowLoopback` opens loopback destinations (the local
-    /// demo only).
-    func makeServerParts(slices: EgressSlices, prefixes: EgressPrefixes = EgressPrefixes(), allowLoopback: Bool = false,
+    /// demo only). `prefixesMayCome` reads (or makes) the address key even while `prefixes` is
+    /// empty, for an agent that may lease prefixes later.
+    func makeServerParts(slices: EgressSlices, prefixes: EgressPrefixes = EgressPrefixes(), prefixesMayCome: Bool = false, allowLoopback: Bool = false,
                          passwordChecks: NIOThreadPool) throws -> (opener: FlowOpener, settings: ProxyServer.Settings) {
         let feeds = try clientFeeds.map { try Geofeed.read(readFile($0, what: "client geofeed"), source: $0) }
         let policy = DestinationPolicy(allowLoopback: allowLoopback, allow: try Self.anyPrefixes(allowed, option: "allow"),
                                        deny: try Self.anyPrefixes(denied, option: "deny"), ports: try portPolicy())
         var clientAddresses: ClientAddresses?
-        if !prefixes.isEmpty {
+        if prefixesMayCome || !prefixes.isEmpty {
             do { clientAddresses = ClientAddresses(key: try ClientAddresses.key(at: addressKey)) } catch { throw CommandFailure("--address-key: \(error)") }
         }
         let opener = FlowOpener(slices: slices, prefixes: prefixes, clientAddresses: clientAddresses, clientTraits: TraitIndex(feeds: feeds),
@@ -214,6 +215,8 @@ struct ProxyService: Service, CustomStringConvertible {
     let options: ProxyOptions
     let slices: EgressSlices
     var prefixes = EgressPrefixes()
+    /// Set beside an agent, whose prefixes come and go with its leases.
+    var prefixesMayCome = false
     var allowLoopback = false
     let logger: Logger
 
@@ -223,7 +226,7 @@ struct ProxyService: Service, CustomStringConvertible {
         let passwordChecks = NIOThreadPool(numberOfThreads: ProxyOptions.passwordCheckThreads)
         passwordChecks.start()
         do {
-            let (opener, settings) = try options.makeServerParts(slices: slices, prefixes: prefixes, allowLoopback: allowLoopback,
+            let (opener, settings) = try options.makeServerParts(slices: slices, prefixes: prefixes, prefixesMayCome: prefixesMayCome, allowLoopback: allowLoopback,
                                                                  passwordChecks: passwordChecks)
             let (adminPort, portFound) = AsyncStream.makeStream(of: Int.self)
             let admin = try options.adminPages(of: opener, logger: logger) { port in

@@ -13,18 +13,30 @@ public enum EdgeRole: Sendable {
         }
     }
 
-    /// The script for `table`, carrying `counters`, and warnings the operator should see.
+    /// What one slice table asks of the kernel: an nftables script (one transaction), the IPv6
+    /// prefix routes (edge role), and warnings the operator should see.
+    public struct Rendering: Sendable {
+        public let script: String
+        public let prefixRoutes: [PrefixRoute]
+        public let warnings: [String]
+    }
+
+    /// The rendering of `table`, carrying `counters`.
     /// - Throws: `SliceTableError` when the table is malformed or conflicts with itself.
-    public func render(_ table: SliceTable, counters: CounterValues = [:]) throws(SliceTableError) -> (script: String, warnings: [String]) {
+    public func render(_ table: SliceTable, counters: CounterValues = [:]) throws(SliceTableError) -> Rendering {
         switch self {
         case .edge(let hosts):
             let plan = try SteeringPlan(table: table, hosts: hosts)
+            let configured = Set(hosts.map(\.name))
             let warnings = plan.unroutableHosts.map {
                 "host \($0) holds slices but has no next hop here (add --host \($0)=ADDRESS); its ports are dropped and counted as unroutable"
+            } + plan.hostsWithoutIPv6.sorted { $0.key < $1.key }.map { host, prefixes in
+                let fix = configured.contains(host) ? "give its IPv6 next hop as --host \(host)=IPV4,IPV6" : "add --host \(host)=IPV4,IPV6"
+                return "host \(host) leases IPv6 prefix(es) \(prefixes.map(\.description).joined(separator: ", ")) but has no IPv6 next hop here (\(fix)); they are dropped"
             }
-            return (EdgeRuleset.render(plan, counters: counters), warnings)
+            return Rendering(script: EdgeRuleset.render(plan, counters: counters) + EdgeRuleset.renderIPv6(plan), prefixRoutes: plan.prefixRoutes, warnings: warnings)
         case .hostGuard(let host):
-            return (try HostGuardRuleset.render(table, host: host, counters: counters), [])
+            return Rendering(script: try HostGuardRuleset.render(table, host: host, counters: counters), prefixRoutes: [], warnings: [])
         }
     }
 }
@@ -35,34 +47,56 @@ public enum EdgeRole: Sendable {
 public actor EdgeController {
     public let role: EdgeRole
     private let table: OwnedTable
+    /// The edge's IPv6 table, applied in the same transaction as `table`; nil for a guard.
+    private let table6: OwnedTable?
     private let routes: PolicyRoutes?
-    /// The last table applied, and the rules' shape as nft listed them right after.
-    private var applied: (table: SliceTable, shape: String)?
+    private let prefixRoutes: PrefixRoutes?
+    /// The last table applied, the rules' shape as nft listed them right after, and the prefix
+    /// routes installed with it.
+    private var applied: (table: SliceTable, shape: String, prefixRoutes: [PrefixRoute])?
 
     /// - Parameter namespace: the network namespace (`ip netns` name) to program; nil for this
     ///   process's own.
     public init(role: EdgeRole, namespace: String? = nil) {
         self.role = role
         table = OwnedTable(name: role.tableName, namespace: namespace)
-        if case .edge(let hosts) = role { routes = PolicyRoutes(hosts: hosts, namespace: namespace) } else { routes = nil }
+        if case .edge(let hosts) = role {
+            routes = PolicyRoutes(hosts: hosts, namespace: namespace)
+            prefixRoutes = PrefixRoutes(namespace: namespace)
+            table6 = OwnedTable(name: EdgeRuleset.tableName6, family: "ip6", namespace: namespace)
+        } else {
+            routes = nil
+            prefixRoutes = nil
+            table6 = nil
+        }
     }
 
     public var appliedVersion: Int64? { applied?.table.version }
 
-    /// Installs the policy routes (edge role); the nftables table follows with the first slice table.
+    /// Installs the policy routes and the IPv6 rule (edge role); the nftables tables and prefix
+    /// routes follow with the first slice table.
     public func start() throws(EdgeError) {
         try routes?.install()
+        try prefixRoutes?.installRule()
     }
 
-    /// Checks, renders and applies `newTable` in one transaction.
+    /// Checks, renders and applies `newTable`: the nftables tables in one transaction, then the
+    /// prefix routes in the same step.
     /// - Returns: warnings about the table that did not stop it from being applied.
-    /// - Throws: `SliceTableError` or `EdgeError`; the previous rules then stay in force.
+    /// - Throws: `SliceTableError` or `EdgeError`; the previous rules then stay in force (and
+    ///   when only the routes failed, the next table or reconcile puts them right).
     @discardableResult
     public func apply(_ newTable: SliceTable) throws -> [String] {
-        let (script, warnings) = try role.render(newTable, counters: try table.counters())
-        try table.apply(script)
-        applied = (newTable, OwnedTable.shape(ofListing: try table.listing() ?? ""))
-        return warnings
+        let rendering = try role.render(newTable, counters: try table.counters())
+        try table.apply(rendering.script)
+        try prefixRoutes?.sync(rendering.prefixRoutes)
+        applied = (newTable, try shape(), rendering.prefixRoutes)
+        return rendering.warnings
+    }
+
+    /// The tables' listings with counters blanked.
+    private func shape() throws(EdgeError) -> String {
+        OwnedTable.shape(ofListing: (try table.listing() ?? "") + (try table6?.listing() ?? ""))
     }
 
     /// Puts back the last applied rules (and routes) when they were changed or removed from
@@ -73,7 +107,12 @@ public actor EdgeController {
             try routes.install()
             restored.append("policy routes")
         }
-        if let applied, OwnedTable.shape(ofListing: try table.listing() ?? "") != applied.shape {
+        if let prefixRoutes, let applied, try !prefixRoutes.areInPlace(applied.prefixRoutes) {
+            try prefixRoutes.installRule()
+            try prefixRoutes.sync(applied.prefixRoutes)
+            restored.append("IPv6 prefix routes")
+        }
+        if let applied, try shape() != applied.shape {
             try apply(applied.table)
             restored.append("nftables table \(role.tableName)")
         }
@@ -83,6 +122,8 @@ public actor EdgeController {
     /// Removes what this process installed, and nothing else.
     public func shutdown() throws(EdgeError) {
         routes?.removeQuietly()
+        prefixRoutes?.removeQuietly()
         try table.remove()
+        try table6?.remove()
     }
 }

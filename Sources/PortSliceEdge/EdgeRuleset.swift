@@ -55,6 +55,24 @@ public enum EdgeRuleset {
         return script.text
     }
 
+    /// The edge's IPv6 table, in the same transaction as the IPv4 one: packets from and to the
+    /// table's prefixes bypass connection tracking, like those of shared addresses. Steering
+    /// them needs no rules: each prefix has its route (`PrefixRoutes`).
+    public static let tableName6 = "portslice_edge6"
+
+    public static func renderIPv6(_ plan: SteeringPlan) -> String {
+        var script = NFTablesScript(table: tableName6, family: "ip6", comment: "portslice edge: IPv6 prefixes of slice table version \(plan.version); managed by portslice, do not edit")
+        script.collection("set", "prefixes", "type ipv6_addr; flags interval", elements: plan.prefixRoutes.map(\.prefix.description))
+        script.chain("prerouting", "type filter hook prerouting priority raw; policy accept;", rules: [
+            "ip6 saddr @prefixes notrack",
+            "ip6 daddr @prefixes notrack",
+        ])
+        script.chain("output", "type route hook output priority raw; policy accept;", rules: [
+            "ip6 daddr @prefixes notrack",
+        ])
+        return script.text
+    }
+
     /// The chain (and prefix of the maps) of one shared address: `a_203_0_113_10`.
     static func chainName(_ address: IPv4Address) -> String {
         "a_" + address.description.replacingOccurrences(of: ".", with: "_")

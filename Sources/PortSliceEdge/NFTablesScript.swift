@@ -11,9 +11,10 @@ struct NFTablesScript {
     let table: String
     private(set) var lines: [String] = []
 
-    init(table: String, comment: String) {
+    /// - Parameter family: `ip`, or `ip6` for the edge's IPv6 table.
+    init(table: String, family: String = "ip", comment: String) {
         self.table = table
-        lines = ["table ip \(table)", "delete table ip \(table)", "table ip \(table) {", "  comment \"\(comment)\""]
+        lines = ["table \(family) \(table)", "delete table \(family) \(table)", "table \(family) \(table) {", "  comment \"\(comment)\""]
     }
 
     mutating func counter(_ name: String, carrying values: CounterValues) {
@@ -47,7 +48,7 @@ struct NFTablesScript {
     var text: String { (lines + ["}"]).joined(separator: "\n") + "\n" }
 
     /// The command that removes the table, for shutdown.
-    static func removal(of table: String) -> String { "table ip \(table)\ndelete table ip \(table)\n" }
+    static func removal(of table: String, family: String = "ip") -> String { "table \(family) \(table)\ndelete table \(family) \(table)\n" }
 }
 
 extension PortRange {

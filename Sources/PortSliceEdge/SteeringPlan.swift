@@ -1,17 +1,20 @@
 import PortSliceCore
 
-/// A host behind the edge: the next hop that reaches it, and the packet mark and routing table
+/// A host behind the edge: the next hops that reach it, and the packet mark and routing table
 /// that send its packets there. Numbers are given by the edge's configuration, sorted by name,
 /// so the same configuration always gives the same marks.
 public struct EdgeHost: Hashable, Sendable {
     public let name: String
     public let nextHop: IPv4Address
+    /// The IPv6 next hop for the prefixes the host leases; nil for a host that leases none.
+    public let nextHop6: IPv6Address?
     /// 1-based position among the configured hosts.
     public let number: Int
 
-    public init(name: String, nextHop: IPv4Address, number: Int) {
+    public init(name: String, nextHop: IPv4Address, nextHop6: IPv6Address? = nil, number: Int) {
         self.name = name
         self.nextHop = nextHop
+        self.nextHop6 = nextHop6
         self.number = number
     }
 
@@ -22,12 +25,13 @@ public struct EdgeHost: Hashable, Sendable {
     /// otherwise send the packet back where it came from.
     public var rulePriority: Int { SteeringMark.rulePriorityBase + number }
 
-    /// Hosts from `NAME=NEXTHOP` pairs, numbered in name order.
-    public static func numbered(_ nextHops: [String: IPv4Address]) throws(SliceTableError) -> [EdgeHost] {
+    /// Hosts from their IPv4 next hops and, for hosts that lease IPv6 prefixes, their IPv6
+    /// ones, numbered in name order.
+    public static func numbered(_ nextHops: [String: IPv4Address], ipv6 nextHops6: [String: IPv6Address] = [:]) throws(SliceTableError) -> [EdgeHost] {
         guard nextHops.count <= SteeringMark.maximumHosts else {
             throw SliceTableError("\(nextHops.count) hosts are configured; one edge steers at most \(SteeringMark.maximumHosts)")
         }
-        return nextHops.keys.sorted().enumerated().map { EdgeHost(name: $1, nextHop: nextHops[$1]!, number: $0 + 1) }
+        return nextHops.keys.sorted().enumerated().map { EdgeHost(name: $1, nextHop: nextHops[$1]!, nextHop6: nextHops6[$1], number: $0 + 1) }
     }
 }
 
@@ -36,6 +40,8 @@ public struct EdgeHost: Hashable, Sendable {
 public enum SteeringMark {
     public static let hostBase: UInt32 = 0x5053_0000
     public static let maximumHosts = 4096
+    /// Hosts' tables are `routeTableBase + number` (from 1); `routeTableBase` itself holds the
+    /// IPv6 prefix routes, looked up at `rulePriorityBase`.
     public static let routeTableBase = 53000
     public static let rulePriorityBase = 28000
 
@@ -82,11 +88,18 @@ public struct SteeringPlan: Hashable, Sendable {
     /// Hosts that hold slices but have no next hop at this edge: their ports are dropped and
     /// counted as `unroutable`.
     public let unroutableHosts: [String]
+    /// One route per IPv6 prefix of the table, sorted by prefix: a leased one to its host's
+    /// IPv6 next hop, any other dropped.
+    public let prefixRoutes: [PrefixRoute]
+    /// Hosts that hold prefixes but have no IPv6 next hop here, with those prefixes (which are
+    /// dropped).
+    public let hostsWithoutIPv6: [String: [IPv6Prefix]]
 
     /// Checks `table` and maps each slice to its mark.
     /// - Throws: `SliceTableError` naming the first entries that are wrong: an unknown state, a
     ///   leased slice without a holder, an empty slice, the same slice twice, or two slices of
-    ///   one address sharing a port.
+    ///   one address sharing a port; a leased prefix without a holder, or two overlapping
+    ///   prefixes.
     public init(table: SliceTable, hosts: [EdgeHost]) throws(SliceTableError) {
         let markOfHost = Dictionary(uniqueKeysWithValues: hosts.map { ($0.name, $0.mark) })
         var runs: [Run] = []
@@ -122,5 +135,54 @@ public struct SteeringPlan: Hashable, Sendable {
         self.runs = runs
         self.sharedAddresses = Array(Set(runs.map(\.address))).sorted()
         self.unroutableHosts = unroutable.sorted()
+        (prefixRoutes, hostsWithoutIPv6) = try Self.routes(of: table, hosts: hosts)
+    }
+
+    /// Each prefix of `table` with where it goes.
+    private static func routes(of table: SliceTable, hosts: [EdgeHost]) throws(SliceTableError) -> ([PrefixRoute], [String: [IPv6Prefix]]) {
+        let hostByName = Dictionary(uniqueKeysWithValues: hosts.map { ($0.name, $0) })
+        var routes: [PrefixRoute] = []
+        var withoutIPv6: [String: [IPv6Prefix]] = [:]
+        for entry in table.prefixes {
+            var nextHop: IPv6Address?
+            if entry.state == .leased {
+                guard let host = entry.host, !host.isEmpty else {
+                    throw SliceTableError("prefix \(entry.prefix) is leased but names no host")
+                }
+                nextHop = hostByName[host]?.nextHop6
+                if nextHop == nil { withoutIPv6[host, default: []].append(entry.prefix) }
+            }
+            routes.append(PrefixRoute(prefix: entry.prefix, nextHop: nextHop, host: nextHop == nil ? nil : entry.host))
+        }
+        routes.sort()
+        // Sorted by network, a prefix that overlaps another contains the one right after it.
+        for (earlier, later) in zip(routes, routes.dropFirst()) where earlier.prefix.contains(later.prefix.network) {
+            throw SliceTableError("prefixes \(earlier.prefix) and \(later.prefix) overlap in table version \(table.version); the table conflicts with itself")
+        }
+        return (routes, withoutIPv6)
+    }
+}
+
+/// Where the edge routes one IPv6 prefix: to the next hop of the host that leases it, or, with
+/// no next hop, nowhere (a blackhole route, so a prefix in quarantine or of a host the edge
+/// cannot reach is dropped here instead of bouncing back upstream). One route per lease: the
+/// edge keeps nothing per flow.
+public struct PrefixRoute: Hashable, Sendable, Comparable {
+    public let prefix: IPv6Prefix
+    public let nextHop: IPv6Address?
+    /// The host it reaches; nil when dropped.
+    public let host: String?
+
+    public init(prefix: IPv6Prefix, nextHop: IPv6Address?, host: String? = nil) {
+        self.prefix = prefix
+        self.nextHop = nextHop
+        self.host = host
+    }
+
+    public static func < (lhs: PrefixRoute, rhs: PrefixRoute) -> Bool { lhs.prefix < rhs.prefix }
+
+    /// The route as `ip -6 route` writes it (after `replace`), in the edge's prefix table.
+    public var command: String {
+        if let nextHop { "route replace \(prefix) via \(nextHop) table \(PrefixRoutes.table)" } else { "route replace blackhole \(prefix) table \(PrefixRoutes.table)" }
     }
 }

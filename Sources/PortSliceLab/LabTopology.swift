@@ -10,6 +10,11 @@ import PortSliceEdge
 /// through the edge. The internet namespace runs the echo servers; the far namespace sits
 /// behind a smaller link, so large packets towards it draw ICMP "fragmentation needed" from
 /// the internet router, which must find its way back to the sending host.
+///
+/// IPv6 runs beside it, in 2001:db8::/32 only: host i's link is 2001:db8:ffff:i::/64 (the edge
+/// ::1, the host ::2), the uplink 2001:db8:fffe::/64 (the edge ::1, the internet ::2), and the
+/// internet routes the pool prefix 2001:db8:100::/48, out of which hosts lease /64s, to the
+/// edge, which routes each leased /64 to its host.
 public struct LabTopology: Sendable {
     public let hostCount: Int
     public let addressCount: Int
@@ -45,6 +50,14 @@ public struct LabTopology: Sendable {
     public static let farAddress = IPv4Address(198, 51, 100, 130)
     public static let farLinkMTU = 1280
 
+    /// The IPv6 pool prefix hosts lease /64s from.
+    public static let prefixPool = IPv6Prefix("2001:db8:100::/48")!
+    public static let edgeUplink6 = IPv6Address("2001:db8:fffe::1")!
+    public static let internetAddress6 = IPv6Address("2001:db8:fffe::2")!
+    /// The edge's side of host `index`'s IPv6 link: the host's IPv6 next hop.
+    public func edgeSide6(ofHost index: Int) -> IPv6Address { IPv6Address("2001:db8:ffff:\(String(index, radix: 16))::1")! }
+    public func hostSide6(ofHost index: Int) -> IPv6Address { IPv6Address("2001:db8:ffff:\(String(index, radix: 16))::2")! }
+
     /// `ip` and `sysctl` invocations that build the lab, in order: (namespace to run in, or
     /// nil for `ip` itself with `-n`, and the arguments).
     public var buildSteps: [[String]] {
@@ -54,7 +67,7 @@ public struct LabTopology: Sendable {
         // packets come from shared addresses that the edge routes only by mark.
         for router in [Self.edge, Self.internet] {
             steps.append(["ip", "netns", "exec", router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
-                          "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"])
+                          "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1"])
         }
         steps += [
             ["ip", "-n", Self.edge, "link", "add", "uplink", "type", "veth", "peer", "name", "eth0", "netns", Self.internet],
@@ -64,6 +77,11 @@ public struct LabTopology: Sendable {
             ["ip", "-n", Self.internet, "link", "set", "eth0", "up"],
             ["ip", "-n", Self.edge, "route", "add", "default", "via", "\(Self.internetAddress)"],
             ["ip", "-n", Self.internet, "route", "add", "203.0.113.0/24", "via", "\(Self.edgeUplink)"],
+            // IPv6 addresses without duplicate address detection, so they serve at once.
+            ["ip", "-n", Self.edge, "-6", "address", "add", "\(Self.edgeUplink6)/64", "dev", "uplink", "nodad"],
+            ["ip", "-n", Self.internet, "-6", "address", "add", "\(Self.internetAddress6)/64", "dev", "eth0", "nodad"],
+            ["ip", "-n", Self.edge, "-6", "route", "add", "default", "via", "\(Self.internetAddress6)"],
+            ["ip", "-n", Self.internet, "-6", "route", "add", "\(Self.prefixPool)", "via", "\(Self.edgeUplink6)"],
             ["ip", "-n", Self.internet, "link", "add", "far", "mtu", "\(Self.farLinkMTU)", "type", "veth", "peer", "name", "eth0", "mtu", "\(Self.farLinkMTU)", "netns", Self.far],
             ["ip", "-n", Self.internet, "address", "add", "\(Self.internetToFar)/30", "dev", "far"],
             ["ip", "-n", Self.internet, "link", "set", "far", "up"],
@@ -80,6 +98,9 @@ public struct LabTopology: Sendable {
                 ["ip", "-n", host, "address", "add", "\(hostSide(ofHost: index))/30", "dev", "eth0"],
                 ["ip", "-n", host, "link", "set", "eth0", "up"],
                 ["ip", "-n", host, "route", "add", "default", "via", "\(edgeSide(ofHost: index))"],
+                ["ip", "-n", Self.edge, "-6", "address", "add", "\(edgeSide6(ofHost: index))/64", "dev", "h\(index)", "nodad"],
+                ["ip", "-n", host, "-6", "address", "add", "\(hostSide6(ofHost: index))/64", "dev", "eth0", "nodad"],
+                ["ip", "-n", host, "-6", "route", "add", "default", "via", "\(edgeSide6(ofHost: index))"],
                 // Slices start at 1024; inside this range the dialer's kernel fast path applies.
                 ["ip", "netns", "exec", host, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65535"],
             ]

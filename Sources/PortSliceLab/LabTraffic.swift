@@ -94,6 +94,27 @@ public enum LabTraffic {
         }
     }
 
+    /// Opens TCP from `source` (an address of a prefix routed to this host, bound with
+    /// IPV6_FREEBIND as the proxy binds) to a closed port: the reset that answers must come back
+    /// to this host, where the connect reports the refusal. No server is needed on the far side.
+    /// - Returns: nil when refused (the answer came back here), else what happened instead.
+    public static func refusedFromPrefix(inNamespace namespace: String, source: IPv6Address, destination: IPv6Address, port: UInt16,
+                                         timeout: Duration) throws -> String? {
+        try NetworkNamespace.run(at: NetworkNamespace.path(named: namespace)) {
+            let descriptor = try IPv6Dial.start(from: source, to: destination, port: port)
+            defer { StreamIO.close(descriptor) }
+            let poller = try EventPoller(capacity: 1)
+            try poller.watch(descriptor, token: 1, for: .stream)
+            let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            guard try poller.wait(timeoutMilliseconds: milliseconds, { _, _ in }) > 0 else { return "no answer within \(timeout)" }
+            switch IPv6Dial.failure(of: descriptor) {
+            case nil: return "connected: something listens on port \(port)"
+            case .system(_, let errno)? where errno == .connectionRefused: return nil
+            case let error?: return "\(error)"
+            }
+        }
+    }
+
     static func echo(_ socket: borrowing ConnectedSocket, _ message: String, timeout: Duration) -> String? {
         do {
             try socket.send(Array(message.utf8))

@@ -19,22 +19,33 @@ struct HostAgentTests {
 
     /// What the agent handed on, in order.
     final class Uses: Sendable {
-        let calls = Mutex<[[HeldSlice]]>([])
-        func record(_ held: [HeldSlice]) { calls.withLock { $0.append(held) } }
-        var all: [[HeldSlice]] { calls.withLock { $0 } }
+        let calls = Mutex<[Holdings]>([])
+        func record(_ held: Holdings) { calls.withLock { $0.append(held) } }
+        /// The slices of each call.
+        var all: [[HeldSlice]] { calls.withLock { $0.map(\.slices) } }
         var last: [HeldSlice] { all.last ?? [] }
+        var lastPrefixes: [HeldPrefix] { calls.withLock { $0.last?.prefixes ?? [] } }
     }
 
     /// A logger that drops everything, for tests that do not look at the log.
     static let quiet = Logger(label: "portslice.agent.test") { _ in SwiftLogNoOpLogHandler() }
 
+    static let usPrefixes = IPv6Prefix("2001:db8:100::/48")!
+    static let dePrefixes = IPv6Prefix("2001:db8:200::/48")!
+
     /// An allocator with two US residential addresses and one DE hosting address (4 slices
-    /// each) and a host `h1`; runs `body` with the store, the host's client and the admin's.
-    private func withAllocator(_ body: @Sendable (SQLSliceStore, AllocatorClient) async throws -> Void) async throws {
+    /// each), with `prefixes` also a US residential and a DE hosting IPv6 pool prefix (leasing
+    /// /64s), and a host `h1`; runs `body` with the store and the host's client.
+    private func withAllocator(prefixes: Bool = false, _ body: @Sendable (SQLSliceStore, AllocatorClient) async throws -> Void) async throws {
         let store = try await SQLSliceStore.openSQLite(path: nil)
         let plan = try SlicePlan(range: PortRange(20000, 23999), layout: .sliceCount(4))
-        for (address, country, category) in [("192.0.2.10", "US", Category.residential), ("192.0.2.11", "US", .residential), ("192.0.2.20", "DE", .hosting)] {
-            try await store.add(EgressAddress(address: try IPv4Address(parsing: address), traits: try Traits(country: CountryCode(parsing: country), category: category)), plan: plan)
+        let us = try Traits(country: CountryCode(parsing: "US"), category: .residential), de = try Traits(country: CountryCode(parsing: "DE"), category: .hosting)
+        for (address, traits) in [("192.0.2.10", us), ("192.0.2.11", us), ("192.0.2.20", de)] {
+            try await store.add(EgressAddress(address: try IPv4Address(parsing: address), traits: traits), plan: plan)
+        }
+        if prefixes {
+            try await store.add(PoolPrefix(prefix: Self.usPrefixes, traits: us))
+            try await store.add(PoolPrefix(prefix: Self.dePrefixes, traits: de))
         }
         let token = try await store.addHost("h1", labels: [:], now: .current)
         let app = Application(router: ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken)).router())
@@ -175,19 +186,21 @@ struct HostAgentTests {
         }
     }
 
-    @Test("while the allocator cannot be reached, leases are kept until their deadline, never beyond")
+    @Test("while the allocator cannot be reached, leases (slices and prefixes alike) are kept until their deadline, never beyond")
     func keepsLeasesThroughAnOutageUntilTheyExpire() async throws {
         let uses = Uses()
         let logs = RecordedLog()
         // Leases from a live allocator, then the allocator goes away.
         let agent = Mutex<HostAgent?>(nil)
-        try await withAllocator { _, client in
+        try await withAllocator(prefixes: true) { _, client in
             let created = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1")], leaseTime: .seconds(10), retryInterval: .milliseconds(200)),
                                     use: { uses.record($0) }, logger: logs.logger)
             await created.refresh()
             // A machine busy with other tests can let the first request outlast its 2.5 s;
             // this test is about the outage, so the lease is asked for until it is held.
-            for _ in 0..<10 where await created.slices.isEmpty {
+            for _ in 0..<10 {
+                let slices = await created.slices, prefixes = await created.prefixes
+                guard slices.isEmpty || prefixes.isEmpty else { break }
                 _ = await created.contactAllocator()
                 await created.refresh()
             }
@@ -195,6 +208,7 @@ struct HostAgentTests {
         }
         let running = try #require(agent.withLock { $0 })
         #expect(await running.slices.count == 1)
+        #expect(await running.prefixes.count == 1)
         let outage = ContinuousClock.now
         let task = Task { await running.run() }
         defer { task.cancel() }
@@ -202,19 +216,154 @@ struct HostAgentTests {
         try await Task.sleep(for: .seconds(5))
         #expect(await running.slices.count == 1)
         #expect(uses.last.count == 1)
+        #expect(await running.prefixes.count == 1 && uses.lastPrefixes.count == 1)
         // At the deadline (at most the lease time after the last renewal was sent) it is gone.
-        while await running.slices.count == 1 && ContinuousClock.now - outage < .seconds(12) {
+        // (The two were acquired by two requests, so their deadlines may differ by those.)
+        while ContinuousClock.now - outage < .seconds(12) {
+            let slices = await running.slices, prefixes = await running.prefixes
+            if slices.isEmpty && prefixes.isEmpty { break }
             try await Task.sleep(for: .milliseconds(50))
         }
         let dropped = ContinuousClock.now - outage
         #expect(await running.slices.isEmpty)
         #expect(uses.last.isEmpty)
+        // The prefix was renewed by the same requests, so it shares the slice's deadline.
+        #expect(await running.prefixes.isEmpty)
+        #expect(uses.lastPrefixes.isEmpty)
         #expect(dropped <= .milliseconds(10_100), "dropped \(dropped) after the outage began")
         #expect(logs.messages.contains { $0.contains("cannot renew leases") })
         #expect(logs.messages.contains { $0.contains("expired without renewal") })
         // An outage beginning and a lease expiring are warnings, with the lease as metadata.
         #expect(logs.entries.contains { $0.level == .warning && $0.message.contains("cannot renew leases") })
         #expect(logs.entries.contains { $0.level == .warning && $0.message.contains("expired without renewal") && $0.metadata["lease"] != nil })
+    }
+}
+
+extension HostAgentTests {
+    @Test("leases one IPv6 prefix per want from the closest pool prefix, renews it with the slices, adopts it after a restart, keeps it on stop (slices are released)")
+    func leasesPrefixes() async throws {
+        try await withAllocator(prefixes: true) { store, client in
+            let uses = Uses()
+            let settings = HostAgent.Settings(wants: [try traits("2,country=US,category=residential"), try traits("1,country=DE")], leaseTime: .seconds(30))
+            let agent = HostAgent(client: client, settings: settings, use: { uses.record($0) }, logger: Self.quiet)
+            await agent.refresh()
+            let held = await agent.prefixes
+            #expect(held.count == 2)
+            #expect(await agent.slices.count == 3)
+            let us = try #require(held.first { Self.usPrefixes.contains($0.prefix.network) }), de = try #require(held.first { Self.dePrefixes.contains($0.prefix.network) })
+            #expect(us.prefix.length == 64 && de.prefix.length == 64)
+            #expect(us.traits.country?.description == "US" && us.traits.category == .residential)
+            #expect(de.traits.country?.description == "DE" && de.traits.category == .hosting)
+            #expect(uses.lastPrefixes == held)
+            let stored = try await store.prefixLeases(of: "h1")
+            #expect(Set(stored.map(\.id)) == Set(held.map(\.leaseID)))
+            for lease in stored { #expect(lease.expires.milliseconds - lease.start.milliseconds == 30_000) }
+
+            // The one renewal request extends the prefixes too, and takes no more.
+            let before = stored.map(\.expires).min()!
+            try await Task.sleep(for: .milliseconds(20))
+            _ = await agent.contactAllocator()
+            #expect(await agent.prefixes == held)
+            #expect(try await store.prefixLeases(of: "h1").map(\.expires).min()! > before)
+
+            // A restart adopts them instead of leasing more; wanting less releases the rest.
+            let second = HostAgent(client: client, settings: settings, use: { _ in }, logger: Self.quiet)
+            await second.refresh()
+            #expect(await second.prefixes == held)
+            #expect(try await store.prefixLeases(of: "h1").count == 2)
+            let third = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1,country=DE")], leaseTime: .seconds(30)),
+                                  use: { _ in }, logger: Self.quiet)
+            await third.refresh()
+            #expect(await third.prefixes == [de])
+            #expect(try await store.prefixLeases(of: "h1").map(\.id) == [de.leaseID])
+
+            // A prefix the allocator no longer lists is dropped at the next renewal and replaced.
+            try await store.releasePrefix(de.leaseID, host: "h1", now: .current)
+            _ = await third.contactAllocator()
+            let replaced = await third.prefixes
+            #expect(replaced.count == 1 && replaced.first?.leaseID != de.leaseID)
+
+            // A graceful stop releases the slices; the prefix stays leased until it expires, for
+            // the next run to adopt (clients keep their IPv6 addresses across a restart).
+            await third.releaseAll()
+            #expect(try await store.prefixLeases(of: "h1").map(\.id) == replaced.map(\.leaseID))
+            #expect(try await store.leases(of: "h1").isEmpty)
+            let fourth = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1,country=DE")], leaseTime: .seconds(30)),
+                                   use: { _ in }, logger: Self.quiet)
+            await fourth.refresh()
+            #expect(await fourth.prefixes == replaced)
+        }
+    }
+
+    @Test("an allocator without prefixes: slices are leased, the missing prefix is told once per round as a notice, and it is no outage")
+    func allocatorWithoutPrefixes() async throws {
+        let logs = RecordedLog()
+        try await withAllocator { store, client in
+            let agent = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1,country=US"), try traits("1,country=DE")], leaseTime: .seconds(30)),
+                                  use: { _ in }, logger: logs.logger)
+            try await agent.start()
+            #expect(await agent.slices.count == 2)
+            #expect(await agent.prefixes.isEmpty)
+            func told() -> [RecordedLog.Entry] { logs.entries.filter { $0.message.hasPrefix("no IPv6 prefix for ") } }
+            #expect(told().count == 1)
+            #expect(told().first?.level == .notice)
+            #expect(told().first?.message.contains("US") == true && told().first?.message.contains("DE") == true, "\(told())")
+            _ = await agent.contactAllocator()
+            #expect(told().count == 2)
+            #expect(!logs.messages.contains { $0.contains("cannot renew leases") || $0.contains("cannot acquire") }, "\(logs.messages)")
+
+            // Prefixes added to the pool are leased at the next round.
+            try await store.add(PoolPrefix(prefix: Self.dePrefixes, traits: try Traits(country: CountryCode(parsing: "DE"), category: .hosting)))
+            _ = await agent.contactAllocator()
+            #expect(await agent.prefixes.count == 2, "both wants take the one class there is")
+            await agent.releaseAll()
+        }
+    }
+}
+
+extension HostAgentTests {
+    @Test("a held prefix is routed to lo before the proxy hears of it, and unrouted only after the proxy let it go (root)",
+          .enabled(if: geteuid() == 0, "needs root for network namespaces"))
+    func prefixRouteOrder() async throws {
+        let namespace = "portslice-agent-test6"  // not psl-: `lab down` removes those
+        _ = try? SystemTool.run("ip", ["netns", "del", namespace])
+        _ = try SystemTool.run("ip", ["netns", "add", namespace])
+        defer { _ = try? SystemTool.run("ip", ["netns", "del", namespace]) }
+        _ = try SystemTool.run("ip", ["link", "set", "lo", "up"], in: namespace)
+        @Sendable func routed() -> [String] {
+            ((try? SystemTool.run("ip", ["-6", "route", "show", "table", "local", "type", "local", "dev", "lo"], in: namespace)) ?? "")
+                .split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst().first.map(String.init) }.filter { $0.hasPrefix("2001:db8:") }
+        }
+        /// Each time the proxy is told: the prefixes it may send from, and the routes on lo then.
+        let told = Mutex<[(prefixes: [String], routes: [String])]>([])
+        try await withAllocator(prefixes: true) { store, client in
+            let agent = HostAgent(client: client, settings: HostAgent.Settings(wants: [try traits("1,country=DE")], leaseTime: .seconds(30)),
+                                  network: HostNetworkSetup(namespace: namespace), use: { held in
+                told.withLock { $0.append((held.prefixes.map { "\($0.prefix)" }, routed())) }
+            }, logger: Self.quiet)
+            await agent.refresh()
+            let prefix = try #require(await agent.prefixes.first)
+            #expect(routed() == ["\(prefix.prefix)"])
+            #expect(told.withLock { $0.last?.prefixes } == ["\(prefix.prefix)"])
+            #expect(told.withLock { $0.last?.routes } == ["\(prefix.prefix)"], "the proxy heard of the prefix before its route was there")
+
+            // The allocator takes it back: the proxy lets it go while the route is still there,
+            // then the route goes; the replacement is routed before the proxy hears of it.
+            try await store.releasePrefix(prefix.leaseID, host: "h1", now: .current)
+            _ = await agent.contactAllocator()
+            await agent.refresh()
+            let replacement = try #require(await agent.prefixes.first)
+            #expect(replacement.leaseID != prefix.leaseID)
+            let calls = told.withLock { $0 }
+            let withdrawn = try #require(calls.first { $0.prefixes.isEmpty })
+            #expect(withdrawn.routes.contains("\(prefix.prefix)"), "the route went before the proxy let the prefix go: \(calls)")
+            #expect(calls.last?.prefixes == ["\(replacement.prefix)"] && calls.last?.routes == ["\(replacement.prefix)"], "\(calls)")
+            #expect(routed() == ["\(replacement.prefix)"])
+
+            await agent.releaseAll()
+            #expect(routed().isEmpty)
+            #expect(told.withLock { $0.last?.prefixes } == [])
+        }
     }
 }
 

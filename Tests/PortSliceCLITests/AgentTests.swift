@@ -64,7 +64,8 @@ struct AgentTests {
         let agent = try RunningCommand(
             ["agent", "--server", server, "--token", hostToken, "--want", "1", "--lease-time", "20", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--allow", "127.0.0.1/32", "--no-host-setup"],
-            readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#)
+            // In the test's directory: the agent keeps its address key in ./portslice-data.
+            readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#, directory: directory.url)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), UInt16(agent.port))
         let echo = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let flow = PingingFlow(proxy: proxy, target: echo.endpoint, limit: .seconds(80))

@@ -15,14 +15,21 @@ struct CommandRunner {
         return buildDirectory.appendingPathComponent("portslice")
     }()
 
-    /// Runs `portslice arguments`; `input`, when given, is its standard input (closed after it).
-    static func run(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) async throws -> Result {
+    /// The program and arguments that run `command`, inside network namespace `namespace`
+    /// (`ip netns exec`, root only) when one is given.
+    static func invocation(_ command: [String], namespace: String?) -> (program: URL, arguments: [String]) {
+        guard let namespace else { return (URL(fileURLWithPath: command[0]), Array(command.dropFirst())) }
+        return (URL(fileURLWithPath: "/usr/sbin/ip").resolvingSymlinksInPath(), ["netns", "exec", namespace] + command)
+    }
+
+    /// Runs `portslice arguments` (in `namespace`, when given); `input`, when given, is its
+    /// standard input (closed after it).
+    static func run(_ arguments: [String], environment: [String: String] = [:], input: String? = nil, namespace: String? = nil) async throws -> Result {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw RunnerError("portslice is not built at \(executable.path); run `swift build` first")
         }
         let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
+        (process.executableURL, process.arguments) = invocation([executable.path] + arguments, namespace: namespace)
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe(), errorOutput = Pipe()
         process.standardOutput = output
@@ -66,12 +73,12 @@ struct CommandRunner {
         }
     }
 
-    /// curl with `arguments` (silent, at most 10 s); its exit status and body.
-    static func curl(_ arguments: [String]) async throws -> (status: Int32, body: String) {
+    /// curl with `arguments` (silent, at most 10 s; in `namespace`, when given); its exit
+    /// status and body.
+    static func curl(_ arguments: [String], namespace: String? = nil) async throws -> (status: Int32, body: String) {
         try await offThePool {
             let curl = Process()
-            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            curl.arguments = ["curl", "-s", "--max-time", "10"] + arguments
+            (curl.executableURL, curl.arguments) = invocation(["/usr/bin/env", "curl", "-s", "--max-time", "10"] + arguments, namespace: namespace)
             let pipe = Pipe()
             curl.standardOutput = pipe
             curl.standardError = FileHandle.nullDevice
@@ -118,13 +125,12 @@ final class RunningCommand: @unchecked Sendable {
     let readyOutput: String
     private let errorFile: URL
 
-    init(_ arguments: [String], readyPattern: String, environment: [String: String] = [:], directory: URL? = nil) throws {
+    init(_ arguments: [String], readyPattern: String, environment: [String: String] = [:], directory: URL? = nil, namespace: String? = nil) throws {
         errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-stderr-\(UUID().uuidString)")
         guard FileManager.default.createFile(atPath: errorFile.path, contents: nil) else {
             throw CommandRunner.RunnerError("cannot create \(errorFile.path) for the command's standard error")
         }
-        process.executableURL = CommandRunner.executable
-        process.arguments = arguments
+        (process.executableURL, process.arguments) = CommandRunner.invocation([CommandRunner.executable.path] + arguments, namespace: namespace)
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         if let directory { process.currentDirectoryURL = directory }
         let output = Pipe()

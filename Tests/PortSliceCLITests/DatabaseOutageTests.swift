@@ -70,7 +70,8 @@ struct DatabaseOutageTests {
         let agent = try RunningCommand(
             ["agent", "--server", admin.base, "--token", hostToken, "--want", "1", "--lease-time", "20", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--allow", "127.0.0.1/32", "--no-host-setup"],
-            readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#)
+            // In the test's directory: the agent keeps its address key in ./portslice-data.
+            readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#, directory: directory.url)
         let held = try await admin.leases().filter { $0.host == "h1" }.map(\.id)
         #expect(held.count == 1)
 

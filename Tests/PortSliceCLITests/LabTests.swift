@@ -24,13 +24,57 @@ struct LabTests {
         for check in ["rules applied", "flows per host", "return traffic to the right host", "source ports inside the host's slices",
                       "ICMP fragmentation-needed to the right host", "ICMP port-unreachable to the right host",
                       "host guard stops ports outside the slice", "flows survive an edge restart", "packets to a wrong host",
-                      "nothing left behind by the processes"] {
+                      "IPv6 prefixes routed to their hosts", "IPv6 return traffic to the right host", "IPv6 from another host's prefix gets no answer",
+                      "IPv6 flows tracked at the edge", "nothing left behind by the processes"] {
             let line = result.output.split(separator: "\n").first { $0.hasPrefix(check) }
             #expect(line?.contains(" ok ") == true, "\(check): \(line ?? "missing")")
         }
         #expect(result.output.contains("96 of 96 flows got their echo (100.0%)"))
         #expect(result.output.contains("edge connection-tracking entries: 0"))
+        #expect(result.output.contains(" 0 tracked; 0 connection-tracking entries for them"))
+        #expect(result.output.contains("lab run: 14 of 14 checks passed"))
         #expect(LabTopology.existingNamespaces().isEmpty)
+    }
+
+    @Test("the edge routes each leased IPv6 prefix to its host, moves it in one step, drops a quarantined one, restores a deleted route and removes only its own")
+    func edgePrefixRoutes() async throws {
+        LabTopology.tearDown()
+        let topology = try LabTopology(hosts: 2, addresses: 1)
+        try topology.build()
+        defer { LabTopology.tearDown() }
+        let hosts = try EdgeHost.numbered(Dictionary(uniqueKeysWithValues: topology.hostIndices.map { (topology.hostName($0), topology.hostSide(ofHost: $0)) }),
+                                          ipv6: Dictionary(uniqueKeysWithValues: topology.hostIndices.map { (topology.hostName($0), topology.hostSide6(ofHost: $0)) }))
+        let controller = EdgeController(role: .edge(hosts: hosts), namespace: LabTopology.edge)
+        let routes = PrefixRoutes(namespace: LabTopology.edge)
+        let first = IPv6Prefix("2001:db8:100:1::/64")!, second = IPv6Prefix("2001:db8:100:2::/64")!
+        func table(_ version: Int64, _ prefixes: [SliceTable.PrefixEntry]) -> SliceTable { SliceTable(version: version, slices: [], prefixes: prefixes) }
+        let h1 = topology.hostSide6(ofHost: 1), h2 = topology.hostSide6(ofHost: 2)
+
+        try await controller.start()
+        try await controller.apply(table(1, [.init(prefix: first, state: .leased, host: "h1"), .init(prefix: second, state: .leased, host: "h2")]))
+        #expect(try routes.installed() == [first: h1, second: h2])
+        // The kernel's own answer: which next hop a packet for the prefix takes.
+        let lookup = try SystemTool.run("ip", ["-6", "route", "get", "2001:db8:100:1::5053"], in: LabTopology.edge)
+        #expect(lookup.contains("via \(h1) "), "\(lookup)")
+        #expect(try OwnedTable(name: EdgeRuleset.tableName6, family: "ip6", namespace: LabTopology.edge).listing()?.contains("2001:db8:100:1::/64") == true)
+
+        // The first moves to h2 and the second goes to quarantine, in one table.
+        try await controller.apply(table(2, [.init(prefix: first, state: .leased, host: "h2"), .init(prefix: second, state: .quarantined, host: nil)]))
+        let movedAndDropped: [IPv6Prefix: IPv6Address?] = [first: h2, second: nil]
+        #expect(try routes.installed() == movedAndDropped)
+        // Released for good: its route goes.
+        try await controller.apply(table(3, [.init(prefix: first, state: .leased, host: "h2")]))
+        #expect(try routes.installed() == [first: h2])
+
+        // Someone deletes the route: the next reconcile puts it back.
+        _ = try SystemTool.run("ip", ["-6", "route", "del", "\(first)", "table", "\(PrefixRoutes.table)"], in: LabTopology.edge)
+        #expect(try await controller.reconcile() == "IPv6 prefix routes")
+        #expect(try routes.installed() == [first: h2])
+
+        try await controller.shutdown()
+        #expect(try routes.installed().isEmpty)
+        #expect(try !SystemTool.run("ip", ["-6", "rule", "show"], in: LabTopology.edge).contains("lookup \(PrefixRoutes.table)"))
+        #expect(try OwnedTable(name: EdgeRuleset.tableName6, family: "ip6", namespace: LabTopology.edge).listing() == nil)
     }
 
     @Test("lab up refuses to build over a lab that is up; lab down removes it all")

@@ -44,7 +44,8 @@ struct TLSTests {
         let agent = try RunningCommand(
             ["agent", "--server", url, "--ca", trusted.caFile, "--token", hostToken, "--want", "1", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--allow", "127.0.0.1/32", "--no-host-setup"],
-            readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#)
+            // In the test's directory: the agent keeps its address key in ./portslice-data.
+            readyPattern: #"proxy listening on 127\.0\.0\.1:\d+"#, directory: directory.url)
         let admin = try AllocatorClient(base: url, token: Self.adminToken, caFile: trusted.caFile)
         let leases = try await admin.leases()
         #expect(leases.map(\.host) == ["h1"], "\(agent.errors)")

@@ -232,3 +232,105 @@ struct RulesetTests {
         #expect { try SliceTableFile.decode(Data(unknownState.utf8), from: "test") } throws: { "\($0)".contains("borrowed") }
     }
 }
+
+func prefixEntry(_ prefix: String, _ state: String, _ host: String? = nil) -> SliceTable.PrefixEntry {
+    SliceTable.PrefixEntry(prefix: IPv6Prefix(prefix)!, state: SliceStatus(rawValue: state)!, host: host)
+}
+
+@Suite("Edge IPv6 prefix routes")
+struct PrefixRouteTests {
+    /// h1 has an IPv6 next hop, h2 does not.
+    static let hosts = try! EdgeHost.numbered(["h1": IPv4Address(192, 0, 2, 2), "h2": IPv4Address(192, 0, 2, 6)],
+                                              ipv6: ["h1": IPv6Address("2001:db8:ffff:1::2")!])
+
+    @Test("each leased prefix goes to its host's IPv6 next hop; quarantined ones and those of a host without one are dropped, with the host named")
+    func routes() throws {
+        let table = SliceTable(version: 9, slices: [], prefixes: [
+            prefixEntry("2001:db8:100:2::/64", "leased", "h2"),
+            prefixEntry("2001:db8:100:1::/64", "leased", "h1"),
+            prefixEntry("2001:db8:100:3::/64", "quarantined"),
+            prefixEntry("2001:db8:100:4::/64", "leased", "h9"),
+        ])
+        let plan = try SteeringPlan(table: table, hosts: Self.hosts)
+        #expect(plan.prefixRoutes.map(\.command) == [
+            "route replace 2001:db8:100:1::/64 via 2001:db8:ffff:1::2 table 53000",
+            "route replace blackhole 2001:db8:100:2::/64 table 53000",
+            "route replace blackhole 2001:db8:100:3::/64 table 53000",
+            "route replace blackhole 2001:db8:100:4::/64 table 53000",
+        ])
+        #expect(plan.prefixRoutes.map(\.host) == ["h1", nil, nil, nil])
+        #expect(plan.hostsWithoutIPv6 == ["h2": [IPv6Prefix("2001:db8:100:2::/64")!], "h9": [IPv6Prefix("2001:db8:100:4::/64")!]])
+
+        let rendering = try EdgeRole.edge(hosts: Self.hosts).render(table)
+        #expect(rendering.prefixRoutes == plan.prefixRoutes)
+        #expect(rendering.warnings == [
+            "host h2 leases IPv6 prefix(es) 2001:db8:100:2::/64 but has no IPv6 next hop here (give its IPv6 next hop as --host h2=IPV4,IPV6); they are dropped",
+            "host h9 leases IPv6 prefix(es) 2001:db8:100:4::/64 but has no IPv6 next hop here (add --host h9=IPV4,IPV6); they are dropped",
+        ])
+        // The IPv6 table rides in the same script, so one nft transaction changes both.
+        #expect(rendering.script.hasPrefix("table ip portslice_edge\n"))
+        #expect(rendering.script.contains("table ip6 portslice_edge6 {"))
+    }
+
+    @Test("the IPv6 table keeps the prefixes' packets out of connection tracking (golden)")
+    func goldenIPv6Table() throws {
+        let plan = try SteeringPlan(table: SliceTable(version: 3, slices: [], prefixes: [
+            prefixEntry("2001:db8:100:1::/64", "leased", "h1"), prefixEntry("2001:db8:100:3::/64", "quarantined"),
+        ]), hosts: Self.hosts)
+        #expect(EdgeRuleset.renderIPv6(plan) == """
+            table ip6 portslice_edge6
+            delete table ip6 portslice_edge6
+            table ip6 portslice_edge6 {
+              comment "portslice edge: IPv6 prefixes of slice table version 3; managed by portslice, do not edit"
+              set prefixes {
+                type ipv6_addr; flags interval
+                elements = {
+                  2001:db8:100:1::/64,
+                  2001:db8:100:3::/64
+                }
+              }
+              chain prerouting {
+                type filter hook prerouting priority raw; policy accept;
+                ip6 saddr @prefixes notrack
+                ip6 daddr @prefixes notrack
+              }
+              chain output {
+                type route hook output priority raw; policy accept;
+                ip6 daddr @prefixes notrack
+              }
+            }
+
+            """)
+        let empty = EdgeRuleset.renderIPv6(try SteeringPlan(table: SliceTable(version: 0, slices: []), hosts: Self.hosts))
+        #expect(!empty.contains("elements"))
+    }
+
+    @Test("a leased prefix without a holder and overlapping prefixes are refused, named", arguments: [
+        ([prefixEntry("2001:db8:100:1::/64", "leased")], "prefix 2001:db8:100:1::/64 is leased but names no host"),
+        ([prefixEntry("2001:db8:100:1::/64", "leased", "h1"), prefixEntry("2001:db8:100::/48", "quarantined")],
+         "prefixes 2001:db8:100::/48 and 2001:db8:100:1::/64 overlap"),
+        ([prefixEntry("2001:db8:100:1::/64", "leased", "h1"), prefixEntry("2001:db8:100:1::/64", "leased", "h2")],
+         "prefixes 2001:db8:100:1::/64 and 2001:db8:100:1::/64 overlap"),
+    ])
+    func refused(prefixes: [SliceTable.PrefixEntry], message: String) {
+        #expect {
+            try SteeringPlan(table: SliceTable(version: 1, slices: [], prefixes: prefixes), hosts: Self.hosts)
+        } throws: { error in
+            "\(error)".contains(message)
+        }
+    }
+
+    @Test("routes are read back from ip's listing, blackholes included")
+    func listing() {
+        let listing = """
+            2001:db8:100:1::/64 via 2001:db8:ffff:1::2 dev h1 metric 1024 pref medium
+            blackhole 2001:db8:100:3::/64 dev lo metric 1024 pref medium
+
+            """
+        let expected: [IPv6Prefix: IPv6Address?] = [
+            IPv6Prefix("2001:db8:100:1::/64")!: IPv6Address("2001:db8:ffff:1::2")!,
+            IPv6Prefix("2001:db8:100:3::/64")!: nil,
+        ]
+        #expect(PrefixRoutes.routes(inListing: listing) == expected)
+    }
+}
