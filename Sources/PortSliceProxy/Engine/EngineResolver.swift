@@ -197,20 +197,61 @@ final class EngineResolver {
             return completion(found.isEmpty ? .failure(.noAddress) : .success(found))
         }
         let candidates: [DNSName]
-        do {
-            candidates = try settings.configuration.candidates(for: name)
-        } catch {
-            return completion(.failure(.invalidName("\(error)")))
+        switch forms(of: name) {
+        case .success(let known): candidates = known
+        case .failure(let failure): return completion(.failure(failure))
         }
         var subnets: [DNSQuery.AddressType: ClientSubnet] = [:]
         if settings.sendsClientSubnet {
             subnets[.a] = egress4.map { ClientSubnet(.v4($0)) }
             subnets[.aaaa] = egress6.map { ClientSubnet(.v6($0)) }
         }
-        let lookup = Lookup(client: client, candidates: candidates, types: egress6 == nil ? [.a] : [.aaaa, .a], subnets: subnets,
-                            completion: completion)
+        let types: [DNSQuery.AddressType] = egress6 == nil ? [.a] : [.aaaa, .a]
+        if let first = candidates.first, let cached = cachedAnswer(first, types: types, subnets: subnets) { return completion(.success(cached)) }
+        let lookup = Lookup(client: client, candidates: candidates, types: types, subnets: subnets, completion: completion)
         advance(lookup, now: now)
     }
+
+    /// The common case, with nothing allocated for it: the name's first form has addresses in
+    /// the cache for every type asked (or for some, and a negative answer for the others).
+    private func cachedAnswer(_ name: DNSName, types: [DNSQuery.AddressType], subnets: [DNSQuery.AddressType: ClientSubnet]) -> ResolvedAddresses? {
+        let instant = ContinuousClock.now
+        var found = ResolvedAddresses()
+        for type in types {
+            switch cache.lookup(name, type: type == .a ? .a : .aaaa, subnet: subnets[type], now: instant) {
+            case .addresses(let addresses)?:
+                for address in addresses {
+                    switch address {
+                    case .v4(let v4) where type == .a: found.ipv4.append(v4)
+                    case .v6(let v6) where type == .aaaa: found.ipv6.append(v6)
+                    default: break
+                    }
+                }
+            case .noData?, .nameError?:
+                continue
+            case nil:
+                return nil
+            }
+        }
+        return found.isEmpty ? nil : found
+    }
+
+    /// The names to ask for `name` (resolv.conf's search rules), kept per loop for the names
+    /// clients ask again and again: at most `maximumForms` names, forgotten all at once when full.
+    private func forms(of name: String) -> Result<[DNSName], LookupFailure> {
+        if let known = knownForms[name] { return .success(known) }
+        do {
+            let candidates = try settings.configuration.candidates(for: name)
+            if knownForms.count >= Self.maximumForms { knownForms.removeAll(keepingCapacity: true) }
+            knownForms[name] = candidates
+            return .success(candidates)
+        } catch {
+            return .failure(.invalidName("\(error)"))
+        }
+    }
+
+    private var knownForms: [String: [DNSName]] = [:]
+    static let maximumForms = 4096
 
     /// The hosts file as it is now: read again when its modification time, size or inode
     /// changed (one `stat`, under a microsecond, at most once per millisecond of the loop).
