@@ -102,25 +102,14 @@ struct HappyEyeballsTests {
     func withProxy(_ server: FakeNameServer, prefixes: Bool = true, _ body: (Endpoint) async throws -> Void) async throws {
         let slices = EgressSlices()
         try slices.replace(with: [(Self.slice, .unknown)])
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
         let egressPrefixes = EgressPrefixes(prefixes ? [(try IPv6Prefix(parsing: "::1/128"), .unknown)] : [])
-        let opener = FlowOpener(slices: slices, prefixes: egressPrefixes, clientAddresses: ClientAddresses(key: Array(repeating: 7, count: 32)),
-                                clientTraits: TraitIndex(feeds: []),
-                                // ::1 is the egress "prefix" here, and a destination too: allowed by name, as --allow does.
-                                policy: DestinationPolicy(allowLoopback: true, allow: [try IPPrefix(parsing: "::1/128")]), passwordChecks: pool)
         let resolver = ResolverSettings(servers: [server.endpoint], configuration: ResolverConfiguration(timeoutSeconds: 5, attempts: 1))
-        let proxy = try ProxyServer.start(on: Endpoint(Self.loopback4, 0), opener: opener, settings: ProxyServer.Settings(resolver: resolver), threads: 1,
-                                          logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
-        do {
-            try await body(proxy.endpoint)
-        } catch {
-            await proxy.close()
-            try await pool.shutdownGracefully()
-            throw error
-        }
-        await proxy.close()
-        try await pool.shutdownGracefully()
+        try await InProcessProxy.serving(settings: ProxyServer.Settings(resolver: resolver), { pool in
+            FlowOpener(slices: slices, prefixes: egressPrefixes, clientAddresses: ClientAddresses(key: Array(repeating: 7, count: 32)),
+                       clientTraits: TraitIndex(feeds: []),
+                       // ::1 is the egress "prefix" here, and a destination too: allowed by name, as --allow does.
+                       policy: DestinationPolicy(allowLoopback: true, allow: [try IPPrefix(parsing: "::1/128")]), passwordChecks: pool)
+        }) { proxy, _ in try await body(proxy) }
     }
 
     /// A SOCKS5 CONNECT with `address` (ATYP and its bytes) and `port` on a new connection;

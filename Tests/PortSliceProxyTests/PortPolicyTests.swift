@@ -97,22 +97,11 @@ struct PortPolicyTests {
     /// A proxy on loopback without slices: a destination the policy lets through fails later,
     /// as exhausted (SOCKS reply 1, HTTP 503), so every reply 2 and 403 is the policy's.
     static func withProxy(ports: PortPolicy, _ body: (Endpoint, FlowOpener) async throws -> Void) async throws {
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        let opener = FlowOpener(slices: EgressSlices(), clientTraits: TraitIndex(feeds: []),
-                                policy: DestinationPolicy(allowLoopback: true, hostAddresses: InterfaceAddressSnapshot(read: { [] }), ports: ports),
-                                passwordChecks: pool)
-        let server = try ProxyServer.start(on: Endpoint(IPv4Address(127, 0, 0, 1), 0), opener: opener, threads: 1,
-                                           logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
-        do {
-            try await body(server.endpoint, opener)
-        } catch {
-            await server.close()
-            try await pool.shutdownGracefully()
-            throw error
-        }
-        await server.close()
-        try await pool.shutdownGracefully()
+        try await InProcessProxy.serving({ pool in
+            FlowOpener(slices: EgressSlices(), clientTraits: TraitIndex(feeds: []),
+                       policy: DestinationPolicy(allowLoopback: true, hostAddresses: InterfaceAddressSnapshot(read: { [] }), ports: ports),
+                       passwordChecks: pool)
+        }, body)
     }
 
     /// The SOCKS5 reply to a CONNECT to `host` (an IPv4 literal or a name) and `port`.

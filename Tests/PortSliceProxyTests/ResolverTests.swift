@@ -187,24 +187,12 @@ struct ResolverTests {
                    _ body: (Endpoint, EchoServers) async throws -> Void) async throws {
         let slices = EgressSlices()
         try slices.replace(with: [(Self.egress, .unknown)])
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        let opener = FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true),
-                                passwordChecks: pool)
         let resolver = ResolverSettings(servers: [server.endpoint], configuration: ResolverConfiguration(timeoutSeconds: timeoutSeconds, attempts: 1),
                                         sendsClientSubnet: ecs, lookupsPerClient: lookupsPerClient)
-        let proxy = try ProxyServer.start(on: Endpoint(Self.loopback, 0), opener: opener, settings: ProxyServer.Settings(resolver: resolver), threads: 1,
-                                          logger: Logger(label: "portslice.proxy.test") { _ in SwiftLogNoOpLogHandler() })
         let echo = try EchoServers(Endpoint(Self.loopback, 0))
-        do {
-            try await body(proxy.endpoint, echo)
-        } catch {
-            await proxy.close()
-            try await pool.shutdownGracefully()
-            throw error
-        }
-        await proxy.close()
-        try await pool.shutdownGracefully()
+        try await InProcessProxy.serving(settings: ProxyServer.Settings(resolver: resolver), { pool in
+            FlowOpener(slices: slices, clientTraits: TraitIndex(feeds: []), policy: DestinationPolicy(allowLoopback: true), passwordChecks: pool)
+        }) { proxy, _ in try await body(proxy, echo) }
     }
 
     /// Sends a SOCKS5 CONNECT by name on `socket` (connected to the proxy).
