@@ -209,8 +209,9 @@ struct ProxyOptions: ParsableArguments {
 }
 
 /// The egress proxy as a service (`portslice proxy`, and beside the agent): while it runs it
-/// owns the threads a proxy needs, the name-lookup pool and the handshake waiter; it serves
-/// from `slices` until graceful shutdown, then closes its listeners and stops those threads.
+/// owns the threads a proxy needs (its loops, and the pool that checks passwords); it serves
+/// from `slices` and `prefixes` until graceful shutdown, then closes its listeners and stops
+/// those threads.
 struct ProxyService: Service, CustomStringConvertible {
     let options: ProxyOptions
     let slices: EgressSlices
