@@ -230,7 +230,9 @@ struct HostAgentTests {
         // The prefix was renewed by the same requests, so it shares the slice's deadline.
         #expect(await running.prefixes.isEmpty)
         #expect(uses.lastPrefixes.isEmpty)
-        #expect(dropped <= .milliseconds(10_100), "dropped \(dropped) after the outage began")
+        // The agent's own deadline is earlier (the last renewal was sent before the outage);
+        // what the test adds is its polling (50 ms) and a busy machine's scheduling.
+        #expect(dropped <= .milliseconds(10_300), "dropped \(dropped) after the outage began")
         #expect(logs.messages.contains { $0.contains("cannot renew leases") })
         #expect(logs.messages.contains { $0.contains("expired without renewal") })
         // An outage beginning and a lease expiring are warnings, with the lease as metadata.
