@@ -14,8 +14,24 @@ public final class EchoServers: Sendable {
     public let endpoint: Endpoint
     private let servers: Servers
 
-    /// Binds the servers (port 0 picks one, the same for both when free).
+    /// Binds the servers (port 0 picks one, the same for both: the port the kernel gave TCP
+    /// may be some other program's UDP port, so with port 0 a few pairs are tried).
     public init(_ endpoint: Endpoint, mode: Mode = .echo) throws(DialError) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let (bound, listener, datagrams) = try Self.bind(endpoint, mode: mode)
+                self.endpoint = bound
+                servers = Servers(listener: listener, datagrams: datagrams, mode: mode)
+                return
+            } catch .system(let call, let errno) where call == "bind" && errno == .addressInUse && endpoint.port == 0 && attempt < 20 {
+                continue
+            }
+        }
+    }
+
+    private static func bind(_ endpoint: Endpoint, mode: Mode) throws(DialError) -> (Endpoint, CInt?, CInt?) {
         var bound = endpoint
         var listener: CInt?
         if mode != .udpSink {
@@ -38,8 +54,7 @@ public final class EchoServers: Sendable {
             bound = try datagram.localEndpoint()
             datagrams = datagram.release()
         }
-        self.endpoint = bound
-        servers = Servers(listener: listener, datagrams: datagrams, mode: mode)
+        return (bound, listener, datagrams)
     }
 
     /// Peers seen so far, per transport, in arrival order (a TCP peer once per connection, a
