@@ -155,7 +155,8 @@ struct HappyEyeballsTests {
     func fallsBackToIPv4() async throws {
         let silent = try SilentIPv6Port()
         defer { silent.stop() }
-        let echo4 = try EchoServers(Endpoint(Self.loopback4, silent.port))
+        // TCP only: the port is fixed by the silent listener, and a UDP socket elsewhere may hold it.
+        let echo4 = try EchoServers(Endpoint(Self.loopback4, silent.port), mode: .tcpSink)
         let server = try await FakeNameServer(["late.example": .dual(Self.loopback4, Self.loopback6)])
         try await withProxy(server) { proxy in
             let started = ContinuousClock.now
