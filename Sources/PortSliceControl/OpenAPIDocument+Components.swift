@@ -1,0 +1,784 @@
+extension OpenAPIDocument {
+    /// The parameters, responses, headers, schemas and security scheme the operations share.
+    static let components = """
+        components:
+          securitySchemes:
+            bearerAuth:
+              type: http
+              scheme: bearer
+              description: |
+                The admin token (configured on the allocator), or a host's, an edge's or a
+                viewer's token (`NAME.SECRET`, made by `POST /v1/hosts`, `POST /v1/edges` or
+                `POST /v1/viewers`).
+          parameters:
+            Name:
+              name: name
+              in: path
+              required: true
+              description: The host's, edge's or viewer's name.
+              schema:
+                type: string
+            LeaseID:
+              name: id
+              in: path
+              required: true
+              description: The lease's id.
+              schema:
+                type: integer
+                format: int64
+            Address:
+              name: address
+              in: path
+              required: true
+              description: The egress address, dotted decimal.
+              schema:
+                $ref: "#/components/schemas/IPv4Address"
+            PrefixNetwork:
+              name: network
+              in: path
+              required: true
+              description: The IPv6 prefix's network address (its colons may be percent-encoded).
+              schema:
+                $ref: "#/components/schemas/IPv6Address"
+            PrefixLength:
+              name: length
+              in: path
+              required: true
+              description: The IPv6 prefix's length.
+              schema:
+                type: integer
+                minimum: 0
+                maximum: 128
+            IfNoneMatch:
+              name: If-None-Match
+              in: header
+              required: false
+              description: An `ETag` from an earlier answer; when it is still the current one, the answer is 304.
+              schema:
+                type: string
+          headers:
+            ETag:
+              description: A tag of the answer's content, quoted; it changes when the content does.
+              schema:
+                type: string
+                pattern: '^"[0-9a-f]{32}"$'
+            CacheControl:
+              description: How long caches may keep the answer.
+              schema:
+                type: string
+                const: public, max-age=86400
+          requestBodies:
+            Renewal:
+              required: false
+              description: |
+                The lease time asked for. An empty body (with `Content-Length: 0`) or `{}` asks
+                for the allocator's default lease time.
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/RenewRequest"
+          responses:
+            BadRequest:
+              description: The input was refused; `field` names the field when one was at fault.
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+            Unauthorized:
+              description: "No `Authorization: Bearer TOKEN`, or a token the allocator does not know."
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+            Forbidden:
+              description: The token's role is not one the route admits.
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+            NotFound:
+              description: No such host, edge, viewer, lease, address or IPv6 prefix.
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+            Conflict:
+              description: |
+                It already exists (host, edge, viewer, address, or an IPv6 prefix or one
+                overlapping it), or an address or prefix still has leases or quarantines.
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+            Gone:
+              description: The lease has expired or was released; acquire a new one.
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+            ContentTooLarge:
+              description: The body is larger than 64 KiB.
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+            DatabaseUnavailable:
+              description: 'The database cannot be reached: `{"error": "database unavailable"}`.'
+              content:
+                application/json:
+                  schema:
+                    $ref: "#/components/schemas/ErrorBody"
+          schemas:
+            ErrorBody:
+              type: object
+              description: Every error answer.
+              additionalProperties: false
+              required: [error]
+              properties:
+                error:
+                  type: string
+                  description: What was wrong, in a sentence a person can act on.
+                field:
+                  type: string
+                  description: The request field at fault, for bad input (`count`, `region`).
+            NewHost:
+              type: object
+              description: The body of `POST /v1/hosts`.
+              additionalProperties: false
+              required: [name]
+              properties:
+                name:
+                  $ref: "#/components/schemas/PrincipalName"
+                labels:
+                  type: [object, "null"]
+                  description: Free-form labels kept with the host.
+                  additionalProperties:
+                    type: string
+            NewEdge:
+              type: object
+              description: The body of `POST /v1/edges`.
+              additionalProperties: false
+              required: [name]
+              properties:
+                name:
+                  $ref: "#/components/schemas/PrincipalName"
+            NewViewer:
+              type: object
+              description: The body of `POST /v1/viewers`.
+              additionalProperties: false
+              required: [name]
+              properties:
+                name:
+                  $ref: "#/components/schemas/PrincipalName"
+            PrincipalName:
+              type: string
+              description: 1-63 characters of lower-case letters, digits, '-' and '.'.
+              pattern: '^[a-z0-9.-]{1,63}$'
+            IssuedToken:
+              type: object
+              description: A token made for a host, an edge or a viewer. Shown once; the allocator keeps only its hash.
+              additionalProperties: false
+              required: [name, token]
+              properties:
+                name:
+                  type: string
+                token:
+                  type: string
+                  description: '`NAME.SECRET`; send it as `Authorization: Bearer TOKEN`.'
+            AcquireRequest:
+              type: object
+              description: |
+                The body of `POST /v1/leases`: how many slices, for how long, of which traits.
+                The trait fields sit beside the others (`{"count": 2, "country": "US"}`); each
+                left out matches any value. Null counts as absent.
+              additionalProperties: false
+              properties:
+                count:
+                  type: [integer, "null"]
+                  minimum: 1
+                  maximum: 64
+                  description: How many slices (1 when absent).
+                ttlSeconds:
+                  type: [integer, "null"]
+                  format: int64
+                  minimum: 10
+                  maximum: 86400
+                  description: Lease time in seconds (the allocator's default when absent).
+                country:
+                  $ref: "#/components/schemas/RequestCountryCode"
+                region:
+                  $ref: "#/components/schemas/RequestRegionCode"
+                city:
+                  type: [string, "null"]
+                category:
+                  $ref: "#/components/schemas/RequestCategory"
+                reputation:
+                  $ref: "#/components/schemas/RequestReputationTier"
+                tags:
+                  type: [array, "null"]
+                  items:
+                    type: string
+            RenewRequest:
+              type: object
+              description: The body of the renewals.
+              additionalProperties: false
+              properties:
+                ttlSeconds:
+                  type: [integer, "null"]
+                  format: int64
+                  minimum: 10
+                  maximum: 86400
+                  description: Lease time in seconds from now (the allocator's default when absent).
+            LeaseBody:
+              type: object
+              description: A lease as the API shows it.
+              additionalProperties: false
+              required: [id, host, address, slice, ports, start, expires]
+              properties:
+                id:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+                  description: The host that holds it.
+                address:
+                  $ref: "#/components/schemas/IPv4Address"
+                slice:
+                  type: integer
+                  minimum: 0
+                  description: The slice's index on its address.
+                ports:
+                  $ref: "#/components/schemas/PortSet"
+                start:
+                  type: integer
+                  format: int64
+                  description: When the lease began, in milliseconds since 1970.
+                expires:
+                  type: integer
+                  format: int64
+                  description: When it ends unless renewed, in milliseconds since 1970.
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                  description: The traits of the slice's address (absent in answers from older allocators).
+            LeaseList:
+              type: object
+              description: Leases of slices and of IPv6 prefixes.
+              additionalProperties: false
+              required: [leases]
+              properties:
+                leases:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/LeaseBody"
+                prefixLeases:
+                  type: array
+                  description: Leases of IPv6 prefixes (absent in answers from older allocators).
+                  items:
+                    $ref: "#/components/schemas/PrefixLeaseBody"
+            PrefixLeaseBody:
+              type: object
+              description: A lease of an IPv6 prefix as the API shows it.
+              additionalProperties: false
+              required: [id, host, prefix, start, expires]
+              properties:
+                id:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+                  description: The host that holds it.
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                start:
+                  type: integer
+                  format: int64
+                  description: When the lease began, in milliseconds since 1970.
+                expires:
+                  type: integer
+                  format: int64
+                  description: When it ends unless renewed, in milliseconds since 1970.
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                  description: The traits of the pool prefix it was cut from.
+            NewPrefix:
+              type: object
+              description: |
+                The body of `POST /v1/prefixes`: an IPv6 prefix, its traits (beside the other
+                fields, as in `AcquireRequest`) and the length leased out of it. Null counts as
+                absent.
+              additionalProperties: false
+              required: [prefix]
+              properties:
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                leaseLength:
+                  type: [integer, "null"]
+                  minimum: 1
+                  maximum: 64
+                  description: Bits of each leased prefix, longer than `prefix` (the allocator's `--prefix-length` when absent).
+                country:
+                  $ref: "#/components/schemas/RequestCountryCode"
+                region:
+                  $ref: "#/components/schemas/RequestRegionCode"
+                city:
+                  type: [string, "null"]
+                category:
+                  $ref: "#/components/schemas/RequestCategory"
+                reputation:
+                  $ref: "#/components/schemas/RequestReputationTier"
+                tags:
+                  type: [array, "null"]
+                  items:
+                    type: string
+            PoolPrefixBody:
+              type: object
+              description: An IPv6 prefix of the pool as `GET /v1/prefixes` shows it.
+              additionalProperties: false
+              required: [prefix, traits, summary, leaseLength, draining]
+              properties:
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                summary:
+                  type: string
+                  description: The traits in a line, as tables print them (the trait class's name).
+                leaseLength:
+                  type: integer
+                  minimum: 1
+                  maximum: 64
+                  description: Bits of each prefix leased out of it.
+                draining:
+                  type: boolean
+                  description: Being drained, it takes no new leases; it can be removed once its leases and quarantines end.
+            PrefixList:
+              type: object
+              description: The answer of `GET /v1/prefixes`.
+              additionalProperties: false
+              required: [prefixes]
+              properties:
+                prefixes:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/PoolPrefixBody"
+            NewAddress:
+              type: object
+              description: |
+                The body of `POST /v1/pool`: an address, its traits (beside the other fields, as
+                in `AcquireRequest`) and how to cut it. Null counts as absent.
+              additionalProperties: false
+              required: [address]
+              properties:
+                address:
+                  $ref: "#/components/schemas/IPv4Address"
+                range:
+                  anyOf:
+                    - $ref: "#/components/schemas/PortRange"
+                    - type: "null"
+                  description: The ports to cut into slices (1024-65535 when absent).
+                sliceSize:
+                  type: [integer, "null"]
+                  minimum: 1
+                  description: Ports per slice (2048 when neither this nor `slices` is given).
+                slices:
+                  type: [integer, "null"]
+                  minimum: 1
+                  description: How many slices to cut the range into, instead of `sliceSize`.
+                country:
+                  $ref: "#/components/schemas/RequestCountryCode"
+                region:
+                  $ref: "#/components/schemas/RequestRegionCode"
+                city:
+                  type: [string, "null"]
+                category:
+                  $ref: "#/components/schemas/RequestCategory"
+                reputation:
+                  $ref: "#/components/schemas/RequestReputationTier"
+                tags:
+                  type: [array, "null"]
+                  items:
+                    type: string
+            HostBody:
+              type: object
+              description: A host as `GET /v1/hosts` shows it.
+              additionalProperties: false
+              required: [name, labels, leases, prefixLeases, renewalLate, wants]
+              properties:
+                name:
+                  type: string
+                labels:
+                  type: object
+                  description: Free-form labels kept with the host.
+                  additionalProperties:
+                    type: string
+                leases:
+                  type: integer
+                  minimum: 0
+                  description: Slice leases it holds now.
+                prefixLeases:
+                  type: integer
+                  minimum: 0
+                  description: IPv6 prefix leases it holds now.
+                lastRenewal:
+                  type: integer
+                  format: int64
+                  description: |
+                    When it last renewed (or acquired) a lease it holds now, in milliseconds
+                    since 1970; absent when it holds none.
+                renewalLate:
+                  type: boolean
+                  description: |
+                    It holds leases and has not renewed for more than half the lease time it
+                    asked for (agents renew every third of it): its leases are at risk.
+                wants:
+                  type: array
+                  description: The trait classes its current leases were asked for.
+                  items:
+                    $ref: "#/components/schemas/Traits"
+            HostList:
+              type: object
+              description: The answer of `GET /v1/hosts`.
+              additionalProperties: false
+              required: [hosts]
+              properties:
+                hosts:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/HostBody"
+            EdgeBody:
+              type: object
+              description: |
+                An edge as `GET /v1/edges` shows it: the table version it reported applying when
+                it last polled `GET /v1/slices?applied=VERSION`.
+              additionalProperties: false
+              required: [name]
+              properties:
+                name:
+                  type: string
+                appliedVersion:
+                  type: integer
+                  format: int64
+                  minimum: 0
+                  description: The table version in its kernel; absent until the edge reports.
+                lastReport:
+                  type: integer
+                  format: int64
+                  description: When it last reported, in milliseconds since 1970; absent until it reports.
+                versionsBehind:
+                  type: integer
+                  format: int64
+                  minimum: 0
+                  description: How many table versions it is behind the current one; absent until it reports.
+            EdgeList:
+              type: object
+              description: The answer of `GET /v1/edges`.
+              additionalProperties: false
+              required: [tableVersion, edges]
+              properties:
+                tableVersion:
+                  type: integer
+                  format: int64
+                  description: The slice table's version now.
+                edges:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/EdgeBody"
+            PoolAddressBody:
+              type: object
+              description: An address of the pool as `GET /v1/pool` shows it.
+              additionalProperties: false
+              required: [address, traits, summary, draining]
+              properties:
+                address:
+                  $ref: "#/components/schemas/IPv4Address"
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                summary:
+                  type: string
+                  description: The traits in a line, as tables print them (the trait class's name).
+                draining:
+                  type: boolean
+                  description: Being drained, it takes no new leases; it leaves the pool once its leases end.
+            PoolList:
+              type: object
+              description: The answer of `GET /v1/pool`.
+              additionalProperties: false
+              required: [addresses]
+              properties:
+                addresses:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/PoolAddressBody"
+            Geofeed:
+              type: string
+              description: |
+                RFC 8805 CSV: one line per prefix with exactly the five columns
+                `prefix,country,region,city,postal` (empty when unknown), each line ending in a
+                line feed; a field holding a comma, quote or line break is quoted as RFC 4180 says.
+              pattern: '^([0-9A-Fa-f.:]+/[0-9]{1,3}(,("([^"]|"")*"|[^,"\\r\\n]*)){4}\\n)*$'
+            Holders:
+              type: object
+              description: The answer of `GET /v1/who`.
+              additionalProperties: false
+              required: [records]
+              properties:
+                records:
+                  type: array
+                  description: Slice records, for an IPv4 address (empty for an IPv6 one).
+                  items:
+                    $ref: "#/components/schemas/AssignmentRecord"
+                prefixRecords:
+                  type: array
+                  description: Prefix records, for an IPv6 address (absent for an IPv4 one).
+                  items:
+                    $ref: "#/components/schemas/PrefixAssignmentRecord"
+            PrefixAssignmentRecord:
+              type: object
+              description: |
+                One line of the prefix assignment log: who held which IPv6 prefix (every address
+                and port in it) from `start` until `end` (absent while held).
+              additionalProperties: false
+              required: [leaseID, host, prefix, start]
+              properties:
+                leaseID:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                start:
+                  $ref: "#/components/schemas/Moment"
+                end:
+                  $ref: "#/components/schemas/Moment"
+            ClassCapacity:
+              type: object
+              description: Slices of one trait class per state, with a warning when few are left.
+              additionalProperties: false
+              required: [traits, summary, free, leased, quarantined, draining]
+              properties:
+                traits:
+                  $ref: "#/components/schemas/Traits"
+                summary:
+                  type: string
+                  description: The traits in a line, as tables print them (`US/US-CA/Los Angeles, residential, reputation high`).
+                free:
+                  type: integer
+                  minimum: 0
+                leased:
+                  type: integer
+                  minimum: 0
+                quarantined:
+                  type: integer
+                  minimum: 0
+                draining:
+                  type: integer
+                  minimum: 0
+                warning:
+                  type: string
+                  description: Present when the class has no free slice or few are left.
+            CapacityReport:
+              type: object
+              description: The answer of `GET /v1/capacity`.
+              additionalProperties: false
+              required: [classes]
+              properties:
+                classes:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/ClassCapacity"
+            Readiness:
+              type: object
+              description: The answer of `GET /readyz`.
+              additionalProperties: false
+              required: [ready]
+              properties:
+                ready:
+                  type: boolean
+                reason:
+                  type: string
+                  description: Why not, when not.
+            SliceTable:
+              type: object
+              description: What edges steer by.
+              additionalProperties: false
+              required: [version, slices, prefixes]
+              properties:
+                version:
+                  type: integer
+                  format: int64
+                  description: Grows whenever a slice or prefix changes hands or addresses come and go.
+                slices:
+                  type: array
+                  items:
+                    $ref: "#/components/schemas/SliceTableEntry"
+                prefixes:
+                  type: array
+                  description: |
+                    Every leased or quarantined IPv6 prefix, in address order (a free one is not
+                    listed). Readers should take its absence, from older allocators, as none.
+                  items:
+                    $ref: "#/components/schemas/SliceTablePrefixEntry"
+            SliceTablePrefixEntry:
+              type: object
+              description: One leased or quarantined IPv6 prefix of the table.
+              additionalProperties: false
+              required: [prefix, state]
+              properties:
+                prefix:
+                  $ref: "#/components/schemas/IPv6Prefix"
+                state:
+                  $ref: "#/components/schemas/SliceStatus"
+                host:
+                  type: string
+                  description: The holder, when leased.
+            SliceTableEntry:
+              type: object
+              description: One slice of the table.
+              additionalProperties: false
+              required: [address, index, ports, state]
+              properties:
+                address:
+                  $ref: "#/components/schemas/IPv4Address"
+                index:
+                  type: integer
+                  minimum: 0
+                ports:
+                  $ref: "#/components/schemas/PortSet"
+                state:
+                  $ref: "#/components/schemas/SliceStatus"
+                host:
+                  type: string
+                  description: The holder, when leased.
+            SliceStatus:
+              type: string
+              description: |
+                free: can be leased. leased: held by `host`. quarantined: released or expired,
+                nobody may have it yet (RFC 6888 REQ-8). draining: free, but its address takes
+                no new leases.
+              enum: [free, leased, quarantined, draining]
+            AssignmentRecord:
+              type: object
+              description: |
+                One line of the append-only assignment log (RFC 6888 section 4, RFC 7422): who
+                held which ports of which address, for both TCP and UDP, from `start` until `end`
+                (absent while held).
+              additionalProperties: false
+              required: [leaseID, host, slice, ports, protocols, start]
+              properties:
+                leaseID:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+                slice:
+                  $ref: "#/components/schemas/SliceID"
+                ports:
+                  $ref: "#/components/schemas/PortSet"
+                protocols:
+                  type: string
+                  description: The transports the lease covered, comma-separated (`tcp,udp`).
+                start:
+                  $ref: "#/components/schemas/Moment"
+                end:
+                  $ref: "#/components/schemas/Moment"
+            SliceID:
+              type: object
+              description: One slice of one address.
+              additionalProperties: false
+              required: [address, index]
+              properties:
+                address:
+                  $ref: "#/components/schemas/IPv4Address"
+                index:
+                  type: integer
+                  minimum: 0
+            Moment:
+              type: object
+              description: A point in time, as an object (unlike the bare numbers of `LeaseBody`).
+              additionalProperties: false
+              required: [milliseconds]
+              properties:
+                milliseconds:
+                  type: integer
+                  format: int64
+                  description: Milliseconds since 1970-01-01 UTC.
+            Traits:
+              type: object
+              description: The traits of an address, as answers show them.
+              additionalProperties: false
+              required: [category, tags]
+              properties:
+                country:
+                  $ref: "#/components/schemas/CountryCode"
+                region:
+                  $ref: "#/components/schemas/RegionCode"
+                city:
+                  type: string
+                category:
+                  $ref: "#/components/schemas/Category"
+                reputation:
+                  $ref: "#/components/schemas/ReputationTier"
+                tags:
+                  type: array
+                  description: Free-form labels, sorted and without duplicates.
+                  items:
+                    type: string
+            Category:
+              type: string
+              description: What kind of network an address appears to belong to.
+              enum: [residential, mobile, business, hosting, unknown]
+            ReputationTier:
+              type: string
+              description: How well an address is regarded by reputation services, best first.
+              enum: [high, medium, low]
+            CountryCode:
+              type: string
+              description: An ISO 3166-1 alpha-2 code, upper case (XK for Kosovo too).
+              pattern: '^[A-Z]{2}$'
+            RegionCode:
+              type: string
+              description: An ISO 3166-2 code, upper case; it starts with its country's code.
+              pattern: '^[A-Z]{2}-[A-Z0-9]{1,3}$'
+            RequestCountryCode:
+              type: [string, "null"]
+              description: An ISO 3166-1 alpha-2 code, in either letter case.
+              pattern: '^[A-Za-z]{2}$'
+            RequestRegionCode:
+              type: [string, "null"]
+              description: An ISO 3166-2 code in either letter case; needs `country`, and must belong to it.
+              pattern: '^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$'
+            RequestCategory:
+              type: [string, "null"]
+              description: A `Category`, in any letter case (`unknown` when absent).
+              pattern: '^([Rr][Ee][Ss][Ii][Dd][Ee][Nn][Tt][Ii][Aa][Ll]|[Mm][Oo][Bb][Ii][Ll][Ee]|[Bb][Uu][Ss][Ii][Nn][Ee][Ss][Ss]|[Hh][Oo][Ss][Tt][Ii][Nn][Gg]|[Uu][Nn][Kk][Nn][Oo][Ww][Nn])$'
+            RequestReputationTier:
+              type: [string, "null"]
+              description: A `ReputationTier`, in any letter case.
+              pattern: '^([Hh][Ii][Gg][Hh]|[Mm][Ee][Dd][Ii][Uu][Mm]|[Ll][Oo][Ww])$'
+            IPv4Address:
+              type: string
+              format: ipv4
+              description: Strict dotted decimal, no leading zeros.
+              pattern: '^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$'
+            IPv6Address:
+              type: string
+              format: ipv6
+              description: An IPv6 address; answers give the RFC 5952 form (lower case, `::` for the longest zero run).
+              pattern: '^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$'
+            IPv6Prefix:
+              type: string
+              description: '`NETWORK/LENGTH` with no bits set past the length (`2001:db8:10::/48`).'
+              pattern: '^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*/(0|[1-9][0-9]?|1[01][0-9]|12[0-8])$'
+            PortRange:
+              type: string
+              description: '`LOW-HIGH` or a single port, decimal without leading zeros (`20000-23999`).'
+              pattern: '^(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?$'
+            PortSet:
+              type: string
+              description: |
+                Comma-separated ports and ranges, ascending and disjoint (`20000-20999` for a
+                contiguous slice, `1232-1235,2256-2259` for an RFC 7597 port set).
+              pattern: '^(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?(,(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?)*$'
+        """
+}
