@@ -85,6 +85,15 @@ public struct FlowOpener: Sendable {
     struct Destinations {
         let first: IPEndpoint
         let fallback: IPEndpoint?
+        /// Where the client's IPv6 flows leave from, found once for the lookup's subnet and
+        /// kept for the dial.
+        let ipv6Source: IPv6Source?
+    }
+
+    /// The prefix a client's IPv6 flows leave from, and its address there.
+    struct IPv6Source: Sendable {
+        let prefix: IPv6Prefix
+        let address: IPv6Address
     }
 
     /// A name looked up for a UDP flow of a client, from any thread: the first IPv4 address the
@@ -168,9 +177,9 @@ public struct FlowOpener: Sendable {
     }
 
     /// Where a TCP flow to a name with `resolved` addresses goes: IPv6 first when the client
-    /// can leave over IPv6 (`clientHasIPv6`) and the name has an allowed IPv6 address, IPv4
+    /// can leave over IPv6 (`ipv6Source`) and the name has an allowed IPv6 address, IPv4
     /// then (or alone).
-    func destinations(_ resolved: ResolvedAddresses, port: UInt16, clientHasIPv6: Bool) throws(OpenFailure) -> Destinations {
+    func destinations(_ resolved: ResolvedAddresses, port: UInt16, ipv6Source: IPv6Source?) throws(OpenFailure) -> Destinations {
         var refusal: OpenFailure?
         func firstAllowed(_ addresses: [IPAddress]) -> IPEndpoint? {
             for address in addresses {
@@ -178,11 +187,11 @@ public struct FlowOpener: Sendable {
             }
             return nil
         }
-        let viaIPv6 = clientHasIPv6 ? firstAllowed(resolved.ipv6.map(IPAddress.v6)) : nil
+        let viaIPv6 = ipv6Source == nil ? nil : firstAllowed(resolved.ipv6.map(IPAddress.v6))
         let viaIPv4 = firstAllowed(resolved.ipv4.map(IPAddress.v4))
         switch (viaIPv6, viaIPv4) {
-        case (let six?, let four): return Destinations(first: six, fallback: four)
-        case (nil, let four?): return Destinations(first: four, fallback: nil)
+        case (let six?, let four): return Destinations(first: six, fallback: four, ipv6Source: ipv6Source)
+        case (nil, let four?): return Destinations(first: four, fallback: nil, ipv6Source: nil)
         case (nil, nil):
             if let refusal { throw refusal }
             throw .noEgress(IPEndpoint(resolved.ipv6.first.map(IPAddress.v6) ?? .v4(resolved.ipv4.first ?? IPv4Address(bits: 0)), port))
@@ -198,9 +207,9 @@ public struct FlowOpener: Sendable {
     }
 
     /// The prefix `client`'s IPv6 flows leave from, and its address there; nil without prefixes.
-    func ipv6Source(for client: IPAddress) -> (prefix: IPv6Prefix, address: IPv6Address)? {
+    func ipv6Source(for client: IPAddress) -> IPv6Source? {
         guard let clientAddresses, let prefix = prefixes.chosen(traits: traits(of: client)) else { return nil }
-        return (prefix, clientAddresses.address(for: client, in: prefix))
+        return IPv6Source(prefix: prefix, address: clientAddresses.address(for: client, in: prefix))
     }
 
     /// `host:port` as an allowed IPv4 destination, on `eventLoop`: a literal at once, a name
@@ -223,11 +232,12 @@ public struct FlowOpener: Sendable {
     }
 
     /// Starts the TCP handshake: to an IPv4 destination from the first slice with a port free
-    /// towards it, to an IPv6 one from the client's address in its prefix.
-    func startTCP(to destination: IPEndpoint, for client: IPAddress) throws -> PendingDial {
+    /// towards it, to an IPv6 one from the client's address in its prefix (`known`, when the
+    /// caller found it already).
+    func startTCP(to destination: IPEndpoint, for client: IPAddress, from known: IPv6Source? = nil) throws -> PendingDial {
         switch destination.address {
         case .v6(let address):
-            guard let source = ipv6Source(for: client) else { throw OpenFailure.noEgress(destination) }
+            guard let source = known ?? ipv6Source(for: client) else { throw OpenFailure.noEgress(destination) }
             do {
                 return PendingDial(try IPv6Dial.start(from: source.address, to: address, port: destination.port), prefix: source.prefix, remote: destination)
             } catch {

@@ -310,7 +310,7 @@ extension EngineLoop {
                 // The client may have gone while the name server thought.
                 guard let connection = connections[slot], connection.generation == generation, connection.phase == .resolving else { return }
                 switch result {
-                case .success(let destinations): dial(connection, to: destinations.first, fallback: destinations.fallback)
+                case .success(let destinations): dial(connection, to: destinations.first, fallback: destinations.fallback, from: destinations.ipv6Source)
                 case .failure(let failure): fail(connection, failure)
                 }
             }
@@ -319,11 +319,11 @@ extension EngineLoop {
 
     /// Starts the handshake to `destination`; with a `fallback`, Happy Eyeballs: it is started
     /// beside the first after `FlowOpener.happyEyeballsDelay`, or at once if the first fails.
-    func dial(_ connection: EngineConnection, to destination: IPEndpoint, fallback: IPEndpoint? = nil) {
+    func dial(_ connection: EngineConnection, to destination: IPEndpoint, fallback: IPEndpoint? = nil, from ipv6Source: FlowOpener.IPv6Source? = nil) {
         connection.dialedTo = destination
         let pending: FlowOpener.PendingDial
         do {
-            pending = try session.opener.startTCP(to: destination, for: connection.clientAddress)
+            pending = try session.opener.startTCP(to: destination, for: connection.clientAddress, from: ipv6Source)
         } catch {
             if let fallback { return dial(connection, to: fallback) }
             return fail(connection, error as? OpenFailure ?? .failed("\(error)"))

@@ -122,10 +122,10 @@ final class EngineLoop: @unchecked Sendable {
     func lookUp(_ name: String, port: UInt16, for client: IPAddress, then: @escaping (Result<FlowOpener.Destinations, OpenFailure>) -> Void) {
         let opener = session.opener
         if let refusal = opener.policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
-        let source6 = opener.ipv6Source(for: client)?.address
-        resolver.lookUp(name, for: client, egress4: opener.egressAddress(for: client), egress6: source6, now: now) { result in
+        let source6 = opener.ipv6Source(for: client)
+        resolver.lookUp(name, for: client, egress4: opener.egressAddress(for: client), egress6: source6?.address, now: now) { result in
             switch result {
-            case .success(let found): then(Result { () throws(OpenFailure) in try opener.destinations(found, port: port, clientHasIPv6: source6 != nil) })
+            case .success(let found): then(Result { () throws(OpenFailure) in try opener.destinations(found, port: port, ipv6Source: source6) })
             case .failure(let failure): then(.failure(.unresolved(name, failure)))
             }
         }
