@@ -184,9 +184,6 @@ final class EngineResolver {
 
     deinit { datagram.deallocate() }
 
-    /// Queries waiting for a server now (for tests and the status page).
-    var queriesInFlight: Int { queries.count }
-
     /// Looks `name` up for `client`, whose flows leave from `egress4` (and `egress6`, whose
     /// presence also asks for AAAA); `completion` runs on the loop, at once when the hosts file
     /// or the cache answers.
