@@ -152,7 +152,8 @@ struct LabTests {
         // 200 ms, but in a full test run its task can wait seconds for a turn on the shared
         // pool, which other tests keep busy; the bound is for that wait, not for the edge.
         _ = try SystemTool.run("nft", ["delete", "table", "ip", EdgeRuleset.tableName], in: LabTopology.edge)
-        #expect(try await waitFor(1, within: .seconds(10)) != nil, "the table was not restored: \(reports.all)")
+        #expect(try await waitFor(1, within: .seconds(10)) != nil,
+                "the table was not restored: \(reports.all); tables now: \((try? SystemTool.run("nft", ["list", "tables"], in: LabTopology.edge)) ?? "?")")
         _ = try SystemTool.run("ip", ["rule", "del", "priority", "\(hosts[0].rulePriority)"], in: LabTopology.edge)
         #expect(try await waitFor(1, within: .seconds(10)) != nil, "the rule was not restored: \(reports.all)")
         #expect(reports.all.contains { $0.contains("changed from outside; restored") })
