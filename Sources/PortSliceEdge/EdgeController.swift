@@ -51,9 +51,10 @@ public actor EdgeController {
     private let table6: OwnedTable?
     private let routes: PolicyRoutes?
     private let prefixRoutes: PrefixRoutes?
-    /// The last table applied, the rules' shape as nft listed them right after, and the prefix
-    /// routes installed with it.
-    private var applied: (table: SliceTable, shape: String, prefixRoutes: [PrefixRoute])?
+    /// The last table applied, the rules' shape as nft listed them right after (nil when they
+    /// could not be listed then, so the next reconcile lists and applies them again), and the
+    /// prefix routes installed with it.
+    private var applied: (table: SliceTable, shape: String?, prefixRoutes: [PrefixRoute])?
 
     /// - Parameter namespace: the network namespace (`ip netns` name) to program; nil for this
     ///   process's own.
@@ -90,13 +91,15 @@ public actor EdgeController {
         let rendering = try role.render(newTable, counters: try table.counters())
         try table.apply(rendering.script)
         try prefixRoutes?.sync(rendering.prefixRoutes)
-        applied = (newTable, try shape(), rendering.prefixRoutes)
+        // The rules are in force now; a listing that fails here must not undo that verdict.
+        applied = (newTable, (try? shape()) ?? nil, rendering.prefixRoutes)
         return rendering.warnings
     }
 
-    /// The tables' listings with counters blanked.
-    private func shape() throws(EdgeError) -> String {
-        OwnedTable.shape(ofListing: (try table.listing() ?? "") + (try table6?.listing() ?? ""))
+    /// The tables' listings with counters blanked; nil when the main table is missing.
+    private func shape() throws(EdgeError) -> String? {
+        guard let listing = try table.listing() else { return nil }
+        return OwnedTable.shape(ofListing: listing + (try table6?.listing() ?? ""))
     }
 
     /// Puts back the last applied rules (and routes) when they were changed or removed from
@@ -112,9 +115,14 @@ public actor EdgeController {
             try prefixRoutes.sync(applied.prefixRoutes)
             restored.append("IPv6 prefix routes")
         }
-        if let applied, try shape() != applied.shape {
-            try apply(applied.table)
-            restored.append("nftables table \(role.tableName)")
+        if let applied {
+            // A missing table counts as changed even when the listing after the last apply
+            // failed too, so both compare as nil.
+            let now = try shape()
+            if now == nil || now != applied.shape {
+                try apply(applied.table)
+                restored.append("nftables table \(role.tableName)")
+            }
         }
         return restored.isEmpty ? nil : restored.joined(separator: " and ")
     }
