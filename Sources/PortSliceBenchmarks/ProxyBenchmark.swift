@@ -55,12 +55,6 @@ public struct ProxyBenchmark: Sendable {
         public let loadGeneratorThreads: Int
         /// nil for the by-name rows: once a flow is open, it relays as any other.
         public var bytesPerSecond: Double?
-
-        func with(bytesPerSecond: Double) -> Row {
-            var row = self
-            row.bytesPerSecond = bytesPerSecond
-            return row
-        }
     }
 
     public struct HeldRow: Sendable, Encodable {
@@ -205,10 +199,9 @@ public struct ProxyBenchmark: Sendable {
         let nameServer = try BenchmarkNameServer(zone: Self.benchmarkZone, answering: closing.endpoint.address)
         defer { nameServer.stop() }
         var report = Report()
-        for (number, contender) in contenders.enumerated() {
-            report.rates += try measureRates(contender, port: UInt16(31080 + number), closing: closing.endpoint, sink: sink,
-                                             nameServer: contender.name == "portslice" ? nameServer : nil, directory: directory, progress: progress)
-            if plan.total > 0 {
+        report.rates = try measureRates(contenders, closing: closing.endpoint, sink: sink, nameServer: nameServer, directory: directory, progress: progress)
+        if plan.total > 0 {
+            for (number, contender) in contenders.enumerated() {
                 // A proxy of its own, freshly started, so its memory before holding is its memory at rest.
                 report.held.append(try holdConnections(contender, port: UInt16(31090 + number), plan: plan, newConnectionsTo: closing.endpoint,
                                                        directory: directory, progress: progress))
@@ -220,48 +213,114 @@ public struct ProxyBenchmark: Sendable {
         return report
     }
 
-    /// Connection rates and throughput with each number of clients, on one running proxy; with
-    /// `nameServer` (portslice, which is started asking it), also the connection rate by name
-    /// right after each rate by address, so the two compare on the same proxy at the same time.
-    func measureRates(_ contender: Contender, port: UInt16, closing: Endpoint, sink: EchoServers, nameServer: BenchmarkNameServer? = nil,
+    /// How many pieces each connection-rate row is measured in. The rows of one number of
+    /// clients take turns piece by piece (portslice, portslice by name, microsocks, Dante,
+    /// then again), so a change in what else the shared machine is doing, which moves a rate
+    /// by several percent over seconds, falls on every row alike instead of on whichever ran
+    /// at the time.
+    static let interleavedPieces = 6
+
+    /// Connection rates and throughput with each number of clients, every contender running at
+    /// once on a port of its own: the connection rows of one number of clients in turns (see
+    /// `interleavedPieces`), by name too for portslice (started asking `nameServer`), then each
+    /// contender's throughput.
+    func measureRates(_ contenders: [Contender], closing: Endpoint, sink: EchoServers, nameServer: BenchmarkNameServer?,
                       directory: String, progress: (String) -> Void) throws -> [Row] {
-        let process = try contender.start(port, nameServer?.endpoint, directory)
-        defer { Self.stop(process) }
-        let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
-        try Self.waitUntilListening(proxy, process: process, name: contender.name)
-        var rows: [Row] = []
-        for clients in concurrencies {
-            progress("\(contender.name), \(clients) client(s): connections")
-            let literal = try measureConnections(of: process, as: contender.name, clients: clients) { try connectionRate(via: proxy, to: closing, clients: clients) }
-            var byName: Row?
-            if nameServer != nil {
-                progress("\(contender.name), \(clients) client(s): connections by name")
-                byName = try measureConnections(of: process, as: Self.namesRowProxy, clients: clients) {
-                    try connectionRate(via: proxy, to: closing, names: Self.destinationNames, clients: clients)
+        var processes: [Process] = []
+        defer { Self.stop(processes) }
+        var proxies: [Endpoint] = []
+        for (number, contender) in contenders.enumerated() {
+            let proxy = Endpoint(IPv4Address(127, 0, 0, 1), UInt16(31080 + number))
+            try Self.requireFree(proxy)
+            processes.append(try contender.start(proxy.port, contender.name == "portslice" ? nameServer?.endpoint : nil, directory))
+            try Self.waitUntilListening(proxy, process: processes[number], name: contender.name)
+            proxies.append(proxy)
+        }
+        /// One connection row: the contender it measures, and the names it asks for (none: by address).
+        struct Variant {
+            let contender: Int
+            let proxy: String
+            let names: [String]
+        }
+        var variants: [Variant] = []
+        for (number, contender) in contenders.enumerated() {
+            variants.append(Variant(contender: number, proxy: contender.name, names: []))
+            if contender.name == "portslice" && nameServer != nil {
+                variants.append(Variant(contender: number, proxy: Self.namesRowProxy, names: Self.destinationNames))
+            }
+        }
+        // Keyed for the table's order: each contender's rows together, by clients, by address first.
+        var rows: [(contender: Int, clients: Int, variant: Int, row: Row)] = []
+        for (clientsIndex, clients) in concurrencies.enumerated() {
+            progress("\(clients) client(s): connections, \(variants.map(\.proxy).joined(separator: ", ")) in turn, \(Self.interleavedPieces) times")
+            var samples = [ConnectionSample](repeating: ConnectionSample(), count: variants.count)
+            let piece = seconds / Double(Self.interleavedPieces)
+            for _ in 0..<Self.interleavedPieces {
+                for (index, variant) in variants.enumerated() {
+                    samples[index] += try sampleConnections(of: processes[variant.contender]) {
+                        try connectionRate(via: proxies[variant.contender], to: closing, names: variant.names, clients: clients, seconds: piece)
+                    }
                 }
             }
-            progress("\(contender.name), \(clients) client(s): throughput")
-            rows.append(literal.with(bytesPerSecond: try self.throughput(via: proxy, to: sink, clients: clients)))
-            if let byName { rows.append(byName) }
+            for (index, variant) in variants.enumerated() {
+                var row = samples[index].row(proxy: variant.proxy, clients: clients)
+                if variant.names.isEmpty {
+                    progress("\(variant.proxy), \(clients) client(s): throughput")
+                    row.bytesPerSecond = try throughput(via: proxies[variant.contender], to: sink, clients: clients)
+                }
+                rows.append((variant.contender, clientsIndex, index, row))
+            }
         }
-        return rows
+        return rows.sorted { ($0.contender, $0.clients, $0.variant) < ($1.contender, $1.clients, $1.variant) }.map(\.row)
     }
 
-    /// One connection-rate row (no throughput): `load`'s rate beside the CPU time the proxy's
-    /// process group and this process spent meanwhile.
+    /// What one piece of a connection-rate measurement saw; pieces of one row add up.
+    struct ConnectionSample {
+        var connections = 0.0
+        var seconds = 0.0
+        var proxyUser = 0.0
+        var proxySystem = 0.0
+        var ownUser = 0.0
+        var ownSystem = 0.0
+        var threads = 0
+
+        static func += (sum: inout ConnectionSample, piece: ConnectionSample) {
+            sum.connections += piece.connections
+            sum.seconds += piece.seconds
+            sum.proxyUser += piece.proxyUser
+            sum.proxySystem += piece.proxySystem
+            sum.ownUser += piece.ownUser
+            sum.ownSystem += piece.ownSystem
+            sum.threads = max(sum.threads, piece.threads)
+        }
+
+        func row(proxy: String, clients: Int) -> Row {
+            let perConnection = { (cpu: Double) in connections > 0 ? cpu * 1e6 / connections : 0 }
+            let rate = seconds > 0 ? connections / seconds : 0
+            return Row(proxy: proxy, clients: clients, connectionsPerSecond: rate,
+                       proxyMicrosecondsPerConnection: perConnection(proxyUser + proxySystem),
+                       proxyUserMicrosecondsPerConnection: perConnection(proxyUser),
+                       loadGeneratorCorePercent: seconds > 0 ? (ownUser + ownSystem) * 100 / seconds : 0,
+                       loadGeneratorUserCorePercent: seconds > 0 ? ownUser * 100 / seconds : 0, loadGeneratorThreads: threads,
+                       bytesPerSecond: nil)
+        }
+    }
+
+    /// One connection-rate row (no throughput), measured in one piece.
     func measureConnections(of process: Process, as proxy: String, clients: Int, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> Row {
+        try sampleConnections(of: process, load).row(proxy: proxy, clients: clients)
+    }
+
+    /// `load`'s connections and time beside the CPU time the proxy's process group and this
+    /// process spent meanwhile.
+    func sampleConnections(of process: Process, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> ConnectionSample {
         let before = Self.cpuSeconds(ofGroup: process.processIdentifier)
         let ownBefore = ProcessCPU.ownUsage()
         let (rate, elapsed, threads) = try load()
         let ownAfter = ProcessCPU.ownUsage()
         let after = Self.cpuSeconds(ofGroup: process.processIdentifier)
-        let perConnection = { (seconds: Double) in rate > 0 ? seconds * 1e6 / (rate * elapsed) : 0 }
-        return Row(proxy: proxy, clients: clients, connectionsPerSecond: rate,
-                   proxyMicrosecondsPerConnection: perConnection(after.user + after.system - before.user - before.system),
-                   proxyUserMicrosecondsPerConnection: perConnection(after.user - before.user),
-                   loadGeneratorCorePercent: (ownAfter.user + ownAfter.system - ownBefore.user - ownBefore.system) * 100 / elapsed,
-                   loadGeneratorUserCorePercent: (ownAfter.user - ownBefore.user) * 100 / elapsed, loadGeneratorThreads: threads,
-                   bytesPerSecond: nil)
+        return ConnectionSample(connections: rate * elapsed, seconds: elapsed, proxyUser: after.user - before.user, proxySystem: after.system - before.system,
+                                ownUser: ownAfter.user - ownBefore.user, ownSystem: ownAfter.system - ownBefore.system, threads: threads)
     }
 
     /// Starts `contender` afresh, reads its memory, opens `plan`'s relays and slow clients and
@@ -272,6 +331,7 @@ public struct ProxyBenchmark: Sendable {
                          progress: (String) -> Void) throws -> HeldRow {
         let destination = try IdleDestination(keepingFirst: plan.relays)
         defer { destination.stop() }
+        try Self.requireFree(Endpoint(IPv4Address(127, 0, 0, 1), port))
         let process = try contender.start(port, nil, directory)
         defer { Self.stop(process) }  // before the destination (see `IdleDestination.stop`)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
@@ -321,6 +381,7 @@ public struct ProxyBenchmark: Sendable {
         let port: UInt16 = 31099
         let destination = try IdleDestination(keepingFirst: 0)
         defer { destination.stop() }
+        try Self.requireFree(Endpoint(IPv4Address(127, 0, 0, 1), port))
         let process = try Self.startPortslice(portslice, port: port, slice: Self.fillSlice, directory: directory)
         defer { Self.stop(process) }  // before the destination (see `IdleDestination.stop`)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
@@ -399,10 +460,11 @@ public struct ProxyBenchmark: Sendable {
     /// New connections per second, the seconds it measured, and the load threads it used.
     /// With `names`, each CONNECT names the next of them (and `target`'s port) instead of
     /// giving the address.
-    func connectionRate(via proxy: Endpoint, to target: Endpoint, names: [String] = [], clients: Int,
+    /// `seconds` defaults to the benchmark's.
+    func connectionRate(via proxy: Endpoint, to target: Endpoint, names: [String] = [], clients: Int, seconds: Double? = nil,
                         completion: SOCKSConnectLoad.Completion = .reset) throws -> (rate: Double, seconds: Double, threads: Int) {
         let load = SOCKSConnectLoad(proxy: proxy, target: target, names: names, concurrency: clients, completion: completion)
-        let outcome = try load.run(for: .milliseconds(Int(seconds * 1000)), limit: 10_000_000)
+        let outcome = try load.run(for: .milliseconds(Int((seconds ?? self.seconds) * 1000)), limit: 10_000_000)
         if let failure = outcome.failure { throw BenchmarkFailure(failure) }
         return (Double(outcome.completed) / outcome.seconds, outcome.seconds, load.threadCount)
     }
@@ -475,9 +537,13 @@ public struct ProxyBenchmark: Sendable {
     /// Kills the process's whole group. SIGKILL, because a child started from a Swift
     /// concurrency thread inherits its blocked signal mask, SIGTERM included, and would never
     /// see a SIGTERM (the benchmark hung waiting for microsocks and Dante to exit).
-    static func stop(_ process: Process) {
-        kill(-process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+    static func stop(_ process: Process) { stop([process]) }
+
+    /// Kills every one's group, then waits for each: waiting for one while another still runs
+    /// hung (seen with portslice killed and left a zombie while microsocks and Dante ran).
+    static func stop(_ processes: [Process]) {
+        for process in processes { kill(-process.processIdentifier, SIGKILL) }
+        for process in processes { process.waitUntilExit() }
     }
 
     /// User and system CPU seconds of every process in process group `group`, from
@@ -492,6 +558,14 @@ public struct ProxyBenchmark: Sendable {
             return "\(directory)/\(tool)"
         }
         throw BenchmarkFailure("\(tool) is not installed; apt-get install \(package) (scripts/bench-proxy.sh installs the peers and runs this benchmark)")
+    }
+
+    /// Throws when something listens on `endpoint` already: a proxy left from an earlier run
+    /// would answer in place of the one about to start there (which then exits), and be measured.
+    static func requireFree(_ endpoint: Endpoint) throws {
+        if (try? UnslicedConnect.tcp(to: endpoint, timeout: .milliseconds(200))) != nil {
+            throw BenchmarkFailure("something listens on \(endpoint) already (a proxy left from an earlier run?); stop it and run again")
+        }
     }
 
     static func waitUntilListening(_ endpoint: Endpoint, process: Process, name: String) throws {
