@@ -40,7 +40,12 @@ public struct HostsFile: Hashable, Sendable {
     /// Every address listed for `name`, ignoring case and a trailing dot; nil when it is not
     /// in the file.
     public func addresses(for name: String) -> Addresses? {
-        table[Self.key(Substring(name))]
+        // Most names come lowercased without the root's dot: looked up as they are, with no
+        // lowercased copy made for each.
+        if name.utf8.allSatisfy({ !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) && name.utf8.last != UInt8(ascii: ".") {
+            return table[name]
+        }
+        return table[Self.key(Substring(name))]
     }
 
     private static func key(_ name: Substring) -> String {

@@ -16,8 +16,10 @@ public final class EgressSlices: Sendable {
     struct Held: Sendable {
         let pool: EgressPool
         let dialers: [IPv4Address: [SliceDialer]]
+        /// Counts the pictures: a choice made from this one is still good while it is current.
+        let version: UInt64
 
-        static let none = Held(pool: try! EgressPool([]), dialers: [:])
+        static let none = Held(pool: try! EgressPool([]), dialers: [:], version: 0)
     }
 
     private struct State {
@@ -67,7 +69,7 @@ public final class EgressSlices: Sendable {
         let pool = try EgressPool(traits.map { EgressAddress(address: $0.key, traits: $0.value) }.sorted { $0.address < $1.address })
         let kept = Set(slices.map(\.slice))
         let orphaned = state.withLock { state in
-            state.held = Held(pool: pool, dialers: dialers)
+            state.held = Held(pool: pool, dialers: dialers, version: state.held.version + 1)
             for (slice, revocation) in state.revocations where !kept.contains(slice) {
                 revocation.revoke()
                 state.revocations[slice] = nil

@@ -88,6 +88,23 @@ public struct FlowOpener: Sendable {
         /// Where the client's IPv6 flows leave from, found once for the lookup's subnet and
         /// kept for the dial.
         let ipv6Source: IPv6Source?
+        /// Where its IPv4 flows leave from, found for the lookup's subnet, kept for the dial
+        /// while the held slices stay as they were.
+        let ipv4Egress: IPv4Egress?
+    }
+
+    /// The address a client's IPv4 flows leave from (the one its traits choose) and its
+    /// slices, in the picture of the held slices it was chosen from.
+    struct IPv4Egress: Sendable {
+        let held: EgressSlices.Held
+        let client: IPAddress
+        let traits: Traits
+        let address: EgressAddress
+        let dialers: [SliceDialer]
+
+        /// The slices of the other addresses as close to the client's traits: where a flow
+        /// goes when the chosen address's slices are out of ports.
+        var alternatives: [SliceDialer] { held.alternatives(to: address, for: client, traits: traits) }
     }
 
     /// The prefix a client's IPv6 flows leave from, and its address there.
@@ -179,7 +196,7 @@ public struct FlowOpener: Sendable {
     /// Where a TCP flow to a name with `resolved` addresses goes: IPv6 first when the client
     /// can leave over IPv6 (`ipv6Source`) and the name has an allowed IPv6 address, IPv4
     /// then (or alone).
-    func destinations(_ resolved: ResolvedAddresses, port: UInt16, ipv6Source: IPv6Source?) throws(OpenFailure) -> Destinations {
+    func destinations(_ resolved: ResolvedAddresses, port: UInt16, ipv6Source: IPv6Source?, ipv4Egress: IPv4Egress?) throws(OpenFailure) -> Destinations {
         var refusal: OpenFailure?
         func firstAllowed(_ addresses: [IPAddress]) -> IPEndpoint? {
             for address in addresses {
@@ -190,25 +207,30 @@ public struct FlowOpener: Sendable {
         let viaIPv6 = ipv6Source == nil ? nil : firstAllowed(resolved.ipv6.map(IPAddress.v6))
         let viaIPv4 = firstAllowed(resolved.ipv4.map(IPAddress.v4))
         switch (viaIPv6, viaIPv4) {
-        case (let six?, let four): return Destinations(first: six, fallback: four, ipv6Source: ipv6Source)
-        case (nil, let four?): return Destinations(first: four, fallback: nil, ipv6Source: nil)
+        case (let six?, let four): return Destinations(first: six, fallback: four, ipv6Source: ipv6Source, ipv4Egress: ipv4Egress)
+        case (nil, let four?): return Destinations(first: four, fallback: nil, ipv6Source: nil, ipv4Egress: ipv4Egress)
         case (nil, nil):
             if let refusal { throw refusal }
             throw .noEgress(IPEndpoint(resolved.ipv6.first.map(IPAddress.v6) ?? .v4(resolved.ipv4.first ?? IPv4Address(bits: 0)), port))
         }
     }
 
-    private func traits(of client: IPAddress) -> Traits { clientTraits.lookup(client)?.traits ?? .unknown }
+    func traits(of client: IPAddress) -> Traits { clientTraits.lookup(client)?.traits ?? .unknown }
 
-    /// The address a flow of `client` would leave from now over IPv4 (the one its traits
-    /// choose), which a name lookup names to geo-DNS; nil while no slice is held.
-    func egressAddress(for client: IPAddress) -> IPv4Address? {
-        slices.held.chosen(for: client, traits: traits(of: client))?.address.address
+    /// Where a flow of `client` (with `traits`, when known) leaves from now over IPv4, which a
+    /// name lookup also names to geo-DNS: `known` when it was chosen from the slices held now;
+    /// nil while no slice is held.
+    func ipv4Egress(for client: IPAddress, traits known: Traits? = nil, reusing earlier: IPv4Egress? = nil) -> IPv4Egress? {
+        let held = slices.held
+        if let earlier, earlier.held.version == held.version, earlier.client == client { return earlier }
+        let traits = known ?? traits(of: client)
+        guard let chosen = held.chosen(for: client, traits: traits) else { return nil }
+        return IPv4Egress(held: held, client: client, traits: traits, address: chosen.address, dialers: chosen.dialers)
     }
 
     /// The prefix `client`'s IPv6 flows leave from, and its address there; nil without prefixes.
-    func ipv6Source(for client: IPAddress) -> IPv6Source? {
-        guard let clientAddresses, let prefix = prefixes.chosen(traits: traits(of: client)) else { return nil }
+    func ipv6Source(for client: IPAddress, traits known: Traits? = nil) -> IPv6Source? {
+        guard let clientAddresses, let prefix = prefixes.chosen(traits: known ?? traits(of: client)) else { return nil }
         return IPv6Source(prefix: prefix, address: clientAddresses.address(for: client, in: prefix))
     }
 
@@ -224,17 +246,16 @@ public struct FlowOpener: Sendable {
     }
 
     /// The chosen address's slices, then the equally close addresses' slices, for `client`.
-    private func candidates(for client: IPAddress, towards destination: Endpoint) throws -> (first: [SliceDialer], then: () -> [SliceDialer]) {
-        let held = slices.held
-        let traits = clientTraits.lookup(client)?.traits ?? .unknown
-        guard let chosen = held.chosen(for: client, traits: traits) else { throw OpenFailure.exhausted(IPEndpoint(destination)) }
-        return (chosen.dialers, { held.alternatives(to: chosen.address, for: client, traits: traits) })
+    private func candidates(for client: IPAddress, towards destination: Endpoint, reusing earlier: IPv4Egress? = nil) throws -> (first: [SliceDialer], then: () -> [SliceDialer]) {
+        guard let egress = ipv4Egress(for: client, reusing: earlier) else { throw OpenFailure.exhausted(IPEndpoint(destination)) }
+        return (egress.dialers, { egress.alternatives })
     }
 
     /// Starts the TCP handshake: to an IPv4 destination from the first slice with a port free
     /// towards it, to an IPv6 one from the client's address in its prefix (`known`, when the
-    /// caller found it already).
-    func startTCP(to destination: IPEndpoint, for client: IPAddress, from known: IPv6Source? = nil) throws -> PendingDial {
+    /// caller found it already; `known4`, the IPv4 egress a lookup found, is kept while the
+    /// held slices have not changed).
+    func startTCP(to destination: IPEndpoint, for client: IPAddress, from known: IPv6Source? = nil, egress known4: IPv4Egress? = nil) throws -> PendingDial {
         switch destination.address {
         case .v6(let address):
             guard let source = known ?? ipv6Source(for: client) else { throw OpenFailure.noEgress(destination) }
@@ -245,7 +266,7 @@ public struct FlowOpener: Sendable {
             }
         case .v4(let address):
             let target = Endpoint(address, destination.port)
-            let (first, then) = try candidates(for: client, towards: target)
+            let (first, then) = try candidates(for: client, towards: target, reusing: known4)
             let start = { (dialer: SliceDialer) throws(DialError) -> PendingDial in PendingDial(try dialer.startTCP(to: target), slice: dialer.slice) }
             if let pending = try firstDialer(first, towards: target, start) { return pending }
             if let pending = try firstDialer(then(), towards: target, start) { return pending }

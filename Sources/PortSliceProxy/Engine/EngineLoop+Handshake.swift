@@ -310,7 +310,8 @@ extension EngineLoop {
                 // The client may have gone while the name server thought.
                 guard let connection = connections[slot], connection.generation == generation, connection.phase == .resolving else { return }
                 switch result {
-                case .success(let destinations): dial(connection, to: destinations.first, fallback: destinations.fallback, from: destinations.ipv6Source)
+                case .success(let destinations):
+                    dial(connection, to: destinations.first, fallback: destinations.fallback, from: destinations.ipv6Source, egress: destinations.ipv4Egress)
                 case .failure(let failure): fail(connection, failure)
                 }
             }
@@ -319,13 +320,14 @@ extension EngineLoop {
 
     /// Starts the handshake to `destination`; with a `fallback`, Happy Eyeballs: it is started
     /// beside the first after `FlowOpener.happyEyeballsDelay`, or at once if the first fails.
-    func dial(_ connection: EngineConnection, to destination: IPEndpoint, fallback: IPEndpoint? = nil, from ipv6Source: FlowOpener.IPv6Source? = nil) {
+    func dial(_ connection: EngineConnection, to destination: IPEndpoint, fallback: IPEndpoint? = nil, from ipv6Source: FlowOpener.IPv6Source? = nil,
+              egress ipv4Egress: FlowOpener.IPv4Egress? = nil) {
         connection.dialedTo = destination
         let pending: FlowOpener.PendingDial
         do {
-            pending = try session.opener.startTCP(to: destination, for: connection.clientAddress, from: ipv6Source)
+            pending = try session.opener.startTCP(to: destination, for: connection.clientAddress, from: ipv6Source, egress: ipv4Egress)
         } catch {
-            if let fallback { return dial(connection, to: fallback) }
+            if let fallback { return dial(connection, to: fallback, egress: ipv4Egress) }
             return fail(connection, error as? OpenFailure ?? .failed("\(error)"))
         }
         connection.dial = pending

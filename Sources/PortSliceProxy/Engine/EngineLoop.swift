@@ -108,7 +108,7 @@ final class EngineLoop: @unchecked Sendable {
         post { loop in
             let opener = loop.session.opener
             if let refusal = opener.policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
-            loop.resolver.lookUp(name, for: client, egress4: opener.egressAddress(for: client), egress6: nil, now: loop.now) { result in
+            loop.resolver.lookUp(name, for: client, egress4: opener.ipv4Egress(for: client)?.address.address, egress6: nil, now: loop.now) { result in
                 switch result {
                 case .success(let found): then(Result { () throws(OpenFailure) in try opener.allowed(among: found.ipv4, port: port) })
                 case .failure(let failure): then(.failure(.unresolved(name, failure)))
@@ -122,10 +122,13 @@ final class EngineLoop: @unchecked Sendable {
     func lookUp(_ name: String, port: UInt16, for client: IPAddress, then: @escaping (Result<FlowOpener.Destinations, OpenFailure>) -> Void) {
         let opener = session.opener
         if let refusal = opener.policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
-        let source6 = opener.ipv6Source(for: client)
-        resolver.lookUp(name, for: client, egress4: opener.egressAddress(for: client), egress6: source6?.address, now: now) { result in
+        // Found once: named to geo-DNS, then dialled from.
+        let traits = opener.traits(of: client)
+        let source6 = opener.ipv6Source(for: client, traits: traits), egress4 = opener.ipv4Egress(for: client, traits: traits)
+        resolver.lookUp(name, for: client, egress4: egress4?.address.address, egress6: source6?.address, now: now) { result in
             switch result {
-            case .success(let found): then(Result { () throws(OpenFailure) in try opener.destinations(found, port: port, ipv6Source: source6) })
+            case .success(let found):
+                then(Result { () throws(OpenFailure) in try opener.destinations(found, port: port, ipv6Source: source6, ipv4Egress: egress4) })
             case .failure(let failure): then(.failure(.unresolved(name, failure)))
             }
         }

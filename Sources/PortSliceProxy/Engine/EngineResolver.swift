@@ -116,9 +116,11 @@ final class EngineResolver {
     private var hostsStamp: FileStamp?
     private var hostsRead = false
     /// The loop's millisecond when the hosts file was last looked at: at most once per
-    /// millisecond, so a busy loop pays one `stat` for many lookups and a change made by hand
-    /// is still seen by the next lookup.
-    private var hostsCheckedAt: Int64 = -1
+    /// `hostsCheckInterval`, so a busy loop pays one `stat` (a few microseconds, measured: a
+    /// tenth of a connection's cost to the proxy when paid per millisecond) for many lookups,
+    /// and a change made by hand is still seen within moments.
+    private var hostsCheckedAt: Int64?
+    static let hostsCheckInterval: Int64 = 100
     private let datagram = UnsafeMutableRawBufferPointer.allocate(byteCount: datagramBuffer, alignment: 8)
 
     private struct Question: Hashable {
@@ -127,12 +129,30 @@ final class EngineResolver {
         let subnet: ClientSubnet?
     }
 
+    /// The EDNS Client Subnet a lookup sends with each type: its IPv4 egress's with A, its
+    /// IPv6 egress's with AAAA (nil: none).
+    private struct Subnets {
+        var a: ClientSubnet?
+        var aaaa: ClientSubnet?
+
+        subscript(type: DNSQuery.AddressType) -> ClientSubnet? {
+            switch type {
+            case .a: a
+            case .aaaa: aaaa
+            }
+        }
+    }
+
+    /// The types a lookup asks for: A alone, or AAAA before A (as RFC 8305 asks) when the
+    /// client can leave over IPv6; made once rather than per lookup.
+    private static let onlyA: [DNSQuery.AddressType] = [.a]
+    private static let aaaaThenA: [DNSQuery.AddressType] = [.aaaa, .a]
+
     private final class Lookup {
         let client: IPAddress
         let candidates: [DNSName]
-        /// AAAA before A, as RFC 8305 asks.
         let types: [DNSQuery.AddressType]
-        let subnets: [DNSQuery.AddressType: ClientSubnet]
+        let subnets: Subnets
         let completion: Completion
         var next = 0
         /// Queries of the current form not answered yet, and what the answered ones gave.
@@ -145,7 +165,7 @@ final class EngineResolver {
         var counted = false
         var finished = false
 
-        init(client: IPAddress, candidates: [DNSName], types: [DNSQuery.AddressType], subnets: [DNSQuery.AddressType: ClientSubnet],
+        init(client: IPAddress, candidates: [DNSName], types: [DNSQuery.AddressType], subnets: Subnets,
              completion: @escaping Completion) {
             self.client = client
             self.candidates = candidates
@@ -198,12 +218,12 @@ final class EngineResolver {
         case .success(let known): candidates = known
         case .failure(let failure): return completion(.failure(failure))
         }
-        var subnets: [DNSQuery.AddressType: ClientSubnet] = [:]
+        var subnets = Subnets()
         if settings.sendsClientSubnet {
-            subnets[.a] = egress4.map { ClientSubnet(.v4($0)) }
-            subnets[.aaaa] = egress6.map { ClientSubnet(.v6($0)) }
+            subnets.a = egress4.map { ClientSubnet(.v4($0)) }
+            subnets.aaaa = egress6.map { ClientSubnet(.v6($0)) }
         }
-        let types: [DNSQuery.AddressType] = egress6 == nil ? [.a] : [.aaaa, .a]
+        let types = egress6 == nil ? Self.onlyA : Self.aaaaThenA
         if let first = candidates.first, let cached = cachedAnswer(first, types: types, subnets: subnets) { return completion(.success(cached)) }
         let lookup = Lookup(client: client, candidates: candidates, types: types, subnets: subnets, completion: completion)
         advance(lookup, now: now)
@@ -211,7 +231,7 @@ final class EngineResolver {
 
     /// The common case, with nothing allocated for it: the name's first form has addresses in
     /// the cache for every type asked (or for some, and a negative answer for the others).
-    private func cachedAnswer(_ name: DNSName, types: [DNSQuery.AddressType], subnets: [DNSQuery.AddressType: ClientSubnet]) -> ResolvedAddresses? {
+    private func cachedAnswer(_ name: DNSName, types: [DNSQuery.AddressType], subnets: Subnets) -> ResolvedAddresses? {
         let instant = ContinuousClock.now
         var found = ResolvedAddresses()
         for type in types {
@@ -253,7 +273,7 @@ final class EngineResolver {
     /// The hosts file as it is now: read again when its modification time, size or inode
     /// changed (one `stat`, under a microsecond, at most once per millisecond of the loop).
     private func currentHosts(now: Int64) -> HostsFile {
-        guard let path = settings.hostsFile, now != hostsCheckedAt else { return hosts }
+        guard let path = settings.hostsFile, hostsCheckedAt.map({ now - $0 >= Self.hostsCheckInterval }) ?? true else { return hosts }
         hostsCheckedAt = now
         let stamp = FileStamp.of(path)
         if stamp != hostsStamp || !hostsRead {
