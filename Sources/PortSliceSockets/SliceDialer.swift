@@ -106,16 +106,20 @@ public final class SliceDialer: Sendable {
             guard let socket = try attemptTCP(to: destination, port: localPort) else {
                 throw .conflict(port: localPort, destination: destination)
             }
-            return try pending(socket, to: destination)
+            return PendingConnection(socket, local: Endpoint(slice.address, localPort), remote: destination)
         }
         if tcpStrategy == .kernelRange {
+            // The kernel chose the port: read it back, and check it is the slice's.
             return try pending(try kernelRangeTCP(to: destination), to: destination, occupancy: occupancy)
         }
         // The first port is tried directly; after a clash sock_diag is asked first (firstFree).
+        var bound: UInt16 = 0
         let socket = try firstFree(.tcp, to: destination) { port throws(DialError) in
-            try attemptTCP(to: destination, port: port)
+            bound = port
+            return try attemptTCP(to: destination, port: port)
         }
-        return try pending(socket, to: destination)
+        // Bound explicitly, so the local end is known without asking the kernel (getsockname).
+        return PendingConnection(socket, local: Endpoint(slice.address, bound), remote: destination)
     }
 
     private func kernelRangeTCP(to destination: Endpoint) throws(DialError) -> OwnedDescriptor {
