@@ -42,7 +42,16 @@ public protocol SQLConnection: Sendable {
     /// - Throws: `DatabaseUnavailable` when no server can be reached within `timeout`.
     func connectIfNeeded(within timeout: Duration) async throws
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+    /// Runs `body`, whose statements use this connection, where they cost least: SQLite runs
+    /// it on the connection's own thread, so no statement of it waits for a thread switch.
+    func withConnection<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T
     /// Drops the connection at once, failing the statement in flight: what a deadline does.
     func abort()
     func close() async throws
+}
+
+extension SQLConnection {
+    public func withConnection<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await body()
+    }
 }

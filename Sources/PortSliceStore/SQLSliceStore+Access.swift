@@ -6,18 +6,21 @@ extension SQLSliceStore {
     /// Runs `body` in one write transaction, rolled back on any error; a new slice-table
     /// version it made is published once committed.
     func transaction<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withDatabase(timeout: timeout) {
-            self.committedVersion.withLock { $0 = nil }
-            for statement in self.connection.dialect.beginWrite { try await self.run(statement) }
-            do {
-                let result = try await body()
-                try await self.run("COMMIT")
-                if let version = self.committedVersion.withLock({ $0 }) { self.versions.publish(version) }
-                return result
-            } catch {
-                try? await self.run("ROLLBACK")
-                throw error
-            }
+        try await withDatabase(timeout: timeout) { try await self.inTransaction(body) }
+    }
+
+    /// `transaction` for a caller that already holds the gate.
+    func inTransaction<T>(_ body: () async throws -> T) async throws -> T {
+        committedVersion.withLock { $0 = nil }
+        for statement in connection.dialect.beginWrite { try await run(statement) }
+        do {
+            let result = try await body()
+            try await run("COMMIT")
+            if let version = committedVersion.withLock({ $0 }) { versions.publish(version) }
+            return result
+        } catch {
+            try? await run("ROLLBACK")
+            throw error
         }
     }
 
@@ -28,7 +31,7 @@ extension SQLSliceStore {
     /// away.
     func withDatabase<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard connection.dialect == .postgres else {
-            return try await gate.run(body)
+            return try await connection.withConnection { try await self.gate.run(body) }
         }
         let limit = timeout ?? operationTimeout
         let deadline = ContinuousClock.now + limit

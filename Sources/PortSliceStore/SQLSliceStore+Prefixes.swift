@@ -72,19 +72,13 @@ extension SQLSliceStore {
                 taken[try Self.prefix(network: row.text("pool"), length: row.integer("pool_length"))] =
                     (Int(row.integer("taken") ?? 0), Int(row.integer("held") ?? 0))
             }
-            var candidates = Dictionary(uniqueKeysWithValues: pools.map { pool in
+            let candidates = Dictionary(uniqueKeysWithValues: pools.map { pool in
                 (pool.prefix, Placement.Candidate(pool: pool, free: pool.freeCount(taken: taken[pool.prefix]?.all ?? 0),
                                                   heldByHost: taken[pool.prefix]?.held ?? 0))
             }.filter { $0.1.free > 0 })
-            var picks: [IPv6Prefix] = []
-            for granted in 0..<count {
-                guard let pool = Placement.best(for: host, traits: traits, among: Array(candidates.values)) else {
-                    throw AllocationError.noPrefixCapacity(wanted: count, granted: granted, traits: traits.summary)
-                }
-                picks.append(pool)
-                candidates[pool]!.free -= 1
-                candidates[pool]!.heldByHost += 1
-                if candidates[pool]!.free == 0 { candidates[pool] = nil }
+            let picks = Placement.pick(count, for: host, traits: traits, from: candidates)
+            guard picks.count == count else {
+                throw AllocationError.noPrefixCapacity(wanted: count, granted: picks.count, traits: traits.summary)
             }
             let picked = Array(Set(picks))
             var takenPrefixes: [IPv6Prefix: Set<IPv6Prefix>] = [:]

@@ -373,6 +373,22 @@ public enum Placement {
         }
         return best?.place
     }
+
+    /// `count` places picked one after another among `candidates`, each pick taking one free
+    /// unit from its place (so the next pick sees it fuller and held more by the host), as a
+    /// store that reads its candidates once per request places it.
+    /// - Returns: the picks in order; fewer than `count` when the candidates ran out.
+    public static func pick<Place>(_ count: Int, for host: String, traits: Traits, from candidates: [Place: Candidate<Place>]) -> [Place] {
+        var candidates = candidates
+        var picks: [Place] = []
+        while picks.count < count, let place = best(for: host, traits: traits, among: Array(candidates.values)) {
+            picks.append(place)
+            candidates[place]!.free -= 1
+            candidates[place]!.heldByHost += 1
+            if candidates[place]!.free == 0 { candidates[place] = nil }
+        }
+        return picks
+    }
 }
 
 extension Placement.Candidate where Place == IPv4Address {
