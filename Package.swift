@@ -66,6 +66,8 @@ let package = Package(
             name: "PortSliceStore",
             dependencies: [
                 "PortSliceCore",
+                // For the SQLite library it builds (its VaporCSQLite module): the store calls
+                // SQLite's C API itself (see SQLiteConnectionAdapter).
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
