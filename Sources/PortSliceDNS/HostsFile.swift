@@ -40,9 +40,9 @@ public struct HostsFile: Hashable, Sendable {
     /// Every address listed for `name`, ignoring case and a trailing dot; nil when it is not
     /// in the file.
     public func addresses(for name: String) -> Addresses? {
-        // Most names come lowercased without the root's dot: looked up as they are, with no
-        // lowercased copy made for each.
-        if name.utf8.allSatisfy({ !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) && name.utf8.last != UInt8(ascii: ".") {
+        // Most names come in lowercase ASCII without the root's dot: looked up as they are,
+        // with no lowercased copy made for each.
+        if name.utf8.allSatisfy({ $0 < 0x80 && !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) && name.utf8.last != UInt8(ascii: ".") {
             return table[name]
         }
         return table[Self.key(Substring(name))]

@@ -74,6 +74,7 @@ struct ResolverFilesTests {
             2001:db8::10 web.example
             192.0.2.12
             not-an-address web.example
+            192.0.2.13 Ünïcode.example
             """)
         let web = try #require(hosts.addresses(for: "WEB.example."))
         #expect(web.ipv4 == [IPv4Address(192, 0, 2, 10), IPv4Address(192, 0, 2, 11)])
@@ -83,5 +84,9 @@ struct ResolverFilesTests {
         #expect(hosts.addresses(for: "ip6-localhost")?.ipv4 == [])
         #expect(hosts.addresses(for: "linklocal") == nil)
         #expect(hosts.addresses(for: "example") == nil)
+        // Lowercase ASCII is looked up as given; anything else through its lowercased form.
+        #expect(hosts.addresses(for: "web.example")?.ipv4 == web.ipv4)
+        #expect(hosts.addresses(for: "Ünïcode.example") == HostsFile.Addresses(ipv4: [IPv4Address(192, 0, 2, 13)]))
+        #expect(hosts.addresses(for: "ünïcode.example.") == HostsFile.Addresses(ipv4: [IPv4Address(192, 0, 2, 13)]))
     }
 }
