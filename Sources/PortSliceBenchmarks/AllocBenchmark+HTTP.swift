@@ -40,7 +40,7 @@ extension AllocBenchmark {
         func share(_ seconds: Double) -> Double { seconds / renewalPeriod.seconds * 100 }
         let postgres = if case .postgres = engine { true } else { false }
         let servers = postgres ? "\(Self.postgresReplicas) allocators and the database server" : "the allocator process"
-        let limit = postgres ? 25.0 : 10.0
+        let limit = engine.renewalCoreLimit
         let renewCPU = share(ours.renewCPUSeconds)
         let acquireTarget = postgres ? nil : ours.acquire.latencies.p99 < 10
         return [
