@@ -23,7 +23,7 @@ public final class SQLSliceStore: SliceStore, Service {
     let gate = TransactionGate()
     private let traitsByText = Mutex<[String: Traits]>([:])
     private let renewals: Coalescer<Renewal, HeldLeases>
-    /// Acquires waiting for the connection (SQLite); see `acquire`.
+    /// Acquires waiting for the connection (SQLite); see `acquire` (SQLSliceStore+Acquire).
     let queuedAcquires = Mutex<[QueuedAcquire]>([])
     let logger: Logger
     public let quarantine: Duration
@@ -166,210 +166,6 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     // MARK: - Leases
-
-    /// On SQLite, acquires that queue while another is being made are made together, in one
-    /// transaction with a savepoint each (see `acquireTogether`): a commit waits for `fsync`,
-    /// which with many hosts asking at once took more time than the acquires themselves.
-    public func acquire(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
-        try AllocatorModel.validate(count: count)
-        try AllocatorModel.validate(timeToLive: timeToLive)
-        guard connection.dialect == .sqlite else {
-            return try await transaction { try await self.place(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now) }
-        }
-        let request = QueuedAcquire(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now)
-        queuedAcquires.withLock { $0.append(request) }
-        do {
-            return try await withDatabase {
-                // Made by an earlier holder of the connection, which took queued acquires in
-                // their order; more than a batch may be ahead of this one, since acquires
-                // reach the gate in an order of their own.
-                while request.outcome == nil {
-                    let batch = self.queuedAcquires.withLock { queued in
-                        let taken = queued.prefix(Self.mostAcquiresTogether)
-                        queued.removeFirst(taken.count)
-                        return Array(taken)
-                    }
-                    guard !batch.isEmpty else { throw StoreError("an acquire was queued but not made") }
-                    await self.acquireTogether(batch)
-                }
-                return try request.outcome!.get()
-            }
-        } catch is CancellationError {
-            // Cancelled while waiting for the connection: an acquire still queued is dropped
-            // and never made; one that a holder of the connection took is being made, and the
-            // caller must learn what it was given.
-            let dropped = queuedAcquires.withLock { queued in
-                queued.firstIndex { $0 === request }.map { queued.remove(at: $0) } != nil
-            }
-            if dropped { throw CancellationError() }
-            return try await request.settled().get()
-        }
-    }
-
-    /// Acquires made in one transaction at most: enough for every client of a busy allocator.
-    static let mostAcquiresTogether = 64
-
-    /// An acquire waiting for the connection, and once made, its leases or why it failed.
-    final class QueuedAcquire: Sendable {
-        let host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment
-        private let made = Mutex<(outcome: Result<[Lease], any Error>?, waiting: CheckedContinuation<Result<[Lease], any Error>, Never>?)>((nil, nil))
-
-        init(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) {
-            (self.host, self.traits, self.count, self.timeToLive, self.now) = (host, traits, count, timeToLive, now)
-        }
-
-        var outcome: Result<[Lease], any Error>? { made.withLock { $0.outcome } }
-
-        func settle(_ outcome: Result<[Lease], any Error>) {
-            let waiting = made.withLock { made in
-                made.outcome = outcome
-                defer { made.waiting = nil }
-                return made.waiting
-            }
-            waiting?.resume(returning: outcome)
-        }
-
-        /// The outcome, once the holder of the connection that took this acquire settles it.
-        func settled() async -> Result<[Lease], any Error> {
-            await withCheckedContinuation { waiting in
-                let outcome = made.withLock { made in
-                    if made.outcome == nil { made.waiting = waiting }
-                    return made.outcome
-                }
-                if let outcome { waiting.resume(returning: outcome) }
-            }
-        }
-    }
-
-    /// Makes `batch` in its order in one write transaction, each acquire in a savepoint, so
-    /// one that fails (no capacity, or a statement the database refused) is undone alone and
-    /// the others stand, exactly as if each had had a transaction of its own; every outcome
-    /// is settled once the commit is made (or failed, failing them all, as does a failure
-    /// that took the savepoint with it). The caller holds the gate.
-    private func acquireTogether(_ batch: [QueuedAcquire]) async {
-        var outcomes: [Result<[Lease], any Error>] = []
-        do {
-            try await inTransaction {
-                for request in batch {
-                    let version = self.committedVersion.withLock { $0 }
-                    try await self.run("SAVEPOINT acquire")
-                    do {
-                        let leases = try await self.place(
-                            host: request.host, traits: request.traits, count: request.count, timeToLive: request.timeToLive, now: request.now)
-                        try await self.run("RELEASE SAVEPOINT acquire")
-                        outcomes.append(.success(leases))
-                    } catch {
-                        // Some failures make SQLite roll the whole transaction back: with the
-                        // savepoint gone, the batch fails with the failure itself.
-                        let failure = error
-                        do {
-                            try await self.run("ROLLBACK TO SAVEPOINT acquire")
-                            try await self.run("RELEASE SAVEPOINT acquire")
-                        } catch {
-                            throw failure
-                        }
-                        self.committedVersion.withLock { $0 = version }
-                        outcomes.append(.failure(error))
-                    }
-                }
-            }
-        } catch {
-            for request in batch { request.settle(.failure(error)) }
-            return
-        }
-        for (request, outcome) in zip(batch, outcomes) { request.settle(outcome) }
-    }
-
-    /// One acquire, inside a write transaction: the steps of `AllocatorModel.acquire`.
-    private func place(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
-        try await self.advanceInTransaction(to: now)
-        // Placement ranks by trait closeness first, so only the closest trait classes that
-        // together have `count` free slices (and any class as close as the last of them)
-        // can receive a slice: only their addresses are read, with how many slices this
-        // host holds on each. Free slices never lie on a draining address.
-        let classes = try await self.query(
-            "SELECT traits, CAST(SUM(free) AS BIGINT) AS free FROM free_counts WHERE free > 0 GROUP BY traits")
-            .map { row in (text: row.text("traits") ?? "", closeness: Closeness(of: try self.traits(row.text("traits")), to: traits),
-                           free: Int(row.integer("free") ?? 0)) }
-            .sorted { $0.closeness > $1.closeness }
-        var wanted: [String] = []
-        var freeInWanted = 0
-        var lastCloseness: Closeness?
-        for trait in classes {
-            if freeInWanted >= count, let lastCloseness, trait.closeness < lastCloseness { break }
-            wanted.append(trait.text)
-            freeInWanted += trait.free
-            lastCloseness = trait.closeness
-        }
-        var candidates: [IPv4Address: Placement.Candidate<IPv4Address>] = [:]
-        for row in wanted.isEmpty ? [] : try await self.query(
-            """
-            SELECT f.address, f.traits, f.free, COALESCE(h.held, 0) AS held FROM free_counts f
-            LEFT JOIN (SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address) h
-            ON h.address = f.address
-            WHERE f.free > 0 AND f.traits IN (\(Self.placeholders(wanted.count)))
-            """, [.text(host)] + wanted.map { .text($0) }) {
-            let address = Self.address(row)
-            candidates[address] = Placement.Candidate(
-                egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
-                free: Int(row.integer("free") ?? 0), heldByHost: Int(row.integer("held") ?? 0))
-        }
-        let picks = Placement.pick(count, for: host, traits: traits, from: candidates)
-        guard picks.count == count else { throw AllocationError.noCapacity(wanted: count, granted: picks.count, traits: traits.summary) }
-        // Each address's lowest free slices, granted in the order they were picked, as the model does.
-        let addresses = Array(Set(picks))
-        var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
-        // Only as many of an address's lowest free slices as the most picked from one address.
-        let mostPicked = Dictionary(grouping: picks, by: { $0 }).values.map(\.count).max() ?? 0
-        for row in try await self.query(
-            """
-            SELECT address, slice_index, ports FROM (
-                SELECT address, slice_index, ports, ROW_NUMBER() OVER (PARTITION BY address ORDER BY slice_index) AS rank
-                FROM slices WHERE state = 'free' AND address IN (\(Self.placeholders(addresses.count)))) lowest
-            WHERE rank <= ? ORDER BY address, slice_index
-            """,
-            addresses.map { .int($0.bits) } + [.int(mostPicked)]) {
-            let address = Self.address(row)
-            lowestFree[address, default: []].append((SliceID(address: address, index: Int(row.integer("slice_index") ?? 0)), try Self.ports(row)))
-        }
-        var taken: [IPv4Address: Int] = [:]
-        let chosen = try picks.map { address in
-            let next = taken[address, default: 0]
-            guard let free = lowestFree[address], next < free.count else {
-                throw StoreError("free slices of \(address) counted but not found: the free_counts triggers are missing")
-            }
-            taken[address] = next + 1
-            return free[next]
-        }
-        // One log record per slice and one update for all of them; lease ids follow the
-        // order of the records, which is the order of the picks.
-        let records = Array(repeating: "(?, ?, ?, ?, 'tcp,udp', ?)", count: chosen.count).joined(separator: ", ")
-        var ids: [SliceID: Int64] = [:]
-        for row in try await self.query(
-            "INSERT INTO assignments (host, address, slice_index, ports, protocols, started) VALUES \(records) RETURNING lease_id, address, slice_index",
-            chosen.flatMap { slice, ports -> [SQLValue] in
-                [.text(host), .int(slice.address.bits), .int(slice.index), .text(ports.description), .integer(now.milliseconds)]
-            }) {
-            ids[SliceID(address: Self.address(row), index: Int(row.integer("slice_index") ?? 0))] = row.integer("lease_id")
-        }
-        let expires = now + timeToLive
-        let leases = try chosen.map { slice, ports in
-            guard let id = ids[slice] else { throw StoreError("the new log record of \(slice) returned no lease id") }
-            return Lease(id: id, host: host, slice: slice, ports: ports, start: now, expires: expires)
-        }
-        let slices = leases.map { _ in "(address = ? AND slice_index = ?)" }
-        try await self.run(
-            """
-            UPDATE slices SET state = 'leased', host = ?, expires = ?, started = ?, renewed = ?, wanted = ?,
-                lease_id = CASE \(leases.map { _ in "WHEN address = ? AND slice_index = ? THEN ?" }.joined(separator: " ")) END
-            WHERE state = 'free' AND (\(slices.joined(separator: " OR ")))
-            """,
-            [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds), .integer(now.milliseconds), .text(try Self.json(traits))]
-                + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index), .integer($0.id)] }
-                + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index)] })
-        try await self.bumpVersion()
-        return leases
-    }
 
     public func renew(_ id: Int64, host: String, timeToLive: Duration, now: Moment) async throws -> Lease {
         try AllocatorModel.validate(timeToLive: timeToLive)
@@ -700,7 +496,7 @@ public final class SQLSliceStore: SliceStore, Service {
         IPv4Address(bits: UInt32(truncatingIfNeeded: row.integer("address") ?? 0))
     }
 
-    private static func ports(_ row: SQLRow) throws -> PortSet {
+    static func ports(_ row: SQLRow) throws -> PortSet {
         try PortSet(parsing: row.text("ports") ?? "")
     }
 
