@@ -146,9 +146,6 @@ public struct FlowOpener: Sendable {
         let local: Endpoint
         let remote: Endpoint
         let slice: EgressSlice
-        /// A TCP flow's port, counted by its dialer until the channel closes (so the dialer's
-        /// one-port hints see the proxy's flows when the slice is nearly full).
-        var hold: PortHold? = nil
     }
 
     /// A connected UDP flow to `host:port` from the client's slices, as a NIO datagram
@@ -333,8 +330,10 @@ public struct FlowOpener: Sendable {
         func finishEnded(failed: Bool) throws(OpenFailure) -> DialedStream {
             if prefixSocket >= 0 {
                 let descriptor = prefixSocket
-                if let error = IPv6Dial.failure(of: descriptor) ?? (failed ? .system(call: "connect", errno: .connectionRefused) : nil) {
-                    throw OpenFailure(error, towards: remote)
+                // As for IPv4: the poller's word is enough when the handshake ended well; why it
+                // failed is asked only when it did.
+                if failed {
+                    throw OpenFailure(IPv6Dial.failure(of: descriptor) ?? .system(call: "connect", errno: .connectionRefused), towards: remote)
                 }
                 prefixSocket = -1
                 let local = IPv6Dial.local(of: descriptor).map { IPEndpoint(.v6($0.address), $0.port) } ?? remote

@@ -9,16 +9,8 @@ public struct EgressAddress: Hashable, Sendable, Codable {
     }
 }
 
-extension IPv4Address: Codable {
-    public init(from decoder: any Decoder) throws {
-        self = try IPv4Address(parsing: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
-}
+/// Dotted decimal in bodies, as an operator writes it.
+extension IPv4Address: CodableAsText {}
 
 /// How well an egress address's traits mirror a client's, compared field by field in order of
 /// importance: city, region, country, category, then reputation.

@@ -1,5 +1,5 @@
 /// An inclusive range of ports, `lower-upper`, as `IP_LOCAL_PORT_RANGE` and the sysctls use.
-public struct PortRange: Hashable, Sendable, Comparable, Codable, CustomStringConvertible, LosslessStringConvertible {
+public struct PortRange: Hashable, Sendable, Comparable, CodableAsText, CustomStringConvertible, LosslessStringConvertible {
     public let lower: UInt16
     public let upper: UInt16
 
@@ -60,16 +60,6 @@ public struct PortRange: Hashable, Sendable, Comparable, Codable, CustomStringCo
     }
 
     public var description: String { lower == upper ? "\(lower)" : "\(lower)-\(upper)" }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        self = try PortRange(parsing: text)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 public enum PortRangeError: Error, Hashable, Sendable, CustomStringConvertible {

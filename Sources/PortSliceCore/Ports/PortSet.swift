@@ -1,6 +1,6 @@
 /// Any set of ports, kept as sorted, disjoint, non-adjacent runs. A contiguous slice is a set
 /// with one run; an RFC 7597 port set has one run per value of its offset bits.
-public struct PortSet: Hashable, Sendable, Codable, CustomStringConvertible {
+public struct PortSet: Hashable, Sendable, CodableAsText, CustomStringConvertible {
     public let runs: [PortRange]
 
     public static let empty = PortSet(normalizedRuns: [])
@@ -95,13 +95,4 @@ public struct PortSet: Hashable, Sendable, Codable, CustomStringConvertible {
 
     /// `1232-1235,2256-2259,...`; the same text `init(parsing:)` reads.
     public var description: String { runs.map(\.description).joined(separator: ",") }
-
-    public init(from decoder: any Decoder) throws {
-        self = try PortSet(parsing: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
