@@ -79,9 +79,8 @@ struct ProxyCommand: AsyncParsableCommand {
                 feed.entries.filter { if case .v6 = $0.prefix { true } else { false } })
     }
 
-    /// The prefixes given, each with the traits of the pool file's IPv6 line that holds it.
-    func egressPrefixes() throws -> EgressPrefixes {
-        let lines = try poolFile().prefixes
+    /// The prefixes given, each with the traits of the pool file's IPv6 line (of `lines`) that holds it.
+    func egressPrefixes(lines: [GeofeedEntry]) throws -> EgressPrefixes {
         return EgressPrefixes(try prefixes.map { text in
             let prefix: IPv6Prefix
             do { prefix = try IPv6Prefix(parsing: text) } catch { throw CommandFailure("--prefix '\(text)': \(error)") }
@@ -95,9 +94,8 @@ struct ProxyCommand: AsyncParsableCommand {
         })
     }
 
-    /// The slices given, with their addresses' traits from the pool file.
-    func egressSlices() throws -> EgressSlices {
-        let poolFeed = try poolFile().addresses
+    /// The slices given, with their addresses' traits from the pool file's IPv4 lines.
+    func egressSlices(addresses poolFeed: Geofeed) throws -> EgressSlices {
         let egressPool: EgressPool
         do { egressPool = try EgressPool(feed: poolFeed) } catch { throw CommandFailure("\(pool): \(error)") }
         let parsedSlices = try slices.map { text in
@@ -107,7 +105,8 @@ struct ProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let slices = try egressSlices(), prefixes = try egressPrefixes()
+        let poolLines = try poolFile()
+        let slices = try egressSlices(addresses: poolLines.addresses), prefixes = try egressPrefixes(lines: poolLines.prefixes)
         let logger = try logging.bootstrap("portslice.proxy")
         try await runDaemon([ProxyService(options: proxy, slices: slices, prefixes: prefixes, logger: logger)], logger: logger)
     }

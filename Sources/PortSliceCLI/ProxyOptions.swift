@@ -109,7 +109,7 @@ struct ProxyOptions: ParsableArguments {
         }
         var settings = ResolverSettings.system(resolvConf: resolvConf, hostsFile: hostsFile)
         let servers = try nameServers()
-        if !servers.isEmpty { settings.servers = servers }
+        if !servers.isEmpty { (settings.servers, settings.unusableServers) = (servers, []) }
         settings.sendsClientSubnet = ecs == "on"
         settings.lookupsPerClient = lookupsPerClient
         return settings

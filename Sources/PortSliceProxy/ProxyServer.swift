@@ -70,6 +70,12 @@ public final class ProxyServer: Sendable, Service {
             }
         }
         let session = ProxySession(opener: opener, settings: settings, counts: ClientCounts(), logger: logger)
+        let servers = settings.resolver.servers.map(\.description).joined(separator: ", ")
+        logger.info("names are asked of \(servers)")
+        if !settings.resolver.unusableServers.isEmpty {
+            let unusable = settings.resolver.unusableServers.map(\.description).joined(separator: ", ")
+            logger.warning("resolv.conf names IPv6 name servers (\(unusable)), which the proxy cannot ask; it asks \(servers) (give --dns-server IPV4 to choose)")
+        }
         var loops: [EngineLoop] = []
         var bound = endpoint
         do {

@@ -133,10 +133,10 @@ final class EngineConnection {
     var flow: Flow?
 
     // Happy Eyeballs (RFC 8305): a name with addresses of both families is dialed over IPv6
-    // first; `fallback` (IPv4) is started beside it at `fallbackAt` unless IPv6 connected, or
-    // at once if IPv6 failed. The first to connect is kept.
+    // first; `fallback` (IPv4) is started beside it when its moment in the loop's
+    // `fallbacksDue` comes unless IPv6 connected, or at once if IPv6 failed. The first to
+    // connect is kept.
     var fallback: IPEndpoint?
-    var fallbackAt: Int64 = 0
     /// The IPv4 attempt racing the first one, and its readiness as reported.
     var racer: FlowOpener.PendingDial?
     var racerWritable = false

@@ -343,8 +343,7 @@ extension EngineLoop {
         }
         if let fallback {
             connection.fallback = fallback
-            connection.fallbackAt = now + FlowOpener.happyEyeballsDelay
-            fallbacksDue.append((connection.slot, connection.generation, connection.fallbackAt))
+            fallbacksDue.append((connection.slot, connection.generation, now + FlowOpener.happyEyeballsDelay))
         }
     }
 

@@ -23,7 +23,8 @@ final class EngineLoop: @unchecked Sendable {
     let wakeup: Wakeup
     let inbox = Mutex<[(slot: Int, generation: UInt32, work: @Sendable (EngineLoop, EngineConnection) -> Void)]>([])
     /// Work for the loop itself from other threads (a UDP association's name lookup).
-    let tasks = Mutex<[@Sendable (EngineLoop) -> Void]>([])
+    /// Work posted for the loop; nil once the loop has stopped and will run no more.
+    let tasks = Mutex<[@Sendable (EngineLoop) -> Void]?>([])
     let stopping = Atomic<Bool>(false)
     let resolver: EngineResolver
 
@@ -80,6 +81,9 @@ final class EngineLoop: @unchecked Sendable {
             }
         }
         for connection in connections.compactMap({ $0 }) { close(connection) }
+        // What was posted before the stop still runs (a UDP flow's lookup then ends in
+        // `closeAll`); what comes later is refused by `post`.
+        for task in tasks.withLock({ tasks in defer { tasks = nil }; return tasks ?? [] }) { task(self) }
         resolver.closeAll()
     }
 
@@ -96,16 +100,19 @@ final class EngineLoop: @unchecked Sendable {
         wakeup.signal()
     }
 
-    /// Runs `work` on the loop (from any thread).
-    func post(_ work: @escaping @Sendable (EngineLoop) -> Void) {
-        tasks.withLock { $0.append(work) }
+    /// Runs `work` on the loop (from any thread). - Returns: false when the loop has stopped,
+    /// and `work` will never run.
+    @discardableResult
+    func post(_ work: @escaping @Sendable (EngineLoop) -> Void) -> Bool {
+        guard tasks.withLock({ tasks in tasks?.append(work) != nil }) else { return false }
         wakeup.signal()
+        return true
     }
 
     /// Looks `name` up on this loop for a UDP flow of `client` to `port` (from any thread):
     /// the first IPv4 address the policy allows, or why none; `then` runs on the loop.
     func resolve(_ name: String, port: UInt16, for client: IPAddress, then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) {
-        post { loop in
+        let posted = post { loop in
             let opener = loop.session.opener
             if let refusal = opener.policy.ports.refusal(for: port) { return then(.failure(.refused(.port(refusal)))) }
             loop.resolver.lookUp(name, for: client, egress4: opener.ipv4Egress(for: client)?.address.address, egress6: nil, now: loop.now) { result in
@@ -115,6 +122,7 @@ final class EngineLoop: @unchecked Sendable {
                 }
             }
         }
+        if !posted { then(.failure(.unresolved(name, .stopping))) }
     }
 
     /// Looks `name` up on the loop's thread for a TCP flow of `client` to `port`: where to
@@ -151,7 +159,7 @@ final class EngineLoop: @unchecked Sendable {
                 guard let connection = connections[item.slot], connection.generation == item.generation else { continue }
                 item.work(self, connection)
             }
-            for task in tasks.withLock({ tasks in defer { tasks.removeAll(keepingCapacity: true) }; return tasks }) { task(self) }
+            for task in tasks.withLock({ tasks in defer { tasks?.removeAll(keepingCapacity: true) }; return tasks ?? [] }) { task(self) }
         case let token where token & EngineResolver.tokenMark != 0:
             resolver.handle(token, readiness, now: now)
         default:

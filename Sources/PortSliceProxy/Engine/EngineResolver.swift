@@ -22,6 +22,9 @@ public struct ResolverSettings: Sendable {
     public var lookupsPerClient: Int
     /// Answers kept per loop.
     public var cacheCapacity: Int
+    /// IPv6 name servers resolv.conf named, which the engine's IPv4 sockets cannot ask (the
+    /// proxy warns of them at start).
+    public var unusableServers: [IPv6Address] = []
 
     public init(servers: [Endpoint], configuration: ResolverConfiguration = ResolverConfiguration(), hostsFile: String? = nil,
                 sendsClientSubnet: Bool = true, lookupsPerClient: Int = 32, cacheCapacity: Int = 10_000) {
@@ -43,8 +46,12 @@ public struct ResolverSettings: Sendable {
         let servers = configuration.nameservers.compactMap { address -> Endpoint? in
             if case .v4(let v4) = address { Endpoint(v4, 53) } else { nil }
         }
-        return ResolverSettings(servers: servers.isEmpty ? [Endpoint(IPv4Address(127, 0, 0, 1), 53)] : servers,
-                                configuration: configuration, hostsFile: hostsFile)
+        var settings = ResolverSettings(servers: servers.isEmpty ? [Endpoint(IPv4Address(127, 0, 0, 1), 53)] : servers,
+                                        configuration: configuration, hostsFile: hostsFile)
+        settings.unusableServers = configuration.nameservers.compactMap { address in
+            if case .v6(let v6) = address { v6 } else { nil }
+        }
+        return settings
     }
 }
 
@@ -61,6 +68,8 @@ public enum LookupFailure: Error, Hashable, Sendable, CustomStringConvertible {
     /// The client already has this many lookups waiting.
     case tooManyLookups(Int)
     case invalidName(String)
+    /// The proxy stopped before the lookup ended.
+    case stopping
 
     public var description: String {
         switch self {
@@ -71,6 +80,7 @@ public enum LookupFailure: Error, Hashable, Sendable, CustomStringConvertible {
             "no answer from \(servers == 1 ? "the name server" : "any of \(servers) name servers") in \(rounds) round(s) of \(seconds) s"
         case .tooManyLookups(let limit): "this client already has \(limit) lookups waiting for the name server"
         case .invalidName(let reason): "not a valid name: \(reason)"
+        case .stopping: "the proxy is stopping"
         }
     }
 }
@@ -235,7 +245,7 @@ final class EngineResolver {
         let instant = ContinuousClock.now
         var found = ResolvedAddresses()
         for type in types {
-            switch cache.lookup(name, type: type == .a ? .a : .aaaa, subnet: subnets[type], now: instant) {
+            switch cache.lookup(name, type: type.recordType, subnet: subnets[type], now: instant) {
             case .addresses(let addresses)?:
                 for address in addresses {
                     switch address {
@@ -271,7 +281,7 @@ final class EngineResolver {
     static let maximumForms = 4096
 
     /// The hosts file as it is now: read again when its modification time, size or inode
-    /// changed (one `stat`, under a microsecond, at most once per millisecond of the loop).
+    /// changed (one `stat`, at most every `hostsCheckInterval`).
     private func currentHosts(now: Int64) -> HostsFile {
         guard let path = settings.hostsFile, hostsCheckedAt.map({ now - $0 >= Self.hostsCheckInterval }) ?? true else { return hosts }
         hostsCheckedAt = now
@@ -294,7 +304,7 @@ final class EngineResolver {
         let instant = ContinuousClock.now
         lookup.pending = lookup.types.count
         for type in lookup.types {
-            let recordType: DNSRecordType = type == .a ? .a : .aaaa
+            let recordType = type.recordType
             switch cache.lookup(name, type: recordType, subnet: lookup.subnets[type], now: instant) {
             case let cached?: answered(lookup, type, .success(cached), now: now)
             case nil: ask(name, type, for: lookup, now: now)
@@ -343,7 +353,7 @@ final class EngineResolver {
             waitingPerClient[lookup.client] = waiting + 1
             lookup.counted = true
         }
-        let question = Question(name: name.lowercased(), type: type, subnet: lookup.subnets[type])
+        let question = Question(name: name, type: type, subnet: lookup.subnets[type])
         if let query = asking[question] {
             query.waiters.append(lookup)
             return
@@ -521,9 +531,11 @@ final class EngineResolver {
         for query in Array(queries.values) where now >= query.deadline { retry(query, now: now) }
     }
 
-    /// Closes every socket (the loop is stopping); waiting lookups are not answered.
+    /// Closes every socket (the loop is stopping) and answers every waiting lookup so.
     func closeAll() {
+        let waiting = asking.values.flatMap(\.waiters)
         for query in Array(queries.values) { closeSocket(of: query) }
         asking.removeAll()
+        for lookup in waiting { finish(lookup, .failure(.stopping)) }
     }
 }
