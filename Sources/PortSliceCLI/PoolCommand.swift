@@ -32,6 +32,13 @@ struct PoolImportCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Length of the prefixes hosts lease out of the file's IPv6 prefixes, at most 64.", valueName: "bits"))
     var prefixLength = PoolPrefix.defaultLeaseLength
 
+    func validate() throws {
+        // Checked even when the file has no IPv6 line, so a wrong value is never taken silently.
+        guard (1...PoolPrefix.longestLeaseLength).contains(prefixLength) else {
+            throw ValidationError("--prefix-length \(prefixLength) must be at most \(PoolPrefix.longestLeaseLength) (and at least 1): hosts expect a /64 (SLAAC)")
+        }
+    }
+
     func run() async throws {
         let feed = try Geofeed.read(readFile(file, what: "pool file"), source: file)
         let pool: EgressPool, prefixes: [PoolPrefix]
@@ -86,7 +93,14 @@ struct PoolAddressArguments: ParsableArguments {
 
     /// The address or prefix and a client to act on it with.
     func target() throws -> (Target, AllocatorClient) {
-        let target: Target = address.contains("/") ? .prefix(try IPv6Prefix(parsing: address)) : .address(try IPv4Address(parsing: address))
+        let target: Target
+        if let prefix = try? IPv6Prefix(parsing: address) {
+            target = .prefix(prefix)
+        } else if let v4 = try? IPv4Address(parsing: address) {
+            target = .address(v4)
+        } else {
+            throw ValidationError("'\(address)' is neither an IPv4 address of the pool (203.0.113.10) nor one of its IPv6 prefixes with /LENGTH (2001:db8:10::/48)")
+        }
         return (target, try server.client())
     }
 }

@@ -138,7 +138,7 @@ struct ServeCommand: AsyncParsableCommand {
         let prefixLength = try prefixLength ?? number(environment["PORTSLICE_PREFIX_LENGTH"], "PORTSLICE_PREFIX_LENGTH")
             ?? file?.integer("prefix_length") ?? PoolPrefix.defaultLeaseLength
         guard (1...PoolPrefix.longestLeaseLength).contains(prefixLength) else {
-            throw CommandFailure("prefix length \(prefixLength) must be at most 64: hosts expect a /64 (SLAAC), and a /64 per host is what providers hand out")
+            throw CommandFailure("prefix length \(prefixLength) must be at most 64 (and at least 1): hosts expect a /64 (SLAAC), and a /64 per host is what providers hand out")
         }
         let quarantine = try quarantine ?? number(environment["PORTSLICE_QUARANTINE_SECONDS"], "PORTSLICE_QUARANTINE_SECONDS").map(Int64.init)
             ?? file?.integer("quarantine_seconds").map(Int64.init) ?? 240
