@@ -73,61 +73,34 @@ extension OpenAPIDocument {
               description: |
                 The lease time asked for. An empty body (with `Content-Length: 0`) or `{}` asks
                 for the allocator's default lease time.
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/RenewRequest"
+              \(json("RenewRequest", at: 6))
           responses:
             BadRequest:
               description: The input was refused; `field` names the field when one was at fault.
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
             Unauthorized:
               description: "No `Authorization: Bearer TOKEN`, or a token the allocator does not know."
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
             Forbidden:
               description: The token's role is not one the route admits.
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
             NotFound:
               description: No such host, edge, viewer, lease, address or IPv6 prefix.
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
             Conflict:
               description: |
                 It already exists (host, edge, viewer, address, or an IPv6 prefix or one
                 overlapping it), or an address or prefix still has leases or quarantines.
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
             Gone:
               description: The lease has expired or was released; acquire a new one.
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
             ContentTooLarge:
               description: The body is larger than 64 KiB.
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
             DatabaseUnavailable:
               description: 'The database cannot be reached: `{"error": "database unavailable"}`.'
-              content:
-                application/json:
-                  schema:
-                    $ref: "#/components/schemas/ErrorBody"
+              \(json("ErrorBody", at: 6))
           schemas:
             ErrorBody:
               type: object
@@ -142,34 +115,16 @@ extension OpenAPIDocument {
                   type: string
                   description: The request field at fault, for bad input (`count`, `region`).
             NewHost:
-              type: object
-              description: The body of `POST /v1/hosts`.
-              additionalProperties: false
-              required: [name]
-              properties:
-                name:
-                  $ref: "#/components/schemas/PrincipalName"
+              \(namedBody(of: "/v1/hosts"))
                 labels:
                   type: [object, "null"]
                   description: Free-form labels kept with the host.
                   additionalProperties:
                     type: string
             NewEdge:
-              type: object
-              description: The body of `POST /v1/edges`.
-              additionalProperties: false
-              required: [name]
-              properties:
-                name:
-                  $ref: "#/components/schemas/PrincipalName"
+              \(namedBody(of: "/v1/edges"))
             NewViewer:
-              type: object
-              description: The body of `POST /v1/viewers`.
-              additionalProperties: false
-              required: [name]
-              properties:
-                name:
-                  $ref: "#/components/schemas/PrincipalName"
+              \(namedBody(of: "/v1/viewers"))
             PrincipalName:
               type: string
               description: 1-63 characters of lower-case letters, digits, '-' and '.'.
@@ -204,20 +159,7 @@ extension OpenAPIDocument {
                   minimum: 10
                   maximum: 86400
                   description: Lease time in seconds (the allocator's default when absent).
-                country:
-                  $ref: "#/components/schemas/RequestCountryCode"
-                region:
-                  $ref: "#/components/schemas/RequestRegionCode"
-                city:
-                  type: [string, "null"]
-                category:
-                  $ref: "#/components/schemas/RequestCategory"
-                reputation:
-                  $ref: "#/components/schemas/RequestReputationTier"
-                tags:
-                  type: [array, "null"]
-                  items:
-                    type: string
+                \(requestTraits)
             RenewRequest:
               type: object
               description: The body of the renewals.
@@ -235,12 +177,7 @@ extension OpenAPIDocument {
               additionalProperties: false
               required: [id, host, address, slice, ports, start, expires]
               properties:
-                id:
-                  type: integer
-                  format: int64
-                host:
-                  type: string
-                  description: The host that holds it.
+                \(leaseHolder)
                 address:
                   $ref: "#/components/schemas/IPv4Address"
                 slice:
@@ -249,14 +186,7 @@ extension OpenAPIDocument {
                   description: The slice's index on its address.
                 ports:
                   $ref: "#/components/schemas/PortSet"
-                start:
-                  type: integer
-                  format: int64
-                  description: When the lease began, in milliseconds since 1970.
-                expires:
-                  type: integer
-                  format: int64
-                  description: When it ends unless renewed, in milliseconds since 1970.
+                \(leaseTimes)
                 traits:
                   $ref: "#/components/schemas/Traits"
                   description: The traits of the slice's address (absent in answers from older allocators).
@@ -281,22 +211,10 @@ extension OpenAPIDocument {
               additionalProperties: false
               required: [id, host, prefix, start, expires]
               properties:
-                id:
-                  type: integer
-                  format: int64
-                host:
-                  type: string
-                  description: The host that holds it.
+                \(leaseHolder)
                 prefix:
                   $ref: "#/components/schemas/IPv6Prefix"
-                start:
-                  type: integer
-                  format: int64
-                  description: When the lease began, in milliseconds since 1970.
-                expires:
-                  type: integer
-                  format: int64
-                  description: When it ends unless renewed, in milliseconds since 1970.
+                \(leaseTimes)
                 traits:
                   $ref: "#/components/schemas/Traits"
                   description: The traits of the pool prefix it was cut from.
@@ -316,20 +234,7 @@ extension OpenAPIDocument {
                   minimum: 1
                   maximum: 64
                   description: Bits of each leased prefix, longer than `prefix` (the allocator's `--prefix-length` when absent).
-                country:
-                  $ref: "#/components/schemas/RequestCountryCode"
-                region:
-                  $ref: "#/components/schemas/RequestRegionCode"
-                city:
-                  type: [string, "null"]
-                category:
-                  $ref: "#/components/schemas/RequestCategory"
-                reputation:
-                  $ref: "#/components/schemas/RequestReputationTier"
-                tags:
-                  type: [array, "null"]
-                  items:
-                    type: string
+                \(requestTraits)
             PoolPrefixBody:
               type: object
               description: An IPv6 prefix of the pool as `GET /v1/prefixes` shows it.
@@ -352,15 +257,7 @@ extension OpenAPIDocument {
                   type: boolean
                   description: Being drained, it takes no new leases; it can be removed once its leases and quarantines end.
             PrefixList:
-              type: object
-              description: The answer of `GET /v1/prefixes`.
-              additionalProperties: false
-              required: [prefixes]
-              properties:
-                prefixes:
-                  type: array
-                  items:
-                    $ref: "#/components/schemas/PoolPrefixBody"
+              \(list(answering: "/v1/prefixes", in: "prefixes", of: "PoolPrefixBody"))
             NewAddress:
               type: object
               description: |
@@ -384,20 +281,7 @@ extension OpenAPIDocument {
                   type: [integer, "null"]
                   minimum: 1
                   description: How many slices to cut the range into, instead of `sliceSize`.
-                country:
-                  $ref: "#/components/schemas/RequestCountryCode"
-                region:
-                  $ref: "#/components/schemas/RequestRegionCode"
-                city:
-                  type: [string, "null"]
-                category:
-                  $ref: "#/components/schemas/RequestCategory"
-                reputation:
-                  $ref: "#/components/schemas/RequestReputationTier"
-                tags:
-                  type: [array, "null"]
-                  items:
-                    type: string
+                \(requestTraits)
             HostBody:
               type: object
               description: A host as `GET /v1/hosts` shows it.
@@ -436,15 +320,7 @@ extension OpenAPIDocument {
                   items:
                     $ref: "#/components/schemas/Traits"
             HostList:
-              type: object
-              description: The answer of `GET /v1/hosts`.
-              additionalProperties: false
-              required: [hosts]
-              properties:
-                hosts:
-                  type: array
-                  items:
-                    $ref: "#/components/schemas/HostBody"
+              \(list(answering: "/v1/hosts", in: "hosts", of: "HostBody"))
             EdgeBody:
               type: object
               description: |
@@ -500,15 +376,7 @@ extension OpenAPIDocument {
                   type: boolean
                   description: Being drained, it takes no new leases; it leaves the pool once its leases end.
             PoolList:
-              type: object
-              description: The answer of `GET /v1/pool`.
-              additionalProperties: false
-              required: [addresses]
-              properties:
-                addresses:
-                  type: array
-                  items:
-                    $ref: "#/components/schemas/PoolAddressBody"
+              \(list(answering: "/v1/pool", in: "addresses", of: "PoolAddressBody"))
             Geofeed:
               type: string
               description: |
@@ -540,17 +408,10 @@ extension OpenAPIDocument {
               additionalProperties: false
               required: [leaseID, host, prefix, start]
               properties:
-                leaseID:
-                  type: integer
-                  format: int64
-                host:
-                  type: string
+                \(recordHolder)
                 prefix:
                   $ref: "#/components/schemas/IPv6Prefix"
-                start:
-                  $ref: "#/components/schemas/Moment"
-                end:
-                  $ref: "#/components/schemas/Moment"
+                \(recordSpan)
             ClassCapacity:
               type: object
               description: Slices of one trait class per state, with a warning when few are left.
@@ -578,15 +439,7 @@ extension OpenAPIDocument {
                   type: string
                   description: Present when the class has no free slice or few are left.
             CapacityReport:
-              type: object
-              description: The answer of `GET /v1/capacity`.
-              additionalProperties: false
-              required: [classes]
-              properties:
-                classes:
-                  type: array
-                  items:
-                    $ref: "#/components/schemas/ClassCapacity"
+              \(list(answering: "/v1/capacity", in: "classes", of: "ClassCapacity"))
             Readiness:
               type: object
               description: The answer of `GET /readyz`.
@@ -638,11 +491,7 @@ extension OpenAPIDocument {
               additionalProperties: false
               required: [address, index, ports, state]
               properties:
-                address:
-                  $ref: "#/components/schemas/IPv4Address"
-                index:
-                  type: integer
-                  minimum: 0
+                \(sliceOfAddress)
                 ports:
                   $ref: "#/components/schemas/PortSet"
                 state:
@@ -666,11 +515,7 @@ extension OpenAPIDocument {
               additionalProperties: false
               required: [leaseID, host, slice, ports, protocols, start]
               properties:
-                leaseID:
-                  type: integer
-                  format: int64
-                host:
-                  type: string
+                \(recordHolder)
                 slice:
                   $ref: "#/components/schemas/SliceID"
                 ports:
@@ -678,21 +523,14 @@ extension OpenAPIDocument {
                 protocols:
                   type: string
                   description: The transports the lease covered, comma-separated (`tcp,udp`).
-                start:
-                  $ref: "#/components/schemas/Moment"
-                end:
-                  $ref: "#/components/schemas/Moment"
+                \(recordSpan)
             SliceID:
               type: object
               description: One slice of one address.
               additionalProperties: false
               required: [address, index]
               properties:
-                address:
-                  $ref: "#/components/schemas/IPv4Address"
-                index:
-                  type: integer
-                  minimum: 0
+                \(sliceOfAddress)
             Moment:
               type: object
               description: A point in time, as an object (unlike the bare numbers of `LeaseBody`).
@@ -781,4 +619,101 @@ extension OpenAPIDocument {
                 contiguous slice, `1232-1235,2256-2259` for an RFC 7597 port set).
               pattern: '^(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?(,(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?)*$'
         """
+}
+
+extension OpenAPIDocument {
+    /// The trait fields of a request body, beside its other fields; each may be null.
+    static let requestTraits = hanging("""
+                country:
+                  $ref: "#/components/schemas/RequestCountryCode"
+                region:
+                  $ref: "#/components/schemas/RequestRegionCode"
+                city:
+                  type: [string, "null"]
+                category:
+                  $ref: "#/components/schemas/RequestCategory"
+                reputation:
+                  $ref: "#/components/schemas/RequestReputationTier"
+                tags:
+                  type: [array, "null"]
+                  items:
+                    type: string
+        """)
+
+    /// A lease's id and the host that holds it (of a slice or a prefix).
+    static let leaseHolder = hanging("""
+                id:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+                  description: The host that holds it.
+        """)
+
+    /// When a lease (of a slice or a prefix) began and when it ends.
+    static let leaseTimes = hanging("""
+                start:
+                  type: integer
+                  format: int64
+                  description: When the lease began, in milliseconds since 1970.
+                expires:
+                  type: integer
+                  format: int64
+                  description: When it ends unless renewed, in milliseconds since 1970.
+        """)
+
+    /// The lease and host of an assignment-log record (of slices or of a prefix).
+    static let recordHolder = hanging("""
+                leaseID:
+                  type: integer
+                  format: int64
+                host:
+                  type: string
+        """)
+
+    /// When an assignment-log record's lease began and ended (`end` absent while held).
+    static let recordSpan = hanging("""
+                start:
+                  $ref: "#/components/schemas/Moment"
+                end:
+                  $ref: "#/components/schemas/Moment"
+        """)
+
+    /// Which slice: its address and its index on the address.
+    static let sliceOfAddress = hanging("""
+                address:
+                  $ref: "#/components/schemas/IPv4Address"
+                index:
+                  type: integer
+                  minimum: 0
+        """)
+
+    /// The answer of `GET PATH`: an object whose one field, `field`, is an array of `items`.
+    static func list(answering path: String, in field: String, of items: String) -> String {
+        hanging("""
+                  type: object
+                  description: The answer of `GET \(path)`.
+                  additionalProperties: false
+                  required: [\(field)]
+                  properties:
+                    \(field):
+                      type: array
+                      items:
+                        $ref: "#/components/schemas/\(items)"
+            """)
+    }
+
+    /// The body of `POST PATH` that makes a host, an edge or a viewer: its name (and no more
+    /// fields unless they follow).
+    static func namedBody(of path: String) -> String {
+        hanging("""
+                  type: object
+                  description: The body of `POST \(path)`.
+                  additionalProperties: false
+                  required: [name]
+                  properties:
+                    name:
+                      $ref: "#/components/schemas/PrincipalName"
+            """)
+    }
 }

@@ -30,16 +30,10 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The database answers.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/Readiness"
+                  \(json("Readiness", at: 10))
                 "503":
                   description: The database does not answer; `reason` says why.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/Readiness"
+                  \(json("Readiness", at: 10))
           /metrics:
             get:
               operationId: metrics
@@ -111,8 +105,7 @@ extension OpenAPIDocument {
                       $ref: "#/components/headers/ETag"
                     Cache-Control:
                       $ref: "#/components/headers/CacheControl"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                \(errors(503))
           /v1/hosts:
             post:
               operationId: addHost
@@ -122,31 +115,7 @@ extension OpenAPIDocument {
                 Roles: admin. Makes a host and its token. The token is shown once: the allocator
                 keeps only its hash.
               x-roles: [admin]
-              requestBody:
-                required: true
-                content:
-                  application/json:
-                    schema:
-                      $ref: "#/components/schemas/NewHost"
-              responses:
-                "201":
-                  description: The host and its new token.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/IssuedToken"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "409":
-                  $ref: "#/components/responses/Conflict"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+              \(issuingToken(body: "NewHost", answer: "The host and its new token."))
             get:
               operationId: listHosts
               tags: [hosts]
@@ -161,42 +130,9 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The hosts, ordered by name.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/HostList"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
-          /v1/hosts/{name}/rotate:
-            post:
-              operationId: rotateHost
-              tags: [hosts]
-              summary: Give a host a new token
-              description: "Roles: admin. The old token stops working at once."
-              x-roles: [admin]
-              parameters:
-                - $ref: "#/components/parameters/Name"
-              responses:
-                "200":
-                  description: The host's new token.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/IssuedToken"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("HostList", at: 10))
+                \(errors(401, 403, 503))
+          \(rotation(path: "hosts", kind: "host", article: "a"))
           /v1/hosts/{name}:
             delete:
               operationId: removeHost
@@ -206,21 +142,7 @@ extension OpenAPIDocument {
                 Roles: admin. Ends the host's leases (their slices go into quarantine) and
                 forgets its token.
               x-roles: [admin]
-              parameters:
-                - $ref: "#/components/parameters/Name"
-              responses:
-                "204":
-                  description: Removed.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+              \(removingByName)
           /v1/edges:
             post:
               operationId: addEdge
@@ -230,31 +152,7 @@ extension OpenAPIDocument {
                 Roles: admin. Makes an edge (a router that reads the slice table) and its token.
                 The token is shown once.
               x-roles: [admin]
-              requestBody:
-                required: true
-                content:
-                  application/json:
-                    schema:
-                      $ref: "#/components/schemas/NewEdge"
-              responses:
-                "201":
-                  description: The edge and its new token.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/IssuedToken"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "409":
-                  $ref: "#/components/responses/Conflict"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+              \(issuingToken(body: "NewEdge", answer: "The edge and its new token."))
             get:
               operationId: listEdges
               tags: [hosts]
@@ -267,64 +165,10 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The table's version now and the edges, ordered by name.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/EdgeList"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
-          /v1/edges/{name}/rotate:
-            post:
-              operationId: rotateEdge
-              tags: [hosts]
-              summary: Give an edge a new token
-              description: "Roles: admin. The old token stops working at once."
-              x-roles: [admin]
-              parameters:
-                - $ref: "#/components/parameters/Name"
-              responses:
-                "200":
-                  description: The edge's new token.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/IssuedToken"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
-          /v1/edges/{name}:
-            delete:
-              operationId: removeEdge
-              tags: [hosts]
-              summary: Remove an edge
-              description: "Roles: admin. Forgets the edge's token."
-              x-roles: [admin]
-              parameters:
-                - $ref: "#/components/parameters/Name"
-              responses:
-                "204":
-                  description: Removed.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("EdgeList", at: 10))
+                \(errors(401, 403, 503))
+          \(rotation(path: "edges", kind: "edge", article: "an"))
+          \(removal(path: "edges", kind: "edge", article: "an"))
           /v1/viewers:
             post:
               operationId: addViewer
@@ -334,79 +178,9 @@ extension OpenAPIDocument {
                 Roles: admin. Makes a viewer (a person watching the console: reads everything
                 an admin reads, changes nothing) and its token. The token is shown once.
               x-roles: [admin]
-              requestBody:
-                required: true
-                content:
-                  application/json:
-                    schema:
-                      $ref: "#/components/schemas/NewViewer"
-              responses:
-                "201":
-                  description: The viewer and its new token.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/IssuedToken"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "409":
-                  $ref: "#/components/responses/Conflict"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
-          /v1/viewers/{name}/rotate:
-            post:
-              operationId: rotateViewer
-              tags: [hosts]
-              summary: Give a viewer a new token
-              description: "Roles: admin. The old token stops working at once."
-              x-roles: [admin]
-              parameters:
-                - $ref: "#/components/parameters/Name"
-              responses:
-                "200":
-                  description: The viewer's new token.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/IssuedToken"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
-          /v1/viewers/{name}:
-            delete:
-              operationId: removeViewer
-              tags: [hosts]
-              summary: Remove a viewer
-              description: "Roles: admin. Forgets the viewer's token."
-              x-roles: [admin]
-              parameters:
-                - $ref: "#/components/parameters/Name"
-              responses:
-                "204":
-                  description: Removed.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+              \(issuingToken(body: "NewViewer", answer: "The viewer and its new token."))
+          \(rotation(path: "viewers", kind: "viewer", article: "a"))
+          \(removal(path: "viewers", kind: "viewer", article: "a"))
           /v1/leases:
             post:
               operationId: acquire
@@ -418,36 +192,12 @@ extension OpenAPIDocument {
                 addresses whose traits are closest to the ones asked for. All or nothing: when
                 fewer are free, nothing is leased and the answer is 503.
               x-roles: [host]
-              requestBody:
-                required: true
-                description: A JSON object; `{}` asks for one slice of any traits.
-                content:
-                  application/json:
-                    schema:
-                      $ref: "#/components/schemas/AcquireRequest"
-              responses:
-                "201":
-                  description: The new leases, each with its address's traits.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/LeaseList"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
+              \(acquiring("slice", answer: "The new leases, each with its address's traits."))
                 "503":
                   description: |
                     Not enough free slices for the request (the error says how many are free for
                     which traits), or the database is unavailable.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/ErrorBody"
+                  \(json("ErrorBody", at: 10))
             get:
               operationId: listLeases
               tags: [leases]
@@ -460,16 +210,8 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The leases, each with its address's traits.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/LeaseList"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("LeaseList", at: 10))
+                \(errors(401, 403, 503))
           /v1/leases/renew:
             post:
               operationId: renewAll
@@ -485,20 +227,8 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The renewed leases.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/LeaseList"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("LeaseList", at: 10))
+                \(errors(400, 401, 403, 413, 503))
           /v1/leases/{id}/renew:
             post:
               operationId: renew
@@ -515,28 +245,10 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The renewed lease.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/LeaseBody"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  description: The token's role is not admitted, or the lease belongs to another host.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/ErrorBody"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "410":
-                  $ref: "#/components/responses/Gone"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("LeaseBody", at: 10))
+                \(errors(400, 401))
+                \(leaseOfAnotherHost)
+                \(errors(404, 410, 413, 503))
           /v1/leases/{id}:
             delete:
               operationId: release
@@ -546,27 +258,7 @@ extension OpenAPIDocument {
                 Roles: host. Ends one of the calling host's leases; its slice goes into
                 quarantine before anyone may have it again (RFC 6888 REQ-8).
               x-roles: [host]
-              parameters:
-                - $ref: "#/components/parameters/LeaseID"
-              responses:
-                "204":
-                  description: Released.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  description: The token's role is not admitted, or the lease belongs to another host.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/ErrorBody"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "410":
-                  $ref: "#/components/responses/Gone"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+              \(releasing)
           /v1/pool:
             post:
               operationId: addAddress
@@ -577,27 +269,7 @@ extension OpenAPIDocument {
                 default) into slices of `sliceSize` ports (2048 by default) or into `slices`
                 slices; give one of the two, not both.
               x-roles: [admin]
-              requestBody:
-                required: true
-                content:
-                  application/json:
-                    schema:
-                      $ref: "#/components/schemas/NewAddress"
-              responses:
-                "201":
-                  description: Added; the answer has no body.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "409":
-                  $ref: "#/components/responses/Conflict"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+              \(adding(body: "NewAddress"))
             get:
               operationId: listPool
               tags: [pool]
@@ -609,16 +281,8 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The pool's addresses.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/PoolList"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("PoolList", at: 10))
+                \(errors(401, 403, 503))
           /v1/pool/{address}/drain:
             post:
               operationId: drain
@@ -633,16 +297,7 @@ extension OpenAPIDocument {
               responses:
                 "204":
                   description: Draining.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                \(errors(400, 401, 403, 404, 503))
           /v1/pool/{address}:
             delete:
               operationId: removeAddress
@@ -657,18 +312,7 @@ extension OpenAPIDocument {
               responses:
                 "204":
                   description: Removed.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "409":
-                  $ref: "#/components/responses/Conflict"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                \(errors(400, 401, 403, 404, 409, 503))
           /v1/who:
             get:
               operationId: who
@@ -707,18 +351,8 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The records covering that port and moment (often one, none when nobody held it).
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/Holders"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("Holders", at: 10))
+                \(errors(400, 401, 403, 503))
           /v1/slices:
             get:
               operationId: sliceTable
@@ -754,18 +388,8 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The table (for a host, its part of it).
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/SliceTable"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("SliceTable", at: 10))
+                \(errors(400, 401, 403, 503))
           /v1/capacity:
             get:
               operationId: capacity
@@ -779,16 +403,8 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: One entry per trait class, ordered by summary.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/CapacityReport"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("CapacityReport", at: 10))
+                \(errors(401, 403, 503))
           /v1/prefixes:
             post:
               operationId: addPrefix
@@ -801,27 +417,7 @@ extension OpenAPIDocument {
                 (SLAAC) and a /64 per host is what providers hand out. IPv6 is not cut into port
                 slices. 409 when the prefix or one overlapping it is already in the pool.
               x-roles: [admin]
-              requestBody:
-                required: true
-                content:
-                  application/json:
-                    schema:
-                      $ref: "#/components/schemas/NewPrefix"
-              responses:
-                "201":
-                  description: Added; the answer has no body.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "409":
-                  $ref: "#/components/responses/Conflict"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+              \(adding(body: "NewPrefix"))
             get:
               operationId: listPrefixes
               tags: [pool]
@@ -833,16 +429,8 @@ extension OpenAPIDocument {
               responses:
                 "200":
                   description: The pool's IPv6 prefixes.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/PrefixList"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                  \(json("PrefixList", at: 10))
+                \(errors(401, 403, 503))
           /v1/prefixes/{network}/{length}/drain:
             post:
               operationId: drainPrefix
@@ -859,16 +447,7 @@ extension OpenAPIDocument {
               responses:
                 "204":
                   description: Draining.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                \(errors(400, 401, 403, 404, 503))
           /v1/prefixes/{network}/{length}:
             delete:
               operationId: removePrefix
@@ -884,18 +463,7 @@ extension OpenAPIDocument {
               responses:
                 "204":
                   description: Removed.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "409":
-                  $ref: "#/components/responses/Conflict"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
+                \(errors(400, 401, 403, 404, 409, 503))
           /v1/prefix-leases:
             post:
               operationId: acquirePrefixes
@@ -909,36 +477,12 @@ extension OpenAPIDocument {
                 after its quarantine ran out tends to get the same prefix. All or nothing; 503
                 when fewer are free. They are renewed with `POST /v1/leases/renew`.
               x-roles: [host]
-              requestBody:
-                required: true
-                description: A JSON object; `{}` asks for one prefix of any traits.
-                content:
-                  application/json:
-                    schema:
-                      $ref: "#/components/schemas/AcquireRequest"
-              responses:
-                "201":
-                  description: The new prefix leases in `prefixLeases` (and an empty `leases`).
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/LeaseList"
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
-                "403":
-                  $ref: "#/components/responses/Forbidden"
-                "413":
-                  $ref: "#/components/responses/ContentTooLarge"
+              \(acquiring("prefix", answer: "The new prefix leases in `prefixLeases` (and an empty `leases`)."))
                 "503":
                   description: |
                     Not enough free prefixes for the request (the error says how many are free
                     for which traits), or the database is unavailable.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/ErrorBody"
+                  \(json("ErrorBody", at: 10))
           /v1/prefix-leases/{id}:
             delete:
               operationId: releasePrefix
@@ -948,26 +492,116 @@ extension OpenAPIDocument {
                 Roles: host. Ends one of the calling host's prefix leases; the prefix goes into
                 quarantine before anyone may have it again, as a slice does.
               x-roles: [host]
-              parameters:
-                - $ref: "#/components/parameters/LeaseID"
-              responses:
-                "204":
-                  description: Released.
-                "400":
-                  $ref: "#/components/responses/BadRequest"
-                "401":
-                  $ref: "#/components/responses/Unauthorized"
+              \(releasing)
+        """
+}
+
+extension OpenAPIDocument {
+    /// The 403 of an operation on one of the caller's leases.
+    static let leaseOfAnotherHost = hanging("""
                 "403":
                   description: The token's role is not admitted, or the lease belongs to another host.
-                  content:
-                    application/json:
-                      schema:
-                        $ref: "#/components/schemas/ErrorBody"
-                "404":
-                  $ref: "#/components/responses/NotFound"
-                "410":
-                  $ref: "#/components/responses/Gone"
-                "503":
-                  $ref: "#/components/responses/DatabaseUnavailable"
-        """
+                  \(json("ErrorBody", at: 10))
+        """)
+
+    /// The body and answers of `POST /v1/hosts`, `/v1/edges` and `/v1/viewers`: a new name in
+    /// `body`, a token made for it in the answer.
+    static func issuingToken(body: String, answer: String) -> String {
+        hanging("""
+                  requestBody:
+                    required: true
+                    \(json(body, at: 8))
+                  responses:
+                    "201":
+                      description: \(answer)
+                      \(json("IssuedToken", at: 10))
+                    \(errors(400, 401, 403, 409, 413, 503))
+            """)
+    }
+
+    /// The body and answers of `POST /v1/pool` and `/v1/prefixes`: what to add in `body`, no
+    /// body in the answer.
+    static func adding(body: String) -> String {
+        hanging("""
+                  requestBody:
+                    required: true
+                    \(json(body, at: 8))
+                  responses:
+                    "201":
+                      description: Added; the answer has no body.
+                    \(errors(400, 401, 403, 409, 413, 503))
+            """)
+    }
+
+    /// The body and answers but the 503 of `POST /v1/leases` and `/v1/prefix-leases`,
+    /// which lease a `what` (a slice or a prefix).
+    static func acquiring(_ what: String, answer: String) -> String {
+        hanging("""
+                  requestBody:
+                    required: true
+                    description: A JSON object; `{}` asks for one \(what) of any traits.
+                    \(json("AcquireRequest", at: 8))
+                  responses:
+                    "201":
+                      description: \(answer)
+                      \(json("LeaseList", at: 10))
+                    \(errors(400, 401, 403, 413))
+            """)
+    }
+
+    /// The parameter and answers of `DELETE /v1/leases/{id}` and `/v1/prefix-leases/{id}`.
+    static let releasing = hanging("""
+                  parameters:
+                    - $ref: "#/components/parameters/LeaseID"
+                  responses:
+                    "204":
+                      description: Released.
+                    \(errors(400, 401))
+                    \(leaseOfAnotherHost)
+                    \(errors(404, 410, 503))
+            """)
+
+    /// `POST /v1/PATH/{name}/rotate`, the same for hosts, edges and viewers.
+    static func rotation(path: String, kind: String, article: String) -> String {
+        hanging("""
+              /v1/\(path)/{name}/rotate:
+                post:
+                  operationId: rotate\(kind.prefix(1).uppercased() + kind.dropFirst())
+                  tags: [hosts]
+                  summary: Give \(article) \(kind) a new token
+                  description: "Roles: admin. The old token stops working at once."
+                  x-roles: [admin]
+                  parameters:
+                    - $ref: "#/components/parameters/Name"
+                  responses:
+                    "200":
+                      description: The \(kind)'s new token.
+                      \(json("IssuedToken", at: 10))
+                    \(errors(400, 401, 403, 404, 503))
+            """)
+    }
+
+    /// `DELETE /v1/PATH/{name}`, the same for edges and viewers (a host's leases end too).
+    static func removal(path: String, kind: String, article: String) -> String {
+        hanging("""
+              /v1/\(path)/{name}:
+                delete:
+                  operationId: remove\(kind.prefix(1).uppercased() + kind.dropFirst())
+                  tags: [hosts]
+                  summary: Remove \(article) \(kind)
+                  description: "Roles: admin. Forgets the \(kind)'s token."
+                  x-roles: [admin]
+                  \(removingByName)
+            """)
+    }
+
+    /// The parameter and answers of removing a host, an edge or a viewer by name.
+    static let removingByName = hanging("""
+                  parameters:
+                    - $ref: "#/components/parameters/Name"
+                  responses:
+                    "204":
+                      description: Removed.
+                    \(errors(400, 401, 403, 404, 503))
+            """)
 }

@@ -53,3 +53,46 @@ enum OpenAPIDocument {
             description: The slice table, the assignment log and capacity.
         """
 }
+
+// MARK: - Blocks the document repeats
+
+extension OpenAPIDocument {
+    /// An operation's shared error answers, a `"STATUS": $ref` to `components/responses` each,
+    /// in the order given. Interpolated at the column of the operation's other statuses.
+    static func errors(_ statuses: Int...) -> String {
+        block(at: 8, statuses.flatMap { ["\"\($0)\":", "  $ref: \"#/components/responses/\(errorResponse($0))\""] })
+    }
+
+    /// The name in `components/responses` of the shared answer for `status`.
+    private static func errorResponse(_ status: Int) -> String {
+        switch status {
+        case 400: "BadRequest"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "NotFound"
+        case 409: "Conflict"
+        case 410: "Gone"
+        case 413: "ContentTooLarge"
+        case 503: "DatabaseUnavailable"
+        default: preconditionFailure("no shared answer for \(status)")
+        }
+    }
+
+    /// `content` of one JSON body, whose schema is `schema` of `components/schemas`,
+    /// interpolated at `column`.
+    static func json(_ schema: String, at column: Int) -> String {
+        block(at: column, ["content:", "  application/json:", "    schema:", "      $ref: \"#/components/schemas/\(schema)\""])
+    }
+
+    /// `lines` joined so that, interpolated at `column` of a literal, every one stands at that
+    /// column (the first takes the literal's own indentation).
+    static func block(at column: Int, _ lines: [String]) -> String {
+        lines.joined(separator: "\n" + String(repeating: " ", count: column))
+    }
+
+    /// `text`, written at the columns it has in the document, without its first line's
+    /// indentation: the literal it is interpolated into gives that.
+    static func hanging(_ text: String) -> String {
+        String(text.drop { $0 == " " })
+    }
+}
