@@ -206,7 +206,7 @@ struct BenchAllocCommand: AsyncParsableCommand {
 
 /// `portslice bench alloc-peer`: the first-fit peer of `bench alloc` as an HTTP server, which
 /// `bench alloc` starts itself; not for use on its own.
-struct BenchAllocPeerCommand: AsyncParsableCommand {
+struct BenchAllocPeerCommand: AsyncParsableCommand, ServesOnEventLoops {
     static let configuration = CommandConfiguration(
         commandName: "alloc-peer",
         abstract: "The first-fit peer of `bench alloc`, served over HTTP (started by `bench alloc`).",

@@ -14,7 +14,7 @@ import Prometheus
 import ServiceLifecycle
 
 /// `portslice serve`: the allocator and its HTTP API.
-struct ServeCommand: AsyncParsableCommand {
+struct ServeCommand: AsyncParsableCommand, ServesOnEventLoops {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the slice allocator and its HTTP API; with no arguments, the whole system on this machine.",

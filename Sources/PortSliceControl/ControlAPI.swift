@@ -22,6 +22,7 @@ public struct ControlAPI: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let logger: Logger
     private let health: DatabaseHealth
+    let sliceTableBodies = SliceTableBodies()
     /// Lease time when a request names none.
     public var defaultTimeToLive = Duration.seconds(300)
     /// The length of the prefixes leased out of a pool prefix added without `leaseLength`.
@@ -35,8 +36,8 @@ public struct ControlAPI: Sendable {
     /// - Parameters:
     ///   - adminTokenHash: `HostToken.hash(of: adminToken)`.
     ///   - now: the clock; tests pass one they control.
-    ///   - registry: where `/metrics` reads from; the executable also bootstraps swift-metrics
-    ///     with it, so request counts and latencies land there too.
+    ///   - registry: where `/metrics` reads from, request counts and latencies included; the
+    ///     executable also bootstraps swift-metrics with it, for metrics of the libraries below.
     public init(
         store: any SliceStore, adminTokenHash: String, now: @escaping @Sendable () -> Moment = { .current },
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), logger: Logger = Logger(label: "portslice.api")
@@ -51,7 +52,7 @@ public struct ControlAPI: Sendable {
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestMetrics(registry: registry))
         on(router, .health) { _, _, _ in Self.text("ok") }
         on(router, .readiness) { _, _, _ in try await readiness() }
         on(router, .metrics) { _, _, _ in Self.text(await metrics()) }
@@ -182,7 +183,8 @@ public struct ControlAPI: Sendable {
                 try await store.recordApplied(edge: caller.name, version: applied, now: now())
             }
             let table = try await sliceTable(request)
-            return try Self.json(caller.role == .host ? table.held(by: caller.name) : table)
+            if caller.role == .host { return try Self.json(table.held(by: caller.name)) }
+            return Self.json(body: try await sliceTableBodies.body(of: table))
         }
         on(router, .capacity) { _, _, _ in try Self.json(try await capacity()) }
         on(router, .addPrefix) { request, _, _ in
@@ -478,8 +480,11 @@ public struct ControlAPI: Sendable {
     }
 
     private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
-                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
+        json(body: ByteBuffer(bytes: try JSONEncoder().encode(value)), status: status)
+    }
+
+    private static func json(body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: body))
     }
 
     private static func text(_ text: String, contentType: String = "text/plain; charset=utf-8") -> Response {

@@ -207,6 +207,9 @@ struct ControlAPITests {
             #expect(text.contains(#"portslice_slices{traits="US, residential",state="leased"} 3"#), "\(text)")
             #expect(text.contains(#"portslice_slices{traits="US, residential",state="free"} 1"#))
             #expect(text.contains("portslice_leases 3"))
+            // Requests per route, method and status, and their times per route and method.
+            #expect(text.contains(#"portslice_api_requests_total{route="/v1/leases",method="POST",status="201"} 1"#), "\(text)")
+            #expect(text.contains(#"portslice_api_request_duration_seconds_count{route="/v1/leases",method="POST"} 1"#), "\(text)")
         }
     }
 
@@ -250,6 +253,46 @@ struct ControlAPITests {
             #expect(own == .ok)
             #expect((ownTable["slices"] as? [Any])?.count == 1, "a host sees its own leased slice only: \(ownTable)")
         }
+    }
+
+    /// A change wakes every waiting edge at once; they all get the new table, encoded once for
+    /// all of them, while a host still gets only its own part.
+    @Test func waitingEdgesShareOneEncodingOfTheTable() async throws {
+        let store = try await SQLSliceStore.openSQLite(path: nil)
+        var api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken), now: { Self.start })
+        api.longPollTimeout = .seconds(20)
+        let app = Application(router: api.router())
+        let encoded = api.sliceTableBodies
+        try await app.test(.router) { client in
+            let host = try await setUp(client)
+            let (_, edgeBody) = try await call(client, .post, "/v1/edges", token: Self.adminToken, json: #"{"name": "e1"}"#)
+            let edge = try #require(edgeBody["token"] as? String)
+            let (_, table) = try await call(client, .get, "/v1/slices", token: edge)
+            let version = try #require(table["version"] as? Int)
+            #expect(encoded.encodings == 1)
+            let waiters = 20
+            let bodies = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<waiters {
+                    group.addTask {
+                        try await client.execute(uri: "/v1/slices?since=\(version)", method: .get, headers: headers(edge)) { String(buffer: $0.body) }
+                    }
+                }
+                let deadline = ContinuousClock.now + .seconds(10)
+                while store.versions.waiters < waiters && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+                #expect(store.versions.waiters == waiters, "every long poll waits before the change")
+                #expect(try await call(client, .post, "/v1/leases", token: host, json: "{}").0 == .created)
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(bodies.count == waiters && Set(bodies).count == 1, "every edge gets the same table")
+            let newer = try #require(try JSONSerialization.jsonObject(with: Data(bodies[0].utf8)) as? [String: Any])
+            #expect(newer["version"] as? Int == version + 1)
+            #expect((newer["slices"] as? [[String: Any]])?.filter { $0["host"] as? String == "h1" }.count == 1)
+            #expect(encoded.encodings == 2, "one encoding for the first version, one for the new one")
+            let (_, own) = try await call(client, .get, "/v1/slices", token: host)
+            #expect((own["slices"] as? [Any])?.count == 1, "a host's own part is not the shared table: \(own)")
+            #expect(encoded.encodings == 2)
+        }
+        try await store.close()
     }
 
     @Test func malformedAndOversizedBodiesAreRefused() async throws {
