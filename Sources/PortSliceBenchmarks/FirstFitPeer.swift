@@ -134,13 +134,16 @@ final class FirstFitPeer: Sendable {
                 ).map(PeerLease.init)
             case .sqlite:
                 return try await Self.transaction(connection) {
+                    // The count is written into the statement: SQLite prepares a statement
+                    // again whenever a bound LIMIT changes, and the kept statement of each
+                    // count is then reused as ours are.
                     let taken = try await connection.query(
                         """
                         UPDATE slices SET host = ?, expires = ?, started = ? WHERE id IN (
-                            SELECT id FROM slices WHERE host IS NULL ORDER BY id LIMIT ?)
+                            SELECT id FROM slices WHERE host IS NULL ORDER BY id LIMIT \(count))
                         RETURNING id, host, address, slice_index, ports, started, expires
                         """,
-                        [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds), .integer(Int64(count))]
+                        [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds)]
                     ).map(PeerLease.init).sorted { $0.id < $1.id }
                     guard taken.count == count else { throw PeerRefusal.noCapacity }
                     _ = try await connection.query(

@@ -138,18 +138,21 @@ extension SQLSliceStore {
             freeInWanted += trait.free
             lastCloseness = trait.closeness
         }
+        // Two statements rather than one joining them: SQLite prepared the joined one again on
+        // every run (its plan depended on the bound host), which cost more than the statement.
+        var held: [IPv4Address: Int] = [:]
+        for row in try await self.query(
+            "SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address", [.text(host)]) {
+            held[Self.address(row)] = Int(row.integer("held") ?? 0)
+        }
         var candidates: [IPv4Address: Placement.Candidate<IPv4Address>] = [:]
         for row in wanted.isEmpty ? [] : try await self.query(
-            """
-            SELECT f.address, f.traits, f.free, COALESCE(h.held, 0) AS held FROM free_counts f
-            LEFT JOIN (SELECT address, COUNT(*) AS held FROM slices WHERE host = ? AND state = 'leased' GROUP BY address) h
-            ON h.address = f.address
-            WHERE f.free > 0 AND f.traits IN (\(Self.placeholders(wanted.count)))
-            """, [.text(host)] + wanted.map { .text($0) }) {
+            "SELECT address, traits, free FROM free_counts WHERE free > 0 AND traits IN (\(Self.placeholders(wanted.count)))",
+            wanted.map { .text($0) }) {
             let address = Self.address(row)
             candidates[address] = Placement.Candidate(
                 egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
-                free: Int(row.integer("free") ?? 0), heldByHost: Int(row.integer("held") ?? 0))
+                free: Int(row.integer("free") ?? 0), heldByHost: held[address, default: 0])
         }
         let picks = Placement.pick(count, for: host, traits: traits, from: candidates)
         guard picks.count == count else { throw AllocationError.noCapacity(wanted: count, granted: picks.count, traits: traits.summary) }

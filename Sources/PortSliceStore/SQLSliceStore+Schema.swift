@@ -166,6 +166,9 @@ extension SQLSliceStore {
                 """,
                 "CREATE INDEX prefix_assignments_by_network ON prefix_assignments (network, started)",
             ]),
+            // Placement sums free slices per trait class and then reads the closest classes'
+            // addresses: in index order, without sorting or reading every address.
+            (8, ["CREATE INDEX free_counts_by_traits ON free_counts (traits, free)"]),
         ]
     }
 

@@ -231,6 +231,10 @@ public enum SQLConnections {
         // Up to 64 MiB of pages in memory (the default is 2 MiB): a pool of thousands of
         // addresses is read on every acquire and should not come through read(2) each time.
         _ = try await adapter.query("PRAGMA cache_size = -65536", [])
+        // The log is copied back into the file once it holds 64 MiB rather than 4 MiB: a
+        // renewal round or a run of acquires rewrites the same pages over and over, and each
+        // copy is written (and synced) once per checkpoint, not once per commit since the last.
+        _ = try await adapter.query("PRAGMA wal_autocheckpoint = 16384", [])
         _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
         _ = try await adapter.query("PRAGMA foreign_keys = ON", [])
         return adapter
