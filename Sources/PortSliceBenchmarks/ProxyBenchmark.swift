@@ -133,7 +133,7 @@ public struct ProxyBenchmark: Sendable {
     /// can be told one).
     struct Contender {
         let name: String
-        let start: (_ port: UInt16, _ nameServer: Endpoint?, _ directory: String) throws -> Process
+        let start: (_ port: UInt16, _ nameServer: Endpoint?, _ directory: String) throws -> GuardedProcess
     }
 
     static let portsliceSlice = "127.0.0.2:10000-60999"
@@ -169,7 +169,7 @@ public struct ProxyBenchmark: Sendable {
             // The peers use the system's resolver, which cannot be pointed at another server
             // without root: their rows are by address only.
             Contender(name: "microsocks") { port, _, _ in
-                try Self.launch(try Self.installed("microsocks", package: "microsocks"), ["-i", "127.0.0.1", "-p", "\(port)"])
+                try GuardedProcess(try Self.installed("microsocks", package: "microsocks"), ["-i", "127.0.0.1", "-p", "\(port)"])
             },
             Contender(name: "dante") { port, _, directory in
                 let configuration = "\(directory)/danted.conf"
@@ -185,7 +185,7 @@ public struct ProxyBenchmark: Sendable {
                     socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }
 
                     """.write(toFile: configuration, atomically: true, encoding: .utf8)
-                return try Self.launch(try Self.installed("danted", package: "dante-server"), ["-f", configuration, "-N", "2"])
+                return try GuardedProcess(try Self.installed("danted", package: "dante-server"), ["-f", configuration, "-N", "2"])
             },
         ]
         let contenders = all.filter { self.contenders.contains($0.name) }
@@ -226,8 +226,8 @@ public struct ProxyBenchmark: Sendable {
     /// contender's throughput.
     func measureRates(_ contenders: [Contender], closing: Endpoint, sink: EchoServers, nameServer: BenchmarkNameServer?,
                       directory: String, progress: (String) -> Void) throws -> [Row] {
-        var processes: [Process] = []
-        defer { Self.stop(processes) }
+        var processes: [GuardedProcess] = []
+        defer { GuardedProcess.stop(processes) }
         var proxies: [Endpoint] = []
         for (number, contender) in contenders.enumerated() {
             let proxy = Endpoint(IPv4Address(127, 0, 0, 1), UInt16(31080 + number))
@@ -307,18 +307,18 @@ public struct ProxyBenchmark: Sendable {
     }
 
     /// One connection-rate row (no throughput), measured in one piece.
-    func measureConnections(of process: Process, as proxy: String, clients: Int, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> Row {
+    func measureConnections(of process: GuardedProcess, as proxy: String, clients: Int, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> Row {
         try sampleConnections(of: process, load).row(proxy: proxy, clients: clients)
     }
 
     /// `load`'s connections and time beside the CPU time the proxy's process group and this
     /// process spent meanwhile.
-    func sampleConnections(of process: Process, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> ConnectionSample {
-        let before = Self.cpuSeconds(ofGroup: process.processIdentifier)
+    func sampleConnections(of process: GuardedProcess, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> ConnectionSample {
+        let before = Self.cpuSeconds(ofGroup: process.group)
         let ownBefore = ProcessCPU.ownUsage()
         let (rate, elapsed, threads) = try load()
         let ownAfter = ProcessCPU.ownUsage()
-        let after = Self.cpuSeconds(ofGroup: process.processIdentifier)
+        let after = Self.cpuSeconds(ofGroup: process.group)
         return ConnectionSample(connections: rate * elapsed, seconds: elapsed, proxyUser: after.user - before.user, proxySystem: after.system - before.system,
                                 ownUser: ownAfter.user - ownBefore.user, ownSystem: ownAfter.system - ownBefore.system, threads: threads)
     }
@@ -333,10 +333,10 @@ public struct ProxyBenchmark: Sendable {
         defer { destination.stop() }
         try Self.requireFree(Endpoint(IPv4Address(127, 0, 0, 1), port))
         let process = try contender.start(port, nil, directory)
-        defer { Self.stop(process) }  // before the destination (see `IdleDestination.stop`)
+        defer { GuardedProcess.stop([process]) }  // before the destination (see `IdleDestination.stop`)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
         try Self.waitUntilListening(proxy, process: process, name: contender.name)
-        let group = process.processIdentifier
+        let group = process.group
         let fresh = ProcessMemory.kilobytes(ofGroup: group)
         var problems: [String] = []
 
@@ -383,7 +383,7 @@ public struct ProxyBenchmark: Sendable {
         defer { destination.stop() }
         try Self.requireFree(Endpoint(IPv4Address(127, 0, 0, 1), port))
         let process = try Self.startPortslice(portslice, port: port, slice: Self.fillSlice, directory: directory)
-        defer { Self.stop(process) }  // before the destination (see `IdleDestination.stop`)
+        defer { GuardedProcess.stop([process]) }  // before the destination (see `IdleDestination.stop`)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
         try Self.waitUntilListening(proxy, process: process, name: "portslice (fill)")
         progress("portslice, fill: connections towards one destination, slice empty")
@@ -404,7 +404,7 @@ public struct ProxyBenchmark: Sendable {
     /// Starts `portslice proxy` on `port`, sending from `slice`; with `nameServer`, asking it
     /// alone for names, with a resolv.conf of the benchmark's own (no search list, ndots 1), so
     /// the host's search rules add no queries (the hosts file stays the system's).
-    static func startPortslice(_ executable: String, port: UInt16, slice: String, nameServer: Endpoint? = nil, directory: String) throws -> Process {
+    static func startPortslice(_ executable: String, port: UInt16, slice: String, nameServer: Endpoint? = nil, directory: String) throws -> GuardedProcess {
         let address = slice.prefix { $0 != ":" }
         let pool = "\(directory)/pool-\(address).csv"
         try "\(address)/32,US,US-CA,San Jose,,hosting,high\n".write(toFile: pool, atomically: true, encoding: .utf8)
@@ -417,7 +417,7 @@ public struct ProxyBenchmark: Sendable {
             try "options ndots:1 timeout:2 attempts:2\n".write(toFile: resolvConf, atomically: true, encoding: .utf8)
             arguments += ["--dns-server", "\(nameServer)", "--resolv-conf", resolvConf, "--lookups-per-client", "10000"]
         }
-        return try launch(executable, arguments)
+        return try GuardedProcess(executable, arguments)
     }
 
     static let socksGreeting: [UInt8] = [5, 1, 0]
@@ -522,21 +522,10 @@ public struct ProxyBenchmark: Sendable {
         return Double(sink.byteCount - before) / elapsed
     }
 
-    /// Starts `executable`; Foundation makes it the leader of a process group of its own, so
-    /// `stop` can end it with everything it forked (Dante forks a family of processes).
-    static func launch(_ executable: String, _ arguments: [String]) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
-    /// Kills the process's whole group. SIGKILL, because a child started from a Swift
-    /// concurrency thread inherits its blocked signal mask, SIGTERM included, and would never
-    /// see a SIGTERM (the benchmark hung waiting for microsocks and Dante to exit).
+    /// Kills the process's whole group (Foundation makes every child the leader of one) and
+    /// waits for it. SIGKILL, because a child started from a Swift concurrency thread inherits
+    /// its blocked signal mask, SIGTERM included, and would never see a SIGTERM (the benchmark
+    /// hung waiting for microsocks and Dante to exit).
     static func stop(_ process: Process) { stop([process]) }
 
     /// Kills every one's group, then waits for each: waiting for one while another still runs
@@ -568,10 +557,10 @@ public struct ProxyBenchmark: Sendable {
         }
     }
 
-    static func waitUntilListening(_ endpoint: Endpoint, process: Process, name: String) throws {
+    static func waitUntilListening(_ endpoint: Endpoint, process guarded: GuardedProcess, name: String) throws {
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
-            guard process.isRunning else { throw BenchmarkFailure("\(name) exited at start (status \(process.terminationStatus)); is port \(endpoint.port) free?") }
+            guard guarded.process.isRunning else { throw BenchmarkFailure("\(name) exited at start (status \(guarded.process.terminationStatus)); is port \(endpoint.port) free?") }
             if (try? UnslicedConnect.tcp(to: endpoint, timeout: .milliseconds(200))) != nil { return }
             Thread.sleep(forTimeInterval: 0.05)
         }

@@ -4,33 +4,23 @@ import Synchronization
 /// A server the benchmark runs as a child process, so its CPU can be read on its own from
 /// `/proc/PID/stat` and none of the load generator's is counted with it.
 ///
-/// Beside it runs a small `sh` watchdog reading a pipe from the benchmark: if the benchmark
-/// ends without stopping the server (Ctrl-C, a crash), the pipe closes and the watchdog kills
-/// the server, so no server outlives the run. Servers are stopped with SIGKILL, because a
-/// child started from a Swift concurrency thread inherits its blocked SIGTERM.
+/// A `Watchdog` kills it if the benchmark ends without stopping it (Ctrl-C, a crash), so no
+/// server outlives the run. Servers are stopped with SIGKILL, because a child started from a
+/// Swift concurrency thread inherits its blocked SIGTERM.
 final class ServerProcess {
     let pid: Int32
     let port: Int
     let name: String
     private let server: Process
-    private let watchdog: Process
-    private let watchdogInput: Pipe
+    private let watchdog: Watchdog
     private let stopped = Once()
 
-    /// Kills $1 unless told "stopped" first.
-    private static let watchdogScript = """
-        read line
-        [ "$line" = stopped ] || kill -9 "$1" 2>/dev/null
-        exit 0
-        """
-
-    private init(server: Process, port: Int, name: String, watchdog: Process, watchdogInput: Pipe) {
+    private init(server: Process, port: Int, name: String, watchdog: Watchdog) {
         pid = server.processIdentifier
         self.port = port
         self.name = name
         self.server = server
         self.watchdog = watchdog
-        self.watchdogInput = watchdogInput
     }
 
     /// Starts `executable arguments` and waits (up to 60 s) for it to print `listening on HOST:PORT`.
@@ -53,17 +43,11 @@ final class ServerProcess {
         try server.run()
         try? errors.close()
 
-        let watchdog = Process(), watchdogInput = Pipe()
-        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
-        watchdog.arguments = ["-c", watchdogScript, "sh", String(server.processIdentifier)]
-        watchdog.standardInput = watchdogInput
-        watchdog.standardOutput = FileHandle.nullDevice
-        watchdog.standardError = FileHandle.nullDevice
+        let watchdog: Watchdog
         do {
-            try watchdog.run()
+            watchdog = try Watchdog(guarding: server.processIdentifier)
         } catch {
-            kill(server.processIdentifier, SIGKILL)
-            server.waitUntilExit()
+            server.waitUntilExit()  // killed by the watchdog that could not start
             throw error
         }
 
@@ -104,10 +88,10 @@ final class ServerProcess {
                 }
             }
         } catch {
-            halt(server, watchdog: watchdog, watchdogInput: watchdogInput)
+            halt(server, watchdog: watchdog)
             throw error
         }
-        return ServerProcess(server: server, port: port, name: name, watchdog: watchdog, watchdogInput: watchdogInput)
+        return ServerProcess(server: server, port: port, name: name, watchdog: watchdog)
     }
 
     var base: String { "http://127.0.0.1:\(port)" }
@@ -115,15 +99,13 @@ final class ServerProcess {
     /// Kills the server and waits until it is gone; then lets the watchdog go.
     func stop() {
         guard stopped.claim() else { return }
-        Self.halt(server, watchdog: watchdog, watchdogInput: watchdogInput)
+        Self.halt(server, watchdog: watchdog)
     }
 
-    private static func halt(_ server: Process, watchdog: Process, watchdogInput: Pipe) {
+    private static func halt(_ server: Process, watchdog: Watchdog) {
         if server.isRunning { kill(server.processIdentifier, SIGKILL) }
         server.waitUntilExit()
-        watchdogInput.fileHandleForWriting.write(Data("stopped\n".utf8))
-        try? watchdogInput.fileHandleForWriting.close()
-        watchdog.waitUntilExit()
+        watchdog.release()
     }
 
     deinit { stop() }

@@ -168,7 +168,7 @@ struct ProxyBenchmarkTests {
         let port = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0)).endpoint.port  // free a moment ago
         let process = try ProxyBenchmark.startPortslice(BuiltPortslice.path, port: port, slice: "127.0.0.5:40000-44999",
                                                         nameServer: nameServer.endpoint, directory: directory)
-        defer { ProxyBenchmark.stop(process) }
+        defer { GuardedProcess.stop([process]) }
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
         try ProxyBenchmark.waitUntilListening(proxy, process: process, name: "portslice")
 
