@@ -55,6 +55,8 @@ public actor EdgeController {
     /// could not be listed then, so the next reconcile lists and applies them again), and the
     /// prefix routes installed with it.
     private var applied: (table: SliceTable, shape: String?, prefixRoutes: [PrefixRoute])?
+    /// The prefix routes the last successful sync wrote, which `apply` need not write again.
+    private var syncedPrefixRoutes: [PrefixRoute]?
 
     /// - Parameter namespace: the network namespace (`ip netns` name) to program; nil for this
     ///   process's own.
@@ -82,7 +84,9 @@ public actor EdgeController {
     }
 
     /// Checks, renders and applies `newTable`: the nftables tables in one transaction, then the
-    /// prefix routes in the same step.
+    /// prefix routes in the same step when they differ from the last applied (most versions
+    /// change slices only, and reading and writing the routes is two runs of `ip`; routes
+    /// changed behind the edge's back are for `reconcile`).
     /// - Returns: warnings about the table that did not stop it from being applied.
     /// - Throws: `SliceTableError` or `EdgeError`; the previous rules then stay in force (and
     ///   when only the routes failed, the next table or reconcile puts them right).
@@ -90,7 +94,11 @@ public actor EdgeController {
     public func apply(_ newTable: SliceTable) throws -> [String] {
         let rendering = try role.render(newTable, counters: try table.counters())
         try table.apply(rendering.script)
-        try prefixRoutes?.sync(rendering.prefixRoutes)
+        if let prefixRoutes, rendering.prefixRoutes != syncedPrefixRoutes {
+            syncedPrefixRoutes = nil  // unknown until this sync succeeds
+            try prefixRoutes.sync(rendering.prefixRoutes)
+            syncedPrefixRoutes = rendering.prefixRoutes
+        }
         // The rules are in force now; a listing that fails here must not undo that verdict.
         applied = (newTable, (try? shape()) ?? nil, rendering.prefixRoutes)
         return rendering.warnings
@@ -112,7 +120,9 @@ public actor EdgeController {
         }
         if let prefixRoutes, let applied, try !prefixRoutes.areInPlace(applied.prefixRoutes) {
             try prefixRoutes.installRule()
+            syncedPrefixRoutes = nil
             try prefixRoutes.sync(applied.prefixRoutes)
+            syncedPrefixRoutes = applied.prefixRoutes
             restored.append("IPv6 prefix routes")
         }
         if let applied {
@@ -131,6 +141,7 @@ public actor EdgeController {
     public func shutdown() throws(EdgeError) {
         routes?.removeQuietly()
         prefixRoutes?.removeQuietly()
+        syncedPrefixRoutes = nil
         try table.remove()
         try table6?.remove()
     }

@@ -36,7 +36,7 @@ struct LabTests {
         #expect(LabTopology.existingNamespaces().isEmpty)
     }
 
-    @Test("the edge routes each leased IPv6 prefix to its host, moves it in one step, drops a quarantined one, restores a deleted route and removes only its own")
+    @Test("the edge routes each leased IPv6 prefix to its host, moves it in one step, drops a quarantined one, leaves unchanged routes alone, restores a deleted route and removes only its own")
     func edgePrefixRoutes() async throws {
         LabTopology.tearDown()
         let topology = try LabTopology(hosts: 2, addresses: 1)
@@ -66,8 +66,11 @@ struct LabTests {
         try await controller.apply(table(3, [.init(prefix: first, state: .leased, host: "h2")]))
         #expect(try routes.installed() == [first: h2])
 
-        // Someone deletes the route: the next reconcile puts it back.
+        // Someone deletes the route. A table whose prefixes did not change leaves the routes
+        // alone (it runs no `ip`); the next reconcile puts the route back.
         _ = try SystemTool.run("ip", ["-6", "route", "del", "\(first)", "table", "\(PrefixRoutes.table)"], in: LabTopology.edge)
+        try await controller.apply(table(4, [.init(prefix: first, state: .leased, host: "h2")]))
+        #expect(try routes.installed().isEmpty)
         #expect(try await controller.reconcile() == "IPv6 prefix routes")
         #expect(try routes.installed() == [first: h2])
 
