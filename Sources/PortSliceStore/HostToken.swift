@@ -19,9 +19,21 @@ public enum HostToken {
         return (0..<4).map { _ in String(random.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
     }
 
+    /// SHA-256 of the token as 64 lowercase hex digits. Written straight into one string: every
+    /// API request hashes its token (twice, for a host's), and a string per byte showed in
+    /// profiles of the renewal round.
     public static func hash(of token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        let digest = SHA256.hash(data: Array(token.utf8))
+        return String(unsafeUninitializedCapacity: SHA256.byteCount * 2) { text in
+            for (offset, byte) in digest.enumerated() {
+                text[2 * offset] = hexDigits[Int(byte >> 4)]
+                text[2 * offset + 1] = hexDigits[Int(byte & 0x0f)]
+            }
+            return SHA256.byteCount * 2
+        }
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// The host part of a well-formed token.
     static func hostName(in token: String) -> String? {
