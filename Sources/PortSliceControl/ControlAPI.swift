@@ -22,7 +22,9 @@ public struct ControlAPI: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let logger: Logger
     private let health: DatabaseHealth
-    let sliceTableBodies = SliceTableBodies()
+    /// The whole table's JSON and every host's part, made once per table version.
+    let wholeTables = PerVersion<ByteBuffer>()
+    let hostParts = PerVersion<HostTableParts>()
     /// Lease time when a request names none.
     public var defaultTimeToLive = Duration.seconds(300)
     /// The length of the prefixes leased out of a pool prefix added without `leaseLength`.
@@ -182,9 +184,10 @@ public struct ControlAPI: Sendable {
                 }
                 try await store.recordApplied(edge: caller.name, version: applied, now: now())
             }
-            let table = try await sliceTable(request)
-            if caller.role == .host { return try Self.json(table.held(by: caller.name)) }
-            return Self.json(body: try await sliceTableBodies.body(of: table))
+            let since = try Self.since(request)
+            if caller.role == .host { return try Self.json(try await hostPart(of: caller.name, since: since)) }
+            let table = try await sliceTable(since: since)
+            return Self.json(body: try await wholeTables.value(for: table.version) { _ in ByteBuffer(bytes: try JSONEncoder().encode(table)) })
         }
         on(router, .capacity) { _, _, _ in try Self.json(try await capacity()) }
         on(router, .addPrefix) { request, _, _ in
@@ -336,17 +339,43 @@ public struct ControlAPI: Sendable {
         return body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
     }
 
-    /// `GET /v1/slices[?since=VERSION]`: with `since`, the answer waits (up to
-    /// `longPollTimeout`) until the table is newer than that version. The wait asks nothing of
-    /// the database: the store's version feed hears this replica's commits and, on
-    /// PostgreSQL, every other replica's. A server shutting down answers at once.
-    private func sliceTable(_ request: Request) async throws -> SliceTable {
-        if let text = request.uri.queryParameters["since"] {
-            guard let since = Int64(text) else { throw APIError(.badRequest, "since must be a table version number", field: "since") }
-            let timeout = longPollTimeout
-            _ = try? await cancelWhenGracefulShutdown { await store.versions.wait(newerThan: since, timeout: timeout) }
-        }
+    /// `since` of `GET /v1/slices[?since=VERSION]`, when given.
+    private static func since(_ request: Request) throws -> Int64? {
+        guard let text = request.uri.queryParameters["since"] else { return nil }
+        guard let since = Int64(text) else { throw APIError(.badRequest, "since must be a table version number", field: "since") }
+        return since
+    }
+
+    /// The table; with `since`, once it is newer than that version or `longPollTimeout` has
+    /// passed. The wait asks nothing of the database: the store's version feed hears this
+    /// replica's commits and, on PostgreSQL, every other replica's. A server shutting down
+    /// answers at once.
+    private func sliceTable(since: Int64?) async throws -> SliceTable {
+        if let since { await waitForTable(newerThan: since, until: .now + longPollTimeout) }
         return try await store.sliceTable()
+    }
+
+    /// A host's own part of the table; with `since`, once its part changed after that version
+    /// or `longPollTimeout` has passed: a change elsewhere in the fleet does not answer a
+    /// host's guard. Every host's part is made once per version (`HostTableParts`).
+    private func hostPart(of host: String, since: Int64?) async throws -> SliceTable {
+        let deadline = ContinuousClock.now + longPollTimeout
+        var seen = since
+        while true {
+            if let seen { await waitForTable(newerThan: seen, until: deadline) }
+            let table = try await store.sliceTable()
+            let parts = try await hostParts.value(for: table.version) { previous in HostTableParts(table, after: previous) }
+            guard let since, parts.changed(host) <= since, ContinuousClock.now < deadline,
+                  !Task.isShuttingDownGracefully, !Task.isCancelled
+            else { return parts.part(of: host) }
+            seen = table.version
+        }
+    }
+
+    private func waitForTable(newerThan version: Int64, until deadline: ContinuousClock.Instant) async {
+        let timeout = deadline - .now
+        guard timeout > .zero else { return }
+        _ = try? await cancelWhenGracefulShutdown { await store.versions.wait(newerThan: version, timeout: timeout) }
     }
 
     /// Per trait class, how many slices are free, leased, quarantined and draining, and a

@@ -361,11 +361,13 @@ extension OpenAPIDocument {
               description: |
                 Roles: admin, viewer, edge, host. Every slice, its state and, when leased, its
                 holder, and every leased or quarantined IPv6 prefix: admins, viewers and edges get
-                the whole table, a host only its own leased slices and prefixes. With `since`, a long poll: the answer waits (up to the server's long-poll
-                timeout, 25 s by default) until the table's version is newer than `since`, then
-                answers; when the wait runs out, it answers the current table, whose version may
-                still equal `since`. An edge passes `applied`, the table version its kernel has,
-                which `GET /v1/edges` shows; other roles' `applied` is ignored.
+                the whole table, a host only its own leased slices and prefixes. With `since`, a
+                long poll: the answer waits (up to the server's long-poll timeout, 25 s by
+                default) until the table's version is newer than `since` (for a host, until its
+                own part changed after `since`: changes elsewhere do not answer it), then answers
+                with the current version; when the wait runs out, it answers the current table,
+                whose version may still equal `since`. An edge passes `applied`, the table version
+                its kernel has, which `GET /v1/edges` shows; other roles' `applied` is ignored.
               x-roles: [admin, viewer, edge, host]
               parameters:
                 - name: since

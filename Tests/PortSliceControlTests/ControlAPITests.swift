@@ -23,12 +23,21 @@ struct ControlAPITests {
     func withAPI(
         longPollTimeout: Duration = .seconds(2), _ body: @Sendable (any TestClientProtocol, TestClock) async throws -> Void
     ) async throws {
-        let store = try await SQLSliceStore.openSQLite(path: nil)
         let clock = TestClock()
-        var api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken), now: { clock.now })
-        api.longPollTimeout = longPollTimeout
+        try await withAPI(longPollTimeout: longPollTimeout, now: { clock.now }) { client, _, _ in try await body(client, clock) }
+    }
+
+    /// The same, for tests that look inside the API and its store.
+    func withAPI(
+        longPollTimeout: Duration, now: @escaping @Sendable () -> Moment,
+        _ body: @Sendable (any TestClientProtocol, ControlAPI, SQLSliceStore) async throws -> Void
+    ) async throws {
+        let store = try await SQLSliceStore.openSQLite(path: nil)
+        var configured = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken), now: now)
+        configured.longPollTimeout = longPollTimeout
+        let api = configured
         let app = Application(router: api.router())
-        try await app.test(.router) { client in try await body(client, clock) }
+        try await app.test(.router) { client in try await body(client, api, store) }
         try await store.close()
     }
 
@@ -55,6 +64,12 @@ struct ControlAPITests {
         #expect(added == .created)
         let (created, body) = try await call(client, .post, "/v1/hosts", token: Self.adminToken, json: #"{"name": "h1"}"#)
         #expect(created == .created)
+        return try #require(body["token"] as? String)
+    }
+
+    /// Adds an edge or a host (`path`: /v1/edges or /v1/hosts) as the admin; returns its token.
+    func newToken(_ client: any TestClientProtocol, at path: String, name: String) async throws -> String {
+        let (_, body) = try await call(client, .post, path, token: Self.adminToken, json: #"{"name": "\#(name)"}"#)
         return try #require(body["token"] as? String)
     }
 
@@ -258,18 +273,13 @@ struct ControlAPITests {
     /// A change wakes every waiting edge at once; they all get the new table, encoded once for
     /// all of them, while a host still gets only its own part.
     @Test func waitingEdgesShareOneEncodingOfTheTable() async throws {
-        let store = try await SQLSliceStore.openSQLite(path: nil)
-        var api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: Self.adminToken), now: { Self.start })
-        api.longPollTimeout = .seconds(20)
-        let app = Application(router: api.router())
-        let encoded = api.sliceTableBodies
-        try await app.test(.router) { client in
+        try await withAPI(longPollTimeout: .seconds(20), now: { Self.start }) { client, api, store in
+            let encoded = api.wholeTables
             let host = try await setUp(client)
-            let (_, edgeBody) = try await call(client, .post, "/v1/edges", token: Self.adminToken, json: #"{"name": "e1"}"#)
-            let edge = try #require(edgeBody["token"] as? String)
+            let edge = try await newToken(client, at: "/v1/edges", name: "e1")
             let (_, table) = try await call(client, .get, "/v1/slices", token: edge)
             let version = try #require(table["version"] as? Int)
-            #expect(encoded.encodings == 1)
+            #expect(encoded.makings == 1)
             let waiters = 20
             let bodies = try await withThrowingTaskGroup(of: String.self) { group in
                 for _ in 0..<waiters {
@@ -287,12 +297,47 @@ struct ControlAPITests {
             let newer = try #require(try JSONSerialization.jsonObject(with: Data(bodies[0].utf8)) as? [String: Any])
             #expect(newer["version"] as? Int == version + 1)
             #expect((newer["slices"] as? [[String: Any]])?.filter { $0["host"] as? String == "h1" }.count == 1)
-            #expect(encoded.encodings == 2, "one encoding for the first version, one for the new one")
+            #expect(encoded.makings == 2, "one encoding for the first version, one for the new one")
             let (_, own) = try await call(client, .get, "/v1/slices", token: host)
             #expect((own["slices"] as? [Any])?.count == 1, "a host's own part is not the shared table: \(own)")
-            #expect(encoded.encodings == 2)
+            #expect(encoded.makings == 2)
         }
-        try await store.close()
+    }
+
+    /// A host's long poll answers when its own part changes, not at every change in the fleet:
+    /// another host's lease moves the table's version but leaves the first host waiting.
+    @Test func aHostsLongPollWaitsForItsOwnPart() async throws {
+        try await withAPI(longPollTimeout: .seconds(20), now: { Self.start }) { client, api, store in
+            let parts = api.hostParts
+            let first = try await setUp(client)
+            let second = try await newToken(client, at: "/v1/hosts", name: "h2")
+            let (_, table) = try await call(client, .get, "/v1/slices", token: first)
+            let version = try #require(table["version"] as? Int)
+            #expect((table["slices"] as? [Any])?.isEmpty == true)
+
+            let clock = ContinuousClock()
+            async let waited = call(client, .get, "/v1/slices?since=\(version)", token: first)
+            func waitUntil(_ condition: () -> Bool) async throws {
+                let deadline = clock.now + .seconds(10)
+                while !condition() && clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            try await waitUntil { store.versions.waiters == 1 }
+            #expect(try await call(client, .post, "/v1/leases", token: second, json: "{}").0 == .created)
+            let otherChange = store.versions.version
+            #expect(otherChange > Int64(version))
+            // Woken by h2's lease, h1's poll found its part unchanged and waits again.
+            try await waitUntil { parts.makings == 2 && store.versions.waiters == 1 }
+            #expect(store.versions.waiters == 1, "h1's poll waits on after another host's change")
+
+            let started = clock.now
+            #expect(try await call(client, .post, "/v1/leases", token: first, json: "{}").0 == .created)
+            let (status, own) = try await waited
+            #expect(status == .ok)
+            #expect(clock.now - started < .seconds(10), "its own lease answers it")
+            #expect(own["version"] as? Int == Int(store.versions.version))
+            let slices = try #require(own["slices"] as? [[String: Any]])
+            #expect(slices.count == 1 && slices[0]["host"] as? String == "h1", "\(own)")
+        }
     }
 
     @Test func malformedAndOversizedBodiesAreRefused() async throws {

@@ -135,6 +135,28 @@ struct PrefixLeaseTests {
         #expect(try JSONDecoder().decode(SliceTable.self, from: try JSONEncoder().encode(table)) == table)
     }
 
+    /// Every host's part in one pass equals what `held(by:)` gives that host: leased slices and
+    /// prefixes only, in table order, with the table's version.
+    @Test func partsByHostInOnePass() throws {
+        let address = IPv4Address(192, 0, 2, 7)
+        func slice(_ index: Int, _ state: SliceStatus, _ host: String?) throws -> SliceTable.Entry {
+            SliceTable.Entry(address: address, index: index, ports: try PortSet(parsing: "\(1024 + index * 1024)-\(2047 + index * 1024)"), state: state, host: host)
+        }
+        let table = SliceTable(version: 9, slices: [
+            try slice(0, .leased, "h1"), try slice(1, .free, nil), try slice(2, .leased, "h2"),
+            try slice(3, .quarantined, nil), try slice(4, .leased, "h1"),
+        ], prefixes: [
+            SliceTable.PrefixEntry(prefix: try IPv6Prefix(parsing: "2001:db8:10:1::/64"), state: .leased, host: "h3"),
+            SliceTable.PrefixEntry(prefix: try IPv6Prefix(parsing: "2001:db8:10:2::/64"), state: .quarantined, host: nil),
+        ])
+        let parts = table.partsByHost()
+        #expect(Set(parts.keys) == ["h1", "h2", "h3"])
+        for host in ["h1", "h2", "h3"] { #expect(parts[host] == table.held(by: host)) }
+        #expect(parts["h1"] == SliceTable(version: 9, slices: [try slice(0, .leased, "h1"), try slice(4, .leased, "h1")]))
+        let leasedPrefix = try IPv6Prefix(parsing: "2001:db8:10:1::/64")
+        #expect(parts["h3"]?.slices == [] && parts["h3"]?.prefixes.map(\.prefix) == [leasedPrefix])
+    }
+
     /// A pool file's IPv6 lines become pool prefixes; the published feed lists them after the
     /// addresses.
     @Test func poolFileAndPublishedFeed() throws {

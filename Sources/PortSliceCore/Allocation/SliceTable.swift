@@ -78,6 +78,22 @@ public struct SliceTable: Hashable, Sendable, Codable {
         SliceTable(version: version, slices: slices.filter { $0.state == .leased && $0.host == host },
                    prefixes: prefixes.filter { $0.state == .leased && $0.host == host })
     }
+
+    /// Every host's part (`held(by:)` of each host that holds something), in one pass over
+    /// the table rather than one per host.
+    public func partsByHost() -> [String: SliceTable] {
+        var slicesByHost: [String: [Entry]] = [:]
+        var prefixesByHost: [String: [PrefixEntry]] = [:]
+        for entry in slices where entry.state == .leased {
+            if let host = entry.host { slicesByHost[host, default: []].append(entry) }
+        }
+        for entry in prefixes where entry.state == .leased {
+            if let host = entry.host { prefixesByHost[host, default: []].append(entry) }
+        }
+        return Dictionary(uniqueKeysWithValues: Set(slicesByHost.keys).union(prefixesByHost.keys).map { host in
+            (host, SliceTable(version: version, slices: slicesByHost[host] ?? [], prefixes: prefixesByHost[host] ?? []))
+        })
+    }
 }
 
 /// How many slices of one trait class are in one state.
