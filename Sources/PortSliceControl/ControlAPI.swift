@@ -365,7 +365,9 @@ public struct ControlAPI: Sendable {
             if let seen { await waitForTable(newerThan: seen, until: deadline) }
             let table = try await store.sliceTable()
             let parts = try await hostParts.value(for: table.version) { previous in HostTableParts(table, after: previous) }
-            guard let since, parts.changed(host) <= since, ContinuousClock.now < deadline,
+            // Waits again only for a newer table than the last judged: one no newer (a kept
+            // table read while the feed moved on) is answered rather than read in a loop.
+            guard let since, let last = seen, parts.changed(host) <= since, table.version > last, ContinuousClock.now < deadline,
                   !Task.isShuttingDownGracefully, !Task.isCancelled
             else { return parts.part(of: host) }
             seen = table.version
