@@ -1,19 +1,19 @@
 import Foundation
 
-/// A small `sh` beside a process the benchmark started, checking twice a second that the
-/// benchmark still runs: once it has ended without releasing the watchdog (Ctrl-C, SIGTERM, a
-/// crash), the watchdog kills the process's whole group (Foundation makes every child the
-/// leader of a group of its own; Dante forks a family into it). So nothing a run started
-/// outlives it, to answer on its port in the next run or hold its memory. It watches the
-/// benchmark's process id rather than waiting for a pipe to close: every child started later
-/// inherits the pipe's end (Foundation's pipes are not closed on exec), which kept it open.
+/// A small `sh` beside a process the benchmark started: once the benchmark has ended without
+/// releasing the watchdog (Ctrl-C, SIGTERM, a crash), it kills the process's whole group
+/// (Foundation makes every child the leader of a group of its own; Dante forks a family into
+/// it). So nothing a run started outlives it, to answer on its port in the next run or hold
+/// its memory. It watches the benchmark's process id (GNU `tail --pid` checks it every second
+/// without starting anything) rather than waiting for a pipe to close: every child started
+/// later inherits the pipe's end (Foundation's pipes are not closed on exec), which kept it open.
 final class Watchdog {
     private let shell: Process
     private let released = Once()
 
-    /// Kills group $1 once process $2 is gone.
+    /// Kills group $1 once process $2 is gone (dash's `kill` takes no `--`).
     private static let script = """
-        while kill -0 "$2" 2>/dev/null; do sleep 0.5; done
+        tail -f /dev/null --pid="$2" 2>/dev/null
         kill -9 "-$1" 2>/dev/null
         exit 0
         """
@@ -34,10 +34,11 @@ final class Watchdog {
         }
     }
 
-    /// The group is stopped: the watchdog ends without killing anything.
+    /// The group is stopped: the watchdog (its own group, `tail` included) ends without
+    /// killing anything.
     func release() {
         guard released.claim() else { return }
-        kill(shell.processIdentifier, SIGKILL)
+        kill(-shell.processIdentifier, SIGKILL)
         shell.waitUntilExit()
     }
 }
