@@ -20,16 +20,23 @@ struct RequestMetrics<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
         let route = context.endpointPath ?? "unmatched"
+        // Labels only from a known set: a client that sent a method of its own making with
+        // every request would otherwise add a counter and a histogram each time.
+        let method = switch request.method {
+        case .get, .head, .post, .put, .patch, .delete, .options: request.method.rawValue
+        default: "other"
+        }
         do {
             let response = try await next(request, context)
-            handles.record(route: route, method: request.method, status: response.status, after: started)
+            handles.record(route: route, method: method, status: response.status, after: started)
             return response
         } catch {
             let status = (error as? any HTTPResponseError)?.status ?? .internalServerError
-            handles.record(route: route, method: request.method, status: status, after: started)
+            handles.record(route: route, method: method, status: status, after: started)
             throw error
         }
     }
+
 }
 
 /// The registry's counters and histograms, kept once made: the registry finds one by its
@@ -37,7 +44,7 @@ struct RequestMetrics<Context: RequestContext>: RouterMiddleware {
 final class RequestMetricHandles: Sendable {
     private struct Key: Hashable {
         let route: String
-        let method: HTTPRequest.Method
+        let method: String
         let status: Int
     }
 
@@ -48,7 +55,7 @@ final class RequestMetricHandles: Sendable {
         self.registry = registry
     }
 
-    func record(route: String, method: HTTPRequest.Method, status: HTTPResponse.Status, after started: ContinuousClock.Instant) {
+    func record(route: String, method: String, status: HTTPResponse.Status, after started: ContinuousClock.Instant) {
         let key = Key(route: route, method: method, status: status.code)
         let handles = made.withLock { made in
             if let handles = made[key] { return handles }
@@ -56,11 +63,11 @@ final class RequestMetricHandles: Sendable {
                 requests: registry.makeCounter(
                     descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "api_requests", unitName: "total",
                                                      helpText: "API requests answered, by route, method and status"),
-                    labels: [("route", route), ("method", method.rawValue), ("status", String(status.code))]),
+                    labels: [("route", route), ("method", method), ("status", String(status.code))]),
                 duration: registry.makeDurationHistogram(
                     descriptor: MetricNameDescriptor(namespace: "portslice", metricName: "api_request_duration", unitName: "seconds",
                                                      helpText: "Time from a request's head to its answer, by route and method"),
-                    labels: [("route", route), ("method", method.rawValue)],
+                    labels: [("route", route), ("method", method)],
                     buckets: Self.durationBuckets))
             made[key] = handles
             return handles

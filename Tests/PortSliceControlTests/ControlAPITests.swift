@@ -225,6 +225,10 @@ struct ControlAPITests {
             // Requests per route, method and status, and their times per route and method.
             #expect(text.contains(#"portslice_api_requests_total{route="/v1/leases",method="POST",status="201"} 1"#), "\(text)")
             #expect(text.contains(#"portslice_api_request_duration_seconds_count{route="/v1/leases",method="POST"} 1"#), "\(text)")
+            // A method of a client's own making is counted as "other", not as a label of its own.
+            _ = try await client.execute(uri: "/healthz", method: HTTPRequest.Method("BREW")!)
+            let after = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(after.contains(#"method="other""#) && !after.contains("BREW"), "\(after)")
         }
     }
 
