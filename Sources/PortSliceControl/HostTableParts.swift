@@ -20,7 +20,7 @@ struct HostTableParts: Sendable {
         // Hosts in neither table keep the version their part last changed in (the part that
         // went away); the others are compared.
         var changedIn = previous?.changedIn ?? [:]
-        for host in Set(parts.keys).union(previous?.parts.keys ?? [:].keys) {
+        for host in Set(parts.keys).union(previous.map { Array($0.parts.keys) } ?? []) {
             if let previous, Self.sameSlices(parts[host], previous.parts[host]) {
                 changedIn[host] = previous.changed(host)
             } else {

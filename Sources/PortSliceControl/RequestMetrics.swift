@@ -36,7 +36,6 @@ struct RequestMetrics<Context: RequestContext>: RouterMiddleware {
             throw error
         }
     }
-
 }
 
 /// The registry's counters and histograms, kept once made: the registry finds one by its
