@@ -4,12 +4,13 @@ import PortSliceSockets
 /// Which destinations the proxy may open flows to, judged on the address that is dialled
 /// (a name's resolved address, not the name). By default nothing that is not an ordinary
 /// public unicast address: every range of the IANA special-purpose registries and multicast
-/// (`SpecialPurposeRange`), the host's egress addresses and every address on the host's
-/// interfaces, so the proxy cannot be used to reach the host or the network it runs in.
+/// (`SpecialPurposeRange`), the host's egress addresses (and every address of its IPv6 egress
+/// prefixes, which are routed to it) and every address on the host's interfaces, so the proxy
+/// cannot be used to reach the host or the network it runs in.
 ///
 /// Order: the deny list refuses first; the allow list then opens what it names (a host or
 /// egress address too, so a test or a lab can reach its own services); then the egress
-/// addresses, the special-purpose ranges (loopback is opened by `allowLoopback`, for a proxy
+/// addresses and prefixes, the special-purpose ranges (loopback is opened by `allowLoopback`, for a proxy
 /// that only listens on loopback: the local demo) and the host's addresses are refused.
 ///
 /// The destination port is judged before the address, by `ports` (`PortPolicy`: 25 refused
@@ -38,10 +39,11 @@ public struct DestinationPolicy: Sendable {
     }
 
     /// Nil when a flow to `destination`:`port` may be opened; else why not: the port first
-    /// (`ports`), then the address (`refusal(for:egressAddresses:)`).
-    public func refusal(for destination: IPAddress, port: UInt16, egressAddresses: some Collection<IPv4Address> = EmptyCollection()) -> DestinationRefusal? {
+    /// (`ports`), then the address (`refusal(for:egressAddresses:egressPrefixes:)`).
+    public func refusal(for destination: IPAddress, port: UInt16, egressAddresses: some Collection<IPv4Address> = EmptyCollection(),
+                        egressPrefixes: some Collection<IPv6Prefix> = EmptyCollection()) -> DestinationRefusal? {
         if let refusal = ports.refusal(for: port) { return .port(refusal) }
-        return refusal(for: destination, egressAddresses: egressAddresses)
+        return refusal(for: destination, egressAddresses: egressAddresses, egressPrefixes: egressPrefixes)
     }
 
     public func refusal(for destination: IPv4Address, port: UInt16, egressAddresses: some Collection<IPv4Address> = EmptyCollection()) -> DestinationRefusal? {
@@ -50,18 +52,24 @@ public struct DestinationPolicy: Sendable {
 
     /// Nil when `destination` may be reached on any port the port policy allows; else why not,
     /// for logs and error replies.
-    /// `egressAddresses` are the addresses the host sends from now (they change with its leases).
+    /// `egressAddresses` are the addresses the host sends from now and `egressPrefixes` the IPv6
+    /// prefixes (both change with its leases).
     ///
     /// An IPv4-mapped address (`::ffff:a.b.c.d`) is refused as such unless an IPv6 allow
     /// prefix opens it; the deny list also looks at the IPv4 address inside it (where a socket
     /// would send it), so no form of a denied address is opened by the allow list.
-    public func refusal(for destination: IPAddress, egressAddresses: some Collection<IPv4Address> = EmptyCollection()) -> DestinationRefusal? {
+    public func refusal(for destination: IPAddress, egressAddresses: some Collection<IPv4Address> = EmptyCollection(),
+                        egressPrefixes: some Collection<IPv6Prefix> = EmptyCollection()) -> DestinationRefusal? {
         let mapped: IPAddress? = if case .v6(let address) = destination, let inside = address.ipv4Mapped { .v4(inside) } else { nil }
         if let prefix = deny.first(where: { prefix in prefix.contains(destination) || mapped.map(prefix.contains) == true }) {
             return .denied(destination, by: prefix)
         }
         if allow.contains(where: { $0.contains(destination) }) { return nil }
-        if case .v4(let address) = destination, egressAddresses.contains(address) { return .egressAddress(destination) }
+        switch destination {
+        case .v4(let address) where egressAddresses.contains(address): return .egressAddress(destination)
+        case .v6(let address) where egressPrefixes.contains(where: { $0.contains(address) }): return .egressAddress(destination)
+        default: break
+        }
         if let range = SpecialPurposeRange.containing(destination) {
             return allowLoopback && range.isLoopback ? nil : .specialPurpose(destination, range)
         }

@@ -33,11 +33,6 @@ public final class EgressPrefixes: Sendable {
             return best?.prefix
         }
     }
-
-    /// Whether `address` is one of the prefixes' (a destination there is the proxy itself).
-    func contains(_ address: IPv6Address) -> Bool {
-        held.withLock { $0.contains { $0.prefix.contains(address) } }
-    }
 }
 
 /// Which address of a prefix a client leaves from: the prefix's network with the rest of the

@@ -168,17 +168,14 @@ public struct FlowOpener: Sendable {
         return Endpoint(address, port)
     }
 
-    /// `address:port` of either family when the policy allows both; an address of the
-    /// proxy's own prefixes is refused as an egress address.
+    /// `address:port` of either family when the policy allows it; an address of the proxy's
+    /// own prefixes is refused as an egress address.
     func allowed(_ address: IPAddress, port: UInt16) throws(OpenFailure) -> IPEndpoint {
         switch address {
         case .v4(let v4):
             return IPEndpoint(try allowed(v4, port: port))
-        case .v6(let v6):
-            if let refusal = policy.refusal(for: address, port: port) { throw .refused(refusal) }
-            // Every address of a prefix routed here is this host: refused like the egress
-            // addresses, unless the allow list names it.
-            if prefixes.contains(v6) && !policy.allow.contains(where: { $0.contains(address) }) { throw .refused(.egressAddress(address)) }
+        case .v6:
+            if let refusal = policy.refusal(for: address, port: port, egressPrefixes: prefixes.all.map(\.prefix)) { throw .refused(refusal) }
             return IPEndpoint(address, port)
         }
     }

@@ -137,6 +137,24 @@ struct DestinationPolicyTests {
         #expect(policy.refusal(for: egress, egressAddresses: [egress]) == nil, "the allow list comes before the egress addresses")
     }
 
+    @Test("every address of the IPv6 egress prefixes is refused as the proxy's own, before the special-purpose ranges, unless the allow list names it")
+    func egressPrefixes() throws {
+        var policy = Self.policy()
+        let prefixes = [try IPv6Prefix(parsing: "2a00:1450:4001::/48"), try IPv6Prefix(parsing: "2001:db8:77::/48")]
+        let inside = try IPAddress(parsing: "2a00:1450:4001:81c::200e"), outside = try IPAddress(parsing: "2a00:1450:4002::1")
+        #expect(policy.refusal(for: inside) == nil)
+        #expect(policy.refusal(for: inside, egressPrefixes: prefixes) == .egressAddress(inside))
+        #expect(policy.refusal(for: inside, port: 443, egressPrefixes: prefixes)?.description == "2a00:1450:4001:81c::200e is one of the proxy's own egress addresses")
+        #expect(policy.refusal(for: outside, egressPrefixes: prefixes) == nil)
+        // A documentation address in an own prefix is named as the proxy's own, the more precise reason.
+        let documentation = try IPAddress(parsing: "2001:db8:77::5")
+        #expect(policy.refusal(for: documentation, egressPrefixes: prefixes) == .egressAddress(documentation))
+        policy.allow = [try IPPrefix(parsing: "2a00:1450:4001::/48")]
+        #expect(policy.refusal(for: inside, egressPrefixes: prefixes) == nil, "the allow list comes before the egress prefixes")
+        policy.deny = [try IPPrefix(parsing: "2a00:1450:4001:81c::/64")]
+        #expect(policy.refusal(for: inside, egressPrefixes: prefixes) == .denied(inside, by: try IPPrefix(parsing: "2a00:1450:4001:81c::/64")))
+    }
+
     @Test("an address on one of the host's interfaces is refused, naming the interface, unless allowed")
     func injectedHostAddresses() throws {
         let v4 = IPAddress.v4(IPv4Address(85, 10, 20, 30)), v6 = try IPAddress(parsing: "2a01:4f8::30")
