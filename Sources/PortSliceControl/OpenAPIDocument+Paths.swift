@@ -115,7 +115,7 @@ extension OpenAPIDocument {
                 Roles: admin. Makes a host and its token. The token is shown once: the allocator
                 keeps only its hash.
               x-roles: [admin]
-              \(issuingToken(body: "NewHost", answer: "The host and its new token."))
+              \(creating(body: "NewHost", answer: "The host and its new token.", answerBody: "IssuedToken"))
             get:
               operationId: listHosts
               tags: [hosts]
@@ -152,7 +152,7 @@ extension OpenAPIDocument {
                 Roles: admin. Makes an edge (a router that reads the slice table) and its token.
                 The token is shown once.
               x-roles: [admin]
-              \(issuingToken(body: "NewEdge", answer: "The edge and its new token."))
+              \(creating(body: "NewEdge", answer: "The edge and its new token.", answerBody: "IssuedToken"))
             get:
               operationId: listEdges
               tags: [hosts]
@@ -178,7 +178,7 @@ extension OpenAPIDocument {
                 Roles: admin. Makes a viewer (a person watching the console: reads everything
                 an admin reads, changes nothing) and its token. The token is shown once.
               x-roles: [admin]
-              \(issuingToken(body: "NewViewer", answer: "The viewer and its new token."))
+              \(creating(body: "NewViewer", answer: "The viewer and its new token.", answerBody: "IssuedToken"))
           \(rotation(path: "viewers", kind: "viewer", article: "a"))
           \(removal(path: "viewers", kind: "viewer", article: "a"))
           /v1/leases:
@@ -269,7 +269,7 @@ extension OpenAPIDocument {
                 default) into slices of `sliceSize` ports (2048 by default) or into `slices`
                 slices; give one of the two, not both.
               x-roles: [admin]
-              \(adding(body: "NewAddress"))
+              \(creating(body: "NewAddress", answer: "Added; the answer has no body."))
             get:
               operationId: listPool
               tags: [pool]
@@ -419,7 +419,7 @@ extension OpenAPIDocument {
                 (SLAAC) and a /64 per host is what providers hand out. IPv6 is not cut into port
                 slices. 409 when the prefix or one overlapping it is already in the pool.
               x-roles: [admin]
-              \(adding(body: "NewPrefix"))
+              \(creating(body: "NewPrefix", answer: "Added; the answer has no body."))
             get:
               operationId: listPrefixes
               tags: [pool]
@@ -506,31 +506,18 @@ extension OpenAPIDocument {
                   \(json("ErrorBody", at: 10))
         """)
 
-    /// The body and answers of `POST /v1/hosts`, `/v1/edges` and `/v1/viewers`: a new name in
-    /// `body`, a token made for it in the answer.
-    static func issuingToken(body: String, answer: String) -> String {
-        hanging("""
+    /// The body and answers of a `POST` that adds what `body` describes: 201 with `answer`, and
+    /// with the `answerBody` schema when the answer has one (a token made for a new host, edge
+    /// or viewer; none for a pool address or prefix).
+    static func creating(body: String, answer: String, answerBody: String? = nil) -> String {
+        let content = answerBody.map { "\n" + String(repeating: " ", count: 10) + json($0, at: 10) } ?? ""
+        return hanging("""
                   requestBody:
                     required: true
                     \(json(body, at: 8))
                   responses:
                     "201":
-                      description: \(answer)
-                      \(json("IssuedToken", at: 10))
-                    \(errors(400, 401, 403, 409, 413, 503))
-            """)
-    }
-
-    /// The body and answers of `POST /v1/pool` and `/v1/prefixes`: what to add in `body`, no
-    /// body in the answer.
-    static func adding(body: String) -> String {
-        hanging("""
-                  requestBody:
-                    required: true
-                    \(json(body, at: 8))
-                  responses:
-                    "201":
-                      description: Added; the answer has no body.
+                      description: \(answer)\(content)
                     \(errors(400, 401, 403, 409, 413, 503))
             """)
     }
