@@ -7,24 +7,28 @@ import Synchronization
 /// is not cut into port slices: each client leaves from an address of its own inside the
 /// prefix its traits choose (`ClientAddresses`).
 public final class EgressPrefixes: Sendable {
-    private let held: Mutex<[(prefix: IPv6Prefix, traits: Traits)]>
+    /// The prefixes with their traits, and the prefixes alone: the destination check of every
+    /// IPv6 dial reads the latter, which is then handed out without being built again.
+    private let held: Mutex<(all: [(prefix: IPv6Prefix, traits: Traits)], networks: [IPv6Prefix])>
 
     public init(_ prefixes: [(prefix: IPv6Prefix, traits: Traits)] = []) {
-        held = Mutex(prefixes)
+        held = Mutex((prefixes, prefixes.map(\.prefix)))
     }
 
-    public var all: [(prefix: IPv6Prefix, traits: Traits)] { held.withLock { $0 } }
-    public var isEmpty: Bool { held.withLock { $0.isEmpty } }
+    public var all: [(prefix: IPv6Prefix, traits: Traits)] { held.withLock { $0.all } }
+    var networks: [IPv6Prefix] { held.withLock { $0.networks } }
+    public var isEmpty: Bool { held.withLock { $0.all.isEmpty } }
 
     /// Replaces the prefixes (as leases come and go); flows already open keep their address.
     public func replace(with prefixes: [(prefix: IPv6Prefix, traits: Traits)]) {
-        held.withLock { $0 = prefixes }
+        held.withLock { $0 = (prefixes, prefixes.map(\.prefix)) }
     }
 
     /// The prefix whose traits are closest to the client's; among equally close ones the
     /// first in the order given, so a client keeps its prefix while the list stays.
     func chosen(traits: Traits) -> IPv6Prefix? {
-        held.withLock { prefixes in
+        held.withLock { held in
+            let prefixes = held.all
             var best: (prefix: IPv6Prefix, closeness: Closeness)?
             for candidate in prefixes {
                 let closeness = Closeness(of: candidate.traits, to: traits)

@@ -88,8 +88,9 @@ public struct FlowOpener: Sendable {
         /// Where the client's IPv6 flows leave from, found once for the lookup's subnet and
         /// kept for the dial.
         let ipv6Source: IPv6Source?
-        /// Where its IPv4 flows leave from, found for the lookup's subnet, kept for the dial
-        /// while the held slices stay as they were.
+        /// Where its IPv4 flows leave from, found for the lookup's subnet, kept for the first
+        /// dial (and a fallback started because it failed at once) while the held slices stay
+        /// as they were; a Happy Eyeballs IPv4 attempt started later chooses again.
         let ipv4Egress: IPv4Egress?
     }
 
@@ -175,7 +176,7 @@ public struct FlowOpener: Sendable {
         case .v4(let v4):
             return IPEndpoint(try allowed(v4, port: port))
         case .v6:
-            if let refusal = policy.refusal(for: address, port: port, egressPrefixes: prefixes.all.map(\.prefix)) { throw .refused(refusal) }
+            if let refusal = policy.refusal(for: address, port: port, egressPrefixes: prefixes.networks) { throw .refused(refusal) }
             return IPEndpoint(address, port)
         }
     }
@@ -212,8 +213,8 @@ public struct FlowOpener: Sendable {
     func traits(of client: IPAddress) -> Traits { clientTraits.lookup(client)?.traits ?? .unknown }
 
     /// Where a flow of `client` (with `traits`, when known) leaves from now over IPv4, which a
-    /// name lookup also names to geo-DNS: `known` when it was chosen from the slices held now;
-    /// nil while no slice is held.
+    /// name lookup also names to geo-DNS: `earlier` when it was chosen for this client from the
+    /// slices held now; nil while no slice is held.
     func ipv4Egress(for client: IPAddress, traits known: Traits? = nil, reusing earlier: IPv4Egress? = nil) -> IPv4Egress? {
         let held = slices.held
         if let earlier, earlier.held.version == held.version, earlier.client == client { return earlier }

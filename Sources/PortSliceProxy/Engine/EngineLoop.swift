@@ -22,8 +22,8 @@ final class EngineLoop: @unchecked Sendable {
     let poller: EventPoller
     let wakeup: Wakeup
     let inbox = Mutex<[(slot: Int, generation: UInt32, work: @Sendable (EngineLoop, EngineConnection) -> Void)]>([])
-    /// Work for the loop itself from other threads (a UDP association's name lookup).
-    /// Work posted for the loop; nil once the loop has stopped and will run no more.
+    /// Work for the loop from other threads (a UDP association's name lookup); nil once the
+    /// loop has stopped and will run no more.
     let tasks = Mutex<[@Sendable (EngineLoop) -> Void]?>([])
     let stopping = Atomic<Bool>(false)
     let resolver: EngineResolver
@@ -81,10 +81,11 @@ final class EngineLoop: @unchecked Sendable {
             }
         }
         for connection in connections.compactMap({ $0 }) { close(connection) }
-        // What was posted before the stop still runs (a UDP flow's lookup then ends in
-        // `closeAll`); what comes later is refused by `post`.
-        for task in tasks.withLock({ tasks in defer { tasks = nil }; return tasks ?? [] }) { task(self) }
+        // What was posted before the stop still runs, after the resolver has closed: a UDP
+        // flow's lookup is answered as stopping (not from the hosts file or the cache, which
+        // would dial a flow while the proxy stops); what comes later is refused by `post`.
         resolver.closeAll()
+        for task in tasks.withLock({ tasks in defer { tasks = nil }; return tasks ?? [] }) { task(self) }
     }
 
     /// Asks the loop to stop (from any thread); `run` returns once it has closed everything.
@@ -110,7 +111,8 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     /// Looks `name` up on this loop for a UDP flow of `client` to `port` (from any thread):
-    /// the first IPv4 address the policy allows, or why none; `then` runs on the loop.
+    /// the first IPv4 address the policy allows, or why none; `then` runs on the loop, or at
+    /// once on the caller's thread when the loop has stopped.
     func resolve(_ name: String, port: UInt16, for client: IPAddress, then: @escaping @Sendable (Result<Endpoint, OpenFailure>) -> Void) {
         let posted = post { loop in
             let opener = loop.session.opener

@@ -11,7 +11,8 @@ public struct ResolverSettings: Sendable {
     /// Search domains, ndots, timeout and attempts (its own name servers are `servers`).
     public var configuration: ResolverConfiguration
     /// The hosts file, consulted before DNS as glibc's `files` source is, and read again when
-    /// it changes (as glibc reads it at every lookup); nil for none.
+    /// it changes (looked at no more than every 100 ms, where glibc reads it at every lookup);
+    /// nil for none.
     public var hostsFile: String?
     /// Send an EDNS Client Subnet option (RFC 7871) naming the egress address the flow will
     /// leave from (its /24), so a geo-DNS answers for where the flow leaves, not for where
@@ -120,6 +121,8 @@ final class EngineResolver {
     private var random = SystemRandomNumberGenerator()
     private var queries: [CInt: Query] = [:]
     private var asking: [Question: Query] = [:]
+    /// Set by `closeAll`: the loop is stopping, and every lookup is answered so at once.
+    private var closed = false
     private var waitingPerClient: [IPAddress: Int] = [:]
     private var hosts = HostsFile(parsing: "")
     /// The hosts file's modification time, size and inode when last read.
@@ -219,6 +222,7 @@ final class EngineResolver {
     /// or the cache answers.
     func lookUp(_ name: String, for client: IPAddress, egress4: IPv4Address?, egress6: IPv6Address?, now: Int64,
                 completion: @escaping Completion) {
+        if closed { return completion(.failure(.stopping)) }
         if let listed = currentHosts(now: now).addresses(for: name) {
             let found = ResolvedAddresses(ipv4: listed.ipv4, ipv6: egress6 == nil ? [] : listed.ipv6)
             return completion(found.isEmpty ? .failure(.noAddress) : .success(found))
@@ -531,8 +535,10 @@ final class EngineResolver {
         for query in Array(queries.values) where now >= query.deadline { retry(query, now: now) }
     }
 
-    /// Closes every socket (the loop is stopping) and answers every waiting lookup so.
+    /// Closes every socket (the loop is stopping) and answers every waiting lookup, and every
+    /// later one, so.
     func closeAll() {
+        closed = true
         let waiting = asking.values.flatMap(\.waiters)
         for query in Array(queries.values) { closeSocket(of: query) }
         asking.removeAll()
