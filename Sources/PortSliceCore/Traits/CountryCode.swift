@@ -1,6 +1,6 @@
 /// An ISO 3166-1 alpha-2 country code, upper case, validated against the officially assigned
 /// codes (plus XK, the user-assigned code for Kosovo that geofeeds use widely).
-public struct CountryCode: Hashable, Sendable, Comparable, Codable, CustomStringConvertible {
+public struct CountryCode: Hashable, Sendable, Comparable, CodableAsText {
     public let rawValue: String
 
     public init(parsing text: some StringProtocol) throws(TraitError) {
@@ -49,15 +49,6 @@ public struct CountryCode: Hashable, Sendable, Comparable, Codable, CustomString
     public var description: String { rawValue }
 
     public static func < (lhs: CountryCode, rhs: CountryCode) -> Bool { lhs.rawValue < rhs.rawValue }
-
-    public init(from decoder: any Decoder) throws {
-        self = try CountryCode(parsing: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }
 
 /// An ISO 3166-2 subdivision code such as `US-CA`: the country code, a hyphen, and one to three
