@@ -88,20 +88,30 @@ public actor EdgeController {
     /// change slices only, and reading and writing the routes is two runs of `ip`; routes
     /// changed behind the edge's back are for `reconcile`).
     /// - Returns: warnings about the table that did not stop it from being applied.
-    /// - Throws: `SliceTableError` or `EdgeError`; the previous rules then stay in force (and
-    ///   when only the routes failed, the next table or reconcile puts them right).
+    /// - Throws: `SliceTableError` or `EdgeError`; when the rules failed, the previous ones stay
+    ///   in force; when only the routes failed, the new table is the applied one and the next
+    ///   table or reconcile writes its routes.
     @discardableResult
     public func apply(_ newTable: SliceTable) throws -> [String] {
         let rendering = try role.render(newTable, counters: try table.counters())
         try table.apply(rendering.script)
-        if let prefixRoutes, rendering.prefixRoutes != syncedPrefixRoutes {
-            syncedPrefixRoutes = nil  // unknown until this sync succeeds
-            try prefixRoutes.sync(rendering.prefixRoutes)
-            syncedPrefixRoutes = rendering.prefixRoutes
-        }
-        // The rules are in force now; a listing that fails here must not undo that verdict.
-        applied = (newTable, (try? shape()) ?? nil, rendering.prefixRoutes)
+        // The rules are in force now, so this table is the applied one whatever the routes do
+        // (else a reconcile would put the previous table back); a listing that fails here
+        // must not undo that verdict.
+        applied = (newTable, try? shape(), rendering.prefixRoutes)
+        try syncPrefixRoutes(rendering.prefixRoutes)
         return rendering.warnings
+    }
+
+    /// Writes `routes` unless the last sync that succeeded wrote them already; `restoring`
+    /// (reconcile found them changed from outside) installs the rule and an empty table first
+    /// and writes them whatever was synced.
+    private func syncPrefixRoutes(_ routes: [PrefixRoute], restoring: Bool = false) throws(EdgeError) {
+        guard let prefixRoutes, restoring || routes != syncedPrefixRoutes else { return }
+        syncedPrefixRoutes = nil  // unknown until this sync succeeds
+        if restoring { try prefixRoutes.installRule() }
+        try prefixRoutes.sync(routes)
+        syncedPrefixRoutes = routes
     }
 
     /// The tables' listings with counters blanked; nil when the main table is missing.
@@ -119,10 +129,7 @@ public actor EdgeController {
             restored.append("policy routes")
         }
         if let prefixRoutes, let applied, try !prefixRoutes.areInPlace(applied.prefixRoutes) {
-            try prefixRoutes.installRule()
-            syncedPrefixRoutes = nil
-            try prefixRoutes.sync(applied.prefixRoutes)
-            syncedPrefixRoutes = applied.prefixRoutes
+            try syncPrefixRoutes(applied.prefixRoutes, restoring: true)
             restored.append("IPv6 prefix routes")
         }
         if let applied {

@@ -32,9 +32,11 @@ public struct OwnedTable: Sendable {
     public func listing() throws(EdgeError) -> String? {
         do {
             return try SystemTool.run("nft", ["list", "table", family, name], in: namespace)
-        } catch let failure as SystemTool.Failure where failure.message.hasPrefix("Error: No such file or directory") {
-            // nft's own words for a missing table; `ip netns exec` failing to enter the
-            // namespace also says "No such file or directory", and that is an error.
+        } catch let failure as SystemTool.Failure where failure.message.hasPrefix("Error:") && failure.message.contains("No such file or directory") {
+            // nft's own words for a missing table ("Error: No such file or directory", or
+            // "Error: Could not process rule: ..." from older releases); `ip netns exec` failing
+            // to enter the namespace also says "No such file or directory", without nft's
+            // "Error:" first, and that is an error.
             return nil
         } catch {
             throw EdgeError("cannot list nftables table \(name): \(error)")
