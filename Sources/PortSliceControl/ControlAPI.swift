@@ -24,7 +24,7 @@ public struct ControlAPI: Sendable {
     private let health: DatabaseHealth
     /// The whole table's JSON and every host's part, made once per table version.
     let wholeTables = PerVersion<ByteBuffer>()
-    let hostParts = PerVersion<HostTableParts>()
+    let hostParts = PerVersion<HostTableParts>(buildsOnPrevious: true)
     /// Lease time when a request names none.
     public var defaultTimeToLive = Duration.seconds(300)
     /// The length of the prefixes leased out of a pool prefix added without `leaseLength`.
@@ -359,19 +359,24 @@ public struct ControlAPI: Sendable {
     /// or `longPollTimeout` has passed: a change elsewhere in the fleet does not answer a
     /// host's guard. Every host's part is made once per version (`HostTableParts`).
     private func hostPart(of host: String, since: Int64?) async throws -> SliceTable {
+        guard let since else { return try await parts(of: try await store.sliceTable()).part(of: host) }
         let deadline = ContinuousClock.now + longPollTimeout
         var seen = since
         while true {
-            if let seen { await waitForTable(newerThan: seen, until: deadline) }
-            let table = try await store.sliceTable()
-            let parts = try await hostParts.value(for: table.version) { previous in HostTableParts(table, after: previous) }
-            // Waits again only for a newer table than the last judged: one no newer (a kept
-            // table read while the feed moved on) is answered rather than read in a loop.
-            guard let since, let last = seen, parts.changed(host) <= since, table.version > last, ContinuousClock.now < deadline,
+            await waitForTable(newerThan: seen, until: deadline)
+            let parts = try await parts(of: try await store.sliceTable())
+            // Waits again only for a newer table than the last judged (one no newer, a kept
+            // table read while the feed moved on, is answered rather than read in a loop), and
+            // only when these parts can tell whether the host's part changed since `since`.
+            guard parts.version > seen, parts.unchanged(host, since: since), ContinuousClock.now < deadline,
                   !Task.isShuttingDownGracefully, !Task.isCancelled
             else { return parts.part(of: host) }
-            seen = table.version
+            seen = parts.version
         }
+    }
+
+    private func parts(of table: SliceTable) async throws -> HostTableParts {
+        try await hostParts.value(for: table.version) { previous in HostTableParts(table, after: previous) }
     }
 
     private func waitForTable(newerThan version: Int64, until deadline: ContinuousClock.Instant) async {

@@ -4,7 +4,8 @@ import Synchronization
 
 /// One value per slice-table version, made once, by the first caller of that version, on
 /// SwiftNIO's blocking-work thread pool; every other caller of the version waits for it and
-/// shares it. Only the newest version's value is kept.
+/// shares it. Only the newest version's value is kept, and a caller holding an older table is
+/// given it (a newer answer is always a right one for a table that only moves forward).
 ///
 /// Every edge and open console long-polls the whole table, and every host guard its own part:
 /// a change wakes them all at once, and each would make the same answer again (encoding the
@@ -15,24 +16,29 @@ import Synchronization
 final class PerVersion<Value: Sendable>: Sendable {
     private let latest = Mutex<(version: Int64, value: Task<Value, any Error>)?>(nil)
     private let made = Atomic<Int>(0)
+    /// Whether a value is made from the one before it (then it waits for that one).
+    private let buildsOnPrevious: Bool
+
+    init(buildsOnPrevious: Bool = false) {
+        self.buildsOnPrevious = buildsOnPrevious
+    }
 
     /// How many values were made (the tests' check that callers share them).
     var makings: Int { made.load(ordering: .relaxed) }
 
-    /// The value for `version`: the kept one when it is of that version (a version names one
-    /// content of the table), else made by `make`, which is given the value kept before (of an
-    /// older version), if any.
+    /// The value for `version` (or a newer one): the kept one when it is of that version or
+    /// newer, else made by `make`, which is given the kept value of an older version when the
+    /// cache builds on previous values.
     func value(for version: Int64, make: @escaping @Sendable (_ previous: Value?) throws -> Value) async throws -> Value {
         let making = latest.withLock { latest -> Task<Value, any Error> in
-            if let latest, latest.version == version { return latest.value }
-            let previous = latest.flatMap { $0.version < version ? $0.value : nil }
+            if let latest, latest.version >= version { return latest.value }
+            let previous = buildsOnPrevious ? latest?.value : nil
             let making = Task {
                 let before = try? await previous?.value
                 self.made.add(1, ordering: .relaxed)
                 return try await NIOThreadPool.singleton.runIfActive { try make(before) }
             }
-            // A caller holding an older table (it read before the change) does not replace a newer one.
-            if (latest?.version ?? .min) < version { latest = (version, making) }
+            latest = (version, making)
             return making
         }
         do {

@@ -29,6 +29,13 @@ struct HostTablePartsTests {
         let fifth = HostTableParts(try table(14, [0: "h1", 1: "h2", 3: "h2"]), after: fourth)
         #expect(fifth.changed("h3") == 13 && fifth.changed("h1") == 10 && fifth.changed("h2") == 14)
         #expect(fifth.part(of: "h3") == SliceTable(version: 14, slices: []))
+        // A host answered at a version these parts compared waits on; one that saw a version
+        // they never compared (another replica's) may have seen a part that came and went.
+        #expect(fifth.unchanged("h1", since: 12) && fifth.unchanged("h3", since: 13))
+        #expect(!fifth.unchanged("h3", since: 12), "h3's part changed in 13")
+        let skipping = HostTableParts(try table(20, [0: "h1"]), after: first)
+        #expect(!skipping.unchanged("h1", since: 15), "15 was never compared")
+        #expect(skipping.unchanged("h1", since: 10) && skipping.unchanged("h1", since: 20))
         #expect(fifth.part(of: "h2").slices.map(\.index) == [1, 3] && fifth.part(of: "h2").version == 14)
     }
 }
