@@ -44,7 +44,13 @@ public enum HostToken {
 
     /// Compares the token's hash with the stored one without stopping at the first difference.
     public static func matches(_ token: String, hash stored: String) -> Bool {
-        let computed = Array(hash(of: token).utf8), expected = Array(stored.utf8)
+        sameHash(hash(of: token), stored)
+    }
+
+    /// Compares two hashes without stopping at the first difference, for a caller that has
+    /// hashed the token once already.
+    static func sameHash(_ computed: String, _ stored: String) -> Bool {
+        let computed = Array(computed.utf8), expected = Array(stored.utf8)
         guard computed.count == expected.count else { return false }
         return zip(computed, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }

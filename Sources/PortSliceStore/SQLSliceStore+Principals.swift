@@ -36,7 +36,7 @@ extension SQLSliceStore {
         }
         // Every stored hash of that name is compared, so the time taken does not tell which matched.
         var found: Principal?
-        for row in rows where HostToken.matches(token, hash: row.text("token_hash") ?? "") {
+        for row in rows where HostToken.sameHash(hash, row.text("token_hash") ?? "") {
             found = switch row.text("role") {
             case "edge": .edge(name)
             case "viewer": .viewer(name)

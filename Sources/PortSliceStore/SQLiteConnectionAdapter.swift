@@ -46,6 +46,11 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     /// Statements kept prepared at most; past it the kept ones are dropped (statements whose
     /// text holds a count of placeholders come in many spellings).
     static let keptStatements = 512
+    /// A statement with more placeholders is prepared for its one run and not kept: a renewal
+    /// window's batch names each of its hosts (hundreds) and is seldom spelled the same twice,
+    /// so keeping those would fill the cache with large one-off statements and drop the
+    /// acquire's every few seconds.
+    static let mostPlaceholdersKept = 64
 
     /// SQLite set up once, before any connection: opens racing to do it race on its global
     /// configuration (sqlite-nio does the same).
@@ -84,26 +89,33 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     private func run(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
         try handle.withLock { handle in
             guard let database = handle.database else { throw StoreError("the SQLite connection is closed") }
+            let keeps = binds.count <= Self.mostPlaceholdersKept
             var prepared: Prepared
             if let kept = handle.prepared[sql] {
                 prepared = kept
             } else {
                 var statement: OpaquePointer?
-                let code = sqlite_nio_sqlite3_prepare_v3(database, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+                let code = sqlite_nio_sqlite3_prepare_v3(database, sql, -1, keeps ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0, &statement, nil)
                 guard code == SQLITE_OK else { throw Self.error(database, code) }
                 // An empty text (only a comment) prepares to nothing.
                 guard let statement else { return [] }
                 prepared = Prepared(statement)
-                if handle.prepared.count >= Self.keptStatements {
-                    for kept in handle.prepared.values { sqlite_nio_sqlite3_finalize(kept.statement) }
-                    handle.prepared = [:]
+                if keeps {
+                    if handle.prepared.count >= Self.keptStatements {
+                        for kept in handle.prepared.values { sqlite_nio_sqlite3_finalize(kept.statement) }
+                        handle.prepared = [:]
+                    }
+                    handle.prepared[sql] = prepared
                 }
-                handle.prepared[sql] = prepared
             }
             let statement = prepared.statement
             defer {
-                sqlite_nio_sqlite3_reset(statement)
-                sqlite_nio_sqlite3_clear_bindings(statement)
+                if keeps {
+                    sqlite_nio_sqlite3_reset(statement)
+                    sqlite_nio_sqlite3_clear_bindings(statement)
+                } else {
+                    sqlite_nio_sqlite3_finalize(statement)
+                }
             }
             for (index, value) in binds.enumerated() {
                 let position = Int32(index + 1)
@@ -123,7 +135,7 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
                 // file) is prepared again by its first step; `SELECT *` may then name other columns.
                 if rows.isEmpty, sqlite_nio_sqlite3_stmt_status(statement, SQLITE_STMTSTATUS_REPREPARE, 0) != prepared.repreparations {
                     prepared = Prepared(statement)
-                    handle.prepared[sql] = prepared
+                    if keeps { handle.prepared[sql] = prepared }
                 }
                 var values: [String: SQLValue] = Dictionary(minimumCapacity: prepared.columns.count)
                 for (offset, name) in prepared.columns.enumerated() where values[name] == nil {

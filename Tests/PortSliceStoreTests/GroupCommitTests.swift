@@ -63,7 +63,7 @@ struct GroupCommitTests {
 
     /// Starts `requests` one after another while this test holds the store's connection, each
     /// queued before the next starts, so that the store takes them in this order; then lets
-    /// go. Those at `cancelled` are cancelled once queued.
+    /// go.
     static func acquireInOrder(_ store: SQLSliceStore, _ requests: [Request], now: Moment = start) async throws -> [Result<[Lease], any Error>] {
         try await withThrowingTaskGroup(of: (Int, Result<[Lease], any Error>).self) { group in
             try await store.gate.run {
@@ -96,9 +96,6 @@ struct GroupCommitTests {
         leases.map { "\($0.id) \($0.host) \($0.slice.address) \($0.slice.index)" }
     }
 
-    /// What holds whatever the order: a granted request got all it asked for, a refused one
-    /// got `noCapacity` and holds nothing, no slice is leased twice, the pool is exactly full,
-    /// the log has one open record per lease, and the table version moved once per grant.
     /// Each result equals what `model` answers to the same request, applied in the same order.
     static func expectAsTheModel(_ model: inout AllocatorModel, _ requests: [Request], _ results: [Result<[Lease], any Error>]) {
         for (request, result) in zip(requests, results) {
@@ -113,6 +110,9 @@ struct GroupCommitTests {
         }
     }
 
+    /// What holds whatever the order: a granted request got all it asked for, a refused one
+    /// got `noCapacity` and holds nothing, no slice is leased twice, the pool is exactly full,
+    /// the log has one open record per lease, and the table version moved once per grant.
     static func checkInvariants(_ store: SQLSliceStore, _ requests: [Request], _ results: [Result<[Lease], any Error>],
                                 free: Int, versionBefore: Int64) async throws {
         var granted = 0, grants: Int64 = 0
