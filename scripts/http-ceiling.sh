@@ -3,8 +3,9 @@
 # empty pool) answering `GET /healthz` (no token, no database) and `GET /v1/slices` with a host
 # token, to 32 keep-alive clients that each send the next request when the last is answered
 # (wrk, from Debian), beside the server's CPU from /proc. The README's "HTTP is not the limit"
-# figures (Benchmarks, Allocation) come from this. Needs root for apt-get. PORTSLICE=FILE runs
-# that executable instead of building one.
+# figures (Benchmarks, Allocation) come from this. Needs root for apt-get when wrk, openssl,
+# curl or bc is missing. PORTSLICE=FILE runs that executable instead of building one; PORT
+# (17399) is where it listens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null || ! command -v openssl >/dev/null || ! command -v curl >/dev/null || ! command -v bc >/dev/null; then
@@ -19,10 +20,18 @@ fi
 work=$(mktemp -d)
 admin_token=$(openssl rand -hex 32)
 port=${PORT:-17399}
+if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+  echo "something already answers on 127.0.0.1:$port; stop it or set PORT" >&2; exit 1
+fi
+# The caller's PORTSLICE_* settings (a database, TLS, a config file) are not this run's.
+for setting in $(compgen -e | grep '^PORTSLICE_' || true); do unset "$setting"; done
 PORTSLICE_ADMIN_TOKEN=$admin_token "$portslice" serve --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+if ! curl -fs -o /dev/null "http://127.0.0.1:$port/healthz"; then
+  echo "portslice serve did not answer on 127.0.0.1:$port within 10 s; its log ends:" >&2; tail -20 "$work/log" >&2; exit 1
+fi
 host_token=$(curl -fs -H "Authorization: Bearer $admin_token" -H 'Content-Type: application/json' -d '{"name": "h1"}' \
   "http://127.0.0.1:$port/v1/hosts" | sed 's/.*"token" *: *"\([^"]*\)".*/\1/')
 

@@ -134,9 +134,10 @@ final class FirstFitPeer: Sendable {
                 ).map(PeerLease.init)
             case .sqlite:
                 return try await Self.transaction(connection) {
-                    // The count is written into the statement: SQLite prepares a statement
-                    // again whenever a bound LIMIT changes, and the kept statement of each
-                    // count is then reused as ours are.
+                    // The count is written into the statement: SQLite prepared the statement
+                    // again every time its LIMIT parameter was bound (seen with
+                    // SQLITE_STMTSTATUS_REPREPARE), and the kept one of each count is reused as
+                    // ours are.
                     let taken = try await connection.query(
                         """
                         UPDATE slices SET host = ?, expires = ?, started = ? WHERE id IN (

@@ -11,8 +11,8 @@ import PortSliceCore
 /// limit. Closing the connections it does not keep makes it the destination of a rate loop
 /// too (the destination closing first keeps TIME_WAIT off the proxy's side), which the fill
 /// row needs: towards one destination, first a rate loop, then 990 held relays, then the
-/// rate loop again. The child also exits when its standard input closes, so it cannot outlive
-/// the benchmark.
+/// rate loop again. The child exits when its standard input closes, which is when the
+/// benchmark and every child started after it (they inherit the pipe's end) have ended.
 final class IdleDestination {
     let endpoint: Endpoint
     private let process: Process

@@ -306,11 +306,6 @@ public struct ProxyBenchmark: Sendable {
         }
     }
 
-    /// One connection-rate row (no throughput), measured in one piece.
-    func measureConnections(of process: GuardedProcess, as proxy: String, clients: Int, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> Row {
-        try sampleConnections(of: process, load).row(proxy: proxy, clients: clients)
-    }
-
     /// `load`'s connections and time beside the CPU time the proxy's process group and this
     /// process spent meanwhile.
     func sampleConnections(of process: GuardedProcess, _ load: () throws -> (rate: Double, seconds: Double, threads: Int)) throws -> ConnectionSample {
@@ -560,7 +555,7 @@ public struct ProxyBenchmark: Sendable {
     static func waitUntilListening(_ endpoint: Endpoint, process guarded: GuardedProcess, name: String) throws {
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
-            guard guarded.process.isRunning else { throw BenchmarkFailure("\(name) exited at start (status \(guarded.process.terminationStatus)); is port \(endpoint.port) free?") }
+            guard guarded.process.isRunning else { throw BenchmarkFailure("\(name) exited at start (status \(guarded.process.terminationStatus)); run it by hand with the same arguments to see why") }
             if (try? UnslicedConnect.tcp(to: endpoint, timeout: .milliseconds(200))) != nil { return }
             Thread.sleep(forTimeInterval: 0.05)
         }

@@ -57,7 +57,12 @@ final class GuardedProcess {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        watchdog = try Watchdog(guarding: process.processIdentifier)
+        do {
+            watchdog = try Watchdog(guarding: process.processIdentifier)
+        } catch {
+            process.waitUntilExit()  // killed by the watchdog that could not start
+            throw error
+        }
     }
 
     /// The process group's id, which is the process's.

@@ -252,7 +252,9 @@ struct BenchProxyCommand: ParsableCommand {
         commandName: "proxy",
         abstract: "SOCKS5 connections/s, throughput and held connections through portslice's proxy, microsocks and Dante.",
         discussion: """
-            One load generator, on loopback, against each proxy in turn: new connections (SOCKS5 \
+            One load generator, on loopback, against every proxy running side by side, the rows \
+            of one client count measured in turns (six pieces each, so the shared machine's drift \
+            falls on all alike): new connections (SOCKS5 \
             greeting, CONNECT to a listener, reply, reset) with 1 and 64 clients, beside the CPU \
             time each proxy's processes spent per connection (user and system, from /proc; the \
             user part in brackets) and the load generator's own CPU; bytes sent through the \

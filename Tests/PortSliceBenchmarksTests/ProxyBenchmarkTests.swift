@@ -177,11 +177,11 @@ struct ProxyBenchmarkTests {
         // 16 clients on a cold cache (lookups of one name on one loop share its query), then 1.
         var completed = 0
         for clients in [16, 1] {
-            let row = try benchmark.measureConnections(of: process, as: ProxyBenchmark.namesRowProxy, clients: clients) {
+            let row = try benchmark.sampleConnections(of: process) {
                 let measured = try benchmark.connectionRate(via: proxy, to: closing.endpoint, names: ProxyBenchmark.destinationNames, clients: clients)
                 completed = max(completed, Int((measured.rate * measured.seconds).rounded()))
                 return measured
-            }
+            }.row(proxy: ProxyBenchmark.namesRowProxy, clients: clients)
             #expect(row.connectionsPerSecond > 0 && row.proxy == ProxyBenchmark.namesRowProxy && row.bytesPerSecond == nil)
         }
         // Each run takes the names in turn from the first, so the longer used these.
