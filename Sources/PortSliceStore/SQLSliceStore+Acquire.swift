@@ -119,7 +119,7 @@ extension SQLSliceStore {
 
     /// One acquire, inside a write transaction: the steps of `AllocatorModel.acquire`.
     private func place(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
-        try await self.advanceInTransaction(to: now)
+        let due = try await self.advanceInTransaction(to: now)
         // Placement ranks by trait closeness first, so only the closest trait classes that
         // together have `count` free slices (and any class as close as the last of them)
         // can receive a slice: only their addresses are read, with how many slices this
@@ -207,6 +207,7 @@ extension SQLSliceStore {
             [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds), .integer(now.milliseconds), .text(try Self.json(traits))]
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index), .integer($0.id)] }
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index)] })
+        if due.map({ expires < $0 }) ?? true { try await self.lowerSliceExpiry(to: expires) }
         try await self.bumpVersion()
         return leases
     }

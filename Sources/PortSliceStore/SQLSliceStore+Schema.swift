@@ -169,6 +169,18 @@ extension SQLSliceStore {
             // Placement sums free slices per trait class and then reads the closest classes'
             // addresses: in index order, without sorting or reading every address.
             (8, ["CREATE INDEX free_counts_by_traits ON free_counts (traits, free)"]),
+            // Renewals change `expires` on every leased slice each period. Indexed, it made
+            // each renewal write an entry into every index of the row on PostgreSQL (a
+            // column of any index forbids the in-place, heap-only update), the exclusion
+            // index among them: 4 ms for 150 leases, 1 ms without it. What the index answered
+            // (is anything due?) is now kept as one lower bound, `slice_expiry.due`, the
+            // earliest expiry of a leased slice when it was last computed (or lowered).
+            // Space left in each page lets those updates stay on their page.
+            (9, [
+                "CREATE TABLE slice_expiry (id \(integer) PRIMARY KEY CHECK (id = 1), due \(integer))",
+                "INSERT INTO slice_expiry (id, due) SELECT 1, MIN(expires) FROM slices WHERE state = 'leased'",
+                "DROP INDEX slices_by_expiry",
+            ] + (dialect == .postgres ? ["ALTER TABLE slices SET (fillfactor = 90)"] : [])),
         ]
     }
 

@@ -170,11 +170,12 @@ public final class SQLSliceStore: SliceStore, Service {
     public func renew(_ id: Int64, host: String, timeToLive: Duration, now: Moment) async throws -> Lease {
         try AllocatorModel.validate(timeToLive: timeToLive)
         return try await transaction {
-            try await self.advanceInTransaction(to: now)
+            let due = try await self.advanceInTransaction(to: now)
             var lease = try await self.owned(id, by: host)
             lease.expires = now + timeToLive
             try await self.run("UPDATE slices SET expires = ?, renewed = ? WHERE lease_id = ?",
                                [.integer(lease.expires.milliseconds), .integer(now.milliseconds), .integer(id)])
+            if due.map({ lease.expires < $0 }) ?? true { try await self.lowerSliceExpiry(to: lease.expires) }
             return lease
         }
     }
@@ -202,6 +203,7 @@ public final class SQLSliceStore: SliceStore, Service {
         let now = batch.map(\.now).max()!
         let renewed = try await withDatabase {
             var renewed: [String: HeldLeases] = [:]
+            var earliest: Moment?
             for (timeToLive, renewals) in Dictionary(grouping: batch, by: \.timeToLive) {
                 for chunk in Self.chunks(Array(Set(renewals.map(\.host)))) {
                     let rows = try await self.query(
@@ -211,8 +213,13 @@ public final class SQLSliceStore: SliceStore, Service {
                         """,
                         [.integer((now + timeToLive).milliseconds), .integer(now.milliseconds), .integer(now.milliseconds)] + chunk.map { .text($0) })
                     for lease in try rows.map(Self.lease) { renewed[lease.host, default: HeldLeases()].slices.append(lease) }
+                    if !rows.isEmpty { earliest = min(earliest ?? now + timeToLive, now + timeToLive) }
                 }
             }
+            // A lease renewed for less time than it had left may now expire before the bound.
+            // Lowered once the new expiries are written, so that a computation of the bound
+            // running meanwhile either reads them or is lowered after it (`computeSliceExpiry`).
+            if let earliest { try await self.lowerSliceExpiry(to: earliest) }
             // A host renewing twice in one window gets the later lease time, as a second
             // statement would have given it.
             var expiry: [String: Moment] = [:]
@@ -249,7 +256,7 @@ public final class SQLSliceStore: SliceStore, Service {
     }
 
     public func advance(to now: Moment) async throws {
-        try await transaction { try await self.advanceInTransaction(to: now) }
+        _ = try await transaction { try await self.advanceInTransaction(to: now) }
     }
 
     public func leases(of host: String) async throws -> [Lease] {
@@ -392,29 +399,61 @@ public final class SQLSliceStore: SliceStore, Service {
     /// Ends expired leases (slices and prefixes) at their expiry, quarantining them from then
     /// on, and frees what has finished its quarantine: the same steps as
     /// `AllocatorModel.advance`. A free prefix has no row, so its quarantine ends by deletion.
-    func advanceInTransaction(to now: Moment) async throws {
+    /// - Returns: the moment from which a leased slice may be due (`slice_expiry.due`), nil
+    ///   when none is leased: a change that gives a slice an earlier expiry lowers it.
+    @discardableResult
+    func advanceInTransaction(to now: Moment) async throws -> Moment? {
+        // Every change comes here first and mostly finds nothing due: one statement says so.
+        // Slices are found due by their lower bound, prefixes and quarantines by index probes.
         let expired = "state = 'leased' AND expires <= ?"
-        // Every change comes here first and mostly finds nothing due: one statement (four
-        // index probes) says so, instead of the four below.
         let ended = "state = 'quarantined' AND quarantine_until <= ?"
-        let due = try await query(
-            "SELECT 1 AS due WHERE " + LeaseTable.allCases.map { "EXISTS (SELECT 1 FROM \($0.rows) WHERE \(expired)) OR EXISTS (SELECT 1 FROM \($0.rows) WHERE \(ended))" }
-                .joined(separator: " OR "),
-            Array(repeating: .integer(now.milliseconds), count: 2 * LeaseTable.allCases.count))
-        guard !due.isEmpty else { return }
-        for table in LeaseTable.allCases where try await !query("SELECT lease_id FROM \(table.rows) WHERE \(expired)", [.integer(now.milliseconds)]).isEmpty {
-            try await end(table, leasesWhere: expired, [.integer(now.milliseconds)], at: nil)
+        let check = try await query(
+            """
+            SELECT (SELECT due FROM slice_expiry) AS due, CASE WHEN EXISTS (SELECT 1 FROM prefix_leases WHERE \(expired))
+                OR EXISTS (SELECT 1 FROM slices WHERE \(ended)) OR EXISTS (SELECT 1 FROM prefix_leases WHERE \(ended)) THEN 1 ELSE 0 END AS others
+            """,
+            Array(repeating: .integer(now.milliseconds), count: 3))
+        var due = check.first?.integer("due").map(Moment.init(milliseconds:))
+        var othersDue = check.first?.integer("others") == 1
+        if let earliest = due, earliest <= now {
+            due = try await computeSliceExpiry()
+            if let earliest = due, earliest <= now {
+                try await end(.slices, leasesWhere: expired, [.integer(now.milliseconds)], at: nil)
+                try await bumpVersion()
+                due = try await computeSliceExpiry()
+                // Their quarantine may be over too, when `now` is long past their expiry.
+                othersDue = true
+            }
+        }
+        guard othersDue else { return due }
+        if try await !query("SELECT lease_id FROM prefix_leases WHERE \(expired)", [.integer(now.milliseconds)]).isEmpty {
+            try await end(.prefixes, leasesWhere: expired, [.integer(now.milliseconds)], at: nil)
             try await bumpVersion()
         }
         let released = try await query(
             """
             UPDATE slices SET state = CASE WHEN (SELECT draining FROM addresses a WHERE a.address = slices.address) = 1
                 THEN 'draining' ELSE 'free' END, quarantine_until = NULL
-            WHERE state = 'quarantined' AND quarantine_until <= ? RETURNING slice_index
+            WHERE \(ended) RETURNING slice_index
             """, [.integer(now.milliseconds)])
         let freedPrefixes = try await query(
-            "DELETE FROM prefix_leases WHERE state = 'quarantined' AND quarantine_until <= ? RETURNING network", [.integer(now.milliseconds)])
+            "DELETE FROM prefix_leases WHERE \(ended) RETURNING network", [.integer(now.milliseconds)])
         if !released.isEmpty || !freedPrefixes.isEmpty { try await bumpVersion() }
+        return due
+    }
+
+    /// Sets `slice_expiry.due` to the earliest expiry of a leased slice (one pass over the
+    /// slices, made when the kept bound is reached: about once per lease time) and returns it.
+    /// One statement, so that on PostgreSQL a renewal lowering the bound meanwhile either is
+    /// seen by its read or waits for its write and lowers what it wrote.
+    private func computeSliceExpiry() async throws -> Moment? {
+        try await query("UPDATE slice_expiry SET due = (SELECT MIN(expires) FROM slices WHERE state = 'leased') RETURNING due")
+            .first?.integer("due").map(Moment.init(milliseconds:))
+    }
+
+    /// Keeps `slice_expiry.due` at or before `expiry`, just given to a leased slice.
+    func lowerSliceExpiry(to expiry: Moment) async throws {
+        try await run("UPDATE slice_expiry SET due = ? WHERE due IS NULL OR due > ?", [.integer(expiry.milliseconds), .integer(expiry.milliseconds)])
     }
 
     /// Where leases of one kind live: their rows (one per slice, or per prefix not free), their

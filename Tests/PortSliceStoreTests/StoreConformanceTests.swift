@@ -62,6 +62,7 @@ struct SQLiteStoreTests {
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.sqlite) }
     @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.sqlite) }
     @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.sqlite) }
+    @Test func expiryBoundFollowsEarlierExpiries() async throws { try await StoreConformance.expiryBoundFollowsEarlierExpiries(.sqlite) }
     @Test func edgesRotationAndRemoval() async throws { try await StoreConformance.edgesRotationAndRemoval(.sqlite) }
     @Test func versionFeedFollowsCommits() async throws { try await StoreConformance.versionFeedFollowsCommits(.sqlite) }
     @Test func prefixLeases() async throws { try await StoreConformance.prefixLeases(.sqlite) }
@@ -75,6 +76,7 @@ struct PostgresStoreTests {
     @Test func hostsAndTokens() async throws { try await StoreConformance.hostsAndTokens(.postgres) }
     @Test func sliceTableVersions() async throws { try await StoreConformance.sliceTableVersions(.postgres) }
     @Test func renewalsMadeTogether() async throws { try await StoreConformance.renewalsMadeTogether(.postgres) }
+    @Test func expiryBoundFollowsEarlierExpiries() async throws { try await StoreConformance.expiryBoundFollowsEarlierExpiries(.postgres) }
     @Test func edgesRotationAndRemoval() async throws { try await StoreConformance.edgesRotationAndRemoval(.postgres) }
     @Test func versionFeedFollowsCommits() async throws { try await StoreConformance.versionFeedFollowsCommits(.postgres) }
     @Test func prefixLeases() async throws { try await StoreConformance.prefixLeases(.postgres) }
@@ -275,8 +277,8 @@ enum StoreConformance {
         for (host, ttl, held) in answers {
             #expect(held == (try model.renewAll(host: host, timeToLive: ttl, now: now)), "\(host)")
         }
-        #expect(batching.statementCount - statementsBefore == 3,
-                "four renewals in one window, two lease times: two statements for slices, one for prefixes whatever the lease times")
+        #expect(batching.statementCount - statementsBefore == 4,
+                "four renewals in one window, two lease times: two statements for slices, one keeping the expiry bound, one for prefixes whatever the lease times")
         #expect(answers.first { $0.0 == "h3" }?.2.slices.count == 3)
         #expect(answers.first { $0.0 == "h2" }?.2.prefixes.map(\.expires) == [now + .seconds(120)])
         #expect(answers.first { $0.0 == "h1" }?.2 == HeldLeases(), "an expired lease is not renewed")
@@ -287,6 +289,42 @@ enum StoreConformance {
 
     /// The table shows every slice and its holder, and its version grows exactly when holders
     /// change: a lease, a release, an expiry, an address added or removed (not a renewal).
+    /// Leased slices are found due by a kept bound rather than an index on their expiry: a
+    /// lease given an expiry earlier than the bound (acquired or renewed for less time than
+    /// the others have left) still ends at its own expiry, and a renewal of every lease
+    /// moves the bound on.
+    static func expiryBoundFollowsEarlierExpiries(_ engine: Engine) async throws {
+        let store = try await engine.makeStore().store
+        for (egress, plan) in Self.pool { try await store.add(egress, plan: plan) }
+        func bound() async throws -> Moment? {
+            try await store.withDatabase { try await store.query("SELECT due FROM slice_expiry").first?.integer("due").map(Moment.init(milliseconds:)) }
+        }
+        #expect(try await bound() == nil, "no leased slice, no bound")
+        let long = try #require(try await store.acquire(host: "h1", traits: Self.traits("US"), count: 1, timeToLive: .seconds(3600), now: Self.start).first)
+        #expect(try await bound() == Self.start + .seconds(3600))
+        let short = try #require(try await store.acquire(host: "h2", traits: Self.traits("US"), count: 1, timeToLive: .seconds(10), now: Self.start + .seconds(1)).first)
+        #expect(try await bound() == Self.start + .seconds(11), "an acquire for less time lowers the bound")
+        try await store.advance(to: Self.start + .seconds(10))
+        #expect(try await store.allLeases().map(\.id) == [long.id, short.id], "not yet due")
+        try await store.advance(to: Self.start + .seconds(11))
+        #expect(try await store.allLeases().map(\.id) == [long.id], "ended at its own expiry")
+        #expect(try await bound() == Self.start + .seconds(3600), "computed again once reached")
+        let renewed = try await store.renewAll(host: "h1", timeToLive: .seconds(20), now: Self.start + .seconds(100))
+        #expect(renewed.slices.map(\.expires) == [Self.start + .seconds(120)])
+        #expect(try await bound() == Self.start + .seconds(120), "a renewal for less time lowers the bound")
+        _ = try await store.renew(long.id, host: "h1", timeToLive: .seconds(10), now: Self.start + .seconds(105))
+        #expect(try await bound() == Self.start + .seconds(115), "so does a renewal of one lease")
+        _ = try await store.renew(long.id, host: "h1", timeToLive: .seconds(600), now: Self.start + .seconds(110))
+        try await store.advance(to: Self.start + .seconds(115))
+        #expect(try await store.allLeases().map(\.expires) == [Self.start + .seconds(710)], "renewed for longer: not ended at the old bound")
+        #expect(try await bound() == Self.start + .seconds(710), "the bound moved on to the renewed expiry")
+        try await store.advance(to: Self.start + .seconds(710))
+        #expect(try await store.allLeases().isEmpty)
+        #expect(try await bound() == nil)
+        #expect(try await store.who(address: long.slice.address, port: long.ports.runs[0].lower, at: Self.start + .seconds(709)).map(\.leaseID) == [long.id])
+        try await store.close()
+    }
+
     static func sliceTableVersions(_ engine: Engine) async throws {
         let store = try await engine.makeStore().store
         let initial = try await store.tableVersion()
