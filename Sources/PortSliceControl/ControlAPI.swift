@@ -118,23 +118,23 @@ public struct ControlAPI: Sendable {
             let leases = try await store.acquire(
                 host: caller.name, traits: body.traits, count: body.count ?? 1,
                 timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
-            return try Self.json(try await leaseList(HeldLeases(slices: leases)), status: .created)
+            return Self.json(try await leaseList(HeldLeases(slices: leases)), status: .created)
         }
         on(router, .listLeases) { _, _, caller in
             try await store.advance(to: now())
             let held = caller.role == .host
                 ? HeldLeases(slices: try await store.leases(of: caller.name), prefixes: try await store.prefixLeases(of: caller.name))
                 : HeldLeases(slices: try await store.allLeases(), prefixes: try await store.allPrefixLeases())
-            return try Self.json(try await leaseList(held))
+            return Self.json(try await leaseList(held))
         }
         on(router, .renewAll) { request, _, caller in
             let timeToLive = try await renewalTime(request)
-            return try Self.json(try await leaseList(try await store.renewAll(host: caller.name, timeToLive: timeToLive, now: now())))
+            return Self.json(try await leaseList(try await store.renewAll(host: caller.name, timeToLive: timeToLive, now: now())))
         }
         on(router, .renew) { request, context, caller in
             let id = try Self.leaseID(context)
             let lease = try await store.renew(id, host: caller.name, timeToLive: try await renewalTime(request), now: now())
-            return try Self.json(LeaseBody(lease, traits: try await store.traits(of: [lease.slice.address])[lease.slice.address]))
+            return Self.json(LeaseBody(lease, traits: try await store.traits(of: [lease.slice.address])[lease.slice.address]))
         }
         on(router, .release) { _, context, caller in
             try await store.release(try Self.leaseID(context), host: caller.name, now: now())
@@ -211,7 +211,7 @@ public struct ControlAPI: Sendable {
             let leases = try await store.acquirePrefixes(
                 host: caller.name, traits: body.traits, count: body.count ?? 1,
                 timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
-            return try Self.json(try await leaseList(HeldLeases(prefixes: leases)), status: .created)
+            return Self.json(try await leaseList(HeldLeases(prefixes: leases)), status: .created)
         }
         on(router, .releasePrefix) { _, context, caller in
             try await store.releasePrefix(try Self.leaseID(context), host: caller.name, now: now())
@@ -382,7 +382,7 @@ public struct ControlAPI: Sendable {
     private func waitForTable(newerThan version: Int64, until deadline: ContinuousClock.Instant) async {
         let timeout = deadline - .now
         guard timeout > .zero else { return }
-        _ = try? await cancelWhenGracefulShutdown { await store.versions.wait(newerThan: version, timeout: timeout) }
+        _ = await cancelWhenGracefulShutdown { await store.versions.wait(newerThan: version, timeout: timeout) }
     }
 
     /// Per trait class, how many slices are free, leased, quarantined and draining, and a
@@ -517,6 +517,11 @@ public struct ControlAPI: Sendable {
 
     private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         json(body: ByteBuffer(bytes: try JSONEncoder().encode(value)), status: status)
+    }
+
+    /// Lease answers, the ones sent most, written without `JSONEncoder` (see `JSONWriter`).
+    private static func json(_ value: some JSONWritable, status: HTTPResponse.Status = .ok) -> Response {
+        json(body: ByteBuffer(bytes: JSONWriter.encode(value)), status: status)
     }
 
     private static func json(body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
