@@ -122,7 +122,9 @@ extension SQLSliceStore {
     public func releasePrefix(_ id: Int64, host: String, now: Moment) async throws {
         try await transaction {
             try await self.advanceInTransaction(to: now)
-            _ = try await self.owned(id, by: host, in: .prefixes, try await self.prefixLeases(where: "lease_id = ?", [.integer(id)]).first, holder: \.host)
+            // By the lease id alone (see `owned(_:by:)`).
+            let lease = try await self.query("SELECT \(Self.prefixLeaseColumns) FROM prefix_leases WHERE lease_id = ?", [.integer(id)]).map(Self.prefixLease).first
+            _ = try await self.owned(id, by: host, in: .prefixes, lease, holder: \.host)
             try await self.end(.prefixes, leasesWhere: "lease_id = ?", [.integer(id)], at: now)
             try await self.bumpVersion()
         }
