@@ -15,7 +15,7 @@ public protocol JSONWritable: Encodable {
 
 /// JSON text of nested objects and arrays, appended in order.
 public struct JSONWriter {
-    public private(set) var bytes: [UInt8] = []
+    private var bytes: [UInt8] = []
     /// Whether the next member or element follows another in its object or array.
     private var followsAnother = false
     private static let hexDigits = Array("0123456789abcdef".utf8)

@@ -172,7 +172,8 @@ extension SQLSliceStore {
             // Renewals change `expires` on every leased slice each period. Indexed, it made
             // each renewal write an entry into every index of the row on PostgreSQL (a
             // column of any index forbids the in-place, heap-only update), the exclusion
-            // index among them: 4 ms for 150 leases, 1 ms without it. What the index answered
+            // index among them: 4 ms for 150 leases, 1 ms without it
+            // (scripts/renewal-index-cost.sh). What the index answered
             // (is anything due?) is now kept as one lower bound, `slice_expiry.due`, the
             // earliest expiry of a leased slice when it was last computed (or lowered).
             // Space left in each page lets those updates stay on their page.
