@@ -8,7 +8,9 @@ import PortSliceCore
 /// round, the largest single part of it. The text is what `JSONEncoder` writes for the same
 /// value (`/` escaped, absent optionals left out), members in declaration order where
 /// `JSONEncoder` leaves their order to hashing, which a test checks; these types still
-/// encode and decode through `Codable` everywhere else.
+/// encode and decode through `Codable` everywhere else. Error answers (`ErrorBody`) are
+/// written here too, so the allocator's renewals answered outside Hummingbird's router need
+/// no encoder, and every error answer has one writer.
 public protocol JSONWritable: Encodable {
     func write(to json: inout JSONWriter)
 }
@@ -188,6 +190,15 @@ extension LeaseList: JSONWritable {
         json.object { json in
             json.member("leases", leases)
             json.member("prefixLeases", prefixLeases)
+        }
+    }
+}
+
+extension ErrorBody: JSONWritable {
+    public func write(to json: inout JSONWriter) {
+        json.object { json in
+            json.member("error", error)
+            json.member("field", text: field)
         }
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import PortSliceAPI
+import PortSliceControl
 import PortSliceCore
 import PortSliceStore
 
@@ -30,9 +32,11 @@ public enum FirstFitPeerServer {
         logger: Logger, onListening: @escaping @Sendable (Int) -> Void
     ) async throws {
         let peer = try await FirstFitPeer.open(database, connections: connections)
+        let serverName = "portslice-bench-peer"
         let app = Application(
             router: router(peer, adminTokenHash: HostToken.hash(of: adminToken)),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "portslice-bench-peer"),
+            server: DirectRoute.http1(directRoutes(peer, serverName: serverName)),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: serverName),
             onServerRunning: { onListening($0.localAddress?.port ?? 0) },
             logger: logger)
         try await app.runService()
@@ -42,8 +46,7 @@ public enum FirstFitPeerServer {
     static func router(_ peer: FirstFitPeer, adminTokenHash: String) -> Router<BasicRequestContext> {
         let router = Router()
         func on(_ route: APIRoute, _ handle: @escaping @Sendable (Request, BasicRequestContext, String) async throws -> Response) {
-            let path = RouterPath(route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
-            router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue)!) { request, context in
+            router.on(RouterPath(route.routerPath), method: route.httpMethod) { request, context in
                 guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
                     return try error(.unauthorized, "a bearer token is needed")
                 }
@@ -81,9 +84,8 @@ public enum FirstFitPeerServer {
             }
         }
         on(.renewAll) { request, _, host in
-            let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest() : try await decode(RenewRequest.self, request)
-            let now = current()
-            return try json(try leaseList(try await peer.renewAll(host: host, expires: now + .seconds(body.ttlSeconds ?? 300), now: now)))
+            let renewed = try await renewal(peer, host: host, try renewRequest(try await request.body.collect(upTo: maximumBodyBytes)))
+            return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: renewed))
         }
         on(.release) { _, context, host in
             guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else { return try error(.badRequest, "the lease id must be a number") }
@@ -91,6 +93,35 @@ public enum FirstFitPeerServer {
             return Response(status: .noContent)
         }
         return router
+    }
+
+    /// `POST /v1/leases/renew` answered ahead of the router, as `serve` answers it
+    /// (`ControlAPI.directRoutes`): the same HTTP path for ours and the peer's renewals.
+    static func directRoutes(_ peer: FirstFitPeer, serverName: String) -> [any RemovableChannelHandler] {
+        let route = APIRoute.renewAll
+        return [DirectRoute(method: route.httpMethod, path: route.path, serverName: serverName, maximumBodyBytes: maximumBodyBytes) { head, body in
+            guard let header = head.headerFields[.authorization], header.hasPrefix("Bearer "), let request = try? renewRequest(body) else {
+                return nil
+            }
+            do {
+                guard let host = try await peer.host(authenticatedBy: String(header.dropFirst("Bearer ".count))) else { return nil }
+                return DirectRoute.Answer(status: .ok, json: try await renewal(peer, host: host, request))
+            } catch {
+                return DirectRoute.Answer(status: .internalServerError, json: ByteBuffer(bytes: JSONWriter.encode(ErrorBody(error: "\(error)"))))
+            }
+        }]
+    }
+
+    private static let maximumBodyBytes = 64 * 1024
+
+    private static func renewRequest(_ body: ByteBuffer) throws -> RenewRequest {
+        body.readableBytes == 0 ? RenewRequest() : try JSONDecoder().decode(RenewRequest.self, from: Data(body.readableBytesView))
+    }
+
+    private static func renewal(_ peer: FirstFitPeer, host: String, _ request: RenewRequest) async throws -> ByteBuffer {
+        let now = current()
+        let leases = try await peer.renewAll(host: host, expires: now + .seconds(request.ttlSeconds ?? 300), now: now)
+        return ByteBuffer(bytes: JSONWriter.encode(try leaseList(leases)))
     }
 
     private static func current() -> Moment { Moment(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
@@ -105,7 +136,7 @@ public enum FirstFitPeerServer {
     }
 
     private static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(try await request.body.collect(upTo: 64 * 1024).readableBytesView))
+        try JSONDecoder().decode(T.self, from: Data(try await request.body.collect(upTo: maximumBodyBytes).readableBytesView))
     }
 
     private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -167,24 +167,21 @@ final class FirstFitPeer: Sendable {
         try await renewals.submit(PeerRenewal(host: host, expires: expires, now: now)) { try await self.renew($0) }
     }
 
-    /// One statement per lease time and 500 hosts (a window at 1,000 renewals/s holds about 100).
+    /// One statement per lease time, the hosts one parameter (as the store's).
     private func renew(_ batch: [PeerRenewal]) async throws -> [[PeerLease]] {
         let now = batch.map(\.now).max()!
         var renewed: [String: [PeerLease]] = [:]
         for (expires, renewals) in Dictionary(grouping: batch, by: \.expires) {
-            let hosts = Array(Set(renewals.map(\.host)))
-            for first in stride(from: 0, to: hosts.count, by: 500) {
-                let chunk = hosts[first..<min(first + 500, hosts.count)]
-                let rows = try await pool.use { connection in
-                    try await connection.query(
-                        """
-                        UPDATE slices SET expires = ? WHERE host IN (\(Array(repeating: "?", count: chunk.count).joined(separator: ", ")))
-                        AND expires > ? RETURNING id, host, address, slice_index, ports, started, expires
-                        """,
-                        [.integer(expires.milliseconds)] + chunk.map { .text($0) } + [.integer(now.milliseconds)])
-                }
-                for lease in rows.map(PeerLease.init) { renewed[lease.host, default: []].append(lease) }
+            let hosts = try SQLValue.textList(Array(Set(renewals.map(\.host))))
+            let rows = try await pool.use { connection in
+                try await connection.query(
+                    """
+                    UPDATE slices SET expires = ? WHERE host IN \(connection.dialect.textList)
+                    AND expires > ? RETURNING id, host, address, slice_index, ports, started, expires
+                    """,
+                    [.integer(expires.milliseconds), hosts, .integer(now.milliseconds)])
             }
+            for lease in rows.map(PeerLease.init) { renewed[lease.host, default: []].append(lease) }
         }
         return batch.map { renewed[$0.host, default: []].sorted { $0.id < $1.id } }
     }

@@ -171,14 +171,17 @@ struct ServeCommand: AsyncParsableCommand, ServesOnEventLoops {
 
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        var api = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry, logger: logger)
-        api.defaultPrefixLength = prefixLength
+        var configured = ControlAPI(store: store, adminTokenHash: HostToken.hash(of: adminToken), registry: registry, logger: logger)
+        configured.defaultPrefixLength = prefixLength
+        let api = configured
         let demo = runsDemo ? try await demoService(store: store, dataDir: dataDir, sliceSize: sliceSize, prefixLength: prefixLength) : nil
         let served = tls == nil ? "" : " (HTTPS)"
+        let serverName = "portslice"
+        let http1 = DirectRoute.http1(api.directRoutes(serverName: serverName))
         let app = Application(
             router: api.router(),
-            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "portslice"),
+            server: try tls.map { try .tls(http1, tlsConfiguration: $0) } ?? http1,
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: serverName),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? 0
                 // Written straight to the descriptor, so scripts and tests see it at once.

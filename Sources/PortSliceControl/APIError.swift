@@ -27,9 +27,12 @@ struct APIError: HTTPResponseError {
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        var response = try JSONEncoder().encode(ErrorBody(error: message, field: field), from: request, context: context)
-        response.status = status
-        return response
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: json))
+    }
+
+    /// The answer's body, `ErrorBody` as JSON.
+    var json: ByteBuffer {
+        ByteBuffer(bytes: JSONWriter.encode(ErrorBody(error: message, field: field)))
     }
 
     /// The answer for a refused allocation request.

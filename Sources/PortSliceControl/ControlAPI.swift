@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import PortSliceAPI
 import PortSliceCore
 import PortSliceStore
@@ -22,6 +23,7 @@ public struct ControlAPI: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let logger: Logger
     private let health: DatabaseHealth
+    private let requestMetrics: RequestMetricHandles
     /// The whole table's JSON and every host's part, made once per table version.
     let wholeTables = PerVersion<ByteBuffer>()
     let hostParts = PerVersion<HostTableParts>(buildsOnPrevious: true)
@@ -50,11 +52,12 @@ public struct ControlAPI: Sendable {
         self.registry = registry
         self.logger = logger
         health = DatabaseHealth(registry: registry)
+        requestMetrics = RequestMetricHandles(registry: registry)
     }
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: RequestMetrics(registry: registry))
+        router.add(middleware: RequestMetrics(handles: requestMetrics))
         on(router, .health) { _, _, _ in Self.text("ok") }
         on(router, .readiness) { _, _, _ in try await readiness() }
         on(router, .metrics) { _, _, _ in Self.text(await metrics()) }
@@ -128,12 +131,12 @@ public struct ControlAPI: Sendable {
             return Self.json(try await leaseList(held))
         }
         on(router, .renewAll) { request, _, caller in
-            let timeToLive = try await renewalTime(request)
-            return Self.json(try await leaseList(try await store.renewAll(host: caller.name, timeToLive: timeToLive, now: now())))
+            let timeToLive = try renewalTime(body: try await collect(request))
+            return Self.json(body: try await renewal(of: caller.name, timeToLive: timeToLive))
         }
         on(router, .renew) { request, context, caller in
             let id = try Self.leaseID(context)
-            let lease = try await store.renew(id, host: caller.name, timeToLive: try await renewalTime(request), now: now())
+            let lease = try await store.renew(id, host: caller.name, timeToLive: try renewalTime(body: try await collect(request)), now: now())
             return Self.json(LeaseBody(lease, traits: try await store.traits(of: [lease.slice.address])[lease.slice.address]))
         }
         on(router, .release) { _, context, caller in
@@ -281,29 +284,80 @@ public struct ControlAPI: Sendable {
     private func on(
         _ router: Router<BasicRequestContext>, _ route: APIRoute, _ handle: @escaping @Sendable (Request, BasicRequestContext, Caller) async throws -> Response
     ) {
-        let path = RouterPath(route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
-        router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue)!) { request, context in
+        router.on(RouterPath(route.routerPath), method: route.httpMethod) { request, context in
             do {
                 let caller = try await authorize(request, for: route)
                 return try await handle(request, context, caller)
-            } catch let error as AllocationError {
-                throw APIError(error)
-            } catch is DatabaseUnavailable {
-                health.recordOutage()
-                throw APIError.databaseUnavailable
+            } catch {
+                throw refusal(for: error) ?? error
             }
         }
+    }
+
+    /// The answer to a failed request: its own for a refusal, 503 for an outage (which it
+    /// counts); nil for anything else, which is the server's fault.
+    private func refusal(for error: any Error) -> APIError? {
+        switch error {
+        case let refusal as APIError:
+            return refusal
+        case let refusal as AllocationError:
+            return APIError(refusal)
+        case is DatabaseUnavailable:
+            health.recordOutage()
+            return .databaseUnavailable
+        default:
+            return nil
+        }
+    }
+
+    // MARK: - Renewals ahead of the router
+
+    /// The handlers `serve` puts ahead of the router, made for each connection
+    /// (`HTTP1Channel.Configuration.additionalChannelHandlers`): `POST /v1/leases/renew`,
+    /// which every agent sends once a period, answered by `DirectRoute` without Hummingbird's
+    /// per-request work. Its answers are the router's, which a test compares byte for byte.
+    public func directRoutes(serverName: String?) -> [any RemovableChannelHandler] {
+        let route = APIRoute.renewAll
+        return [DirectRoute(method: route.httpMethod, path: route.path, serverName: serverName, maximumBodyBytes: Self.maximumBodyBytes) { head, body in
+            await directRenewal(head, body)
+        }]
+    }
+
+    /// A renewal as the router's `renewAll` makes it. A request the router would refuse
+    /// before anything changes (no host token, a body that does not decode) is declined and
+    /// goes on to the router, which answers and counts its refusal as for any route.
+    func directRenewal(_ head: HTTPRequest, _ body: ByteBuffer) async -> DirectRoute.Answer? {
+        let started = ContinuousClock.now
+        let answer: DirectRoute.Answer
+        do {
+            guard let token = Self.bearerToken(head.headerFields), case .host(let name)? = try await store.principal(authenticatedBy: token),
+                  let timeToLive = try? renewalTime(body: body)
+            else { return nil }
+            answer = DirectRoute.Answer(status: .ok, json: try await renewal(of: name, timeToLive: timeToLive))
+        } catch {
+            guard let refusal = refusal(for: error) else {
+                logger.error("a renewal failed", metadata: ["error": "\(error)"])
+                return DirectRoute.Answer(status: .internalServerError, json: APIError(.internalServerError, "the renewal failed: \(error)").json)
+            }
+            answer = DirectRoute.Answer(status: refusal.status, json: refusal.json)
+        }
+        requestMetrics.record(route: APIRoute.renewAll.routerPath, method: head.method.rawValue, status: answer.status, after: started)
+        return answer
+    }
+
+    /// Renews every live lease of `host`: the answer's body.
+    private func renewal(of host: String, timeToLive: Duration) async throws -> ByteBuffer {
+        ByteBuffer(bytes: JSONWriter.encode(try await leaseList(try await store.renewAll(host: host, timeToLive: timeToLive, now: now()))))
     }
 
     /// Checks the bearer token against the route's roles. The admin token needs no database;
     /// a host's or edge's is looked up (so it fails as unavailable while the database is away).
     private func authorize(_ request: Request, for route: APIRoute) async throws -> Caller {
         guard !route.roles.isEmpty else { return .anonymous }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let token = Self.bearerToken(request.headers) else {
             health.recordAuthenticationFailure("missing")
             throw APIError.unauthorized
         }
-        let token = String(header.dropFirst("Bearer ".count))
         let caller: Caller
         if HostToken.matches(token, hash: adminTokenHash) {
             caller = .admin
@@ -320,6 +374,11 @@ public struct ControlAPI: Sendable {
         return caller
     }
 
+    private static func bearerToken(_ headers: HTTPFields) -> String? {
+        guard let header = headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
+        return String(header.dropFirst("Bearer ".count))
+    }
+
     // MARK: - Answers that need more than one store call
 
     /// Leases as the API answers them, each with its address's (or pool prefix's) traits: a
@@ -332,11 +391,10 @@ public struct ControlAPI: Sendable {
                          prefixLeases: held.prefixes.map { PrefixLeaseBody($0, traits: prefixTraits[$0.pool]) })
     }
 
-    /// The lease time a renewal asks for; an empty body asks for the default.
-    private func renewalTime(_ request: Request) async throws -> Duration {
-        let body = request.head.headerFields[.contentLength] == "0" ? RenewRequest()
-            : try await decode(RenewRequest.self, request)
-        return body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
+    /// The lease time a renewal's body asks for; an empty body asks for the default.
+    private func renewalTime(body: ByteBuffer) throws -> Duration {
+        let request = body.readableBytes == 0 ? RenewRequest() : try Self.decode(RenewRequest.self, from: body)
+        return request.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
     }
 
     /// `since` of `GET /v1/slices[?since=VERSION]`, when given.
@@ -445,14 +503,21 @@ public struct ControlAPI: Sendable {
 
     /// The JSON body as `T`, at most `maximumBodyBytes`; a bad field is named in the answer.
     private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        let json: Data
+        try Self.decode(T.self, from: try await collect(request))
+    }
+
+    /// The body, at most `maximumBodyBytes`.
+    private func collect(_ request: Request) async throws -> ByteBuffer {
         do {
-            json = Data(try await request.body.collect(upTo: Self.maximumBodyBytes).readableBytesView)
+            return try await request.body.collect(upTo: Self.maximumBodyBytes)
         } catch {
             throw APIError(.contentTooLarge, "the body is larger than \(Self.maximumBodyBytes) bytes")
         }
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, from json: ByteBuffer) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: json)
+            return try JSONDecoder().decode(T.self, from: Data(json.readableBytesView))
         } catch let error as DecodingError {
             throw Self.apiError(error)
         } catch {
@@ -575,6 +640,18 @@ final class DatabaseHealth: Sendable {
                                              helpText: "Requests refused for their token: missing, unknown, or forbidden for the route"),
             labels: [("reason", reason)]
         ).increment()
+    }
+}
+
+extension APIRoute {
+    /// The path as Hummingbird's router takes it (`:name` for `{name}`), which is also the
+    /// `route` label of the request metrics.
+    public var routerPath: String {
+        path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
+    }
+
+    public var httpMethod: HTTPRequest.Method {
+        HTTPRequest.Method(rawValue: method.rawValue)!
     }
 }
 

@@ -13,8 +13,8 @@ import Synchronization
 struct RequestMetrics<Context: RequestContext>: RouterMiddleware {
     private let handles: RequestMetricHandles
 
-    init(registry: PrometheusCollectorRegistry) {
-        handles = RequestMetricHandles(registry: registry)
+    init(handles: RequestMetricHandles) {
+        self.handles = handles
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -39,7 +39,8 @@ struct RequestMetrics<Context: RequestContext>: RouterMiddleware {
 }
 
 /// The registry's counters and histograms, kept once made: the registry finds one by its
-/// name and labels under a lock of its own, with the labels as new strings each time.
+/// name and labels under a lock of its own, with the labels as new strings each time. The
+/// middleware and the renewals answered ahead of the router (`DirectRoute`) share them.
 final class RequestMetricHandles: Sendable {
     private struct Key: Hashable {
         let route: String

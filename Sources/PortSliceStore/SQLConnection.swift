@@ -1,3 +1,5 @@
+import Foundation
+
 /// A value bound into, or read from, a SQL statement.
 public enum SQLValue: Hashable, Sendable {
     case integer(Int64)
@@ -5,6 +7,11 @@ public enum SQLValue: Hashable, Sendable {
     case null
 
     static func int(_ value: some BinaryInteger) -> SQLValue { .integer(Int64(value)) }
+
+    /// A list of text as one value, a JSON array, for `SQLDialect.textList`.
+    public static func textList(_ texts: [String]) throws -> SQLValue {
+        .text(String(decoding: try JSONEncoder().encode(texts), as: UTF8.self))
+    }
 }
 
 /// One result row, by column name.
@@ -30,6 +37,16 @@ public enum SQLDialect: Sendable {
         switch self {
         case .sqlite: ["BEGIN IMMEDIATE"]
         case .postgres: ["BEGIN", "SELECT pg_advisory_xact_lock(\(SQLSliceStore.lockKey))"]
+        }
+    }
+
+    /// The right side of `column IN` for a list given as one parameter (`SQLValue.textList`):
+    /// the statement's text is the same however long the list, so SQLite keeps it prepared
+    /// rather than preparing one for each length.
+    public var textList: String {
+        switch self {
+        case .sqlite: "(SELECT value FROM json_each(?))"
+        case .postgres: "(SELECT jsonb_array_elements_text(?::jsonb))"
         }
     }
 }

@@ -3,7 +3,7 @@ import PortSliceCore
 import Testing
 @testable import PortSliceAPI
 
-/// Lease answers written by `JSONWriter` are what `JSONEncoder` writes for them, members and
+/// Lease and error answers written by `JSONWriter` are what `JSONEncoder` writes for them, members and
 /// escapes alike, up to the order of an object's members (which `JSONEncoder` leaves to
 /// hashing): a client sees no difference between the two.
 @Suite("JSON written without JSONEncoder")
@@ -47,6 +47,16 @@ struct JSONWriterTests {
         #expect(ours == foundations)
         #expect(ours.contains(#""city":"Ber\"lin\\\/Mitte\u0001\b\f\n\r\t\u001f Köln 東京""#), "every escape kept")
         #expect(String(decoding: JSONWriter.encode(Traits.unknown), as: UTF8.self) == #"{"category":"unknown","tags":[]}"#)
+    }
+
+    @Test func errorAnswersAreWhatJSONEncoderWrites() throws {
+        for body in [ErrorBody(error: "database unavailable"), ErrorBody(error: "'ttlSeconds' has the \"wrong\" type", field: "ttlSeconds")] {
+            let written = JSONWriter.encode(body)
+            #expect(try Self.canonical(written) == Self.canonical(try JSONEncoder().encode(body)))
+            #expect(try JSONDecoder().decode(ErrorBody.self, from: Data(written)) == body)
+        }
+        #expect(String(decoding: JSONWriter.encode(ErrorBody(error: "gone", field: "id")), as: UTF8.self) == #"{"error":"gone","field":"id"}"#)
+        #expect(String(decoding: JSONWriter.encode(ErrorBody(error: "gone")), as: UTF8.self) == #"{"error":"gone"}"#)
     }
 
     /// The same JSON text with every object's members sorted by name.

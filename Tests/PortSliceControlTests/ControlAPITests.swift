@@ -197,6 +197,50 @@ struct ControlAPITests {
         }
     }
 
+    /// `serve` answers `POST /v1/leases/renew` ahead of the router (`DirectRoute`): its
+    /// answers are the router's byte for byte, and what it declines is what the router refuses
+    /// before anything changes. Both count into the same request metrics.
+    @Test func renewalsAnsweredAheadOfTheRouterAreTheRoutersAnswers() async throws {
+        let clock = TestClock()
+        try await withAPI(longPollTimeout: .seconds(2), now: { clock.now }) { client, api, _ in
+            let h1 = try await setUp(client)
+            let h2 = try await newToken(client, at: "/v1/hosts", name: "h2")
+            let edge = try await newToken(client, at: "/v1/edges", name: "e1")
+            #expect(try await call(client, .post, "/v1/leases", token: h1, json: #"{"country": "US", "count": 2, "ttlSeconds": 60}"#).0 == .created)
+            clock.advance(.seconds(10))
+            let cases: [(token: String?, body: String, status: HTTPResponse.Status, declined: Bool)] = [
+                (h1, #"{"ttlSeconds": 120}"#, .ok, false),
+                (h1, "", .ok, false),  // the default lease time
+                (h2, "{}", .ok, false),  // holds nothing
+                (h1, #"{"ttlSeconds": 1}"#, .badRequest, false),  // refused by the store
+                (h1, "{nope", .badRequest, true),
+                (h1, #"{"ttlSeconds": "soon"}"#, .badRequest, true),
+                (edge, "{}", .forbidden, true),
+                (Self.adminToken, "{}", .forbidden, true),
+                ("h1.0000", "{}", .unauthorized, true),
+                (nil, "{}", .unauthorized, true),
+            ]
+            for (token, body, status, declined) in cases {
+                var fields: HTTPFields = [:]
+                if let token { fields[.authorization] = "Bearer \(token)" }
+                let head = HTTPRequest(method: .post, scheme: "http", authority: "localhost", path: "/v1/leases/renew", headerFields: fields)
+                let direct = await api.directRenewal(head, ByteBuffer(string: body))
+                let (routerStatus, routerBody) = try await client.execute(
+                    uri: "/v1/leases/renew", method: .post, headers: fields, body: ByteBuffer(string: body)
+                ) { ($0.status, String(buffer: $0.body)) }
+                #expect(routerStatus == status, "\(body)")
+                #expect((direct == nil) == declined, "\(body)")
+                if let direct {
+                    #expect(direct.status == routerStatus, "\(body)")
+                    #expect(String(buffer: direct.json) == routerBody, "\(body)")
+                }
+            }
+            let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases/renew",method="POST",status="200"} 6"#), "\(metrics)")
+            #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases/renew",method="POST",status="400"} 4"#), "\(metrics)")
+        }
+    }
+
     @Test(arguments: [
         ("/v1/leases", #"{"count": 0}"#, "count"),
         ("/v1/leases", #"{"ttlSeconds": 1}"#, "ttlSeconds"),
