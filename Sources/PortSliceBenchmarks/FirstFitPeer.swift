@@ -176,7 +176,7 @@ final class FirstFitPeer: Sendable {
             let rows = try await pool.use { connection in
                 try await connection.query(
                     """
-                    UPDATE slices SET expires = ? WHERE host IN \(connection.dialect.textList)
+                    UPDATE slices SET expires = ? WHERE \(connection.dialect.isIn(textList: "host"))
                     AND expires > ? RETURNING id, host, address, slice_index, ports, started, expires
                     """,
                     [.integer(expires.milliseconds), hosts, .integer(now.milliseconds)])

@@ -8,7 +8,7 @@ public enum SQLValue: Hashable, Sendable {
 
     static func int(_ value: some BinaryInteger) -> SQLValue { .integer(Int64(value)) }
 
-    /// A list of text as one value, a JSON array, for `SQLDialect.textList`.
+    /// A list of text as one value, a JSON array, for `SQLDialect.isIn(textList:)`.
     public static func textList(_ texts: [String]) throws -> SQLValue {
         .text(String(decoding: try JSONEncoder().encode(texts), as: UTF8.self))
     }
@@ -40,13 +40,15 @@ public enum SQLDialect: Sendable {
         }
     }
 
-    /// The right side of `column IN` for a list given as one parameter (`SQLValue.textList`):
-    /// the statement's text is the same however long the list, so SQLite keeps it prepared
-    /// rather than preparing one for each length.
-    public var textList: String {
+    /// `column` is one of a list given as one parameter (`SQLValue.textList`): the statement's
+    /// text is the same however long the list, so SQLite keeps it prepared rather than
+    /// preparing one for each length. On PostgreSQL the list is an array, so the column's
+    /// index is searched for its members (`IN (SELECT ...)` was planned as a hash join over
+    /// the whole table).
+    public func isIn(textList column: String) -> String {
         switch self {
-        case .sqlite: "(SELECT value FROM json_each(?))"
-        case .postgres: "(SELECT jsonb_array_elements_text(?::jsonb))"
+        case .sqlite: "\(column) IN (SELECT value FROM json_each(?))"
+        case .postgres: "\(column) = ANY(ARRAY(SELECT jsonb_array_elements_text(?::jsonb)))"
         }
     }
 }

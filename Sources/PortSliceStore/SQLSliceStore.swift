@@ -198,7 +198,7 @@ public final class SQLSliceStore: SliceStore, Service {
 
     /// Makes a batch of renewals at the latest of their times, which is when the batch runs:
     /// for each lease time asked for, one statement for slices and one for prefix leases.
-    /// The hosts are one parameter (`SQLDialect.textList`), so the statements' text is the same for
+    /// The hosts are one parameter (`SQLDialect.isIn(textList:)`), so the statements' text is the same for
     /// any batch and SQLite keeps them prepared: prepared anew for each batch's host count,
     /// they had been 7% of the writer's time in `bench alloc`'s renewal round.
     private func renew(_ batch: [Renewal]) async throws -> [HeldLeases] {
@@ -216,7 +216,7 @@ public final class SQLSliceStore: SliceStore, Service {
                 let slices = try await self.query(
                     """
                     UPDATE slices SET expires = ?, renewed = ? WHERE state = 'leased' AND expires > ?
-                    AND host IN \(self.connection.dialect.textList) RETURNING \(Self.leaseColumns)
+                    AND \(self.connection.dialect.isIn(textList: "host")) RETURNING \(Self.leaseColumns)
                     """,
                     [.integer(expires.milliseconds), .integer(now.milliseconds), .integer(now.milliseconds), hostList])
                 for lease in try slices.map(Self.lease) { renewed[lease.host, default: HeldLeases()].slices.append(lease) }
@@ -224,7 +224,7 @@ public final class SQLSliceStore: SliceStore, Service {
                 let prefixes = try await self.query(
                     """
                     UPDATE prefix_leases SET expires = ? WHERE state = 'leased' AND expires > ?
-                    AND host IN \(self.connection.dialect.textList) RETURNING \(Self.prefixLeaseColumns)
+                    AND \(self.connection.dialect.isIn(textList: "host")) RETURNING \(Self.prefixLeaseColumns)
                     """,
                     [.integer(expires.milliseconds), .integer(now.milliseconds), hostList])
                 for lease in try prefixes.map(Self.prefixLease) { renewed[lease.host, default: HeldLeases()].prefixes.append(lease) }
