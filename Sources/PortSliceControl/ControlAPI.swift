@@ -393,7 +393,8 @@ public struct ControlAPI: Sendable {
 
     /// The lease time a renewal's body asks for; an empty body asks for the default.
     private func renewalTime(body: ByteBuffer) throws -> Duration {
-        let request = body.readableBytes == 0 ? RenewRequest() : try Self.decode(RenewRequest.self, from: body)
+        let request = body.readableBytes == 0 ? RenewRequest()
+            : try RenewRequest(plainJSON: body.readableBytesView) ?? Self.decode(RenewRequest.self, from: body)
         return request.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
     }
 

@@ -83,10 +83,11 @@ final class PostgresLink: SQLConnection {
         do {
             let rows = try await connection.query(PostgresQuery(unsafeSQL: Self.numbered(sql), binds: bindings), logger: logger)
             var result: [SQLRow] = []
+            var columns: [String]?
             for try await row in rows {
-                var values: [String: SQLValue] = [:]
-                for cell in row { values[cell.columnName] = Self.value(cell) }
-                result.append(SQLRow(values: values))
+                let names = columns ?? row.map(\.columnName)
+                columns = names
+                result.append(SQLRow(columns: names, values: row.map(Self.value)))
             }
             return result
         } catch {

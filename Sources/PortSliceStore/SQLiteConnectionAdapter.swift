@@ -137,10 +137,11 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
                     prepared = Prepared(statement)
                     if keeps { handle.prepared[sql] = prepared }
                 }
-                var values: [String: SQLValue] = Dictionary(minimumCapacity: prepared.columns.count)
-                for (offset, name) in prepared.columns.enumerated() where values[name] == nil {
+                var values: [SQLValue] = []
+                values.reserveCapacity(prepared.columns.count)
+                for offset in prepared.columns.indices {
                     let column = Int32(offset)
-                    values[name] = switch sqlite_nio_sqlite3_column_type(statement, column) {
+                    let value: SQLValue = switch sqlite_nio_sqlite3_column_type(statement, column) {
                     case SQLITE_INTEGER: .integer(sqlite_nio_sqlite3_column_int64(statement, column))
                     case SQLITE_FLOAT: .integer(Int64(sqlite_nio_sqlite3_column_double(statement, column)))
                     case SQLITE_TEXT:
@@ -149,8 +150,9 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
                         } ?? "")
                     default: .null
                     }
+                    values.append(value)
                 }
-                rows.append(SQLRow(values: values))
+                rows.append(SQLRow(columns: prepared.columns, values: values))
             }
         }
     }

@@ -16,6 +16,26 @@ struct ContractTests {
         #expect(APIRoute.acquire.roles == [.host])
     }
 
+    /// What agents send is read without `JSONDecoder`, to the same value; anything else is
+    /// left to `JSONDecoder`.
+    @Test func plainRenewalBodiesAreReadAsJSONDecoderReadsThem() throws {
+        let plain = ["{}", #"{"ttlSeconds":60}"#, " \n{ \"ttlSeconds\" :\t7 }\r\n", #"{"ttlSeconds":0}"#, #"{"ttlSeconds":999999999}"#]
+        for text in plain {
+            let read = try #require(RenewRequest(plainJSON: Array(text.utf8)), "\(text)")
+            #expect(read == (try JSONDecoder().decode(RenewRequest.self, from: Data(text.utf8))), "\(text)")
+        }
+        #expect(RenewRequest(plainJSON: Array(#"{"ttlSeconds": 86400}"#.utf8)) == RenewRequest(ttlSeconds: 86400))
+        #expect(RenewRequest(plainJSON: Array("{ }".utf8)) == RenewRequest())
+        let other = [
+            "", "{", "}", "[]", #"{"ttlSeconds":060}"#, #"{"ttlSeconds":-5}"#, #"{"ttlSeconds":"60"}"#, #"{"ttlSeconds":null}"#,
+            #"{"ttlSeconds":6.5}"#, #"{"ttlSeconds":1e3}"#, #"{"other":1}"#, #"{"ttlSeconds":60,}"#, #"{"ttlSeconds":60,"x":1}"#,
+            #"{"ttlSeconds":60} x"#, #"{"ttlSeconds":1234567890}"#, #"{"ttl\u0053econds":60}"#, #"{"ttlSeconds":}"#,
+        ]
+        for text in other {
+            #expect(RenewRequest(plainJSON: Array(text.utf8)) == nil, "\(text)")
+        }
+    }
+
     @Test func pathsAreFilledAndEncoded() {
         #expect(APIRoute.renew.path(["id": "42"]) == "/v1/leases/42/renew")
         #expect(APIRoute.renew.parameterNames == ["id"])

@@ -77,6 +77,17 @@ struct PortTests {
         }
     }
 
+    /// Text in any order, overlapping or adjacent, is merged as ranges are; text as
+    /// `description` writes it is taken as it is.
+    @Test func parsedPortSetsAreNormalized() throws {
+        #expect(try PortSet(parsing: "9000-9010, 8080,9005-9020 ,8081").runs == [PortRange(8080, 8081), PortRange(9000, 9020)])
+        #expect(try PortSet(parsing: "1-5,6-9").runs == [PortRange(1, 9)])
+        #expect(try PortSet(parsing: "1-5,7-9").runs == [PortRange(1, 5), PortRange(7, 9)])
+        #expect(try PortSet(parsing: " , ").isEmpty)
+        #expect(throws: PortRangeError.badPort(port: "x", text: "7-x")) { try PortSet(parsing: "1-5, 7-x") }
+        #expect(throws: PortRangeError.reversed(text: "9-7")) { try PortSet(parsing: "1-5,9-7") }
+    }
+
     @Test func defaultPlanSplitsNonSystemPorts() throws {
         let plan = try SlicePlan(layout: .portsPerSlice(2048))
         #expect(plan.slices.count == 31)

@@ -23,10 +23,15 @@ public struct PortRange: Hashable, Sendable, Comparable, CodableAsText, CustomSt
 
     /// Parses `LO-HI` or a single `PORT`; ports are 0-65535 in decimal without leading zeros.
     public init(parsing text: String) throws(PortRangeError) {
-        let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        let lower = try Self.parsePort(parts[0], in: text)
-        let upper = parts.count == 2 ? try Self.parsePort(parts[1], in: text) : lower
-        guard lower <= upper else { throw .reversed(text: text) }
+        try self.init(parsing: text[...])
+    }
+
+    /// The same, over part of a longer text (a `PortSet`'s), with no copy of it.
+    init(parsing text: Substring) throws(PortRangeError) {
+        let dash = text.firstIndex(of: "-")
+        let lower = try Self.parsePort(text[..<(dash ?? text.endIndex)], in: text)
+        let upper = if let dash { try Self.parsePort(text[text.index(after: dash)...], in: text) } else { lower }
+        guard lower <= upper else { throw .reversed(text: String(text)) }
         self.init(uncheckedLower: lower, upper: upper)
     }
 
@@ -35,11 +40,11 @@ public struct PortRange: Hashable, Sendable, Comparable, CodableAsText, CustomSt
         self = parsed
     }
 
-    static func parsePort(_ text: Substring, in whole: String) throws(PortRangeError) -> UInt16 {
+    static func parsePort(_ text: Substring, in whole: Substring) throws(PortRangeError) -> UInt16 {
         let trimmed = text.trimmingSpaces
         guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
               !(trimmed.count > 1 && trimmed.first == "0"), let value = UInt16(trimmed)
-        else { throw .badPort(port: String(text), text: whole) }
+        else { throw .badPort(port: String(text), text: String(whole)) }
         return value
     }
 

@@ -26,10 +26,17 @@ public struct PortSet: Hashable, Sendable, CodableAsText, CustomStringConvertibl
     /// it (`8080,9000-9010`). Empty text is the empty set.
     public init(parsing text: String) throws(PortRangeError) {
         var ranges: [PortRange] = []
-        for part in text.split(separator: ",") where !part.trimmingSpaces.isEmpty {
-            ranges.append(try PortRange(parsing: String(part.trimmingSpaces)))
+        for part in text.split(separator: ",") {
+            let trimmed = part.trimmingSpaces
+            if !trimmed.isEmpty { ranges.append(try PortRange(parsing: trimmed)) }
         }
-        self.init(ranges)
+        // Text as `description` writes it (ascending runs, apart) needs no sorting or merging:
+        // the store reads every lease's ports that way.
+        if zip(ranges, ranges.dropFirst()).allSatisfy({ Int($0.upper) + 1 < Int($1.lower) }) {
+            self.init(normalizedRuns: ranges)
+        } else {
+            self.init(ranges)
+        }
     }
 
     public var count: Int { runs.reduce(0) { $0 + $1.count } }
