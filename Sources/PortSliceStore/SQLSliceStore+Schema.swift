@@ -182,7 +182,64 @@ extension SQLSliceStore {
                 "INSERT INTO slice_expiry (id, due) SELECT 1, MIN(expires) FROM slices WHERE state = 'leased'",
                 "DROP INDEX slices_by_expiry",
             ] + (dialect == .postgres ? ["ALTER TABLE slices SET (fillfactor = 90)"] : [])),
+            // Placement starts from the free slices per trait class; summed over every
+            // address's row on each acquire, that was the acquire's slowest statement (52 us of
+            // about 150 with 1,000 addresses). The sums are kept in a row per class, by the
+            // database, from every change of `free_counts`.
+            (10, [
+                "CREATE TABLE class_free_counts (traits TEXT PRIMARY KEY, free \(integer) NOT NULL CHECK (free >= 0))",
+                "INSERT INTO class_free_counts (traits, free) SELECT traits, SUM(free) FROM free_counts GROUP BY traits",
+            ] + classFreeCounting(dialect)),
         ]
+    }
+
+    /// Triggers that keep `class_free_counts.free` equal to the sum of `free_counts.free` over
+    /// the addresses of each trait class.
+    static func classFreeCounting(_ dialect: SQLDialect) -> [String] {
+        switch dialect {
+        case .sqlite:
+            let add = """
+                INSERT INTO class_free_counts (traits, free) VALUES (NEW.traits, NEW.free)
+                ON CONFLICT (traits) DO UPDATE SET free = free + excluded.free;
+                """
+            let subtract = "UPDATE class_free_counts SET free = free - OLD.free WHERE traits = OLD.traits;"
+            return [
+                "CREATE TRIGGER free_counts_class_inserted AFTER INSERT ON free_counts BEGIN \(add) END",
+                """
+                CREATE TRIGGER free_counts_class_changed AFTER UPDATE OF free ON free_counts WHEN OLD.traits = NEW.traits
+                BEGIN UPDATE class_free_counts SET free = free + NEW.free - OLD.free WHERE traits = NEW.traits; END
+                """,
+                """
+                CREATE TRIGGER free_counts_class_moved AFTER UPDATE OF free, traits ON free_counts WHEN OLD.traits <> NEW.traits
+                BEGIN \(subtract) \(add) END
+                """,
+                "CREATE TRIGGER free_counts_class_deleted AFTER DELETE ON free_counts BEGIN \(subtract) END",
+            ]
+        case .postgres:
+            return [
+                """
+                CREATE FUNCTION portslice_count_class_free() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP = 'UPDATE' AND OLD.traits = NEW.traits THEN
+                        UPDATE class_free_counts SET free = free + NEW.free - OLD.free WHERE traits = NEW.traits;
+                        RETURN NULL;
+                    END IF;
+                    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                        UPDATE class_free_counts SET free = free - OLD.free WHERE traits = OLD.traits;
+                    END IF;
+                    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+                        INSERT INTO class_free_counts (traits, free) VALUES (NEW.traits, NEW.free)
+                        ON CONFLICT (traits) DO UPDATE SET free = class_free_counts.free + EXCLUDED.free;
+                    END IF;
+                    RETURN NULL;
+                END $$
+                """,
+                """
+                CREATE TRIGGER free_counts_count_class AFTER INSERT OR UPDATE OF free, traits OR DELETE ON free_counts
+                FOR EACH ROW EXECUTE FUNCTION portslice_count_class_free()
+                """,
+            ]
+        }
     }
 
     /// Triggers that keep `free_counts.free` equal to the address's slices in state free (an

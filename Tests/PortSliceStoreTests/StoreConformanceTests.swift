@@ -222,9 +222,25 @@ enum StoreConformance {
                 let inPrefix = IPv6Address(bits: Self.prefixPool.randomElement(using: &random)!.prefix.network.bits
                     | UInt128(Int.random(in: 0...3, using: &random)) << 64 | UInt128(UInt64.random(in: 0...UInt64.max, using: &random)))
                 #expect(try await store.who(address: inPrefix, at: moment) == model.who(address: inPrefix, at: moment))
+                try await expectClassCountsKept(store, "round \(round) step \(step)")
             }
             try await store.close()
         }
+    }
+
+    /// The free slices kept per trait class (which placement starts from) are the free slices
+    /// of each class's addresses, counted.
+    static func expectClassCountsKept(_ store: SQLSliceStore, _ comment: Comment) async throws {
+        func lines(_ sql: String) async throws -> [String] {
+            try await store.withDatabase { try await store.query(sql) }.map { "\($0.text("traits") ?? "?") \($0.integer("free") ?? -1)" }
+        }
+        let kept = try await lines("SELECT traits, free FROM class_free_counts WHERE free > 0 ORDER BY traits")
+        let counted = try await lines(
+            """
+            SELECT a.traits AS traits, COUNT(*) AS free FROM slices s JOIN addresses a ON a.address = s.address
+            WHERE s.state = 'free' GROUP BY a.traits ORDER BY a.traits
+            """)
+        #expect(kept == counted, comment)
     }
 
     static func removeWaitsForLeasesAndQuarantine(_ engine: Engine) async throws {
@@ -240,6 +256,8 @@ enum StoreConformance {
             try await store.remove(egress.address, now: Self.start + .seconds(2))
         }
         try await store.remove(egress.address, now: Self.start + .seconds(241))
+        try await expectClassCountsKept(store, "after the address is removed")
+        #expect(try await store.withDatabase { try await store.query("SELECT free FROM class_free_counts") }.map { $0.integer("free") } == [0])
         // The log keeps the history after the address is gone.
         #expect(try await store.who(address: egress.address, port: lease.ports.runs[0].lower, at: Self.start).map(\.leaseID) == [lease.id])
         await #expect(throws: AllocationError.unknownAddress(egress.address)) { try await store.drain(egress.address, now: Self.start) }
