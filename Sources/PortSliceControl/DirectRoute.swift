@@ -24,8 +24,10 @@ import Synchronization
 ///
 /// A connection's answers stay in the order of its requests: a request is taken here only
 /// when no earlier one is still with the router, and while its answer is being made, later
-/// requests wait here and reading stops, so what waits is at most one read's worth. A
-/// shutdown's request to close the connection waits for the answer as well.
+/// requests wait here and reading stops, so what waits is at most one read's worth. What
+/// else comes meanwhile (a parse error, the client's half-close, a shutdown's request to
+/// close) waits in its place among them, so that none of it ends the connection before the
+/// answer is written.
 public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPRequestPart
     public typealias InboundOut = HTTPRequestPart
@@ -65,9 +67,16 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
     private var answering = false
     /// Requests passed on whose answer's end the router has not written yet.
     private var withRouter = 0
-    /// Parts read while an answer is made, in order.
-    private var waiting = CircularBuffer<HTTPRequestPart>()
+    /// What came while an answer is made, in order.
+    private enum Held {
+        case part(HTTPRequestPart)
+        case error(any Error)
+        case event(Any)
+    }
+
+    private var waiting = CircularBuffer<Held>()
     private var readHeld = false
+    /// A shutdown's request to close, held while a request of the route is read or answered.
     private var quiesceHeld = false
     private var isActive = true
 
@@ -82,10 +91,14 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if answering {
-            waiting.append(part)
+            waiting.append(.part(part))
         } else {
             handle(part, context: context)
         }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if answering { waiting.append(.error(error)) } else { context.fireErrorCaught(error) }
     }
 
     private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
@@ -102,6 +115,7 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
                 passOn(head, body, context: context)
                 reading = .passing
                 context.fireChannelRead(wrapInboundOut(part))
+                releaseQuiesce(context: context)
                 return
             }
             reading = .between  // drops the buffer's other reference while it grows
@@ -154,13 +168,16 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
             passOn(head, body, context: context)
             context.fireChannelRead(wrapInboundOut(.end(nil)))
         }
-        while !answering, let part = waiting.popFirst() { handle(part, context: context) }
+        while !answering, let held = waiting.popFirst() {
+            switch held {
+            case .part(let part): handle(part, context: context)
+            case .error(let error): context.fireErrorCaught(error)
+            case .event(let event): userInboundEventTriggered(context: context, event: event)
+            }
+        }
         context.fireChannelReadComplete()
         guard !answering else { return }
-        if quiesceHeld {
-            quiesceHeld = false
-            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        }
+        if !isTaking { releaseQuiesce(context: context) }
         if readHeld {
             readHeld = false
             context.read()
@@ -179,16 +196,25 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { withRouter -= 1 }
+        // The router also answers what never reached it as a request (a parse error's 400).
+        if case .end = unwrapOutboundIn(data) { withRouter = max(0, withRouter - 1) }
         context.write(data, promise: promise)
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent, answering || isTaking {
+        if answering {
+            waiting.append(.event(event))
+        } else if event is ChannelShouldQuiesceEvent, isTaking {
             quiesceHeld = true
         } else {
             context.fireUserInboundEventTriggered(event)
         }
+    }
+
+    private func releaseQuiesce(context: ChannelHandlerContext) {
+        guard quiesceHeld else { return }
+        quiesceHeld = false
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     private var isTaking: Bool {

@@ -85,6 +85,18 @@ struct DirectRouteTests {
         }
     }
 
+    /// What comes behind a request being answered (a request the parser refuses, the client's
+    /// half-close) waits for the answer rather than ending the connection before it.
+    @Test func answersBeforeWhatComesBehindEndsTheConnection() async throws {
+        try await withServer { port in
+            let refused = try await Self.exchange(port: port, Self.post("six") + "NOT HTTP AT ALL\r\n\r\n", answers: 2)
+            #expect(refused.map(\.status) == [202, 400])
+            #expect(refused.first?.body == #"{"direct":"six"}"#)
+            let halfClosed = try await Self.exchange(port: port, Self.post("seven"), answers: 1, halfClose: true)
+            #expect(halfClosed.map(\.body) == [#"{"direct":"seven"}"#])
+        }
+    }
+
     // MARK: - A raw HTTP/1.1 client
 
     struct Answer {
@@ -93,14 +105,19 @@ struct DirectRouteTests {
         let body: String
     }
 
-    /// Sends `requests` in one write on a new connection and reads `answers` answers.
-    static func exchange(port: Int, _ requests: String, answers count: Int) async throws -> [Answer] {
+    /// Sends `requests` in one write on a new connection (then, with `halfClose`, closes its
+    /// sending side) and reads `answers` answers.
+    static func exchange(port: Int, _ requests: String, answers count: Int, halfClose: Bool = false) async throws -> [Answer] {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
             }
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: requests))
+            if halfClose { outbound.finish() }
             var received = ByteBuffer()
             var parsed: [Answer] = []
             for try await var chunk in inbound {
