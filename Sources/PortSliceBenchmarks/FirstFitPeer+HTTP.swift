@@ -114,8 +114,10 @@ public enum FirstFitPeerServer {
 
     private static let maximumBodyBytes = 64 * 1024
 
+    /// As the allocator reads it (`ControlAPI`): the bodies agents send without `JSONDecoder`.
     private static func renewRequest(_ body: ByteBuffer) throws -> RenewRequest {
-        body.readableBytes == 0 ? RenewRequest() : try JSONDecoder().decode(RenewRequest.self, from: Data(body.readableBytesView))
+        body.readableBytes == 0 ? RenewRequest()
+            : try RenewRequest(plainJSON: body.readableBytesView) ?? JSONDecoder().decode(RenewRequest.self, from: Data(body.readableBytesView))
     }
 
     private static func renewal(_ peer: FirstFitPeer, host: String, _ request: RenewRequest) async throws -> ByteBuffer {

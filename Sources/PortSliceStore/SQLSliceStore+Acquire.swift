@@ -163,6 +163,7 @@ extension SQLSliceStore {
         // address (a window over all of them, ranked and sorted, took three times as long).
         // The counts are written into the statement: bound, SQLite would prepare it again
         // each time (as it would with the address bound as it is against the partial index).
+        // The order is asked for: a compound statement promises none.
         let picked = Dictionary(grouping: picks, by: { $0 }).mapValues(\.count).sorted { $0.key.bits < $1.key.bits }
         var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
         for row in try await self.query(
@@ -171,7 +172,7 @@ extension SQLSliceStore {
                 SELECT address, slice_index, ports FROM (SELECT address, slice_index, ports FROM slices
                     WHERE state = 'free' AND address = CAST(? AS BIGINT) ORDER BY slice_index LIMIT \(pick.value)) AS lowest\(index)
                 """
-            }.joined(separator: " UNION ALL "),
+            }.joined(separator: " UNION ALL ") + " ORDER BY address, slice_index",
             picked.map { .int($0.key.bits) }) {
             let address = Self.address(row)
             lowestFree[address, default: []].append((SliceID(address: address, index: Int(row.integer("slice_index") ?? 0)), try Self.ports(row)))

@@ -198,9 +198,10 @@ public final class SQLSliceStore: SliceStore, Service {
 
     /// Makes a batch of renewals at the latest of their times, which is when the batch runs:
     /// for each lease time asked for, one statement for slices and one for prefix leases.
-    /// The hosts are one parameter (`SQLDialect.isIn(textList:)`), so the statements' text is the same for
-    /// any batch and SQLite keeps them prepared: prepared anew for each batch's host count,
-    /// they had been 7% of the writer's time in `bench alloc`'s renewal round.
+    /// The hosts are one parameter (`SQLDialect.isIn(textList:)`), so the statements' text
+    /// is the same for any batch and SQLite keeps them prepared: prepared anew for each
+    /// batch's host count, they had been 7% of the writer's time in `bench alloc`'s renewal
+    /// round.
     private func renew(_ batch: [Renewal]) async throws -> [HeldLeases] {
         let now = batch.map(\.now).max()!
         // A host renewing twice in one window gets the lease time it asked for last, as a

@@ -46,10 +46,11 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     /// Statements kept prepared at most; past it the kept ones are dropped (statements whose
     /// text holds a count of placeholders come in many spellings).
     static let keptStatements = 512
-    /// A statement with more placeholders is prepared for its one run and not kept: a renewal
-    /// window's batch names each of its hosts (hundreds) and is seldom spelled the same twice,
-    /// so keeping those would fill the cache with large one-off statements and drop the
-    /// acquire's every few seconds.
+    /// A statement with more placeholders is prepared for its one run and not kept: one that
+    /// names hundreds of items one by one (addresses whose traits are read) is seldom spelled
+    /// the same twice, so keeping those would fill the cache with large one-off statements and
+    /// drop the acquire's. Lists that come every time (a renewal batch's hosts) are one
+    /// parameter instead (`SQLDialect.isIn(textList:)`).
     static let mostPlaceholdersKept = 64
 
     /// SQLite set up once, before any connection: opens racing to do it race on its global

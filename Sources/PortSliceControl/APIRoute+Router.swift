@@ -1,0 +1,15 @@
+import Foundation
+import Hummingbird
+import PortSliceAPI
+
+extension APIRoute {
+    /// The path as Hummingbird's router takes it (`:name` for `{name}`), which is also the
+    /// `route` label of the request metrics.
+    public var routerPath: String {
+        path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
+    }
+
+    public var httpMethod: HTTPRequest.Method {
+        HTTPRequest.Method(rawValue: method.rawValue)!
+    }
+}
