@@ -34,9 +34,7 @@ struct PoolImportCommand: AsyncParsableCommand {
 
     func validate() throws {
         // Checked even when the file has no IPv6 line, so a wrong value is never taken silently.
-        guard (1...PoolPrefix.longestLeaseLength).contains(prefixLength) else {
-            throw ValidationError("--prefix-length \(prefixLength) must be at most \(PoolPrefix.longestLeaseLength) (and at least 1): hosts expect a /64 (SLAAC)")
-        }
+        if let refusal = PoolPrefix.refusal(ofLeaseLength: prefixLength, as: "--prefix-length") { throw ValidationError(refusal) }
     }
 
     func run() async throws {
@@ -94,8 +92,14 @@ struct PoolAddressArguments: ParsableArguments {
     /// The address or prefix and a client to act on it with.
     func target() throws -> (Target, AllocatorClient) {
         let target: Target
-        if let prefix = try? IPv6Prefix(parsing: address) {
-            target = .prefix(prefix)
+        // A colon says IPv6 whatever else is wrong with the text, so the prefix's own parse
+        // error (host bits set, a bad length, a missing /LENGTH) is the one to show.
+        if address.contains(":") {
+            do {
+                target = .prefix(try IPv6Prefix(parsing: address))
+            } catch {
+                throw ValidationError("\(error); give one of the pool's IPv6 prefixes with /LENGTH (2001:db8:10::/48)")
+            }
         } else if let v4 = try? IPv4Address(parsing: address) {
             target = .address(v4)
         } else {

@@ -137,9 +137,7 @@ struct ServeCommand: AsyncParsableCommand, ServesOnEventLoops {
             ?? file?.integer("slice_size") ?? 2048
         let prefixLength = try prefixLength ?? number(environment["PORTSLICE_PREFIX_LENGTH"], "PORTSLICE_PREFIX_LENGTH")
             ?? file?.integer("prefix_length") ?? PoolPrefix.defaultLeaseLength
-        guard (1...PoolPrefix.longestLeaseLength).contains(prefixLength) else {
-            throw CommandFailure("prefix length \(prefixLength) must be at most 64 (and at least 1): hosts expect a /64 (SLAAC), and a /64 per host is what providers hand out")
-        }
+        if let refusal = PoolPrefix.refusal(ofLeaseLength: prefixLength, as: "prefix length") { throw CommandFailure(refusal) }
         let quarantine = try quarantine ?? number(environment["PORTSLICE_QUARANTINE_SECONDS"], "PORTSLICE_QUARANTINE_SECONDS").map(Int64.init)
             ?? file?.integer("quarantine_seconds").map(Int64.init) ?? 240
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {

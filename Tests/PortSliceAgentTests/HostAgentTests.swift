@@ -406,9 +406,10 @@ final class RecordedLog: Sendable {
     }
 }
 
-/// The host setup in a network namespace of its own (root): addresses on its loopback and the
-/// guard's nftables table follow the held slices.
-@Suite("host setup in a network namespace (root)", .enabled(if: geteuid() == 0, "needs root for network namespaces and nftables (CI runs as root)"))
+/// The host setup in a network namespace of its own (root): addresses on its loopback, the
+/// prefixes' routes and the guard's nftables table follow the held leases. One namespace
+/// name, so one test at a time.
+@Suite("host setup in a network namespace (root)", .serialized, .enabled(if: geteuid() == 0, "needs root for network namespaces and nftables (CI runs as root)"))
 struct HostNetworkSetupTests {
     static let namespace = "portslice-agent-test"  // not psl-: `lab down` removes those
 
@@ -451,5 +452,48 @@ struct HostNetworkSetupTests {
 
         try await setup.remove()
         #expect(try !inNamespace(["nft", "list", "tables"]).contains("portslice_guard"))
+    }
+
+    @Test("a prefix route that cannot be added fails the change before the guard moves; the next change adds it, and it leaves with its lease")
+    func prefixRouteFailureAndRecovery() async throws {
+        _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace])
+        _ = try SystemTool.run("ip", ["netns", "add", Self.namespace])
+        defer { _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace]) }
+        _ = try inNamespace(["ip", "link", "set", "lo", "up"])
+        let setup = HostNetworkSetup(namespace: Self.namespace)
+        let first = try held(1, "192.0.2.10:20000-20999", index: 0), second = try held(2, "192.0.2.11:21000-21999", index: 1)
+        let prefix = try #require(IPv6Prefix("2001:db8:100:7::/64"))
+        func localRoutes() throws -> String { try inNamespace(["ip", "-6", "route", "show", "table", "local", "dev", "lo"]) }
+        func owned() throws -> String { try inNamespace(["nft", "list", "set", "ip", "portslice_guard", "owned"]) }
+        func ipv6(disabled: Bool) throws {
+            _ = try inNamespace(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=\(disabled ? 1 : 0)", "net.ipv6.conf.lo.disable_ipv6=\(disabled ? 1 : 0)"])
+        }
+        try await setup.apply([first])
+
+        // With IPv6 off on lo the route cannot be added: the change fails naming the prefix and
+        // the kernel's reason, and the guard still allows only what it allowed before.
+        try ipv6(disabled: true)
+        let failure = await #expect(throws: AgentError.self) { try await setup.apply([first, second], prefixes: [prefix]) }
+        #expect(failure?.description.contains("cannot route 2001:db8:100:7::/64 to lo") == true, "\(String(describing: failure))")
+        #expect(failure?.description.contains("IPv6 is disabled") == true, "\(String(describing: failure))")
+        var guardTable = try owned()
+        #expect(guardTable.contains("192.0.2.10 . 20000-20999") && !guardTable.contains("21000-21999"), "\(guardTable)")
+
+        // The same change once IPv6 is back: the route and the new slice's ports are in place.
+        try ipv6(disabled: false)
+        try await setup.apply([first, second], prefixes: [prefix])
+        let routed = try localRoutes()
+        #expect(routed.contains("local 2001:db8:100:7::/64 "), "\(routed)")
+        guardTable = try owned()
+        #expect(guardTable.contains("192.0.2.10 . 20000-20999") && guardTable.contains("192.0.2.11 . 21000-21999"), "\(guardTable)")
+
+        // The prefix lost: its route leaves lo, and one removed by someone else meanwhile is no error.
+        try await setup.apply([first], prefixes: [])
+        let unrouted = try localRoutes()
+        #expect(!unrouted.contains("2001:db8:100:7::"), "\(unrouted)")
+        try await setup.apply([first], prefixes: [prefix])
+        _ = try inNamespace(["ip", "-6", "route", "del", "local", "2001:db8:100:7::/64", "dev", "lo", "table", "local"])
+        try await setup.remove()
+        #expect(try !localRoutes().contains("2001:db8:100:7::"))
     }
 }

@@ -26,6 +26,23 @@ struct CommandTests {
         }
     }
 
+    @Test("pool drain and remove name what is wrong with an address or IPv6 prefix before asking the allocator")
+    func poolTargetErrors() async throws {
+        let refusals: [(String, String)] = [
+            ("2001:db8:10::1/48", "invalid IPv6 prefix '2001:db8:10::1/48': bits are set beyond the prefix length; did you mean '2001:db8:10::/48'?"),
+            ("2001:db8:10::/129", "invalid IPv6 prefix '2001:db8:10::/129': prefix length '129' must be a number from 0 to 128"),
+            ("2001:db8:10::", "invalid IPv6 prefix '2001:db8:10::': the prefix length is missing"),
+            ("203.0.113.300", "'203.0.113.300' is neither an IPv4 address of the pool (203.0.113.10) nor one of its IPv6 prefixes"),
+        ]
+        for command in ["drain", "remove"] {
+            for (target, message) in refusals {
+                // No allocator listens on the port named: the error must come before any request.
+                let refused = try await run("pool", command, target, "--server", "http://127.0.0.1:9", "--token", "unused")
+                #expect(refused.status != 0 && refused.errorOutput.contains(message), "pool \(command) \(target): \(refused.errorOutput)")
+            }
+        }
+    }
+
     @Test("edge render prints the rules for a table file and changes nothing; bad options are named")
     func edgeRender() async throws {
         let directory = try TemporaryDirectory()

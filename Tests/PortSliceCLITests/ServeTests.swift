@@ -161,6 +161,9 @@ struct ServeTests {
 
         let tooLong = try await CommandRunner.run(["serve", "--data-dir", directory.url.appendingPathComponent("other").path, "--listen", "127.0.0.1:0",
                                                    "--prefix-length", "80"], environment: ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken])
-        #expect(tooLong.status == 1 && tooLong.errorOutput.contains("at most 64"), "\(tooLong.errorOutput)")
+        #expect(tooLong.status == 1 && tooLong.errorOutput.contains("prefix length 80 must be from 1 to 64: hosts expect a /64 (SLAAC)"), "\(tooLong.errorOutput)")
+        let importZero = try await CommandRunner.run(["pool", "import", pool, "--prefix-length", "0"], environment: environment)
+        #expect(importZero.status != 0 && importZero.errorOutput.contains("--prefix-length 0 must be from 1 to 64: hosts expect a /64 (SLAAC)"),
+                "\(importZero.errorOutput)")
     }
 }

@@ -14,6 +14,14 @@ public struct PoolPrefix: Hashable, Sendable, Codable {
     public static let defaultLeaseLength = 64
     public static let longestLeaseLength = 64
 
+    /// Why `length`, given as `name` (an option or setting), can be no prefix's lease length;
+    /// nil when some prefix could be leased out in it. What `serve` and `pool import` check
+    /// before reading any prefix, so that a wrong value is refused even with none to apply it to.
+    public static func refusal(ofLeaseLength length: Int, as name: String) -> String? {
+        guard !(1...longestLeaseLength).contains(length) else { return nil }
+        return "\(name) \(length) must be from 1 to \(longestLeaseLength): hosts expect a /64 (SLAAC), and a /64 per host is what providers hand out"
+    }
+
     /// - Throws: `AllocationError.badLeaseLength` unless `leaseLength` is longer than the
     ///   prefix and at most 64.
     public init(prefix: IPv6Prefix, traits: Traits, leaseLength: Int = defaultLeaseLength, draining: Bool = false) throws(AllocationError) {
