@@ -92,8 +92,9 @@ final class ThrowawayPostgres: @unchecked Sendable {
     static func shell(_ command: String) throws -> String {
         let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-shell-\(UUID().uuidString)")
         let errorFile = outputFile.appendingPathExtension("err")
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        for file in [outputFile, errorFile] where !FileManager.default.createFile(atPath: file.path, contents: nil) {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: file.path])
+        }
         defer {
             try? FileManager.default.removeItem(at: outputFile)
             try? FileManager.default.removeItem(at: errorFile)
