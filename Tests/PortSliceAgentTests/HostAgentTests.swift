@@ -417,17 +417,25 @@ struct HostNetworkSetupTests {
         try SystemTool.run(arguments[0], Array(arguments.dropFirst()), in: Self.namespace)
     }
 
+    /// A new namespace (one left by an earlier run is removed first) with loopback up, and the
+    /// host setup that changes it.
+    func freshSetup() throws -> HostNetworkSetup {
+        Self.removeNamespace()
+        _ = try SystemTool.run("ip", ["netns", "add", Self.namespace])
+        _ = try inNamespace(["ip", "link", "set", "lo", "up"])
+        return HostNetworkSetup(namespace: Self.namespace)
+    }
+
+    static func removeNamespace() { _ = try? SystemTool.run("ip", ["netns", "del", namespace]) }
+
     func held(_ id: Int64, _ text: String, index: Int) throws -> HeldSlice {
         HeldSlice(leaseID: id, host: "h1", slice: try EgressSlice(parsing: text), index: index, traits: .unknown)
     }
 
     @Test("addresses join lo with their first slice and leave with their last; the guard allows exactly the held ports")
     func followsHeldSlices() async throws {
-        _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace])
-        _ = try SystemTool.run("ip", ["netns", "add", Self.namespace])
-        defer { _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace]) }
-        _ = try inNamespace(["ip", "link", "set", "lo", "up"])
-        let setup = HostNetworkSetup(namespace: Self.namespace)
+        defer { Self.removeNamespace() }
+        let setup = try freshSetup()
         let first = try held(1, "192.0.2.10:20000-20999", index: 0), second = try held(2, "192.0.2.10:21000-21999", index: 1)
 
         try await setup.apply([first])
@@ -456,11 +464,8 @@ struct HostNetworkSetupTests {
 
     @Test("a prefix route that cannot be added fails the change before the guard moves; the next change adds it, and it leaves with its lease")
     func prefixRouteFailureAndRecovery() async throws {
-        _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace])
-        _ = try SystemTool.run("ip", ["netns", "add", Self.namespace])
-        defer { _ = try? SystemTool.run("ip", ["netns", "del", Self.namespace]) }
-        _ = try inNamespace(["ip", "link", "set", "lo", "up"])
-        let setup = HostNetworkSetup(namespace: Self.namespace)
+        defer { Self.removeNamespace() }
+        let setup = try freshSetup()
         let first = try held(1, "192.0.2.10:20000-20999", index: 0), second = try held(2, "192.0.2.11:21000-21999", index: 1)
         let prefix = try #require(IPv6Prefix("2001:db8:100:7::/64"))
         func localRoutes() throws -> String { try inNamespace(["ip", "-6", "route", "show", "table", "local", "dev", "lo"]) }
