@@ -50,6 +50,10 @@ struct ProxyOptions: ParsableArguments {
             help: ArgumentHelp("A balancer's address or prefix whose PROXY headers are believed; repeat for several. Connections from any other peer are closed unread.", valueName: "prefix"))
     var proxyProtocolFrom: [String] = []
 
+    @Flag(inversion: .prefixedNo,
+          help: "Keep each connection loop (one per CPU this process may use) on its own CPU; --no-pin-loops leaves them to the scheduler, for a proxy sharing its CPUs with busier work.")
+    var pinLoops = true
+
     @Option(help: ArgumentHelp("Where the status page and /metrics are served (loopback only: they have no login); port 0 picks one.", valueName: "host:port"))
     var adminListen = "127.0.0.1:1081"
 
@@ -172,7 +176,7 @@ struct ProxyOptions: ParsableArguments {
         let settings = ProxyServer.Settings(connectionsPerClient: connectionsPerClient, idleTimeout: .seconds(Int64(idleTimeout)),
                                             trustProxyProtocol: trustProxyProtocol,
                                             proxyProtocolPeers: try Self.prefixes(proxyProtocolFrom, option: "proxy-protocol-from"), users: try userTable(),
-                                            resolver: try resolverSettings())
+                                            resolver: try resolverSettings(), pinsLoops: pinLoops)
         return (opener, settings)
     }
 

@@ -36,9 +36,13 @@ public final class ProxyServer: Sendable, Service {
         public var users: ProxyUsers?
         /// How destination names are looked up.
         public var resolver: ResolverSettings
+        /// Keeps each loop on a CPU of its own (the CPUs this process may use, in order), so the
+        /// scheduler never moves it; off, a proxy sharing its CPUs with busier work lets the
+        /// scheduler place its loops.
+        public var pinsLoops: Bool
 
         public init(connectionsPerClient: Int = 256, idleTimeout: TimeAmount = .seconds(300), trustProxyProtocol: Bool = false,
-                    proxyProtocolPeers: [IPv4Prefix] = [], users: ProxyUsers? = nil, resolver: ResolverSettings = .system()) {
+                    proxyProtocolPeers: [IPv4Prefix] = [], users: ProxyUsers? = nil, resolver: ResolverSettings = .system(), pinsLoops: Bool = false) {
             precondition(!trustProxyProtocol || !proxyProtocolPeers.isEmpty, "trusting PROXY headers needs the peers that may send them")
             self.connectionsPerClient = connectionsPerClient
             self.idleTimeout = idleTimeout
@@ -46,6 +50,7 @@ public final class ProxyServer: Sendable, Service {
             self.proxyProtocolPeers = proxyProtocolPeers
             self.users = users
             self.resolver = resolver
+            self.pinsLoops = pinsLoops
         }
     }
 
@@ -55,10 +60,11 @@ public final class ProxyServer: Sendable, Service {
     /// Where it listens (the port chosen, when 0 was asked for).
     public let endpoint: Endpoint
 
-    /// Binds `endpoint` once per loop (`threads`, one per core by default) and starts serving;
-    /// connections refused and flows that could not be opened are logged to `logger`.
+    /// Binds `endpoint` once per loop (`threads`; by default one per CPU this process may use)
+    /// and starts serving; connections refused and flows that could not be opened are logged
+    /// to `logger`.
     public static func start(on endpoint: Endpoint, opener: FlowOpener, settings: Settings = Settings(),
-                             threads: Int = ProcessInfo.processInfo.activeProcessorCount, logger: Logger) throws -> ProxyServer {
+                             threads: Int? = nil, logger: Logger) throws -> ProxyServer {
         if endpoint.port != 0, let problem = HostNetwork.tcpBindProblem(endpoint) {
             switch problem {
             case .system(_, let errno) where errno == .addressInUse:
@@ -76,10 +82,16 @@ public final class ProxyServer: Sendable, Service {
             let unusable = settings.resolver.unusableServers.map(\.description).joined(separator: ", ")
             logger.warning("resolv.conf names IPv6 name servers (\(unusable)), which the proxy cannot ask; it asks \(servers) (give --dns-server IPV4 to choose)")
         }
+        let cpus: [Int]
+        do {
+            cpus = try CPUAffinity.allowedCPUs()
+        } catch {
+            throw ProxyError("\(error)")
+        }
         var loops: [EngineLoop] = []
         var bound = endpoint
         do {
-            for _ in 0..<max(1, threads) {
+            for _ in 0..<max(1, threads ?? cpus.count) {
                 let loop = try EngineLoop(session: session, listener: try SharedPortListener(bound))
                 // Port 0 picks a port once; the other loops' listeners join it.
                 bound = loop.endpoint
@@ -88,21 +100,35 @@ public final class ProxyServer: Sendable, Service {
         } catch {
             throw ProxyError("cannot listen on \(endpoint): \(error)")
         }
-        return ProxyServer(loops: loops, endpoint: bound)
+        // Loop i on the i-th allowed CPU, round the list again when there are more loops.
+        let placement = settings.pinsLoops && !cpus.isEmpty ? loops.indices.map { cpus[$0 % cpus.count] } : nil
+        return ProxyServer(loops: loops, endpoint: bound, cpus: placement, logger: logger)
     }
 
-    private init(loops: [EngineLoop], endpoint: Endpoint) {
+    private init(loops: [EngineLoop], endpoint: Endpoint, cpus: [Int]?, logger: Logger) {
         self.loops = loops
         self.endpoint = endpoint
         finished = loops.map { _ in DispatchSemaphore(value: 0) }
+        // Each loop names and places its own thread; the proxy is started once all have.
+        let placed = DispatchGroup()
         for (index, loop) in loops.enumerated() {
+            placed.enter()
             let thread = Thread { [finished] in
+                CPUAffinity.nameCurrentThread("proxy-loop-\(index)")
+                if let cpu = cpus?[index] {
+                    do {
+                        try CPUAffinity.pinCurrentThread(to: cpu)
+                    } catch {
+                        logger.warning("proxy loop \(index) left to the scheduler: \(error)")
+                    }
+                }
+                placed.leave()
                 loop.run()
                 finished[index].signal()
             }
-            thread.name = "portslice-proxy-\(index)"
             thread.start()
         }
+        placed.wait()
     }
 
     /// Serves until graceful shutdown (or cancellation), then stops.

@@ -18,6 +18,7 @@ enum Syscalls {
         case shutdown, recvmmsg, recvfrom, sendto, getpeername, getifaddrs
         case epollCreate = "epoll_create1", epollCtl = "epoll_ctl", epollWait = "epoll_wait", eventfd, read, write
         case accept4, stat
+        case schedGetaffinity = "sched_getaffinity", schedSetaffinity = "sched_setaffinity", prctl
     }
 
     // MARK: - Plumbing
@@ -283,6 +284,26 @@ enum Syscalls {
     static func signalEvent(_ descriptor: CInt) {
         var one: UInt64 = 1
         _ = perform(.write, { Glibc.write(descriptor, &one, 8) }) { $0 < 0 }
+    }
+
+    /// The CPUs the calling thread may run on, in order.
+    @inline(never)
+    static func allowedCPUs() -> Result<[Int], Errno> {
+        var cpus = [CInt](repeating: 0, count: 1024)
+        let capacity = CInt(cpus.count)
+        return performReturningInt32(.schedGetaffinity) { cportslice_allowed_cpus(&cpus, capacity) }.map { count in cpus.prefix(Int(count)).map(Int.init) }
+    }
+
+    /// Keeps the calling thread on `cpu` alone.
+    @inline(never)
+    static func pinCurrentThread(toCPU cpu: Int) -> Result<Void, Errno> {
+        performReturningInt32(.schedSetaffinity) { cportslice_pin_current_thread(CInt(cpu)) }.map { _ in }
+    }
+
+    /// Names the calling thread (the kernel keeps 15 bytes).
+    @inline(never)
+    static func nameCurrentThread(_ name: String) -> Result<Void, Errno> {
+        performReturningInt32(.prctl) { cportslice_name_current_thread(name) }.map { _ in }
     }
 
     /// Reads an eventfd's counter back to zero.

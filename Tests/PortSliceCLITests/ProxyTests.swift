@@ -80,6 +80,41 @@ struct ProxyTests {
         #expect(source.address == slice.address && slice.ports.contains(source.port), "left from \(source), not from \(slice)", sourceLocation: sourceLocation)
     }
 
+    /// The CPUs each of `process`'s connection loops may run on, by loop number, from
+    /// /proc (the loops name their threads `proxy-loop-N`).
+    static func loopPlacement(of process: Process) throws -> [Int: [Int]] {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        var placement: [Int: [Int]] = [:]
+        for task in try FileManager.default.contentsOfDirectory(atPath: tasks) {
+            let name = try String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard name.hasPrefix("proxy-loop-"), let loop = Int(name.dropFirst("proxy-loop-".count)) else { continue }
+            let status = try String(contentsOfFile: "\(tasks)/\(task)/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
+            placement[loop] = try cpuList(String(line.dropFirst("Cpus_allowed_list:".count)))
+        }
+        return placement
+    }
+
+    /// A kernel CPU list such as `0-3,6`, spelled out.
+    static func cpuList(_ text: String) throws -> [Int] {
+        try text.trimmingCharacters(in: .whitespaces).split(separator: ",").flatMap { part -> [Int] in
+            let bounds = try part.split(separator: "-").map { try #require(Int($0), "CPU list '\(text)'") }
+            return Array(bounds[0]...bounds[bounds.count - 1])
+        }
+    }
+
+    @Test("one connection loop per CPU the process may use, each kept on its own CPU; --no-pin-loops leaves them to the scheduler")
+    func loopsKeepToTheirCPUs() async throws {
+        let allowed = try CPUAffinity.allowedCPUs()
+        let pinned = try Proxy()
+        // The loops name and pin themselves before the proxy says it listens.
+        let placement = try Self.loopPlacement(of: pinned.process)
+        #expect(placement == Dictionary(uniqueKeysWithValues: allowed.enumerated().map { ($0.offset, [$0.element]) }), "allowed: \(allowed)")
+        let free = try Proxy(extra: ["--no-pin-loops"])
+        let unpinned = try Self.loopPlacement(of: free.process)
+        #expect(unpinned == Dictionary(uniqueKeysWithValues: allowed.indices.map { ($0, allowed) }), "allowed: \(allowed)")
+    }
+
     @Test("curl through SOCKS5, HTTP CONNECT and plain HTTP forwarding: the server sees the egress address and a port of its slice")
     func curlThroughBothProtocols() async throws {
         let server = try EchoServers(Endpoint(IPv4Address(127, 0, 0, 1), 0))

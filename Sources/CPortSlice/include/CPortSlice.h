@@ -66,6 +66,18 @@ int cportslice_receive_datagrams(int fd, void *buffer, unsigned int slot_size, u
 /// descriptor, or -1 with errno set (EAGAIN when none is waiting).
 int cportslice_accept_nonblocking(int listener, struct sockaddr_in *peer);
 
+/// The CPUs the calling thread may run on (`sched_getaffinity(2)`, whose CPU_* macros Swift
+/// cannot import), in order, at most `capacity` of them. Returns how many, or -1 with errno set.
+int cportslice_allowed_cpus(int *cpus, int capacity);
+
+/// Keeps the calling thread on `cpu` alone (`sched_setaffinity(2)`). Returns 0, or -1 with
+/// errno set (EINVAL when `cpu` is not one the thread may use).
+int cportslice_pin_current_thread(int cpu);
+
+/// Names the calling thread (`prctl(PR_SET_NAME)`; 15 bytes show) for `top -H` and
+/// /proc/PID/task/TID/comm. Returns 0, or -1 with errno set.
+int cportslice_name_current_thread(const char *name);
+
 /// What the proxy engine watches on each socket, edge-triggered: readable, writable, the
 /// peer's half-close, and (always reported) errors and hang-ups.
 static const uint32_t cportslice_epoll_stream_events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
