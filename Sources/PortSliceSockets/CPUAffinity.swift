@@ -4,7 +4,7 @@ import SystemPackage
 ///
 /// A loop left to the scheduler is moved between CPUs as the load around it shifts, and each
 /// move costs its caches and a cross-CPU wake-up on the next event; held on one CPU, the
-/// proxy's loops spent 77-79 us per connection instead of 86-88 with one client (`bench proxy`).
+/// proxy's loops spent 74-79 us per connection instead of 86-88 with one client (`bench proxy`).
 public enum CPUAffinity {
     /// The CPUs this thread may run on: all of the machine's, or fewer where a cpuset,
     /// `taskset` or a container narrows them.
