@@ -28,21 +28,45 @@ int cportslice_accept_nonblocking(int listener, struct sockaddr_in *peer) {
 }
 
 int cportslice_allowed_cpus(int *cpus, int capacity) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) { return -1; }
-    int count = 0;
-    for (int cpu = 0; cpu < CPU_SETSIZE && count < capacity; cpu++) {
-        if (CPU_ISSET(cpu, &set)) { cpus[count++] = cpu; }
+    // A set sized for the machine: the fixed cpu_set_t holds 1,024 CPUs, and the kernel refuses
+    // (EINVAL) a set smaller than its own count of possible CPUs.
+    for (int size = 1024; size <= 1 << 20; size *= 2) {
+        cpu_set_t *set = CPU_ALLOC(size);
+        if (set == NULL) { return -1; }
+        size_t bytes = CPU_ALLOC_SIZE(size);
+        if (sched_getaffinity(0, bytes, set) != 0) {
+            int error = errno;
+            CPU_FREE(set);
+            if (error == EINVAL) { continue; }
+            errno = error;
+            return -1;
+        }
+        int count = 0;
+        for (int cpu = 0; cpu < size; cpu++) {
+            if (CPU_ISSET_S(cpu, bytes, set)) {
+                if (count < capacity) { cpus[count] = cpu; }
+                count++;
+            }
+        }
+        CPU_FREE(set);
+        return count;
     }
-    return count;
+    errno = EINVAL;
+    return -1;
 }
 
 int cportslice_pin_current_thread(int cpu) {
-    if (cpu < 0 || cpu >= CPU_SETSIZE) { errno = EINVAL; return -1; }
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return sched_setaffinity(0, sizeof(set), &set);
+    if (cpu < 0) { errno = EINVAL; return -1; }
+    cpu_set_t *set = CPU_ALLOC(cpu + 1);
+    if (set == NULL) { return -1; }
+    size_t bytes = CPU_ALLOC_SIZE(cpu + 1);
+    CPU_ZERO_S(bytes, set);
+    CPU_SET_S(cpu, bytes, set);
+    int result = sched_setaffinity(0, bytes, set);
+    int error = errno;
+    CPU_FREE(set);
+    errno = error;
+    return result;
 }
 
 int cportslice_name_current_thread(const char *name) {

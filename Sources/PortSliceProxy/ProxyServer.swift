@@ -36,9 +36,12 @@ public final class ProxyServer: Sendable, Service {
         public var users: ProxyUsers?
         /// How destination names are looked up.
         public var resolver: ResolverSettings
-        /// Keeps each loop on a CPU of its own (the CPUs this process may use, in order), so the
-        /// scheduler never moves it; off, a proxy sharing its CPUs with busier work lets the
-        /// scheduler place its loops.
+        /// Keeps loop i on the i-th CPU the starting thread may use (sharing them round the list
+        /// when there are more loops), so the scheduler never moves it between CPUs, which cost
+        /// each connection's round trips about a tenth more CPU (see `CPUAffinity`). Off by
+        /// default here, where the embedding process owns its threads' places (the tests run
+        /// many proxies in one process); `portslice proxy` and `agent` turn it on unless told
+        /// `--no-pin-loops`, for a proxy on CPUs it shares with busier work.
         public var pinsLoops: Bool
 
         public init(connectionsPerClient: Int = 256, idleTimeout: TimeAmount = .seconds(300), trustProxyProtocol: Bool = false,
@@ -60,9 +63,9 @@ public final class ProxyServer: Sendable, Service {
     /// Where it listens (the port chosen, when 0 was asked for).
     public let endpoint: Endpoint
 
-    /// Binds `endpoint` once per loop (`threads`; by default one per CPU this process may use)
-    /// and starts serving; connections refused and flows that could not be opened are logged
-    /// to `logger`.
+    /// Binds `endpoint` once per loop (`threads`; by default one per CPU the starting thread
+    /// may use, no more than a container's CPU quota allows) and starts serving; connections
+    /// refused and flows that could not be opened are logged to `logger`.
     public static func start(on endpoint: Endpoint, opener: FlowOpener, settings: Settings = Settings(),
                              threads: Int? = nil, logger: Logger) throws -> ProxyServer {
         if endpoint.port != 0, let problem = HostNetwork.tcpBindProblem(endpoint) {
@@ -82,16 +85,19 @@ public final class ProxyServer: Sendable, Service {
             let unusable = settings.resolver.unusableServers.map(\.description).joined(separator: ", ")
             logger.warning("resolv.conf names IPv6 name servers (\(unusable)), which the proxy cannot ask; it asks \(servers) (give --dns-server IPV4 to choose)")
         }
-        let cpus: [Int]
+        // The CPUs the starting thread may use (the process's, unless that thread was pinned),
+        // bounded by the CPU time a container's quota allows.
+        var cpus: [Int]?
         do {
             cpus = try CPUAffinity.allowedCPUs()
         } catch {
-            throw ProxyError("\(error)")
+            logger.warning("\(error); the loops are left to the scheduler")
         }
+        let loopCount = max(1, threads ?? min(ProcessInfo.processInfo.activeProcessorCount, cpus?.count ?? Int.max))
         var loops: [EngineLoop] = []
         var bound = endpoint
         do {
-            for _ in 0..<max(1, threads ?? cpus.count) {
+            for _ in 0..<loopCount {
                 let loop = try EngineLoop(session: session, listener: try SharedPortListener(bound))
                 // Port 0 picks a port once; the other loops' listeners join it.
                 bound = loop.endpoint
@@ -100,17 +106,29 @@ public final class ProxyServer: Sendable, Service {
         } catch {
             throw ProxyError("cannot listen on \(endpoint): \(error)")
         }
-        // Loop i on the i-th allowed CPU, round the list again when there are more loops.
-        let placement = settings.pinsLoops && !cpus.isEmpty ? loops.indices.map { cpus[$0 % cpus.count] } : nil
+        let placement = settings.pinsLoops ? cpus.flatMap { Self.placement(loops: loops.count, cpus: $0) } : nil
+        if placement != nil {
+            // A thread inherits the CPUs of the thread that starts it: SwiftNIO's shared loops,
+            // which a UDP association first asks for from a proxy loop, start here instead, free.
+            _ = MultiThreadedEventLoopGroup.singleton
+        }
         return ProxyServer(loops: loops, endpoint: bound, cpus: placement, logger: logger)
+    }
+
+    /// The CPU of each of `loops` loops: the i-th of `cpus`, round the list again when there are
+    /// more loops than CPUs.
+    static func placement(loops: Int, cpus: [Int]) -> [Int]? {
+        cpus.isEmpty ? nil : (0..<loops).map { cpus[$0 % cpus.count] }
     }
 
     private init(loops: [EngineLoop], endpoint: Endpoint, cpus: [Int]?, logger: Logger) {
         self.loops = loops
         self.endpoint = endpoint
         finished = loops.map { _ in DispatchSemaphore(value: 0) }
-        // Each loop names and places its own thread; the proxy is started once all have.
+        // Each loop names and places its own thread; the proxy has started once all have, so
+        // a ready line printed after `start` is true of every loop.
         let placed = DispatchGroup()
+        let unpinned = Mutex<[String]>([])
         for (index, loop) in loops.enumerated() {
             placed.enter()
             let thread = Thread { [finished] in
@@ -119,7 +137,7 @@ public final class ProxyServer: Sendable, Service {
                     do {
                         try CPUAffinity.pinCurrentThread(to: cpu)
                     } catch {
-                        logger.warning("proxy loop \(index) left to the scheduler: \(error)")
+                        unpinned.withLock { $0.append("\(error)") }
                     }
                 }
                 placed.leave()
@@ -129,6 +147,10 @@ public final class ProxyServer: Sendable, Service {
             thread.start()
         }
         placed.wait()
+        let failures = unpinned.withLock { $0 }
+        if let first = failures.first {
+            logger.warning("\(failures.count) of \(loops.count) proxy loops are left to the scheduler (\(first)); --no-pin-loops stops trying")
+        }
     }
 
     /// Serves until graceful shutdown (or cancellation), then stops.

@@ -289,15 +289,23 @@ enum Syscalls {
     /// The CPUs the calling thread may run on, in order.
     @inline(never)
     static func allowedCPUs() -> Result<[Int], Errno> {
-        var cpus = [CInt](repeating: 0, count: 1024)
-        let capacity = CInt(cpus.count)
-        return performReturningInt32(.schedGetaffinity) { cportslice_allowed_cpus(&cpus, capacity) }.map { count in cpus.prefix(Int(count)).map(Int.init) }
+        var capacity = 256
+        while true {
+            var cpus = [CInt](repeating: 0, count: capacity)
+            let room = CInt(capacity)
+            switch performReturningInt32(.schedGetaffinity, { cportslice_allowed_cpus(&cpus, room) }) {
+            case .success(let count) where Int(count) > capacity: capacity = Int(count)
+            case .success(let count): return .success(cpus.prefix(Int(count)).map(Int.init))
+            case .failure(let errno): return .failure(errno)
+            }
+        }
     }
 
     /// Keeps the calling thread on `cpu` alone.
     @inline(never)
     static func pinCurrentThread(toCPU cpu: Int) -> Result<Void, Errno> {
-        performReturningInt32(.schedSetaffinity) { cportslice_pin_current_thread(CInt(cpu)) }.map { _ in }
+        guard let cpu = CInt(exactly: cpu) else { return .failure(.invalidArgument) }
+        return performReturningInt32(.schedSetaffinity) { cportslice_pin_current_thread(cpu) }.map { _ in }
     }
 
     /// Names the calling thread (the kernel keeps 15 bytes).

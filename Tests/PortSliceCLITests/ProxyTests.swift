@@ -86,8 +86,9 @@ struct ProxyTests {
         let tasks = "/proc/\(process.processIdentifier)/task"
         var placement: [Int: [Int]] = [:]
         for task in try FileManager.default.contentsOfDirectory(atPath: tasks) {
-            let name = try String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard name.hasPrefix("proxy-loop-"), let loop = Int(name.dropFirst("proxy-loop-".count)) else { continue }
+            // Other threads come and go (idle pool threads end): one gone since the listing is skipped.
+            guard let name = try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+                  name.hasPrefix("proxy-loop-"), let loop = Int(name.dropFirst("proxy-loop-".count)) else { continue }
             let status = try String(contentsOfFile: "\(tasks)/\(task)/status", encoding: .utf8)
             let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
             placement[loop] = try cpuList(String(line.dropFirst("Cpus_allowed_list:".count)))
@@ -99,12 +100,14 @@ struct ProxyTests {
     static func cpuList(_ text: String) throws -> [Int] {
         try text.trimmingCharacters(in: .whitespaces).split(separator: ",").flatMap { part -> [Int] in
             let bounds = try part.split(separator: "-").map { try #require(Int($0), "CPU list '\(text)'") }
-            return Array(bounds[0]...bounds[bounds.count - 1])
+            let low = try #require(bounds.first, "CPU list '\(text)'"), high = try #require(bounds.last, "CPU list '\(text)'")
+            return Array(low...high)
         }
     }
 
-    @Test("one connection loop per CPU the process may use, each kept on its own CPU; --no-pin-loops leaves them to the scheduler")
-    func loopsKeepToTheirCPUs() async throws {
+    @Test("one connection loop per CPU the process may use, each kept on its own CPU; --no-pin-loops leaves them to the scheduler",
+          .enabled(if: ((try? CPUAffinity.allowedCPUs())?.count ?? 0) > 1, "with one CPU, pinned and unpinned loops look alike"))
+    func loopsKeepToTheirCPUs() throws {
         let allowed = try CPUAffinity.allowedCPUs()
         let pinned = try Proxy()
         // The loops name and pin themselves before the proxy says it listens.

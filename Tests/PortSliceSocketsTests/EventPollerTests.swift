@@ -1,6 +1,5 @@
 import Foundation
 import PortSliceCore
-import Synchronization
 import Testing
 @testable import PortSliceSockets
 
@@ -74,47 +73,5 @@ struct EventPollerTests {
         let first = try SharedPortListener(Endpoint(IPv4Address(127, 0, 0, 1), 0))
         let second = try SharedPortListener(first.endpoint)
         #expect(second.endpoint == first.endpoint)
-    }
-}
-
-/// Keeping a thread on one CPU, as the proxy's loops do.
-@Suite("CPU affinity")
-struct CPUAffinityTests {
-    /// What `body`, run on a thread of its own, returns.
-    func onNewThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
-        let result = Mutex<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            result.withLock { $0 = Result { try body() } }
-            done.signal()
-        }.start()
-        done.wait()
-        return try result.withLock { $0! }.get()
-    }
-
-    @Test("the allowed CPUs are the kernel's list for this thread; a pinned thread may use its CPU alone; a CPU it may not use is refused with EINVAL")
-    func pinsAThread() throws {
-        let allowed = try CPUAffinity.allowedCPUs()
-        let status = try String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8)
-        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
-        let listed = line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",").flatMap { part -> [Int] in
-            let bounds = part.split(separator: "-").compactMap { Int($0) }
-            return Array(bounds[0]...bounds[bounds.count - 1])
-        }
-        #expect(allowed == listed && !allowed.isEmpty, "\(line)")
-
-        let last = try #require(allowed.last)
-        #expect(try onNewThread { try CPUAffinity.pinCurrentThread(to: last); return try CPUAffinity.allowedCPUs() } == [last])
-        // This thread is not pinned by the other's pinning.
-        #expect(try CPUAffinity.allowedCPUs() == allowed)
-
-        let outside = (allowed.max() ?? 0) + 1
-        // On a thread of its own, so that a pinning wrongly made holds no thread of the tests.
-        let refused = try onNewThread { () throws -> (Result<Void, CPUAffinityError>, [Int]) in
-            let pinning = Result { () throws(CPUAffinityError) in try CPUAffinity.pinCurrentThread(to: outside) }
-            return (pinning, try CPUAffinity.allowedCPUs())
-        }
-        #expect(throws: CPUAffinityError.unpinnable(cpu: outside, .invalidArgument)) { try refused.0.get() }
-        #expect(refused.1 == allowed, "a refused pinning changed nothing")
     }
 }

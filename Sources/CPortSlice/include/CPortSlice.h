@@ -67,11 +67,12 @@ int cportslice_receive_datagrams(int fd, void *buffer, unsigned int slot_size, u
 int cportslice_accept_nonblocking(int listener, struct sockaddr_in *peer);
 
 /// The CPUs the calling thread may run on (`sched_getaffinity(2)`, whose CPU_* macros Swift
-/// cannot import), in order, at most `capacity` of them. Returns how many, or -1 with errno set.
+/// cannot import), in order, the first `capacity` of them written to `cpus`. Returns how many
+/// there are (more than `capacity` when they did not fit), or -1 with errno set.
 int cportslice_allowed_cpus(int *cpus, int capacity);
 
 /// Keeps the calling thread on `cpu` alone (`sched_setaffinity(2)`). Returns 0, or -1 with
-/// errno set (EINVAL when `cpu` is not one the thread may use).
+/// errno set (EINVAL when `cpu` is negative, offline or outside the process's cpuset).
 int cportslice_pin_current_thread(int cpu);
 
 /// Names the calling thread (`prctl(PR_SET_NAME)`; 15 bytes show) for `top -H` and
