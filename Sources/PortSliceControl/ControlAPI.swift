@@ -18,12 +18,12 @@ import Synchronization
 /// `SQLSliceStore.operationTimeout`, and `/readyz` says why. Bodies above 64 KiB are refused.
 public struct ControlAPI: Sendable {
     public let store: any SliceStore
-    private let adminTokenHash: String
-    private let now: @Sendable () -> Moment
+    let adminTokenHash: String
+    let now: @Sendable () -> Moment
     private let registry: PrometheusCollectorRegistry
-    private let logger: Logger
+    let logger: Logger
     private let health: DatabaseHealth
-    private let requestMetrics: RequestMetricHandles
+    let requestMetrics: RequestMetricHandles
     /// The whole table's JSON and every host's part, made once per table version.
     let wholeTables = PerVersion<ByteBuffer>()
     let hostParts = PerVersion<HostTableParts>(buildsOnPrevious: true)
@@ -296,7 +296,7 @@ public struct ControlAPI: Sendable {
 
     /// The answer to a failed request: its own for a refusal, 503 for an outage (which it
     /// counts); nil for anything else, which is the server's fault.
-    private func refusal(for error: any Error) -> APIError? {
+    func refusal(for error: any Error) -> APIError? {
         switch error {
         case let refusal as APIError:
             return refusal
@@ -308,50 +308,6 @@ public struct ControlAPI: Sendable {
         default:
             return nil
         }
-    }
-
-    // MARK: - Renewals ahead of the router
-
-    /// The handlers `serve` puts ahead of the router, made for each connection
-    /// (`HTTP1Channel.Configuration.additionalChannelHandlers`): `POST /v1/leases/renew`,
-    /// which every agent sends once a period, answered by `DirectRoute` without Hummingbird's
-    /// per-request work. Its answers are the router's, which a test compares byte for byte.
-    public func directRoutes(serverName: String?) -> [any RemovableChannelHandler] {
-        let route = APIRoute.renewAll
-        return [DirectRoute(method: route.httpMethod, path: route.path, serverName: serverName, maximumBodyBytes: Self.maximumBodyBytes) { head, body in
-            await directRenewal(head, body)
-        }]
-    }
-
-    /// A renewal as the router's `renewAll` makes it. A request the router would refuse
-    /// before anything changes (no host token, the admin's, a body that does not decode) is
-    /// declined and goes on to the router, which answers and counts its refusal as for any
-    /// route; the admin token is recognised first, as the router does, so that it never asks
-    /// the database.
-    func directRenewal(_ head: HTTPRequest, _ body: ByteBuffer) async -> DirectRoute.Answer? {
-        let started = ContinuousClock.now
-        guard let token = Self.bearerToken(head.headerFields), !HostToken.matches(token, hash: adminTokenHash) else { return nil }
-        let answer: DirectRoute.Answer
-        do {
-            guard case .host(let name)? = try await store.principal(authenticatedBy: token), let timeToLive = try? renewalTime(body: body)
-            else { return nil }
-            answer = DirectRoute.Answer(status: .ok, json: try await renewal(of: name, timeToLive: timeToLive))
-        } catch {
-            if let refusal = refusal(for: error) {
-                answer = DirectRoute.Answer(status: refusal.status, json: refusal.json)
-            } else {
-                // The server's fault: logged here, and answered without its details.
-                logger.error("a renewal failed", metadata: ["error": "\(error)"])
-                answer = DirectRoute.Answer(status: .internalServerError, json: APIError(.internalServerError, "the renewal failed").json)
-            }
-        }
-        requestMetrics.record(route: APIRoute.renewAll.routerPath, method: head.method.rawValue, status: answer.status, after: started)
-        return answer
-    }
-
-    /// Renews every live lease of `host`: the answer's body.
-    private func renewal(of host: String, timeToLive: Duration) async throws -> ByteBuffer {
-        ByteBuffer(bytes: JSONWriter.encode(try await leaseList(try await store.renewAll(host: host, timeToLive: timeToLive, now: now()))))
     }
 
     /// Checks the bearer token against the route's roles. The admin token needs no database;
@@ -378,7 +334,7 @@ public struct ControlAPI: Sendable {
         return caller
     }
 
-    private static func bearerToken(_ headers: HTTPFields) -> String? {
+    static func bearerToken(_ headers: HTTPFields) -> String? {
         guard let header = headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
         return String(header.dropFirst("Bearer ".count))
     }
@@ -387,7 +343,7 @@ public struct ControlAPI: Sendable {
 
     /// Leases as the API answers them, each with its address's (or pool prefix's) traits: a
     /// host chooses among the addresses and prefixes it holds by them.
-    private func leaseList(_ held: HeldLeases) async throws -> LeaseList {
+    func leaseList(_ held: HeldLeases) async throws -> LeaseList {
         let traits = try await store.traits(of: Set(held.slices.map(\.slice.address)))
         let prefixTraits = held.prefixes.isEmpty ? [:]
             : Dictionary(uniqueKeysWithValues: try await store.prefixes().map { ($0.prefix, $0.traits) })
@@ -396,7 +352,7 @@ public struct ControlAPI: Sendable {
     }
 
     /// The lease time a renewal's body asks for; an empty body asks for the default.
-    private func renewalTime(body: ByteBuffer) throws -> Duration {
+    func renewalTime(body: ByteBuffer) throws -> Duration {
         let request = body.readableBytes == 0 ? RenewRequest()
             : try RenewRequest(plainJSON: body.readableBytesView) ?? Self.decode(RenewRequest.self, from: body)
         return request.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
@@ -502,104 +458,6 @@ public struct ControlAPI: Sendable {
         var text: [UInt8] = []
         registry.emit(into: &text)
         return String(decoding: text, as: UTF8.self)
-    }
-
-    // MARK: - Input and output
-
-    /// The JSON body as `T`, at most `maximumBodyBytes`; a bad field is named in the answer.
-    private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        try Self.decode(T.self, from: try await collect(request))
-    }
-
-    /// The body, at most `maximumBodyBytes`.
-    private func collect(_ request: Request) async throws -> ByteBuffer {
-        do {
-            return try await request.body.collect(upTo: Self.maximumBodyBytes)
-        } catch {
-            throw APIError(.contentTooLarge, "the body is larger than \(Self.maximumBodyBytes) bytes")
-        }
-    }
-
-    private static func decode<T: Decodable>(_ type: T.Type, from json: ByteBuffer) throws -> T {
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(json.readableBytesView))
-        } catch let error as DecodingError {
-            throw Self.apiError(error)
-        } catch {
-            throw APIError(.badRequest, "the body is not valid JSON: \(error)")
-        }
-    }
-
-    private static func apiError(_ error: DecodingError) -> APIError {
-        func name(_ path: [any CodingKey]) -> String? { path.isEmpty ? nil : path.map(\.stringValue).joined(separator: ".") }
-        switch error {
-        case .keyNotFound(let key, let context):
-            return APIError(.badRequest, "'\(key.stringValue)' is missing", field: name(context.codingPath + [key]))
-        case .typeMismatch(_, let context), .valueNotFound(_, let context):
-            return APIError(.badRequest, "'\(name(context.codingPath) ?? "body")' has the wrong type", field: name(context.codingPath))
-        case .dataCorrupted(let context):
-            // A field the contract parsed and refused names itself; otherwise the JSON is broken.
-            if let field = name(context.codingPath) { return APIError(.badRequest, context.debugDescription, field: field) }
-            return APIError(.badRequest, "the body is not valid JSON: \(context.debugDescription)")
-        @unknown default:
-            return APIError(.badRequest, "the body could not be read")
-        }
-    }
-
-    /// Runs `body`, naming `field` when its input is refused.
-    private static func field<T>(_ field: String, _ body: () throws -> T) throws -> T {
-        do { return try body() } catch { throw APIError(.badRequest, "\(error)", field: field) }
-    }
-
-    private static func parameter(_ name: String, _ context: BasicRequestContext) throws -> String {
-        guard let value = context.parameters.get(name), !value.isEmpty else {
-            throw APIError(.badRequest, "the path needs a \(name)", field: name)
-        }
-        return value
-    }
-
-    /// The `at` query parameter of `GET /v1/who`.
-    private static func at(_ request: Request) throws -> Moment {
-        guard let at = request.uri.queryParameters["at"].flatMap({ Int64($0) }) else {
-            throw APIError(.badRequest, "at must be a time in milliseconds since 1970", field: "at")
-        }
-        return Moment(milliseconds: at)
-    }
-
-    private static func leaseID(_ context: BasicRequestContext) throws -> Int64 {
-        guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else {
-            throw APIError(.badRequest, "the lease id in the path must be a number", field: "id")
-        }
-        return id
-    }
-
-    private static func addressParameter(_ context: BasicRequestContext) throws -> IPv4Address {
-        try field("address") { try IPv4Address(parsing: context.parameters.get("address") ?? "") }
-    }
-
-    /// A pool prefix named by two path segments, its network (which clients may send with its
-    /// colons percent-encoded) and its length.
-    private static func prefixParameter(_ context: BasicRequestContext) throws -> IPv6Prefix {
-        let network = try parameter("network", context)
-        let length = try parameter("length", context)
-        return try field("network") { try IPv6Prefix(parsing: (network.removingPercentEncoding ?? network) + "/" + length) }
-    }
-
-    private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        json(body: ByteBuffer(bytes: try JSONEncoder().encode(value)), status: status)
-    }
-
-    /// Lease answers, the ones sent most, written without `JSONEncoder` (see `JSONWriter`).
-    private static func json(_ value: some JSONWritable, status: HTTPResponse.Status = .ok) -> Response {
-        json(body: ByteBuffer(bytes: JSONWriter.encode(value)), status: status)
-    }
-
-    private static func json(body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: body))
-    }
-
-    private static func text(_ text: String, contentType: String = "text/plain; charset=utf-8") -> Response {
-        Response(status: .ok, headers: [.contentType: contentType], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 }
 
