@@ -10,10 +10,15 @@
  * Measured in `bench proxy`'s own harness in place of microsocks, through a private mount
  * namespace so the installed microsocks is untouched (its rows are labelled "microsocks"):
  *
- *     apt-get install liburing-dev
+ *     sudo apt-get install liburing-dev
  *     gcc -O2 -o /tmp/uring-socks scripts/uring-socks.c -luring
- *     unshare -m sh -c 'mount --bind /tmp/uring-socks /usr/bin/microsocks &&
- *         .build/release/portslice bench proxy --seconds 3 --held 0 --only portslice --only microsocks'
+ *     sudo unshare -m sh -c 'mount --bind /tmp/uring-socks /usr/bin/microsocks &&
+ *         .build/release/portslice bench proxy --seconds 3 --held 0 --no-pin-loops --only portslice --only microsocks'
+ *
+ * The README's figures were measured against portslice's loops left to the scheduler (as they
+ * all were then), hence --no-pin-loops. URING_SOCKS_RING picks the ring (the benchmark passes
+ * its environment on): `defer` (the default: completions run when the thread waits), `plain`,
+ * or `sqpoll` (a kernel thread polls the submissions).
  */
 #include <liburing.h>
 #include <arpa/inet.h>
@@ -61,9 +66,13 @@ int main(int argc, char **argv) {
     setsockopt(listener, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) }; inet_pton(AF_INET, ip, &a.sin_addr);
     if (bind(listener, (void *)&a, sizeof a) || listen(listener, 4096)) { perror("listen"); return 1; }
-    // Completions are run by this thread when it waits, not by interrupting it (the variant
-    // that measured best: plain rings cost 90 us per connection, SQPOLL 203 us).
+    // By default completions are run by this thread when it waits, not by interrupting it (the
+    // variant that measured best: plain rings cost 90 us per connection, SQPOLL 203 us).
+    const char *ring_kind = getenv("URING_SOCKS_RING");
     struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
+    if (ring_kind && !strcmp(ring_kind, "plain")) { p.flags = 0; }
+    else if (ring_kind && !strcmp(ring_kind, "sqpoll")) { p.flags = IORING_SETUP_SQPOLL; p.sq_thread_idle = 2; }
+    else if (ring_kind && strcmp(ring_kind, "defer")) { fprintf(stderr, "URING_SOCKS_RING=%s: give defer, plain or sqpoll\n", ring_kind); return 2; }
     if (io_uring_queue_init_params(4096, &ring, &p)) { p.flags = 0; if (io_uring_queue_init_params(4096, &ring, &p)) { perror("uring"); return 1; } }
     arm_accept();
     static const unsigned char method[2] = {5, 0};

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <sched.h>
 #include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include "CPortSlice.h"
+
+/// CPUs a set is sized for at most: far beyond any machine, far below overflow.
+static const int cportslice_most_cpus = 1 << 20;
 
 int cportslice_receive_datagrams(int fd, void *buffer, unsigned int slot_size, unsigned int count, unsigned int *lengths) {
     if (count == 0 || count > 256) { return 0; }
@@ -30,7 +32,7 @@ int cportslice_accept_nonblocking(int listener, struct sockaddr_in *peer) {
 int cportslice_allowed_cpus(int *cpus, int capacity) {
     // A set sized for the machine: the fixed cpu_set_t holds 1,024 CPUs, and the kernel refuses
     // (EINVAL) a set smaller than its own count of possible CPUs.
-    for (int size = 1024; size <= 1 << 20; size *= 2) {
+    for (int size = 1024; size <= cportslice_most_cpus; size *= 2) {
         cpu_set_t *set = CPU_ALLOC(size);
         if (set == NULL) { return -1; }
         size_t bytes = CPU_ALLOC_SIZE(size);
@@ -56,7 +58,8 @@ int cportslice_allowed_cpus(int *cpus, int capacity) {
 }
 
 int cportslice_pin_current_thread(int cpu) {
-    if (cpu < 0) { errno = EINVAL; return -1; }
+    // The same bound as the allowed CPUs are read to (and no overflow in `cpu + 1`).
+    if (cpu < 0 || cpu >= cportslice_most_cpus) { errno = EINVAL; return -1; }
     cpu_set_t *set = CPU_ALLOC(cpu + 1);
     if (set == NULL) { return -1; }
     size_t bytes = CPU_ALLOC_SIZE(cpu + 1);
@@ -67,8 +70,4 @@ int cportslice_pin_current_thread(int cpu) {
     CPU_FREE(set);
     errno = error;
     return result;
-}
-
-int cportslice_name_current_thread(const char *name) {
-    return prctl(PR_SET_NAME, name, 0, 0, 0);
 }

@@ -1,3 +1,4 @@
+import Foundation
 import PortSliceCore
 
 // The request and answer bodies of the allocator's API, JSON in both directions. Times are
@@ -97,6 +98,19 @@ public struct RenewRequest: Codable, Sendable, Hashable {
     /// `JSONDecoder`: every host sends one each period, and decoding it was 3% of an
     /// allocator's CPU in `bench alloc`'s renewal round. Nil for any other text, which
     /// `JSONDecoder` reads (and names what is wrong with).
+    /// A renewal's body as the allocator reads it: empty asks for the default lease time, the
+    /// plain forms agents send are read by `init(plainJSON:)`, anything else by `JSONDecoder`.
+    /// - Throws: the decoder's error for a body that is no renewal.
+    public init(body: some Collection<UInt8>) throws {
+        if body.isEmpty {
+            self.init()
+        } else if let plain = RenewRequest(plainJSON: body) {
+            self = plain
+        } else {
+            self = try JSONDecoder().decode(RenewRequest.self, from: Data(body))
+        }
+    }
+
     public init?(plainJSON body: some Collection<UInt8>) {
         var index = body.startIndex
         func skipSpaces() {

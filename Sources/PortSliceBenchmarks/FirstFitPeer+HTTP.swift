@@ -74,7 +74,7 @@ public enum FirstFitPeerServer {
         }
         on(.acquire) { request, _, host in
             let body = try await decode(AcquireRequest.self, request)
-            let now = current()
+            let now = Moment.current
             do {
                 let leases = try await peer.acquire(
                     host: host, count: body.count ?? 1, expires: now + .seconds(body.ttlSeconds ?? 300), now: now)
@@ -84,12 +84,12 @@ public enum FirstFitPeerServer {
             }
         }
         on(.renewAll) { request, _, host in
-            let renewed = try await renewal(peer, host: host, try renewRequest(try await request.body.collect(upTo: maximumBodyBytes)))
-            return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: renewed))
+            let renewed = try await renewal(peer, host: host, try RenewRequest(body: try await request.body.collect(upTo: maximumBodyBytes).readableBytesView))
+            return json(body: renewed)
         }
         on(.release) { _, context, host in
             guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else { return try error(.badRequest, "the lease id must be a number") }
-            guard try await peer.release(id, host: host, now: current()) else { return try error(.notFound, "no such lease of \(host)") }
+            guard try await peer.release(id, host: host, now: Moment.current) else { return try error(.notFound, "no such lease of \(host)") }
             return Response(status: .noContent)
         }
         return router
@@ -100,7 +100,7 @@ public enum FirstFitPeerServer {
     static func directRoutes(_ peer: FirstFitPeer, serverName: String) -> [any RemovableChannelHandler] {
         let route = APIRoute.renewAll
         return [DirectRoute(method: route.httpMethod, path: route.path, serverName: serverName, maximumBodyBytes: maximumBodyBytes) { head, body in
-            guard let header = head.headerFields[.authorization], header.hasPrefix("Bearer "), let request = try? renewRequest(body) else {
+            guard let header = head.headerFields[.authorization], header.hasPrefix("Bearer "), let request = try? RenewRequest(body: body.readableBytesView) else {
                 return nil
             }
             do {
@@ -114,19 +114,11 @@ public enum FirstFitPeerServer {
 
     private static let maximumBodyBytes = 64 * 1024
 
-    /// As the allocator reads it (`ControlAPI`): the bodies agents send without `JSONDecoder`.
-    private static func renewRequest(_ body: ByteBuffer) throws -> RenewRequest {
-        body.readableBytes == 0 ? RenewRequest()
-            : try RenewRequest(plainJSON: body.readableBytesView) ?? JSONDecoder().decode(RenewRequest.self, from: Data(body.readableBytesView))
-    }
-
     private static func renewal(_ peer: FirstFitPeer, host: String, _ request: RenewRequest) async throws -> ByteBuffer {
-        let now = current()
+        let now = Moment.current
         let leases = try await peer.renewAll(host: host, expires: now + .seconds(request.ttlSeconds ?? 300), now: now)
         return ByteBuffer(bytes: JSONWriter.encode(try leaseList(leases)))
     }
-
-    private static func current() -> Moment { Moment(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
 
     private static func leaseList(_ leases: [PeerLease]) throws -> LeaseList {
         LeaseList(leases: try leases.map { lease in
@@ -142,8 +134,11 @@ public enum FirstFitPeerServer {
     }
 
     private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
-                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
+        json(body: ByteBuffer(bytes: try JSONEncoder().encode(value)), status: status)
+    }
+
+    private static func json(body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: body))
     }
 
     private static func error(_ status: HTTPResponse.Status, _ message: String) throws -> Response {

@@ -18,6 +18,9 @@ public struct ProxyBenchmark: Sendable {
     /// Connections each held-connection row asks to keep open (0: no such rows); `HoldPlan`
     /// splits them into relays and slow clients.
     public var heldConnections = 10_000
+    /// Whether portslice keeps each loop on its CPU (`proxy --pin-loops`, its default); off,
+    /// the rows of the loops left to the scheduler.
+    public var pinsLoops = true
 
     public static let contenderNames = ["portslice", "microsocks", "dante"]
     /// The rows of portslice's connections that name their destination instead of giving its address.
@@ -164,7 +167,7 @@ public struct ProxyBenchmark: Sendable {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let all = [
             Contender(name: "portslice") { port, nameServer, directory in
-                try Self.startPortslice(portslice, port: port, slice: Self.portsliceSlice, nameServer: nameServer, directory: directory)
+                try Self.startPortslice(portslice, port: port, slice: Self.portsliceSlice, nameServer: nameServer, pinsLoops: pinsLoops, directory: directory)
             },
             // The peers use the system's resolver, which cannot be pointed at another server
             // without root: their rows are by address only.
@@ -377,7 +380,7 @@ public struct ProxyBenchmark: Sendable {
         let destination = try IdleDestination(keepingFirst: 0)
         defer { destination.stop() }
         try Self.requireFree(Endpoint(IPv4Address(127, 0, 0, 1), port))
-        let process = try Self.startPortslice(portslice, port: port, slice: Self.fillSlice, directory: directory)
+        let process = try Self.startPortslice(portslice, port: port, slice: Self.fillSlice, pinsLoops: pinsLoops, directory: directory)
         defer { GuardedProcess.stop([process]) }  // before the destination (see `IdleDestination.stop`)
         let proxy = Endpoint(IPv4Address(127, 0, 0, 1), port)
         try Self.waitUntilListening(proxy, process: process, name: "portslice (fill)")
@@ -399,14 +402,15 @@ public struct ProxyBenchmark: Sendable {
     /// Starts `portslice proxy` on `port`, sending from `slice`; with `nameServer`, asking it
     /// alone for names, with a resolv.conf of the benchmark's own (no search list, ndots 1), so
     /// the host's search rules add no queries (the hosts file stays the system's).
-    static func startPortslice(_ executable: String, port: UInt16, slice: String, nameServer: Endpoint? = nil, directory: String) throws -> GuardedProcess {
+    static func startPortslice(_ executable: String, port: UInt16, slice: String, nameServer: Endpoint? = nil, pinsLoops: Bool = true,
+                               directory: String) throws -> GuardedProcess {
         let address = slice.prefix { $0 != ":" }
         let pool = "\(directory)/pool-\(address).csv"
         try "\(address)/32,US,US-CA,San Jose,,hosting,high\n".write(toFile: pool, atomically: true, encoding: .utf8)
         // The load's clients all come from 127.0.0.1, one address standing for many clients:
         // neither per-client limit may bind (64 clients' first lookups wait at once).
         var arguments = ["proxy", "--listen", "127.0.0.1:\(port)", "--admin-listen", "127.0.0.1:0", "--slice", slice, "--pool", pool,
-                         "--allow", "127.0.0.1/32", "--connections-per-client", "100000"]
+                         "--allow", "127.0.0.1/32", "--connections-per-client", "100000"] + (pinsLoops ? [] : ["--no-pin-loops"])
         if let nameServer {
             let resolvConf = "\(directory)/resolv.conf"
             try "options ndots:1 timeout:2 attempts:2\n".write(toFile: resolvConf, atomically: true, encoding: .utf8)

@@ -287,6 +287,9 @@ struct BenchProxyCommand: ParsableCommand {
     @Option(name: .customLong("only"), help: ArgumentHelp("Measure only this proxy (portslice, microsocks or dante), to profile it; repeat for several.", valueName: "proxy"))
     var only: [String] = []
 
+    @Flag(inversion: .prefixedNo, help: "Start portslice's proxy with its loops kept on their CPUs (its default); --no-pin-loops measures them left to the scheduler.")
+    var pinLoops = true
+
     func validate() throws {
         guard seconds >= 0.5 && seconds <= 60 else { throw ValidationError("--seconds \(seconds) is out of range; give 0.5 to 60") }
         guard (0...100_000).contains(held) else { throw ValidationError("--held \(held) is out of range; give 0 to 100000") }
@@ -299,6 +302,7 @@ struct BenchProxyCommand: ParsableCommand {
         var benchmark = ProxyBenchmark()
         benchmark.seconds = seconds
         benchmark.heldConnections = held
+        benchmark.pinsLoops = pinLoops
         if !only.isEmpty { benchmark.contenders = only }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let report = try benchmark.run(portslice: executable) { printToStandardError("bench: \($0)") }

@@ -238,7 +238,10 @@ struct ServeCommand: AsyncParsableCommand, ServesOnEventLoops {
         let viewerToken = try await Self.savedToken(at: "\(dataDir)/console-viewer-token", of: .viewer(DemoService.viewerName), dataDir: dataDir) {
             try await store.addViewer(DemoService.viewerName, now: .current)
         }
-        var proxy = try ProxyOptions.parse(["--listen", proxyListen ?? "127.0.0.1:1080", "--admin-listen", proxyAdminListen ?? "127.0.0.1:1081"])
+        // The demo's proxy shares its process and CPUs with the allocator: its loops are left to
+        // the scheduler rather than kept where the allocator's threads need to run too.
+        var proxy = try ProxyOptions.parse(["--listen", proxyListen ?? "127.0.0.1:1080", "--admin-listen", proxyAdminListen ?? "127.0.0.1:1081",
+                                            "--no-pin-loops"])
         proxy.clientFeeds = [clientsPath]
         return DemoService(hostToken: hostToken, viewerToken: viewerToken, wants: wants, proxy: proxy)
     }

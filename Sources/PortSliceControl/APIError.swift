@@ -27,7 +27,7 @@ struct APIError: HTTPResponseError {
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: json))
+        ControlAPI.json(body: json, status: status)
     }
 
     /// The answer's body, `ErrorBody` as JSON.

@@ -3,8 +3,9 @@ import Hummingbird
 import PortSliceAPI
 
 extension APIRoute {
-    /// The path as Hummingbird's router takes it (`:name` for `{name}`), which is also the
-    /// `route` label of the request metrics.
+    /// The path as Hummingbird's router takes it (`:name` for `{name}`). The router names a
+    /// matched route by `path`'s own `{name}` form, which is the `route` label of the request
+    /// metrics.
     public var routerPath: String {
         path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
     }

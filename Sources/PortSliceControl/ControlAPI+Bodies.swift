@@ -22,8 +22,13 @@ extension ControlAPI {
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from json: ByteBuffer) throws -> T {
+        try decoding { try JSONDecoder().decode(T.self, from: Data(json.readableBytesView)) }
+    }
+
+    /// What `read` reads from a body, a decoding failure answered as 400 naming the field.
+    static func decoding<T>(_ read: () throws -> T) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(json.readableBytesView))
+            return try read()
         } catch let error as DecodingError {
             throw Self.apiError(error)
         } catch {

@@ -28,7 +28,8 @@ extension ControlAPI {
         guard let token = Self.bearerToken(head.headerFields), !HostToken.matches(token, hash: adminTokenHash) else { return nil }
         let answer: DirectRoute.Answer
         do {
-            guard case .host(let name)? = try await store.principal(authenticatedBy: token), let timeToLive = try? renewalTime(body: body)
+            // The body first: one the router would refuse costs no token lookup here.
+            guard let timeToLive = try? renewalTime(body: body), case .host(let name)? = try await store.principal(authenticatedBy: token)
             else { return nil }
             answer = DirectRoute.Answer(status: .ok, json: try await renewal(of: name, timeToLive: timeToLive))
         } catch {
@@ -40,7 +41,7 @@ extension ControlAPI {
                 answer = DirectRoute.Answer(status: .internalServerError, json: APIError(.internalServerError, "the renewal failed").json)
             }
         }
-        requestMetrics.record(route: APIRoute.renewAll.routerPath, method: head.method.rawValue, status: answer.status, after: started)
+        requestMetrics.record(route: APIRoute.renewAll.path, method: head.method.rawValue, status: answer.status, after: started)
         return answer
     }
 

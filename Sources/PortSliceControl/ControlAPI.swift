@@ -353,8 +353,7 @@ public struct ControlAPI: Sendable {
 
     /// The lease time a renewal's body asks for; an empty body asks for the default.
     func renewalTime(body: ByteBuffer) throws -> Duration {
-        let request = body.readableBytes == 0 ? RenewRequest()
-            : try RenewRequest(plainJSON: body.readableBytesView) ?? Self.decode(RenewRequest.self, from: body)
+        let request = try Self.decoding { try RenewRequest(body: body.readableBytesView) }
         return request.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive
     }
 

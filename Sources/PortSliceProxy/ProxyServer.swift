@@ -37,7 +37,8 @@ public final class ProxyServer: Sendable, Service {
         /// How destination names are looked up.
         public var resolver: ResolverSettings
         /// Keeps loop i on the i-th CPU the starting thread may use (sharing them round the list
-        /// when there are more loops), so the scheduler never moves it between CPUs, which cost
+        /// when there are more loops; none is pinned when there are fewer, as under a CPU quota),
+        /// so the scheduler never moves it between CPUs, which cost
         /// each connection's round trips about a tenth more CPU (see `CPUAffinity`). Off by
         /// default here, where the embedding process owns its threads' places (the tests run
         /// many proxies in one process); `portslice proxy` and `agent` turn it on unless told
@@ -63,9 +64,10 @@ public final class ProxyServer: Sendable, Service {
     /// Where it listens (the port chosen, when 0 was asked for).
     public let endpoint: Endpoint
 
-    /// Binds `endpoint` once per loop (`threads`; by default one per CPU the starting thread
-    /// may use, no more than a container's CPU quota allows) and starts serving; connections
-    /// refused and flows that could not be opened are logged to `logger`.
+    /// Binds `endpoint` once per loop (`threads`; by default one per CPU this process may use,
+    /// as `activeProcessorCount` counts them: its affinity, and a container's CPU quota) and
+    /// starts serving; connections refused and flows that could not be opened are logged to
+    /// `logger`.
     public static func start(on endpoint: Endpoint, opener: FlowOpener, settings: Settings = Settings(),
                              threads: Int? = nil, logger: Logger) throws -> ProxyServer {
         if endpoint.port != 0, let problem = HostNetwork.tcpBindProblem(endpoint) {
@@ -85,15 +87,7 @@ public final class ProxyServer: Sendable, Service {
             let unusable = settings.resolver.unusableServers.map(\.description).joined(separator: ", ")
             logger.warning("resolv.conf names IPv6 name servers (\(unusable)), which the proxy cannot ask; it asks \(servers) (give --dns-server IPV4 to choose)")
         }
-        // The CPUs the starting thread may use (the process's, unless that thread was pinned),
-        // bounded by the CPU time a container's quota allows.
-        var cpus: [Int]?
-        do {
-            cpus = try CPUAffinity.allowedCPUs()
-        } catch {
-            logger.warning("\(error); the loops are left to the scheduler")
-        }
-        let loopCount = max(1, threads ?? min(ProcessInfo.processInfo.activeProcessorCount, cpus?.count ?? Int.max))
+        let loopCount = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         var loops: [EngineLoop] = []
         var bound = endpoint
         do {
@@ -106,7 +100,15 @@ public final class ProxyServer: Sendable, Service {
         } catch {
             throw ProxyError("cannot listen on \(endpoint): \(error)")
         }
-        let placement = settings.pinsLoops ? cpus.flatMap { Self.placement(loops: loops.count, cpus: $0) } : nil
+        var placement: [Int]?
+        if settings.pinsLoops {
+            do {
+                placement = Self.placement(loops: loops.count, cpus: try CPUAffinity.allowedCPUs())
+                if placement == nil { logger.info("\(loops.count) proxy loops share more CPUs (a CPU quota): left to the scheduler") }
+            } catch {
+                logger.warning("\(error); the proxy loops are left to the scheduler")
+            }
+        }
         if placement != nil {
             // A thread inherits the CPUs of the thread that starts it: SwiftNIO's shared loops,
             // which a UDP association first asks for from a proxy loop, start here instead, free.
@@ -115,10 +117,11 @@ public final class ProxyServer: Sendable, Service {
         return ProxyServer(loops: loops, endpoint: bound, cpus: placement, logger: logger)
     }
 
-    /// The CPU of each of `loops` loops: the i-th of `cpus`, round the list again when there are
-    /// more loops than CPUs.
+    /// The CPU of each of `loops` loops: the i-th of `cpus` (the starting thread's), round the
+    /// list again when there are more loops than CPUs. Nil when there are fewer: under a CPU
+    /// quota the loops may run on any of the CPUs, and pinned they would all crowd the first.
     static func placement(loops: Int, cpus: [Int]) -> [Int]? {
-        cpus.isEmpty ? nil : (0..<loops).map { cpus[$0 % cpus.count] }
+        loops < cpus.count || cpus.isEmpty ? nil : (0..<loops).map { cpus[$0 % cpus.count] }
     }
 
     private init(loops: [EngineLoop], endpoint: Endpoint, cpus: [Int]?, logger: Logger) {
@@ -128,16 +131,18 @@ public final class ProxyServer: Sendable, Service {
         // Each loop names and places its own thread; the proxy has started once all have, so
         // a ready line printed after `start` is true of every loop.
         let placed = DispatchGroup()
-        let unpinned = Mutex<[String]>([])
+        let unpinned = Mutex<(count: Int, first: String?)>((0, nil))
         for (index, loop) in loops.enumerated() {
             placed.enter()
             let thread = Thread { [finished] in
-                CPUAffinity.nameCurrentThread("proxy-loop-\(index)")
+                // Shown by `top -H` and /proc/PID/task/TID/comm, which keep 15 bytes. Named from
+                // inside: Foundation gives the kernel a name set before the thread runs only on Darwin.
+                Thread.current.name = "proxy-loop-\(index)"
                 if let cpu = cpus?[index] {
                     do {
                         try CPUAffinity.pinCurrentThread(to: cpu)
                     } catch {
-                        unpinned.withLock { $0.append("\(error)") }
+                        unpinned.withLock { $0 = ($0.count + 1, $0.first ?? "\(error)") }
                     }
                 }
                 placed.leave()
@@ -147,9 +152,9 @@ public final class ProxyServer: Sendable, Service {
             thread.start()
         }
         placed.wait()
-        let failures = unpinned.withLock { $0 }
-        if let first = failures.first {
-            logger.warning("\(failures.count) of \(loops.count) proxy loops are left to the scheduler (\(first)); --no-pin-loops stops trying")
+        let (failures, first) = unpinned.withLock { $0 }
+        if let first {
+            logger.warning("\(failures) of \(loops.count) proxy loops are left to the scheduler (\(first)); --no-pin-loops stops trying")
         }
     }
 

@@ -19,12 +19,6 @@ public enum CPUAffinity {
     public static func pinCurrentThread(to cpu: Int) throws(CPUAffinityError) {
         if case .failure(let errno) = Syscalls.pinCurrentThread(toCPU: cpu) { throw .unpinnable(cpu: cpu, errno) }
     }
-
-    /// Names the calling thread for `top -H`, `ps -L` and /proc/PID/task/TID/comm (15 bytes
-    /// show); a name the kernel will not take is no reason to stop, so failure is ignored.
-    public static func nameCurrentThread(_ name: String) {
-        _ = Syscalls.nameCurrentThread(name)
-    }
 }
 
 public enum CPUAffinityError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -18,19 +18,24 @@ public enum NetworkNamespace {
             throw HostNetworkError.unreadable(path: path, reason: "\(error)")
         }
         defer { try? namespace.close() }
+        let descriptor = namespace.rawValue
+        return try OwnThread.run {
+            if case .failure(let errno) = Syscalls.enterNetworkNamespace(descriptor) { throw DialError.from(.setns, errno) }
+            return try body()
+        }
+    }
+}
+
+/// Runs work that changes the thread it runs on (its network namespace, its CPUs), which must
+/// never befall a thread of Swift's shared pool: on a thread of its own, waited for.
+enum OwnThread {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
         let outcome = Mutex<Result<T, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            let result: Result<T, any Error>
-            if case .failure(let errno) = Syscalls.enterNetworkNamespace(namespace.rawValue) {
-                result = .failure(DialError.from(.setns, errno))
-            } else {
-                result = Result { try body() }
-            }
-            outcome.withLock { $0 = result }
+        Thread {
+            outcome.withLock { $0 = Result { try body() } }
             done.signal()
-        }
-        thread.start()
+        }.start()
         done.wait()
         return try outcome.withLock { $0! }.get()
     }

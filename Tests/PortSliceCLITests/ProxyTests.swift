@@ -80,6 +80,9 @@ struct ProxyTests {
         #expect(source.address == slice.address && slice.ports.contains(source.port), "left from \(source), not from \(slice)", sourceLocation: sourceLocation)
     }
 
+    /// More than one CPU, each with its loop: no CPU quota makes the loops fewer than the CPUs.
+    static let cpusToPin = ((try? CPUAffinity.allowedCPUs())?.count).map { $0 > 1 && $0 == ProcessInfo.processInfo.activeProcessorCount } ?? false
+
     /// The CPUs each of `process`'s connection loops may run on, by loop number, from
     /// /proc (the loops name their threads `proxy-loop-N`).
     static func loopPlacement(of process: Process) throws -> [Int: [Int]] {
@@ -91,22 +94,14 @@ struct ProxyTests {
                   name.hasPrefix("proxy-loop-"), let loop = Int(name.dropFirst("proxy-loop-".count)) else { continue }
             let status = try String(contentsOfFile: "\(tasks)/\(task)/status", encoding: .utf8)
             let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
-            placement[loop] = try cpuList(String(line.dropFirst("Cpus_allowed_list:".count)))
+            // The kernel writes a CPU list (`0-3,6`) in a port set's syntax.
+            placement[loop] = try PortSet(parsing: String(line.dropFirst("Cpus_allowed_list:".count))).ports.map(Int.init)
         }
         return placement
     }
 
-    /// A kernel CPU list such as `0-3,6`, spelled out.
-    static func cpuList(_ text: String) throws -> [Int] {
-        try text.trimmingCharacters(in: .whitespaces).split(separator: ",").flatMap { part -> [Int] in
-            let bounds = try part.split(separator: "-").map { try #require(Int($0), "CPU list '\(text)'") }
-            let low = try #require(bounds.first, "CPU list '\(text)'"), high = try #require(bounds.last, "CPU list '\(text)'")
-            return Array(low...high)
-        }
-    }
-
     @Test("one connection loop per CPU the process may use, each kept on its own CPU; --no-pin-loops leaves them to the scheduler",
-          .enabled(if: ((try? CPUAffinity.allowedCPUs())?.count ?? 0) > 1, "with one CPU, pinned and unpinned loops look alike"))
+          .enabled(if: ProxyTests.cpusToPin, "needs more than one CPU and no CPU quota: otherwise pinned and unpinned loops look alike"))
     func loopsKeepToTheirCPUs() throws {
         let allowed = try CPUAffinity.allowedCPUs()
         let pinned = try Proxy()
