@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include "CPortSlice.h"
@@ -70,4 +71,8 @@ int cportslice_pin_current_thread(int cpu) {
     CPU_FREE(set);
     errno = error;
     return result;
+}
+
+int cportslice_name_current_thread(const char *name) {
+    return prctl(PR_SET_NAME, name, 0, 0, 0);
 }

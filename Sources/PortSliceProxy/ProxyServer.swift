@@ -135,9 +135,7 @@ public final class ProxyServer: Sendable, Service {
         for (index, loop) in loops.enumerated() {
             placed.enter()
             let thread = Thread { [finished] in
-                // Shown by `top -H` and /proc/PID/task/TID/comm, which keep 15 bytes. Named from
-                // inside: Foundation gives the kernel a name set before the thread runs only on Darwin.
-                Thread.current.name = "proxy-loop-\(index)"
+                CPUAffinity.nameCurrentThread("proxy-loop-\(index)")
                 if let cpu = cpus?[index] {
                     do {
                         try CPUAffinity.pinCurrentThread(to: cpu)

@@ -19,6 +19,14 @@ public enum CPUAffinity {
     public static func pinCurrentThread(to cpu: Int) throws(CPUAffinityError) {
         if case .failure(let errno) = Syscalls.pinCurrentThread(toCPU: cpu) { throw .unpinnable(cpu: cpu, errno) }
     }
+
+    /// Names the calling thread for `top -H`, `ps -L` and /proc/PID/task/TID/comm (15 bytes
+    /// show). Not Foundation's `Thread.name`: on Linux it reaches the kernel only when the
+    /// starting thread has recorded the new thread's handle before the new thread sets it, a
+    /// race a proxy loop lost in CI. A name the kernel will not take is no reason to stop.
+    public static func nameCurrentThread(_ name: String) {
+        _ = Syscalls.nameCurrentThread(name)
+    }
 }
 
 public enum CPUAffinityError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -18,7 +18,7 @@ enum Syscalls {
         case shutdown, recvmmsg, recvfrom, sendto, getpeername, getifaddrs
         case epollCreate = "epoll_create1", epollCtl = "epoll_ctl", epollWait = "epoll_wait", eventfd, read, write
         case accept4, stat
-        case schedGetaffinity = "sched_getaffinity", schedSetaffinity = "sched_setaffinity"
+        case schedGetaffinity = "sched_getaffinity", schedSetaffinity = "sched_setaffinity", prctl
     }
 
     // MARK: - Plumbing
@@ -306,6 +306,12 @@ enum Syscalls {
     static func pinCurrentThread(toCPU cpu: Int) -> Result<Void, Errno> {
         guard let cpu = CInt(exactly: cpu) else { return .failure(.invalidArgument) }
         return performReturningInt32(.schedSetaffinity) { cportslice_pin_current_thread(cpu) }.map { _ in }
+    }
+
+    /// Names the calling thread (the kernel keeps 15 bytes).
+    @inline(never)
+    static func nameCurrentThread(_ name: String) -> Result<Void, Errno> {
+        performReturningInt32(.prctl) { cportslice_name_current_thread(name) }.map { _ in }
     }
 
     /// Reads an eventfd's counter back to zero.

@@ -69,7 +69,7 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
             throw StoreError("cannot open the SQLite database \(path ?? ":memory:"): \(message)")
         }
         handle = Mutex(Handle(database: database))
-        thread = SQLiteThread(name: "sqlite-conn")
+        thread = SQLiteThread(name: "portslice-sqlite")
     }
 
     deinit {
@@ -196,12 +196,10 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable {
     private var stopped = false
 
     init(name: String) {
-        // The thread holds the executor until it is stopped. It names itself: Foundation passes a
-        // name set before the thread runs to the kernel only on Darwin (which keeps 15 bytes).
-        Thread {
-            Thread.current.name = name
-            self.serve()
-        }.start()
+        // The thread holds the executor until it is stopped.
+        let thread = Thread { self.serve() }
+        thread.name = name
+        thread.start()
     }
 
     func enqueue(_ job: consuming ExecutorJob) {

@@ -75,6 +75,10 @@ int cportslice_allowed_cpus(int *cpus, int capacity);
 /// errno set (EINVAL when `cpu` is negative, past 2^20, offline or outside the process's cpuset).
 int cportslice_pin_current_thread(int cpu);
 
+/// Names the calling thread (`prctl(PR_SET_NAME)`; 15 bytes show) for `top -H` and
+/// /proc/PID/task/TID/comm. Returns 0, or -1 with errno set.
+int cportslice_name_current_thread(const char *name);
+
 /// What the proxy engine watches on each socket, edge-triggered: readable, writable, the
 /// peer's half-close, and (always reported) errors and hang-ups.
 static const uint32_t cportslice_epoll_stream_events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
