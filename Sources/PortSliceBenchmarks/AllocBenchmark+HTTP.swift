@@ -95,6 +95,7 @@ extension AllocBenchmark {
             }
             let measured = try await measureThroughHTTP(
                 name: name, bases: servers.map(\.base), adminToken: adminToken, wanted: wanted, client: client,
+                load: HTTPRequestLoad(servers: servers.map { Endpoint(IPv4Address(127, 0, 0, 1), UInt16($0.port)) }, clients: clients),
                 cpu: { [pids = servers.map(\.pid), database = database?.name] in
                     (pids.map { ProcessCPU.seconds(of: $0) ?? 0 }.reduce(0, +), database.map { ProcessCPU.postgres(database: $0) } ?? [:])
                 },
@@ -115,7 +116,7 @@ extension AllocBenchmark {
     static let renewalConnections = 512
 
     private func measureThroughHTTP(
-        name: String, bases: [String], adminToken: String, wanted: [Traits], client: LoadClient,
+        name: String, bases: [String], adminToken: String, wanted: [Traits], client: LoadClient, load: HTTPRequestLoad,
         cpu: @escaping () -> (servers: Double, postgres: [Int32: Double]), progress: @Sendable (String) -> Void
     ) async throws -> HTTPMeasured {
         var measured = HTTPMeasured()
@@ -133,11 +134,17 @@ extension AllocBenchmark {
         }.results
 
         progress("\(name): \(clients) clients acquire \(slicesPerHost) slices for each of \(hosts) hosts")
-        let acquired = try await Self.closedLoop(count: hosts, clients: clients) { index in
-            let leases = try await client.call(
-                .acquire, base: bases[index % bases.count], token: tokens[index],
-                body: AcquireRequest(count: slicesPerHost, ttlSeconds: timeToLive, traits: wanted[index]), expect: 201, as: LeaseList.self
-            ).leases
+        // Written out before the clock starts, as the releases are.
+        let acquires = try (0..<hosts).map { index in
+            try load.request(.acquire, to: index % bases.count, token: tokens[index],
+                             body: AcquireRequest(count: slicesPerHost, ttlSeconds: timeToLive, traits: wanted[index]))
+        }
+        let acquired = try await load.run(acquires)
+        let leaseIDs = try acquired.answers.enumerated().map { index, answer in
+            guard answer.status == 201 else {
+                throw BenchmarkFailure("acquire for host\(index) answered \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+            }
+            let leases = try JSONDecoder().decode(LeaseList.self, from: Data(answer.body)).leases
             guard leases.count == slicesPerHost else { throw BenchmarkFailure("host\(index) got \(leases.count) slices") }
             return leases[0].id
         }
@@ -163,12 +170,14 @@ extension AllocBenchmark {
         measured.renewCPUSeconds = spent(before, cpu())
 
         progress("\(name): \(clients) clients release one lease of each host")
-        let leaseIDs = acquired.results
-        measured.release = try await Self.closedLoop(count: hosts, clients: clients) { index in
-            try await client.send(
-                .release, base: bases[index % bases.count], ["id": String(leaseIDs[index])], token: tokens[index],
-                body: AllocatorClient.Empty?.none, expect: 204)
-        }.timings
+        let releases = try (0..<hosts).map { index in
+            try load.request(.release, ["id": String(leaseIDs[index])], to: index % bases.count, token: tokens[index], body: AllocatorClient.Empty?.none)
+        }
+        let released = try await load.run(releases)
+        if let index = released.answers.firstIndex(where: { $0.status != 204 }) {
+            throw BenchmarkFailure("release for host\(index) answered \(released.answers[index].status): \(String(decoding: released.answers[index].body.prefix(300), as: UTF8.self))")
+        }
+        measured.release = released.timings
         return measured
     }
 

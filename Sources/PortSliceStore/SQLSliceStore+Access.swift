@@ -12,11 +12,16 @@ extension SQLSliceStore {
     /// `transaction` for a caller that already holds the gate.
     func inTransaction<T>(_ body: () async throws -> T) async throws -> T {
         committedVersion.withLock { $0 = nil }
+        announcedInTransaction.withLock { $0 = [] }
         for statement in connection.dialect.beginWrite { try await run(statement) }
         do {
             let result = try await body()
             try await run("COMMIT")
             if let version = committedVersion.withLock({ $0 }) { versions.publish(version) }
+            // Heard again now that the change is visible: a lookup on the reading connection
+            // that began after the first hearing could have read the state before it, and
+            // kept it (see `announce`).
+            for payload in announcedInTransaction.withLock({ $0 }) { heard(payload) }
             return result
         } catch {
             try? await run("ROLLBACK")
@@ -66,6 +71,17 @@ extension SQLSliceStore {
     }
 
     func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        try await query(sql, binds, on: connection)
+    }
+
+    /// A statement that only reads and needs no transaction: on the reading connection when
+    /// there is one (SQLite), where it waits for no write; else alone on the connection.
+    func read(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        guard let reader else { return try await withDatabase { try await self.query(sql, binds) } }
+        return try await reader.withConnection { try await self.query(sql, binds, on: reader) }
+    }
+
+    private func query(_ sql: String, _ binds: [SQLValue], on connection: any SQLConnection) async throws -> [SQLRow] {
         statements.add(1, ordering: .relaxed)
         do {
             return try await connection.query(sql, binds)

@@ -26,14 +26,12 @@ extension SQLSliceStore {
         let cached = versions.isLive
         if cached, let known = verifiedTokens.value(for: hash) { return known }
         let generation = verifiedTokens.generation
-        let rows = try await withDatabase {
-            try await self.query(
-                """
-                SELECT 'host' AS role, token_hash FROM hosts WHERE name = ? UNION ALL SELECT 'edge' AS role, token_hash FROM edges WHERE name = ?
-                UNION ALL SELECT 'viewer' AS role, token_hash FROM viewers WHERE name = ?
-                """,
-                [.text(name), .text(name), .text(name)])
-        }
+        let rows = try await read(
+            """
+            SELECT 'host' AS role, token_hash FROM hosts WHERE name = ? UNION ALL SELECT 'edge' AS role, token_hash FROM edges WHERE name = ?
+            UNION ALL SELECT 'viewer' AS role, token_hash FROM viewers WHERE name = ?
+            """,
+            [.text(name), .text(name), .text(name)])
         // Every stored hash of that name is compared, so the time taken does not tell which matched.
         var found: Principal?
         for row in rows where HostToken.sameHash(hash, row.text("token_hash") ?? "") {

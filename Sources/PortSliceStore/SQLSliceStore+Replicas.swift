@@ -54,9 +54,10 @@ extension SQLSliceStore {
     static let addressAnnouncement = "address:"
 
     /// Tells every other replica, when the transaction commits, what to forget; this process
-    /// forgets it at once (a lookup under way then keeps nothing).
+    /// forgets it at once (a lookup under way then keeps nothing) and again once committed.
     func announce(_ payload: String) async throws {
         heard(payload)
+        announcedInTransaction.withLock { $0.append(payload) }
         if connection.dialect == .postgres {
             try await run("SELECT pg_notify('\(Self.notificationChannel)', ?)", [.text(payload)])
         }

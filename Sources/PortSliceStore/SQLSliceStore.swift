@@ -20,6 +20,10 @@ import Synchronization
 /// listens for other replicas' changes to the slice table (see `versions`).
 public final class SQLSliceStore: SliceStore, Service {
     let connection: any SQLConnection
+    /// On SQLite (a file), a second connection that only reads: a token is looked up there
+    /// without waiting for the writer, which with many hosts acquiring at once held the one
+    /// connection for most of the time (see `principal(authenticatedBy:)`).
+    let reader: (any SQLConnection)?
     let gate = TransactionGate()
     private let traitsByText = Mutex<[String: Traits]>([:])
     private let renewals: Coalescer<Renewal, HeldLeases>
@@ -30,6 +34,8 @@ public final class SQLSliceStore: SliceStore, Service {
     public let versions = TableVersionFeed()
     /// The version the current transaction moved the table to, published after its commit.
     let committedVersion = Mutex<Int64?>(nil)
+    /// What the current transaction announced (`announce`), heard again after its commit.
+    let announcedInTransaction = Mutex<[String]>([])
     let statements = Atomic<Int>(0)
     /// Tokens verified lately, by their SHA-256 (never the token itself), and the traits of
     /// pool addresses: what every renewal would otherwise ask the database for. Rotating or
@@ -57,9 +63,10 @@ public final class SQLSliceStore: SliceStore, Service {
     /// than one for a single host.
     public static let defaultRenewalWindow = Duration.milliseconds(100)
 
-    init(connection: any SQLConnection, quarantine: Duration, renewalWindow: Duration, operationTimeout: Duration = defaultOperationTimeout,
-         logger: Logger) async throws {
+    init(connection: any SQLConnection, reader: (any SQLConnection)? = nil, quarantine: Duration, renewalWindow: Duration,
+         operationTimeout: Duration = defaultOperationTimeout, logger: Logger) async throws {
         self.connection = connection
+        self.reader = reader
         self.quarantine = quarantine
         self.operationTimeout = operationTimeout
         self.logger = logger
@@ -70,7 +77,10 @@ public final class SQLSliceStore: SliceStore, Service {
         versions.setLive(connection.dialect == .sqlite)
     }
 
-    public func close() async throws { try await connection.close() }
+    public func close() async throws {
+        try await reader?.close()
+        try await connection.close()
+    }
 
     /// Statements sent to the database so far (by this store's operations; the listener's
     /// `LISTEN` is not counted).

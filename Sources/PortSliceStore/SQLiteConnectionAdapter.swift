@@ -58,10 +58,11 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     private static let initialized: Void = { _ = sqlite_nio_sqlite3_initialize() }()
 
     /// - Throws: `StoreError` when the file cannot be opened.
-    init(path: String?) throws {
+    init(path: String?, readOnly: Bool = false) throws {
         _ = Self.initialized
         var database: OpaquePointer?
-        let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
+        let access = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE
+        let flags = access | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
         let opened = sqlite_nio_sqlite3_open_v2(path ?? ":memory:", &database, flags, nil)
         guard opened == SQLITE_OK, let database else {
             let message = database.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "code \(opened)"
@@ -259,6 +260,14 @@ public enum SQLConnections {
         _ = try await adapter.query("PRAGMA foreign_keys = ON", [])
         return adapter
     }
+
+    /// A connection that only reads the file `sqlite(path:)` opened (already in WAL mode): its
+    /// reads see the last commit and wait for no writer.
+    static func sqliteReader(path: String) async throws -> any SQLConnection {
+        let adapter = try SQLiteConnectionAdapter(path: path, readOnly: true)
+        _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
+        return adapter
+    }
 }
 
 extension SQLSliceStore {
@@ -268,6 +277,14 @@ extension SQLSliceStore {
     public static func openSQLite(path: String?, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow,
                                   logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
-        return try await SQLSliceStore(connection: try await SQLConnections.sqlite(path: path), quarantine: quarantine, renewalWindow: renewalWindow, logger: logger)
+        let connection = try await SQLConnections.sqlite(path: path)
+        do {
+            // A database in memory is this connection's alone: there is nothing to read it beside.
+            let reader = if let path { try await SQLConnections.sqliteReader(path: path) } else { nil as (any SQLConnection)? }
+            return try await SQLSliceStore(connection: connection, reader: reader, quarantine: quarantine, renewalWindow: renewalWindow, logger: logger)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
     }
 }

@@ -1,0 +1,191 @@
+import Foundation
+import PortSliceAPI
+import PortSliceCore
+import PortSliceSockets
+import Synchronization
+
+/// HTTP/1.1 requests from `clients` concurrent clients over connections kept open, each client
+/// sending its next request once its last is answered: `bench alloc`'s closed loops through
+/// HTTP (acquires, releases), for us and the peer alike.
+///
+/// Not AsyncHTTPClient (`LoadClient`, which the paced renewal round keeps): the load shares the
+/// machine's two cores with the allocator under test, and AsyncHTTPClient spent about 125 us
+/// of CPU per request, half a core at 3,700 acquires a second, while the allocator's event
+/// loops spent a third of the acquire phase runnable but waiting for a core (read from
+/// `/proc/PID/task/*/schedstat`). Here every request is written out before the clock starts
+/// and each thread sleeps in one `poll` for all its clients, as the proxy benchmark's load
+/// does (`SOCKSConnectLoad`), so the load costs little more than the kernel's work for its
+/// ends of loopback TCP.
+struct HTTPRequestLoad: Sendable {
+    /// One request, whole, and which of the servers it goes to.
+    struct Request: Sendable {
+        let server: Int
+        let bytes: [UInt8]
+    }
+
+    struct Answer: Sendable {
+        let status: Int
+        let body: [UInt8]
+    }
+
+    let servers: [Endpoint]
+    let clients: Int
+
+    /// The longest one request may wait for its answer before the run counts the server as stuck.
+    static let answerTimeout = Duration.seconds(30)
+    /// Past this an answer's head, or its body, is not an allocator's answer.
+    static let largestHead = 64 * 1024
+    static let largestBody = 16 * 1024 * 1024
+
+    /// `route` as `AllocatorClient` sends it, to server `server`: the path with its parameters,
+    /// the token, and `body` as JSON.
+    func request(_ route: APIRoute, _ parameters: [String: String] = [:], to server: Int, token: String, body: (some Encodable)?) throws -> Request {
+        var head = "\(route.method.rawValue) \(route.path(parameters)) HTTP/1.1\r\nHost: \(servers[server])\r\nAuthorization: Bearer \(token)\r\n"
+        var content: [UInt8] = []
+        if let body {
+            content = Array(try JSONEncoder().encode(body))
+            head += "Content-Type: application/json\r\n"
+        }
+        head += "Content-Length: \(content.count)\r\n\r\n"
+        return Request(server: server, bytes: Array(head.utf8) + content)
+    }
+
+    /// Sends every request, `clients` at a time, each client on its own connection to each
+    /// server; returns the answers in the order of `requests` and each one's time, from its
+    /// first byte sent to its last byte read. The load runs on threads of its own, never on
+    /// Swift's cooperative pool.
+    func run(_ requests: [Request]) async throws -> (answers: [Answer], timings: Timings) {
+        try await withCheckedThrowingContinuation { answered in
+            Thread { answered.resume(with: Result { try runOnThreads(requests) }) }.start()
+        }
+    }
+
+    private func runOnThreads(_ requests: [Request]) throws -> (answers: [Answer], timings: Timings) {
+        let next = Counter()
+        let finished = Mutex<[(index: Int, answer: Answer, time: Duration)]>([])
+        let clients = max(1, min(self.clients, requests.count))
+        let threads = max(1, min(clients, ProcessInfo.processInfo.activeProcessorCount))
+        let elapsed = try onThreads(threads) { thread in
+            // Clients spread as evenly as they go: 32 over 2 threads is 16 each.
+            let share = clients / threads + (thread < clients % threads ? 1 : 0)
+            let done = try Driver(load: self, requests: requests, clients: share, next: next).run()
+            finished.withLock { $0 += done }
+        }
+        let done = finished.withLock { $0 }.sorted { $0.index < $1.index }
+        guard done.count == requests.count else { throw BenchmarkFailure("\(requests.count - done.count) requests were not answered") }
+        return (done.map(\.answer), Timings(times: done.map(\.time), elapsed: .seconds(elapsed)))
+    }
+
+    /// One thread's clients; lives on that thread only.
+    private final class Driver {
+        let load: HTTPRequestLoad
+        let requests: [Request]
+        let next: Counter
+        var clients: [Client]
+        var done: [(index: Int, answer: Answer, time: Duration)] = []
+
+        init(load: HTTPRequestLoad, requests: [Request], clients: Int, next: Counter) {
+            self.load = load
+            self.requests = requests
+            self.next = next
+            self.clients = (0..<clients).map { _ in Client(servers: load.servers.count) }
+        }
+
+        func run() throws -> [(index: Int, answer: Answer, time: Duration)] {
+            for client in clients { try send(client) }
+            while case let busy = clients.filter({ $0.request != nil }), !busy.isEmpty {
+                // Woken at least every 100 ms, to notice a stuck request.
+                for position in PollSet.ready(busy.map(\.descriptor), timeoutMilliseconds: 100) {
+                    let client = busy[position]
+                    guard let answer = try read(client) else { continue }
+                    done.append((client.request!, answer, ContinuousClock.now - client.sent))
+                    try send(client)
+                }
+                if let stuck = busy.first(where: { $0.request != nil && ContinuousClock.now - $0.sent > HTTPRequestLoad.answerTimeout }) {
+                    throw BenchmarkFailure("waited \(HTTPRequestLoad.answerTimeout) for the answer to \(Self.requestLine(requests[stuck.request!]))")
+                }
+            }
+            return done
+        }
+
+        /// Sends `client` the next request, if any is left; connects to its server first, once.
+        private func send(_ client: Client) throws {
+            let index = next.take()
+            guard index < requests.count else {
+                client.request = nil
+                return
+            }
+            let request = requests[index]
+            if client.connections[request.server] == nil {
+                client.connections[request.server] = HeldSocket(try UnslicedConnect.tcp(to: load.servers[request.server]))
+            }
+            client.request = index
+            client.server = request.server
+            client.received = []
+            client.sent = ContinuousClock.now
+            try client.connections[request.server]!.socket.send(request.bytes)
+        }
+
+        /// Reads what has arrived for `client`; its answer once the whole of it has.
+        private func read(_ client: Client) throws -> Answer? {
+            let request = requests[client.request!]
+            // Readable already, so this does not wait.
+            let bytes = try client.connections[client.server]!.socket.receive(upTo: 16 * 1024, timeout: .seconds(1))
+            guard !bytes.isEmpty else { throw BenchmarkFailure("the server closed the connection before answering \(Self.requestLine(request))") }
+            client.received += bytes
+            guard let head = try Self.head(of: client.received) else { return nil }
+            guard client.received.count >= head.length + head.contentLength else { return nil }
+            guard client.received.count == head.length + head.contentLength else {
+                throw BenchmarkFailure("the server sent more than its answer to \(Self.requestLine(request))")
+            }
+            return Answer(status: head.status, body: Array(client.received[head.length...]))
+        }
+
+        /// The status and lengths of an answer whose head has arrived whole; nil until then.
+        static func head(of received: [UInt8]) throws -> (status: Int, length: Int, contentLength: Int)? {
+            let end: [UInt8] = Array("\r\n\r\n".utf8)
+            guard let found = received.indices.dropLast(3).first(where: { received[$0..<$0 + 4].elementsEqual(end) }) else {
+                guard received.count <= HTTPRequestLoad.largestHead else { throw BenchmarkFailure("an answer's head passed \(HTTPRequestLoad.largestHead) bytes") }
+                return nil
+            }
+            let lines = String(decoding: received[..<found], as: UTF8.self).components(separatedBy: "\r\n")
+            let statusLine = lines[0].split(separator: " ")
+            guard statusLine.count >= 2, statusLine[0] == "HTTP/1.1", let status = Int(statusLine[1]) else {
+                throw BenchmarkFailure("not an HTTP/1.1 answer: \(lines[0].prefix(100))")
+            }
+            var contentLength: Int?
+            for line in lines.dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                let name = line[..<colon].lowercased(), value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                if name == "content-length" { contentLength = Int(value) }
+                if name == "transfer-encoding" { throw BenchmarkFailure("an answer came \(value); the load reads only answers with a Content-Length") }
+            }
+            // 204 No Content has no body, and need not say so.
+            if status == 204 { return (status, found + 4, 0) }
+            guard let contentLength, (0...HTTPRequestLoad.largestBody).contains(contentLength) else {
+                throw BenchmarkFailure("an answer's Content-Length is missing or past \(HTTPRequestLoad.largestBody) bytes")
+            }
+            return (status, found + 4, contentLength)
+        }
+
+        static func requestLine(_ request: Request) -> String {
+            String(decoding: request.bytes.prefix { $0 != 13 }, as: UTF8.self)
+        }
+    }
+
+    /// One client: a connection to each server it has sent to, and its request in flight.
+    private final class Client {
+        var connections: [HeldSocket?]
+        /// The request in flight (its position in the run), nil once none is left.
+        var request: Int?
+        var server = 0
+        var sent = ContinuousClock.now
+        var received: [UInt8] = []
+
+        init(servers: Int) {
+            connections = Array(repeating: nil, count: servers)
+        }
+
+        var descriptor: CInt { connections[server]!.descriptor }
+    }
+}

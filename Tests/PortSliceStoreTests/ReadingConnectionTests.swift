@@ -1,0 +1,77 @@
+import Foundation
+import PortSliceCore
+import Synchronization
+import Testing
+@testable import PortSliceStore
+
+/// On SQLite a second connection only reads: tokens are looked up there, beside the writer
+/// (see `SQLSliceStore.reader`).
+@Suite("SQLite's reading connection")
+struct ReadingConnectionTests {
+    static let start = Moment(milliseconds: 1_800_000_000_000)
+
+    /// A token is verified while a write transaction holds the store's connection: the lookup
+    /// does not queue behind the writer.
+    @Test func tokensAreVerifiedWhileTheWriterIsBusy() async throws {
+        let (store, _) = try await GroupCommitTests.sqliteStore()
+        let token = try await store.addHost("h1", labels: [:], now: Self.start)
+        let writing = Signal(), verified = Signal(), written = Signal()
+        let writer = Task {
+            try await store.transaction {
+                writing.send()
+                // Held until the lookup is done, or for 10 s if the lookup waits for this.
+                _ = await verified.wait(upTo: .seconds(10))
+            }
+            written.send()
+        }
+        #expect(await writing.wait(upTo: .seconds(10)))
+        #expect(try await store.principal(authenticatedBy: token) == .host("h1"))
+        #expect(!written.wasSent, "the lookup waited for the write transaction to end")
+        verified.send()
+        try await writer.value
+        try await store.close()
+    }
+
+    /// Rotating a token while the old one is being looked up over and over: once `rotateToken`
+    /// returns, the old token is refused every time. A lookup on the reading connection that
+    /// began after the rotation was first heard, but read the table before its commit, must
+    /// not leave the old token verified.
+    @Test func rotationRacingLookupsLeavesNoOldTokenVerified() async throws {
+        let (store, _) = try await GroupCommitTests.sqliteStore()
+        var token = try await store.addHost("h1", labels: [:], now: Self.start)
+        let current = Mutex(token)
+        let stop = Atomic(false)
+        let lookups = Task {
+            while !stop.load(ordering: .relaxed) { _ = try await store.principal(authenticatedBy: current.withLock { $0 }) }
+        }
+        for _ in 0..<50 {
+            let rotated = try await store.rotateToken(of: .host("h1"))
+            #expect(try await store.principal(authenticatedBy: token) == nil, "an old token still verified after its rotation")
+            #expect(try await store.principal(authenticatedBy: rotated) == .host("h1"))
+            token = rotated
+            current.withLock { $0 = rotated }
+        }
+        stop.store(true, ordering: .relaxed)
+        try await lookups.value
+        try await store.close()
+    }
+}
+
+/// Something a task waits for, sent once from another.
+private final class Signal: Sendable {
+    private let sent = Mutex(false)
+
+    func send() { sent.withLock { $0 = true } }
+
+    var wasSent: Bool { sent.withLock { $0 } }
+
+    /// Whether it was sent within `limit`, checked every millisecond.
+    func wait(upTo limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if sent.withLock({ $0 }) { return true }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return sent.withLock { $0 }
+    }
+}
