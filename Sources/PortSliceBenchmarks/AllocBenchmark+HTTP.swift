@@ -68,7 +68,7 @@ extension AllocBenchmark {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         var database: (url: String, name: String, drop: @Sendable () async throws -> Void)?
         var servers: [ServerProcess] = []
-        let client = LoadClient(connectionsPerServer: max(clients, Self.renewalConnections))
+        let client = LoadClient(connectionsPerServer: Self.renewalConnections)
         func cleanUp() async {
             for server in servers { server.stop() }
             try? await client.shutdown()
@@ -131,20 +131,17 @@ extension AllocBenchmark {
         }
         let tokens = try await Self.closedLoop(count: hosts, clients: clients) { index in
             try await admin.addHost(NewHost(name: "host\(index)")).token
-        }.results
+        }
 
         progress("\(name): \(clients) clients acquire \(slicesPerHost) slices for each of \(hosts) hosts")
         // Written out before the clock starts, as the releases are.
         let acquires = try (0..<hosts).map { index in
-            try load.request(.acquire, to: index % bases.count, token: tokens[index],
+            try load.request(.acquire, to: index % load.servers.count, token: tokens[index],
                              body: AcquireRequest(count: slicesPerHost, ttlSeconds: timeToLive, traits: wanted[index]))
         }
-        let acquired = try await load.run(acquires)
-        let leaseIDs = try acquired.answers.enumerated().map { index, answer in
-            guard answer.status == 201 else {
-                throw BenchmarkFailure("acquire for host\(index) answered \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
-            }
-            let leases = try JSONDecoder().decode(LeaseList.self, from: Data(answer.body)).leases
+        let acquired = try await load.run(acquires, expect: 201)
+        let leaseIDs = try acquired.bodies.enumerated().map { index, body in
+            let leases = try JSONDecoder().decode(LeaseList.self, from: Data(body)).leases
             guard leases.count == slicesPerHost else { throw BenchmarkFailure("host\(index) got \(leases.count) slices") }
             return leases[0].id
         }
@@ -171,39 +168,27 @@ extension AllocBenchmark {
 
         progress("\(name): \(clients) clients release one lease of each host")
         let releases = try (0..<hosts).map { index in
-            try load.request(.release, ["id": String(leaseIDs[index])], to: index % bases.count, token: tokens[index], body: AllocatorClient.Empty?.none)
+            try load.request(.release, ["id": String(leaseIDs[index])], to: index % load.servers.count, token: tokens[index], body: AllocatorClient.Empty?.none)
         }
-        let released = try await load.run(releases)
-        if let index = released.answers.firstIndex(where: { $0.status != 204 }) {
-            throw BenchmarkFailure("release for host\(index) answered \(released.answers[index].status): \(String(decoding: released.answers[index].body.prefix(300), as: UTF8.self))")
-        }
+        let released = try await load.run(releases, expect: 204)
         measured.release = released.timings
         return measured
     }
 
     /// `count` requests from `clients` concurrent clients, each sending its next request when
-    /// its last is answered; every request's result (in order) and time.
-    static func closedLoop<T: Sendable>(
-        count: Int, clients: Int, _ request: @escaping @Sendable (Int) async throws -> T
-    ) async throws -> (results: [T], timings: Timings) {
-        let clock = ContinuousClock()
+    /// its last is answered; every request's result, in order. For what is not measured.
+    static func closedLoop<T: Sendable>(count: Int, clients: Int, _ request: @escaping @Sendable (Int) async throws -> T) async throws -> [T] {
         let next = Counter()
-        let began = clock.now
-        let done = try await withThrowingTaskGroup(of: [(index: Int, result: T, time: Duration)].self) { group in
+        return try await withThrowingTaskGroup(of: [(index: Int, result: T)].self) { group in
             for _ in 0..<max(1, min(clients, count)) {
                 group.addTask {
-                    var done: [(index: Int, result: T, time: Duration)] = []
-                    while case let index = next.take(), index < count {
-                        let requested = clock.now
-                        let result = try await request(index)
-                        done.append((index, result, clock.now - requested))
-                    }
+                    var done: [(index: Int, result: T)] = []
+                    while case let index = next.take(), index < count { done.append((index, try await request(index))) }
                     return done
                 }
             }
             return try await group.reduce(into: []) { $0 += $1 }
-        }.sorted { $0.index < $1.index }
-        return (done.map(\.result), Timings(times: done.map(\.time), elapsed: clock.now - began))
+        }.sorted { $0.index < $1.index }.map(\.result)
     }
 }
 

@@ -23,11 +23,6 @@ struct HTTPRequestLoad: Sendable {
         let bytes: [UInt8]
     }
 
-    struct Answer: Sendable {
-        let status: Int
-        let body: [UInt8]
-    }
-
     let servers: [Endpoint]
     let clients: Int
 
@@ -51,71 +46,97 @@ struct HTTPRequestLoad: Sendable {
     }
 
     /// Sends every request, `clients` at a time, each client on its own connection to each
-    /// server; returns the answers in the order of `requests` and each one's time, from its
-    /// first byte sent to its last byte read. The load runs on threads of its own, never on
+    /// server; returns the answers' bodies in the order of `requests` and each one's time, from
+    /// its first byte sent to its last byte read. The load runs on threads of its own, never on
     /// Swift's cooperative pool.
-    func run(_ requests: [Request]) async throws -> (answers: [Answer], timings: Timings) {
+    /// - Throws: `BenchmarkFailure` at the first answer whose status is not `expect` (every
+    ///   thread stops sending), or the first request not answered within `answerTimeout`.
+    func run(_ requests: [Request], expect: Int) async throws -> (bodies: [[UInt8]], timings: Timings) {
         try await withCheckedThrowingContinuation { answered in
-            Thread { answered.resume(with: Result { try runOnThreads(requests) }) }.start()
+            Thread { answered.resume(with: Result { try runOnThreads(requests, expect: expect) }) }.start()
         }
     }
 
-    private func runOnThreads(_ requests: [Request]) throws -> (answers: [Answer], timings: Timings) {
-        let next = Counter()
-        let finished = Mutex<[(index: Int, answer: Answer, time: Duration)]>([])
+    private func runOnThreads(_ requests: [Request], expect: Int) throws -> (bodies: [[UInt8]], timings: Timings) {
+        let shared = Shared(requests: requests, expect: expect)
         let clients = max(1, min(self.clients, requests.count))
         let threads = max(1, min(clients, ProcessInfo.processInfo.activeProcessorCount))
         let elapsed = try onThreads(threads) { thread in
             // Clients spread as evenly as they go: 32 over 2 threads is 16 each.
             let share = clients / threads + (thread < clients % threads ? 1 : 0)
-            let done = try Driver(load: self, requests: requests, clients: share, next: next).run()
-            finished.withLock { $0 += done }
+            do {
+                let done = try Driver(load: self, shared: shared, clients: share).run()
+                shared.finished.withLock { $0 += done }
+            } catch {
+                shared.stopped.store(true, ordering: .relaxed)
+                throw error
+            }
         }
-        let done = finished.withLock { $0 }.sorted { $0.index < $1.index }
+        let done = shared.finished.withLock { $0 }.sorted { $0.index < $1.index }
         guard done.count == requests.count else { throw BenchmarkFailure("\(requests.count - done.count) requests were not answered") }
-        return (done.map(\.answer), Timings(times: done.map(\.time), elapsed: .seconds(elapsed)))
+        return (done.map(\.body), Timings(times: done.map(\.time), elapsed: .seconds(elapsed)))
+    }
+
+    /// What the threads share: the requests, which one is next, and what was answered.
+    private final class Shared: Sendable {
+        let requests: [Request]
+        let expect: Int
+        let next = Counter()
+        /// Set by a thread that failed: the others send nothing more.
+        let stopped = Atomic(false)
+        let finished = Mutex<[(index: Int, body: [UInt8], time: Duration)]>([])
+
+        init(requests: [Request], expect: Int) {
+            self.requests = requests
+            self.expect = expect
+        }
     }
 
     /// One thread's clients; lives on that thread only.
     private final class Driver {
         let load: HTTPRequestLoad
-        let requests: [Request]
-        let next: Counter
+        let shared: Shared
         var clients: [Client]
-        var done: [(index: Int, answer: Answer, time: Duration)] = []
+        var done: [(index: Int, body: [UInt8], time: Duration)] = []
 
-        init(load: HTTPRequestLoad, requests: [Request], clients: Int, next: Counter) {
+        init(load: HTTPRequestLoad, shared: Shared, clients: Int) {
             self.load = load
-            self.requests = requests
-            self.next = next
+            self.shared = shared
             self.clients = (0..<clients).map { _ in Client(servers: load.servers.count) }
         }
 
-        func run() throws -> [(index: Int, answer: Answer, time: Duration)] {
+        func run() throws -> [(index: Int, body: [UInt8], time: Duration)] {
             for client in clients { try send(client) }
             while case let busy = clients.filter({ $0.request != nil }), !busy.isEmpty {
                 // Woken at least every 100 ms, to notice a stuck request.
                 for position in PollSet.ready(busy.map(\.descriptor), timeoutMilliseconds: 100) {
-                    let client = busy[position]
+                    let client = busy[position], index = client.request!
                     guard let answer = try read(client) else { continue }
-                    done.append((client.request!, answer, ContinuousClock.now - client.sent))
+                    guard answer.head.status == shared.expect else {
+                        throw BenchmarkFailure(
+                            "\(Self.requestLine(shared.requests[index])) answered \(answer.head.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+                    }
+                    done.append((index, answer.body, ContinuousClock.now - client.sent))
+                    // The server said it closes this connection: the next request opens another.
+                    if answer.head.closes { client.connections[client.server] = nil }
                     try send(client)
                 }
                 if let stuck = busy.first(where: { $0.request != nil && ContinuousClock.now - $0.sent > HTTPRequestLoad.answerTimeout }) {
-                    throw BenchmarkFailure("waited \(HTTPRequestLoad.answerTimeout) for the answer to \(Self.requestLine(requests[stuck.request!]))")
+                    throw BenchmarkFailure("waited \(HTTPRequestLoad.answerTimeout) for the answer to \(Self.requestLine(shared.requests[stuck.request!]))")
                 }
             }
             return done
         }
 
-        /// Sends `client` the next request, if any is left; connects to its server first, once.
+        /// Sends `client` the next request, if any is left and no thread failed; connects to
+        /// its server first, once.
         private func send(_ client: Client) throws {
-            let index = next.take()
-            guard index < requests.count else {
+            let index = shared.stopped.load(ordering: .relaxed) ? shared.requests.count : shared.next.take()
+            guard index < shared.requests.count else {
                 client.request = nil
                 return
             }
-            let request = requests[index]
+            let request = shared.requests[index]
             if client.connections[request.server] == nil {
                 client.connections[request.server] = HeldSocket(try UnslicedConnect.tcp(to: load.servers[request.server]))
             }
@@ -127,49 +148,69 @@ struct HTTPRequestLoad: Sendable {
         }
 
         /// Reads what has arrived for `client`; its answer once the whole of it has.
-        private func read(_ client: Client) throws -> Answer? {
-            let request = requests[client.request!]
+        private func read(_ client: Client) throws -> (head: AnswerHead, body: [UInt8])? {
+            let request = shared.requests[client.request!]
             // Readable already, so this does not wait.
             let bytes = try client.connections[client.server]!.socket.receive(upTo: 16 * 1024, timeout: .seconds(1))
             guard !bytes.isEmpty else { throw BenchmarkFailure("the server closed the connection before answering \(Self.requestLine(request))") }
             client.received += bytes
-            guard let head = try Self.head(of: client.received) else { return nil }
+            guard let head = try AnswerHead(of: client.received) else { return nil }
             guard client.received.count >= head.length + head.contentLength else { return nil }
             guard client.received.count == head.length + head.contentLength else {
                 throw BenchmarkFailure("the server sent more than its answer to \(Self.requestLine(request))")
             }
-            return Answer(status: head.status, body: Array(client.received[head.length...]))
-        }
-
-        /// The status and lengths of an answer whose head has arrived whole; nil until then.
-        static func head(of received: [UInt8]) throws -> (status: Int, length: Int, contentLength: Int)? {
-            let end: [UInt8] = Array("\r\n\r\n".utf8)
-            guard let found = received.indices.dropLast(3).first(where: { received[$0..<$0 + 4].elementsEqual(end) }) else {
-                guard received.count <= HTTPRequestLoad.largestHead else { throw BenchmarkFailure("an answer's head passed \(HTTPRequestLoad.largestHead) bytes") }
-                return nil
-            }
-            let lines = String(decoding: received[..<found], as: UTF8.self).components(separatedBy: "\r\n")
-            let statusLine = lines[0].split(separator: " ")
-            guard statusLine.count >= 2, statusLine[0] == "HTTP/1.1", let status = Int(statusLine[1]) else {
-                throw BenchmarkFailure("not an HTTP/1.1 answer: \(lines[0].prefix(100))")
-            }
-            var contentLength: Int?
-            for line in lines.dropFirst() {
-                guard let colon = line.firstIndex(of: ":") else { continue }
-                let name = line[..<colon].lowercased(), value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-                if name == "content-length" { contentLength = Int(value) }
-                if name == "transfer-encoding" { throw BenchmarkFailure("an answer came \(value); the load reads only answers with a Content-Length") }
-            }
-            // 204 No Content has no body, and need not say so.
-            if status == 204 { return (status, found + 4, 0) }
-            guard let contentLength, (0...HTTPRequestLoad.largestBody).contains(contentLength) else {
-                throw BenchmarkFailure("an answer's Content-Length is missing or past \(HTTPRequestLoad.largestBody) bytes")
-            }
-            return (status, found + 4, contentLength)
+            return (head, Array(client.received[head.length...]))
         }
 
         static func requestLine(_ request: Request) -> String {
             String(decoding: request.bytes.prefix { $0 != 13 }, as: UTF8.self)
+        }
+    }
+
+    /// The head of an HTTP/1.1 answer: what the load needs to find the answer's end.
+    struct AnswerHead: Equatable {
+        let status: Int
+        /// Bytes of the head, its blank line included.
+        let length: Int
+        let contentLength: Int
+        /// `Connection: close`: the server ends the connection after this answer.
+        let closes: Bool
+
+        /// The head of the answer `received` begins with; nil until it has arrived whole.
+        /// - Throws: `BenchmarkFailure` for what is not an allocator's answer: not HTTP/1.1,
+        ///   chunked, without a length (other than 204), or past the size limits.
+        init?(of received: [UInt8]) throws {
+            let blankLine: [UInt8] = Array("\r\n\r\n".utf8)
+            guard let end = received.indices.dropLast(3).first(where: { received[$0..<$0 + 4].elementsEqual(blankLine) }) else {
+                guard received.count <= HTTPRequestLoad.largestHead else { throw BenchmarkFailure("an answer's head passed \(HTTPRequestLoad.largestHead) bytes") }
+                return nil
+            }
+            let lines = String(decoding: received[..<end], as: UTF8.self).components(separatedBy: "\r\n")
+            let statusLine = lines[0].split(separator: " ")
+            guard statusLine.count >= 2, statusLine[0] == "HTTP/1.1", let status = Int(statusLine[1]) else {
+                throw BenchmarkFailure("not an HTTP/1.1 answer: \(lines[0].prefix(100))")
+            }
+            var contentLength: Int?, closes = false
+            for line in lines.dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                let name = line[..<colon].lowercased(), value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                switch name {
+                case "content-length": contentLength = Int(value)
+                case "connection": closes = value.lowercased() == "close"
+                case "transfer-encoding": throw BenchmarkFailure("an answer came \(value); the load reads only answers with a Content-Length")
+                default: break
+                }
+            }
+            // 204 No Content has no body, and need not say so.
+            if status == 204 { contentLength = contentLength ?? 0 }
+            guard let contentLength, (0...HTTPRequestLoad.largestBody).contains(contentLength) else {
+                throw BenchmarkFailure("an answer's Content-Length is missing or past \(HTTPRequestLoad.largestBody) bytes")
+            }
+            self.init(status: status, length: end + 4, contentLength: contentLength, closes: closes)
+        }
+
+        init(status: Int, length: Int, contentLength: Int, closes: Bool) {
+            (self.status, self.length, self.contentLength, self.closes) = (status, length, contentLength, closes)
         }
     }
 

@@ -4,15 +4,16 @@ import NIOCore
 import NIOHTTP1
 import PortSliceAPI
 
-/// The benchmark's HTTP load: the allocator's routes (`APIRoute`) and bodies, as
-/// `AllocatorClient` sends them, with a connection per concurrent request.
+/// The benchmark's paced renewal round through HTTP: the allocator's routes (`APIRoute`) and
+/// bodies, as `AllocatorClient` sends them, with a connection per concurrent request. (The
+/// closed loops go through `HTTPRequestLoad`, which costs the shared cores less.)
 ///
 /// `AllocatorClient` keeps AsyncHTTPClient's default of at most 8 connections per server,
-/// right for one agent or command, but here one process stands for many agents: 32 clients
-/// would queue behind 8 connections, and a renewal round (1,000 requests a second, each
-/// waiting up to 100 ms for its batch) behind 8 connections cannot keep pace at all. So the
-/// load goes through its own pool, large enough that no request waits for a connection;
-/// connections are opened once and kept for the run, for us and the peer alike.
+/// right for one agent or command, but here one process stands for many agents: a renewal
+/// round (1,000 requests a second, each waiting up to 100 ms for its batch) behind 8
+/// connections cannot keep pace. So the load goes through its own pool, large enough that no
+/// request waits for a connection; connections are opened once and kept for the run, for us
+/// and the peer alike.
 struct LoadClient: Sendable {
     private let http: HTTPClient
 
@@ -36,8 +37,7 @@ struct LoadClient: Sendable {
         return try JSONDecoder().decode(Answer.self, from: data)
     }
 
-    @discardableResult
-    func send(
+    private func send(
         _ route: APIRoute, base: String, _ parameters: [String: String] = [:], token: String, body: (some Encodable)?, expect: Int
     ) async throws -> Data {
         var request = HTTPClientRequest(url: base + route.path(parameters))

@@ -40,7 +40,8 @@ enum Flow {
         var sent = 0
         var lastProgress = ContinuousClock.now
         while sent < bytes.count {
-            let result = bytes.withUnsafeBytes { Syscalls.send(descriptor, UnsafeRawBufferPointer(rebasing: $0[sent...])) }
+            // A TCP peer that has gone is `EPIPE` here, not SIGPIPE ending the process.
+            let result = bytes.withUnsafeBytes { Syscalls.sendStream(descriptor, UnsafeRawBufferPointer(rebasing: $0[sent...])) }
             switch result {
             case .success(let count):
                 sent += count

@@ -351,8 +351,8 @@ enum Syscalls {
             .map { ($0, IPv4Address(bits: UInt32(bigEndian: peer.sin_addr.s_addr)), UInt16(bigEndian: peer.sin_port)) }
     }
 
-    /// `send(2)` on a stream with `MSG_NOSIGNAL`: a peer that has gone is an `EPIPE`, not a
-    /// signal that ends the process.
+    /// `send(2)` with `MSG_NOSIGNAL` on a connected socket: on a stream a peer that has gone is
+    /// an `EPIPE`, not a signal that ends the process.
     @inline(never)
     static func sendStream(_ descriptor: CInt, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno> {
         perform(.send, { Glibc.send(descriptor, bytes.baseAddress, bytes.count, CInt(MSG_NOSIGNAL)) }) { $0 < 0 }

@@ -3,7 +3,10 @@ import Synchronization
 /// Answers kept from the database while this process hears every change that could make
 /// them wrong (on PostgreSQL, through the listener's announcements; on SQLite, every change
 /// is made here). A lookup that began before a change was heard does not store its answer:
-/// each change moves the generation on.
+/// each change moves the generation on. The process making a change hears it in its
+/// transaction and again once it commits, so a lookup that began in between and read the
+/// state before the commit (SQLite's reading connection runs beside the writer) stores
+/// nothing either.
 final class HeardCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private struct State {
         var entries: [Key: Value] = [:]

@@ -75,8 +75,10 @@ extension SQLSliceStore {
     }
 
     /// A statement that only reads and needs no transaction: on the reading connection when
-    /// there is one (SQLite), where it waits for no write; else alone on the connection.
-    func read(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+    /// there is one (SQLite), where it sees the last commit and waits for no write; else alone
+    /// on the connection. Never from inside a transaction: it would not see the transaction's
+    /// own changes, and without a reader it waits for the gate the caller holds.
+    func readCommitted(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
         guard let reader else { return try await withDatabase { try await self.query(sql, binds) } }
         return try await reader.withConnection { try await self.query(sql, binds, on: reader) }
     }

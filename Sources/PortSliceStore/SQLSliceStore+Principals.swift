@@ -26,7 +26,7 @@ extension SQLSliceStore {
         let cached = versions.isLive
         if cached, let known = verifiedTokens.value(for: hash) { return known }
         let generation = verifiedTokens.generation
-        let rows = try await read(
+        let rows = try await readCommitted(
             """
             SELECT 'host' AS role, token_hash FROM hosts WHERE name = ? UNION ALL SELECT 'edge' AS role, token_hash FROM edges WHERE name = ?
             UNION ALL SELECT 'viewer' AS role, token_hash FROM viewers WHERE name = ?

@@ -77,9 +77,12 @@ public final class SQLSliceStore: SliceStore, Service {
         versions.setLive(connection.dialect == .sqlite)
     }
 
+    /// Closes the reading connection, then the writer (the last to close removes the log).
     public func close() async throws {
-        try await reader?.close()
+        var readerFailure: (any Error)?
+        do { try await reader?.close() } catch { readerFailure = error }
         try await connection.close()
+        if let readerFailure { throw readerFailure }
     }
 
     /// Statements sent to the database so far (by this store's operations; the listener's

@@ -278,11 +278,21 @@ extension SQLSliceStore {
                                   logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
         let connection = try await SQLConnections.sqlite(path: path)
+        var reader: (any SQLConnection)?
         do {
-            // A database in memory is this connection's alone: there is nothing to read it beside.
-            let reader = if let path { try await SQLConnections.sqliteReader(path: path) } else { nil as (any SQLConnection)? }
+            // Only a file in WAL mode can be read beside its writer; a database in memory is
+            // the connection's alone.
+            if let path, try await connection.query("PRAGMA journal_mode", []).first?.text("journal_mode") == "wal" {
+                do {
+                    reader = try await SQLConnections.sqliteReader(path: path)
+                } catch {
+                    logger.notice("token lookups wait for the writer: no read-only connection", metadata: ["path": "\(path)", "error": "\(error)"])
+                }
+            }
             return try await SQLSliceStore(connection: connection, reader: reader, quarantine: quarantine, renewalWindow: renewalWindow, logger: logger)
         } catch {
+            // The writer last, so that it removes the log when it closes.
+            try? await reader?.close()
             try? await connection.close()
             throw error
         }
