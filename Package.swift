@@ -68,6 +68,8 @@ let package = Package(
             name: "PortSliceStore",
             dependencies: [
                 "PortSliceCore",
+                // Naming the SQLite threads (prctl, which Swift cannot call).
+                "CPortSlice",
                 // For the SQLite library it builds (its VaporCSQLite module): the store calls
                 // SQLite's C API itself (see SQLiteConnectionAdapter).
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),

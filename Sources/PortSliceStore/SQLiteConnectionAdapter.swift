@@ -1,3 +1,4 @@
+import CPortSlice
 import Foundation
 import Logging
 import PortSliceCore
@@ -70,7 +71,7 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
             throw StoreError("cannot open the SQLite database \(path ?? ":memory:"): \(message)")
         }
         handle = Mutex(Handle(database: database))
-        thread = SQLiteThread(name: "portslice-sqlite")
+        thread = SQLiteThread(name: readOnly ? "sqlite-reader" : "sqlite-writer")
     }
 
     deinit {
@@ -196,11 +197,15 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable {
     private var jobs: [UnownedJob] = []
     private var stopped = false
 
+    /// - Parameter name: what `ps -L`, `top -H` and `perf` show for the thread (at most 15
+    ///   bytes, the kernel's limit).
     init(name: String) {
-        // The thread holds the executor until it is stopped.
-        let thread = Thread { self.serve() }
-        thread.name = name
-        thread.start()
+        // The thread holds the executor until it is stopped. It names itself: Foundation's
+        // `Thread.name`, set before the start, never reaches the kernel on Linux.
+        Thread {
+            _ = cportslice_name_current_thread(name)
+            self.serve()
+        }.start()
     }
 
     func enqueue(_ job: consuming ExecutorJob) {

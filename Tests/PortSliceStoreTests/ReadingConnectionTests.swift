@@ -96,3 +96,23 @@ private final class Signal: Sendable {
         return sent.withLock { $0 }
     }
 }
+
+/// The store's SQLite threads carry names that tell them apart in `ps -L` and `perf`.
+@Suite("SQLite threads")
+struct SQLiteThreadNameTests {
+    @Test func theWriterAndTheReaderAreNamed() async throws {
+        func names() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").compactMap { task in
+                try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+        let (store, _) = try await GroupCommitTests.sqliteStore()
+        // The threads name themselves as they start; the store has run statements on both by now
+        // (a token lookup is the reader's).
+        _ = try await store.principal(authenticatedBy: try await store.addHost("h1", labels: [:], now: ReadingConnectionTests.start))
+        // Other tests' stores run beside this one, so only the names are certain, not how many.
+        let named = try names()
+        #expect(named.contains("sqlite-writer") && named.contains("sqlite-reader"), "\(named)")
+        try await store.close()
+    }
+}
