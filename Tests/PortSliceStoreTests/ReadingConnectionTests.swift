@@ -85,6 +85,8 @@ private final class Signal: Sendable {
 
     func send() { sent.withLock { $0 = true } }
 
+    var wasSent: Bool { sent.withLock { $0 } }
+
     /// Whether it was sent within `limit`, checked every millisecond.
     @discardableResult
     func wait(upTo limit: Duration) async -> Bool {
@@ -114,5 +116,35 @@ struct SQLiteThreadNameTests {
         let named = try names()
         #expect(named.contains("sqlite-writer") && named.contains("sqlite-reader"), "\(named)")
         try await store.close()
+    }
+}
+
+/// A statement runs on its connection's thread, never on the caller's: SQLite's calls block
+/// (for the file lock, for `fsync`) where no cooperative or event-loop thread waits with them.
+@Suite("SQLite connection thread")
+struct SQLiteConnectionThreadTests {
+    @Test func aStatementWaitsForTheConnectionsThread() async throws {
+        let connection = try SQLiteConnectionAdapter(path: nil)
+        let holding = Signal(), released = Signal()
+        // Holds the connection's thread itself (a blocking wait, as a long `fsync` would).
+        let holder = Task {
+            try await connection.withConnection {
+                holding.send()
+                while !released.wasSent { usleep(1_000) }
+            }
+        }
+        #expect(await holding.wait(upTo: .seconds(10)))
+        let answered = Signal()
+        let statement = Task {
+            _ = try await connection.query("SELECT 1", [])
+            answered.send()
+        }
+        // Given the time to run elsewhere, the statement must still be waiting for the thread.
+        #expect(await !answered.wait(upTo: .milliseconds(200)), "the statement ran off the connection's thread")
+        released.send()
+        try await holder.value
+        try await statement.value
+        #expect(answered.wasSent)
+        try await connection.close()
     }
 }
