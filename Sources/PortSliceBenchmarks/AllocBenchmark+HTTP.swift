@@ -146,6 +146,7 @@ extension AllocBenchmark {
             return leases[0].id
         }
         measured.acquire = acquired.timings
+        try writeRequestTimes(acquired.timings, name: name, request: "acquire")
 
         progress("\(name): the servers' CPU with no requests, \(Self.idleSample)")
         func spent(_ before: (servers: Double, postgres: [Int32: Double]), _ after: (servers: Double, postgres: [Int32: Double])) -> Double {
@@ -172,7 +173,23 @@ extension AllocBenchmark {
         }
         let released = try await load.run(releases, expect: 204)
         measured.release = released.timings
+        try writeRequestTimes(released.timings, name: name, request: "release")
         return measured
+    }
+
+    /// With `requestTimesDirectory`, writes `timings` there as CSV, one request a line in the
+    /// order sent: milliseconds from the start when it was sent, and how long it took.
+    private func writeRequestTimes(_ timings: Timings, name: String, request: String) throws {
+        guard let requestTimesDirectory else { return }
+        let file = "\(requestTimesDirectory)/\(name.replacingOccurrences(of: ": ", with: "-").replacingOccurrences(of: ", ", with: "-").replacingOccurrences(of: " ", with: "-"))-\(request).csv"
+        let lines = zip(timings.sent, timings.times).sorted { $0.0 < $1.0 }.map { sent, time in
+            String(format: "%.3f,%.3f", sent.seconds * 1000, time.seconds * 1000)
+        }
+        do {
+            try (["sent_ms,time_ms"] + lines).joined(separator: "\n").appending("\n").write(toFile: file, atomically: true, encoding: .utf8)
+        } catch {
+            throw BenchmarkFailure("cannot write the request times to \(file): \(error.localizedDescription)")
+        }
     }
 
     /// `count` requests from `clients` concurrent clients, each sending its next request when

@@ -20,6 +20,9 @@ public struct AllocBenchmark: Sendable {
     /// The `portslice` executable: the HTTP rows run `portslice serve` and `portslice bench
     /// alloc-peer` processes.
     public var executable: String?
+    /// Where to write every closed-loop request's time through HTTP, one CSV file per row and
+    /// contender: when it was sent and how long it took, to see when the slow ones come.
+    public var requestTimesDirectory: String?
 
     public init() {}
 
@@ -351,6 +354,8 @@ public struct AllocBenchmark: Sendable {
 struct Timings: Sendable {
     var times: [Duration] = []
     var elapsed = Duration.zero
+    /// When each request was sent, from the start of the run (the HTTP closed loops only).
+    var sent: [Duration] = []
 
     var latencies: Latencies { Latencies(times, elapsed: elapsed) }
 }

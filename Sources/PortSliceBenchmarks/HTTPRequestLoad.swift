@@ -59,6 +59,7 @@ struct HTTPRequestLoad: Sendable {
 
     private func runOnThreads(_ requests: [Request], expect: Int) throws -> (bodies: [[UInt8]], timings: Timings) {
         let shared = Shared(requests: requests, expect: expect)
+        let began = ContinuousClock.now
         let clients = max(1, min(self.clients, requests.count))
         let threads = max(1, min(clients, ProcessInfo.processInfo.activeProcessorCount))
         let elapsed = try onThreads(threads) { thread in
@@ -74,7 +75,7 @@ struct HTTPRequestLoad: Sendable {
         }
         let done = shared.finished.withLock { $0 }.sorted { $0.index < $1.index }
         guard done.count == requests.count else { throw BenchmarkFailure("\(requests.count - done.count) requests were not answered") }
-        return (done.map(\.body), Timings(times: done.map(\.time), elapsed: .seconds(elapsed)))
+        return (done.map(\.body), Timings(times: done.map(\.time), elapsed: .seconds(elapsed), sent: done.map { $0.sent - began }))
     }
 
     /// What the threads share: the requests, which one is next, and what was answered.
@@ -84,7 +85,7 @@ struct HTTPRequestLoad: Sendable {
         let next = Counter()
         /// Set by a thread that failed: the others send nothing more.
         let stopped = Atomic(false)
-        let finished = Mutex<[(index: Int, body: [UInt8], time: Duration)]>([])
+        let finished = Mutex<[(index: Int, body: [UInt8], sent: ContinuousClock.Instant, time: Duration)]>([])
 
         init(requests: [Request], expect: Int) {
             self.requests = requests
@@ -97,7 +98,7 @@ struct HTTPRequestLoad: Sendable {
         let load: HTTPRequestLoad
         let shared: Shared
         var clients: [Client]
-        var done: [(index: Int, body: [UInt8], time: Duration)] = []
+        var done: [(index: Int, body: [UInt8], sent: ContinuousClock.Instant, time: Duration)] = []
 
         init(load: HTTPRequestLoad, shared: Shared, clients: Int) {
             self.load = load
@@ -105,7 +106,7 @@ struct HTTPRequestLoad: Sendable {
             self.clients = (0..<clients).map { _ in Client(servers: load.servers.count) }
         }
 
-        func run() throws -> [(index: Int, body: [UInt8], time: Duration)] {
+        func run() throws -> [(index: Int, body: [UInt8], sent: ContinuousClock.Instant, time: Duration)] {
             for client in clients { try send(client) }
             while case let busy = clients.filter({ $0.request != nil }), !busy.isEmpty {
                 // Woken at least every 100 ms, to notice a stuck request.
@@ -116,7 +117,7 @@ struct HTTPRequestLoad: Sendable {
                         throw BenchmarkFailure(
                             "\(Self.requestLine(shared.requests[index])) answered \(answer.head.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
                     }
-                    done.append((index, answer.body, ContinuousClock.now - client.sent))
+                    done.append((index, answer.body, client.sent, ContinuousClock.now - client.sent))
                     // The server said it closes this connection: the next request opens another.
                     if answer.head.closes { client.connections[client.server] = nil }
                     try send(client)

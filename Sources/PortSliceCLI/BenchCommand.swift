@@ -146,6 +146,11 @@ struct BenchAllocCommand: AsyncParsableCommand {
     @Flag(help: "Only the store rows (no HTTP).")
     var storeOnly = false
 
+    @Option(help: ArgumentHelp(
+        "Write every HTTP acquire's and release's time to this directory, a CSV file per row and contender (sent_ms,time_ms).",
+        valueName: "directory"))
+    var requestTimes: String?
+
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
@@ -155,6 +160,13 @@ struct BenchAllocCommand: AsyncParsableCommand {
         guard (1...64).contains(slicesPerHost) else { throw ValidationError("--slices-per-host must be 1-64.") }
         guard (1...256).contains(clients) else { throw ValidationError("--clients must be 1-256.") }
         guard !(httpOnly && storeOnly) else { throw ValidationError("--http-only and --store-only together leave nothing to run; give one.") }
+        if let requestTimes {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: requestTimes, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--request-times \(requestTimes) is not a directory; create it first.")
+            }
+            guard !storeOnly else { throw ValidationError("--request-times records the HTTP rows, which --store-only leaves out.") }
+        }
         guard hosts * slicesPerHost <= addresses * 31 else {
             throw ValidationError("--hosts x --slices-per-host (\(hosts * slicesPerHost)) is more than the pool's \(addresses * 31) slices; add --addresses.")
         }
@@ -166,6 +178,7 @@ struct BenchAllocCommand: AsyncParsableCommand {
         benchmark.addresses = addresses
         benchmark.slicesPerHost = slicesPerHost
         benchmark.clients = clients
+        benchmark.requestTimesDirectory = requestTimes
         benchmark.paths = httpOnly ? [.http] : storeOnly ? [.store] : [.store, .http]
         benchmark.executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-bench-\(UUID().uuidString)")
