@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include "CPortSlice.h"
@@ -75,4 +76,8 @@ int cportslice_pin_current_thread(int cpu) {
 
 int cportslice_name_current_thread(const char *name) {
     return prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+int cportslice_yield_current_thread(void) {
+    return setpriority(PRIO_PROCESS, 0, 19);
 }

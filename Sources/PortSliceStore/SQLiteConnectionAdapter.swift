@@ -38,6 +38,8 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     private struct Handle {
         var database: OpaquePointer?
         var prepared: [String: Prepared] = [:]
+        /// Who copies this connection's commits from the log into the file; see `checkpointElsewhere`.
+        var checkpoints: WALCheckpoints?
     }
 
     private let handle: Mutex<Handle>
@@ -59,10 +61,10 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     private static let initialized: Void = { _ = sqlite_nio_sqlite3_initialize() }()
 
     /// - Throws: `StoreError` when the file cannot be opened.
-    init(path: String?, readOnly: Bool = false) throws {
+    init(path: String?, role: Role = .writer) throws {
         _ = Self.initialized
         var database: OpaquePointer?
-        let access = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE
+        let access = role == .reader ? SQLITE_OPEN_READONLY : SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE
         let flags = access | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
         let opened = sqlite_nio_sqlite3_open_v2(path ?? ":memory:", &database, flags, nil)
         guard opened == SQLITE_OK, let database else {
@@ -71,7 +73,20 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
             throw StoreError("cannot open the SQLite database \(path ?? ":memory:"): \(message)")
         }
         handle = Mutex(Handle(database: database))
-        thread = SQLiteThread(name: readOnly ? "sqlite-reader" : "sqlite-writer")
+        thread = SQLiteThread(name: "sqlite-\(role)", yielding: role == .checkpointer)
+    }
+
+    /// What a connection is for; its thread is named after it.
+    enum Role: String, CustomStringConvertible {
+        /// The store's one connection that writes.
+        case writer
+        /// Opened read-only: lookups beside the writer.
+        case reader
+        /// Copies the writer's log into the file (see `WALCheckpoints`), on a thread that runs
+        /// on what the others leave of the cores.
+        case checkpointer = "ckpt"
+
+        var description: String { rawValue }
     }
 
     deinit {
@@ -168,6 +183,34 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     /// `SQLITE_TRANSIENT`: SQLite copies a bound text before the call returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
+    /// Leaves checkpoints (copying the write-ahead log back into the database file) to
+    /// `checkpointer`, another connection to the same file with a thread of its own, rather
+    /// than making them in the commit that filled the log (see `WALCheckpoints`).
+    func checkpointElsewhere(_ checkpointer: SQLiteConnectionAdapter, thresholds: WALCheckpoints.Thresholds, logger: Logger) async {
+        let checkpoints = WALCheckpoints(checkpointer: checkpointer, thresholds: thresholds, logger: logger)
+        await withTaskExecutorPreference(thread) {
+            handle.withLock { handle in
+                guard let database = handle.database else { return }
+                // Replaces SQLite's own hook, which checkpoints in the commit (`wal_autocheckpoint`).
+                sqlite_nio_sqlite3_wal_hook(database, { context, database, _, frames in
+                    guard let context, let database else { return SQLITE_OK }
+                    Unmanaged<WALCheckpoints>.fromOpaque(context).takeUnretainedValue().committed(frames: Int(frames), on: database)
+                    return SQLITE_OK
+                }, Unmanaged.passUnretained(checkpoints).toOpaque())
+                handle.checkpoints = checkpoints
+            }
+        }
+    }
+
+    /// Copies into the database file whatever of the log no reader still needs, waiting for
+    /// nobody. - Returns: the frames in the log and how many of them are now in the file.
+    func checkpointPassively() async throws -> (logged: Int, copied: Int) {
+        // On the connection's thread: `query`'s own move there is no move for its synchronous
+        // body, which would run (and wait for `fsync`) wherever the caller is.
+        let row = try await withConnection { try await self.query("PRAGMA wal_checkpoint(PASSIVE)", []).first }
+        return (Int(row?.integer("log") ?? 0), Int(row?.integer("checkpointed") ?? 0))
+    }
+
     /// A file on this machine is never away.
     func connectIfNeeded(within timeout: Duration) async throws {}
 
@@ -176,16 +219,104 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     /// Closes the file; the thread ends with the adapter, so that a call made after this fails
     /// (the connection is closed) instead of waiting forever for a thread that has ended.
     func close() async throws {
-        await withTaskExecutorPreference(thread) {
-            handle.withLock { close(handle: &$0) }
+        let checkpoints = await withTaskExecutorPreference(thread) {
+            handle.withLock { handle in
+                defer { close(handle: &handle) }
+                return handle.checkpoints
+            }
         }
+        try await checkpoints?.checkpointer.close()
     }
 
     private func close(handle: inout Handle) {
         for kept in handle.prepared.values { sqlite_nio_sqlite3_finalize(kept.statement) }
         handle.prepared = [:]
-        if let database = handle.database { sqlite_nio_sqlite3_close_v2(database) }
+        if let database = handle.database {
+            sqlite_nio_sqlite3_wal_hook(database, nil, nil)
+            sqlite_nio_sqlite3_close_v2(database)
+        }
         handle.database = nil
+        handle.checkpoints = nil
+    }
+}
+
+/// Checkpoints of one SQLite file's write-ahead log, made on a connection of their own so
+/// that no commit waits for one.
+///
+/// SQLite's own (`wal_autocheckpoint`) runs inside the commit that fills the log past its
+/// limit: that commit, and every request queued behind the writer, waited while 64 MiB of log
+/// were copied into the file and the file synced, about once per 1,100 acquires (through HTTP
+/// with 32 clients, the 32 requests in flight took 11-17 ms instead of 5-7, which made the
+/// p99). Here the committing connection only signals, and a PASSIVE checkpoint on another
+/// connection, whose thread runs on what the others leave of the cores, copies the log while
+/// commits go on. One thing it cannot do alone: a log is started over only by a writer that
+/// finds every frame of it copied, which a checkpoint racing steady commits never leaves
+/// behind. So once the log is `restartFrames` long, checkpoints follow one another, each
+/// copying what came during the last (less each time), until at most `finalFrames` are left:
+/// the committing connection copies those itself (2-4 ms, its one stall), and its next
+/// transaction writes from the log's start.
+final class WALCheckpoints: Sendable {
+    struct Thresholds: Sendable {
+        /// Frames (pages) written since the last checkpoint that start the next: 64 MiB of
+        /// 4 KiB pages. A page rewritten many times between checkpoints is copied once.
+        var backgroundFrames = 16_384
+        /// A log this long (256 MiB) is brought to an end and started over: the stall that
+        /// takes comes once per 4,500 acquires. The file keeps its size, so that the log is
+        /// written over rather than extended, which cost the writer a fifth more.
+        var restartFrames = 65_536
+        /// The most frames the committing connection copies itself.
+        var finalFrames = 512
+        /// A log this long is started over whatever it costs the commit (a reader held on to
+        /// old frames while checkpoints went round).
+        var longestFrames: Int { 4 * restartFrames }
+    }
+
+    let checkpointer: SQLiteConnectionAdapter
+    private let thresholds: Thresholds
+    private let logger: Logger
+    private let state = Mutex<(running: Bool, copied: Int)>((false, 0))
+
+    init(checkpointer: SQLiteConnectionAdapter, thresholds: Thresholds, logger: Logger) {
+        self.checkpointer = checkpointer
+        self.thresholds = thresholds
+        self.logger = logger
+    }
+
+    /// Called by SQLite on the committing connection's thread after each commit, with the
+    /// frames now in the log.
+    func committed(frames: Int, on database: OpaquePointer) {
+        enum Step { case none, background, here }
+        let step = state.withLock { state -> Step in
+            // The log has started over from its beginning.
+            if frames < state.copied { state.copied = 0 }
+            if state.running { return .none }
+            let left = frames - state.copied
+            if frames >= thresholds.restartFrames && left <= thresholds.finalFrames || frames >= thresholds.longestFrames { return .here }
+            guard left >= thresholds.backgroundFrames || frames >= thresholds.restartFrames else { return .none }
+            state.running = true
+            return .background
+        }
+        switch step {
+        case .none: break
+        case .here:
+            var copied: Int32 = 0
+            if sqlite_nio_sqlite3_wal_checkpoint_v2(database, nil, SQLITE_CHECKPOINT_PASSIVE, nil, &copied) == SQLITE_OK {
+                state.withLock { $0.copied = Int(copied) }
+            }
+        case .background:
+            Task {
+                var copied: Int?
+                do {
+                    copied = try await checkpointer.checkpointPassively().copied
+                } catch {
+                    logger.warning("a checkpoint of the SQLite log failed; the next commit tries again", metadata: ["error": "\(error)"])
+                }
+                state.withLock { state in
+                    state.running = false
+                    if let copied { state.copied = copied }
+                }
+            }
+        }
     }
 }
 
@@ -199,11 +330,14 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable {
 
     /// - Parameter name: what `ps -L`, `top -H` and `perf` show for the thread (at most 15
     ///   bytes, the kernel's limit).
-    init(name: String) {
+    /// - Parameter yielding: the thread takes the lowest scheduling weight, for work that may
+    ///   wait while the others need the cores.
+    init(name: String, yielding: Bool = false) {
         // The thread holds the executor until it is stopped. It names itself: Foundation's
         // `Thread.name`, set before the start, never reaches the kernel on Linux.
         Thread {
             _ = cportslice_name_current_thread(name)
+            if yielding { _ = cportslice_yield_current_thread() }
             self.serve()
         }.start()
     }
@@ -242,9 +376,22 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable {
 /// engine with the same settings (the allocation benchmark's plain-SQL peer).
 public enum SQLConnections {
     /// One SQLite file (or memory, when `path` is nil) in write-ahead-log mode: a commit is one
-    /// durable append to the log rather than a rollback journal written and removed.
-    public static func sqlite(path: String?) async throws -> any SQLConnection {
-        let adapter = try SQLiteConnectionAdapter(path: path)
+    /// durable append to the log rather than a rollback journal written and removed. A file's
+    /// log is copied back into it by a second connection (see `WALCheckpoints`).
+    public static func sqlite(path: String?, logger: Logger = Logger(label: "portslice.store")) async throws -> any SQLConnection {
+        try await sqlite(path: path, checkpoints: WALCheckpoints.Thresholds(), logger: logger)
+    }
+
+    static func sqlite(path: String?, checkpoints: WALCheckpoints.Thresholds, logger: Logger) async throws -> SQLiteConnectionAdapter {
+        let adapter = try await sqliteAdapter(path: path)
+        if let path, try await adapter.query("PRAGMA journal_mode", []).first?.text("journal_mode") == "wal" {
+            await adapter.checkpointElsewhere(try await sqliteAdapter(path: path, role: .checkpointer), thresholds: checkpoints, logger: logger)
+        }
+        return adapter
+    }
+
+    private static func sqliteAdapter(path: String?, role: SQLiteConnectionAdapter.Role = .writer) async throws -> SQLiteConnectionAdapter {
+        let adapter = try SQLiteConnectionAdapter(path: path, role: role)
         if path != nil { _ = try await adapter.query("PRAGMA journal_mode = WAL", []) }
         // Every commit is durable (`fsync` of the log): the default, stated because WAL mode
         // would allow NORMAL, which loses the last commits on a power cut.
@@ -252,10 +399,6 @@ public enum SQLConnections {
         // Up to 64 MiB of pages in memory (the default is 2 MiB): a pool of thousands of
         // addresses is read on every acquire and should not come through read(2) each time.
         _ = try await adapter.query("PRAGMA cache_size = -65536", [])
-        // The log is copied back into the file once it holds 64 MiB rather than 4 MiB: a
-        // renewal round or a run of acquires rewrites the same pages over and over, and each
-        // copy is written (and synced) once per checkpoint, not once per commit since the last.
-        _ = try await adapter.query("PRAGMA wal_autocheckpoint = 16384", [])
         // Savepoint journals in memory: each batched acquire has a savepoint, and once its
         // journal passed 64 KiB SQLite spilled it to a temporary file, written page by page
         // and never truncated until the commit (7% of the writer's time, profiled through
@@ -269,7 +412,7 @@ public enum SQLConnections {
     /// A connection that only reads the file `sqlite(path:)` opened (already in WAL mode): its
     /// reads see the last commit and wait for no writer.
     static func sqliteReader(path: String) async throws -> any SQLConnection {
-        let adapter = try SQLiteConnectionAdapter(path: path, readOnly: true)
+        let adapter = try SQLiteConnectionAdapter(path: path, role: .reader)
         _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
         return adapter
     }
@@ -282,7 +425,7 @@ extension SQLSliceStore {
     public static func openSQLite(path: String?, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow,
                                   logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
-        let connection = try await SQLConnections.sqlite(path: path)
+        let connection = try await SQLConnections.sqlite(path: path, logger: logger)
         var reader: (any SQLConnection)?
         do {
             // Only a file in WAL mode can be read beside its writer; a database in memory is

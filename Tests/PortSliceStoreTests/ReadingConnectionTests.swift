@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PortSliceCore
 import Synchronization
 import Testing
@@ -146,5 +147,44 @@ struct SQLiteConnectionThreadTests {
         try await statement.value
         #expect(answered.wasSent)
         try await connection.close()
+    }
+}
+
+/// The log is copied back into the file by a connection of its own, and started over.
+@Suite("SQLite checkpoints")
+struct SQLiteCheckpointTests {
+    /// With small thresholds, a thousand commits of two pages each: the log is started over
+    /// again and again (so the file stays short), every row is still there once reopened, and
+    /// the checkpoints ran on their own thread at the lowest scheduling weight.
+    @Test func theLogIsCopiedElsewhereAndStartedOver() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-checkpoints-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let thresholds = WALCheckpoints.Thresholds(backgroundFrames: 32, restartFrames: 128, finalFrames: 16)
+        let writer = try await SQLConnections.sqlite(path: path, checkpoints: thresholds, logger: Logger(label: "test"))
+        _ = try await writer.query("CREATE TABLE rows (id INTEGER PRIMARY KEY, filler TEXT NOT NULL)", [])
+        let filler = String(repeating: "x", count: 5_000)
+        var longestLog = 0
+        for id in 0..<1_000 {
+            _ = try await writer.query("INSERT INTO rows (id, filler) VALUES (?, ?)", [.int(id), .text(filler)])
+            let log = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+            longestLog = max(longestLog, log)
+        }
+        // Without these checkpoints the log would hold every commit (over 2,000 frames), or
+        // with SQLite's own, 1,000 frames before one.
+        let frame = 4_096 + 24
+        #expect(longestLog <= (thresholds.longestFrames + 64) * frame, "the log grew to \(longestLog / frame) frames")
+        let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").compactMap { task -> (name: String, nice: Int)? in
+            guard let name = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+                  let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                  let afterName = stat.range(of: ") ") else { return nil }
+            // Fields after the name: state is the 3rd of the line, nice the 19th.
+            let fields = stat[afterName.upperBound...].split(separator: " ")
+            return (name.trimmingCharacters(in: .whitespacesAndNewlines), Int(fields[16]) ?? 0)
+        }
+        #expect(threads.contains { $0.name == "sqlite-ckpt" && $0.nice == 19 }, "\(threads)")
+        try await writer.close()
+        let reopened = try await SQLConnections.sqlite(path: path)
+        #expect(try await reopened.query("SELECT COUNT(*) AS count FROM rows", []).first?.integer("count") == 1_000)
+        try await reopened.close()
     }
 }

@@ -79,6 +79,11 @@ int cportslice_pin_current_thread(int cpu);
 /// /proc/PID/task/TID/comm. Returns 0, or -1 with errno set.
 int cportslice_name_current_thread(const char *name);
 
+/// Gives the calling thread the lowest scheduling weight (nice 19; on Linux the nice value is
+/// a thread's own): it runs on what the process's other threads leave of the cores. Returns
+/// 0, or -1 with errno set.
+int cportslice_yield_current_thread(void);
+
 /// What the proxy engine watches on each socket, edge-triggered: readable, writable, the
 /// peer's half-close, and (always reported) errors and hang-ups.
 static const uint32_t cportslice_epoll_stream_events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
