@@ -203,13 +203,16 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     }
 
     /// Copies into the database file whatever of the log no reader still needs, waiting for
-    /// nobody. - Returns: the frames in the log and how many of them are now in the file.
-    func checkpointPassively() async throws -> (logged: Int, copied: Int) {
-        // On the connection's thread: `query`'s own move there is no move for its synchronous
-        // body, which would run (and wait for `fsync`) wherever the caller is.
+    /// nobody. - Returns: how many frames of the log are now in the file; nil when another
+    /// connection was checkpointing (SQLite then copies nothing and says -1).
+    func checkpointPassively() async throws -> Int? {
         let row = try await withConnection { try await self.query("PRAGMA wal_checkpoint(PASSIVE)", []).first }
-        return (Int(row?.integer("log") ?? 0), Int(row?.integer("checkpointed") ?? 0))
+        guard row?.integer("busy") == 0, let copied = row?.integer("checkpointed"), copied >= 0 else { return nil }
+        return Int(copied)
     }
+
+    /// Who copies this connection's log into the file, if not SQLite in the commit (tests).
+    var checkpoints: WALCheckpoints? { handle.withLock { $0.checkpoints } }
 
     /// A file on this machine is never away.
     func connectIfNeeded(within timeout: Duration) async throws {}
@@ -217,15 +220,28 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     func abort() {}
 
     /// Closes the file; the thread ends with the adapter, so that a call made after this fails
-    /// (the connection is closed) instead of waiting forever for a thread that has ended.
+    /// (the connection is closed) instead of waiting forever for a thread that has ended. A
+    /// checkpointing connection is closed first (a checkpoint under way ends on its thread), so
+    /// that this one, closing last, copies the rest of the log and removes it at full speed.
     func close() async throws {
         let checkpoints = await withTaskExecutorPreference(thread) {
             handle.withLock { handle in
-                defer { close(handle: &handle) }
+                if let database = handle.database { sqlite_nio_sqlite3_wal_hook(database, nil, nil) }
                 return handle.checkpoints
             }
         }
-        try await checkpoints?.checkpointer.close()
+        checkpoints?.stop()
+        let checkpointerClosed: Result<Void, any Error>
+        do {
+            try await checkpoints?.checkpointer.close()
+            checkpointerClosed = .success(())
+        } catch {
+            checkpointerClosed = .failure(error)
+        }
+        await withTaskExecutorPreference(thread) {
+            handle.withLock { close(handle: &$0) }
+        }
+        try checkpointerClosed.get()
     }
 
     private func close(handle: inout Handle) {
@@ -253,28 +269,50 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
 /// finds every frame of it copied, which a checkpoint racing steady commits never leaves
 /// behind. So once the log is `restartFrames` long, checkpoints follow one another, each
 /// copying what came during the last (less each time), until at most `finalFrames` are left:
-/// the committing connection copies those itself (2-4 ms, its one stall), and its next
-/// transaction writes from the log's start.
+/// the committing connection copies those itself (on the project machine 2-4 ms, a copy of
+/// 2 MiB and an `fsync` of the file: its one wait), and its next transaction writes from the
+/// log's start. Sizes below are for SQLite's 4 KiB pages.
 final class WALCheckpoints: Sendable {
     struct Thresholds: Sendable {
-        /// Frames (pages) written since the last checkpoint that start the next: 64 MiB of
-        /// 4 KiB pages. A page rewritten many times between checkpoints is copied once.
+        /// Frames (pages) written since the last checkpoint that start the next: 64 MiB. A
+        /// page rewritten many times between checkpoints is copied once.
         var backgroundFrames = 16_384
-        /// A log this long (256 MiB) is brought to an end and started over: the stall that
+        /// A log this long (256 MiB) is brought to an end and started over: the wait that
         /// takes comes once per 4,500 acquires. The file keeps its size, so that the log is
         /// written over rather than extended, which cost the writer a fifth more.
         var restartFrames = 65_536
         /// The most frames the committing connection copies itself.
         var finalFrames = 512
-        /// A log this long is started over whatever it costs the commit (a reader held on to
-        /// old frames while checkpoints went round).
-        var longestFrames: Int { 4 * restartFrames }
+        /// A log this long is reported: checkpoints are not keeping up (their thread starved
+        /// of cores, or a reader holding on to old frames), and the log grows until they do.
+        var longFrames: Int { 4 * restartFrames }
+    }
+
+    /// What has happened, for tests and for the one warning about a long log.
+    struct Counts: Sendable, Equatable {
+        var background = 0, final = 0, restarts = 0, failures = 0
+    }
+
+    private struct State {
+        /// A background checkpoint is under way.
+        var running = false
+        /// Frames of the log known to be in the file.
+        var copied = 0
+        /// After a failed checkpoint, the next waits until the log is this long.
+        var retryAt = 0
+        /// After the committing connection copied the rest, another copy of its own waits
+        /// until the log has started over or grown this long (a reader can keep it from
+        /// starting over, and each copy ends with an `fsync`).
+        var finalAgainAt = 0
+        var warnedLong = false
+        var stopped = false
+        var counts = Counts()
     }
 
     let checkpointer: SQLiteConnectionAdapter
     private let thresholds: Thresholds
     private let logger: Logger
-    private let state = Mutex<(running: Bool, copied: Int)>((false, 0))
+    private let state = Mutex(State())
 
     init(checkpointer: SQLiteConnectionAdapter, thresholds: Thresholds, logger: Logger) {
         self.checkpointer = checkpointer
@@ -282,38 +320,73 @@ final class WALCheckpoints: Sendable {
         self.logger = logger
     }
 
+    var counts: Counts { state.withLock { $0.counts } }
+
+    /// Whether a background checkpoint is under way.
+    var isCopying: Bool { state.withLock { $0.running } }
+
+    /// No checkpoint starts after this; one under way ends quietly.
+    func stop() { state.withLock { $0.stopped = true } }
+
     /// Called by SQLite on the committing connection's thread after each commit, with the
     /// frames now in the log.
     func committed(frames: Int, on database: OpaquePointer) {
         enum Step { case none, background, here }
-        let step = state.withLock { state -> Step in
-            // The log has started over from its beginning.
-            if frames < state.copied { state.copied = 0 }
-            if state.running { return .none }
+        let (step, warnLong) = state.withLock { state -> (Step, Bool) in
+            if frames < state.copied {
+                // The log has started over from its beginning.
+                state.counts.restarts += 1
+                (state.copied, state.retryAt, state.finalAgainAt, state.warnedLong) = (0, 0, 0, false)
+            }
+            let warn = frames >= thresholds.longFrames && !state.warnedLong
+            if warn { state.warnedLong = true }
+            if state.running || state.stopped || frames < state.retryAt { return (.none, warn) }
             let left = frames - state.copied
-            if frames >= thresholds.restartFrames && left <= thresholds.finalFrames || frames >= thresholds.longestFrames { return .here }
-            guard left >= thresholds.backgroundFrames || frames >= thresholds.restartFrames else { return .none }
+            if frames >= thresholds.restartFrames && left <= thresholds.finalFrames && frames >= state.finalAgainAt {
+                state.finalAgainAt = frames + thresholds.backgroundFrames
+                return (.here, warn)
+            }
+            guard left >= thresholds.backgroundFrames || frames >= thresholds.restartFrames && left > thresholds.finalFrames else { return (.none, warn) }
             state.running = true
-            return .background
+            state.counts.background += 1
+            return (.background, warn)
+        }
+        if warnLong {
+            logger.warning("the SQLite log is long: checkpoints are not keeping up", metadata: ["frames": "\(frames)"])
         }
         switch step {
         case .none: break
         case .here:
-            var copied: Int32 = 0
-            if sqlite_nio_sqlite3_wal_checkpoint_v2(database, nil, SQLITE_CHECKPOINT_PASSIVE, nil, &copied) == SQLITE_OK {
-                state.withLock { $0.copied = Int(copied) }
+            var copied: Int32 = -1
+            let code = sqlite_nio_sqlite3_wal_checkpoint_v2(database, nil, SQLITE_CHECKPOINT_PASSIVE, nil, &copied)
+            state.withLock { state in
+                state.counts.final += 1
+                if code == SQLITE_OK, copied >= 0 { state.copied = Int(copied) }
             }
+            if code != SQLITE_OK { logger.debug("the committing connection could not copy the end of the log", metadata: ["code": "\(code)"]) }
         case .background:
             Task {
                 var copied: Int?
+                var failure: (any Error)?
                 do {
-                    copied = try await checkpointer.checkpointPassively().copied
+                    copied = try await checkpointer.checkpointPassively()
                 } catch {
-                    logger.warning("a checkpoint of the SQLite log failed; the next commit tries again", metadata: ["error": "\(error)"])
+                    failure = error
                 }
-                state.withLock { state in
+                let (report, streak) = state.withLock { state -> (Bool, Int) in
                     state.running = false
-                    if let copied { state.copied = copied }
+                    if let copied { state.copied = max(state.copied, copied) }
+                    guard failure != nil else {
+                        state.counts.failures = 0
+                        return (false, 0)
+                    }
+                    // Retried once the log has grown by as much again, not at every commit.
+                    state.retryAt = frames + thresholds.backgroundFrames
+                    state.counts.failures += 1
+                    return (!state.stopped && state.counts.failures == 1, state.counts.failures)
+                }
+                if report, let failure {
+                    logger.warning("a checkpoint of the SQLite log failed; retried as the log grows", metadata: ["error": "\(failure)", "failures": "\(streak)"])
                 }
             }
         }
