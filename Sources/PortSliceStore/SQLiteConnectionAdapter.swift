@@ -456,16 +456,19 @@ public enum SQLConnections {
     }
 
     static func sqlite(path: String?, checkpoints: WALCheckpoints.Thresholds, logger: Logger) async throws -> SQLiteConnectionAdapter {
-        let adapter = try await sqliteAdapter(path: path)
-        if let path, try await adapter.query("PRAGMA journal_mode", []).first?.text("journal_mode") == "wal" {
-            await adapter.checkpointElsewhere(try await sqliteAdapter(path: path, role: .checkpointer), thresholds: checkpoints, logger: logger)
+        let (adapter, inWAL) = try await sqliteAdapter(path: path)
+        if let path, inWAL {
+            await adapter.checkpointElsewhere(try await sqliteAdapter(path: path, role: .checkpointer).0, thresholds: checkpoints, logger: logger)
         }
         return adapter
     }
 
-    private static func sqliteAdapter(path: String?, role: SQLiteConnectionAdapter.Role = .writer) async throws -> SQLiteConnectionAdapter {
+    /// A connection with the store's settings, and whether its file is in WAL mode (SQLite
+    /// answers the mode it is in: "memory" for a database in memory, or the old mode when
+    /// the file cannot change).
+    private static func sqliteAdapter(path: String?, role: SQLiteConnectionAdapter.Role = .writer) async throws -> (SQLiteConnectionAdapter, inWAL: Bool) {
         let adapter = try SQLiteConnectionAdapter(path: path, role: role)
-        if path != nil { _ = try await adapter.query("PRAGMA journal_mode = WAL", []) }
+        let mode = path == nil ? nil : try await adapter.query("PRAGMA journal_mode = WAL", []).first?.text("journal_mode")
         // Every commit is durable (`fsync` of the log): the default, stated because WAL mode
         // would allow NORMAL, which loses the last commits on a power cut.
         _ = try await adapter.query("PRAGMA synchronous = FULL", [])
@@ -479,7 +482,7 @@ public enum SQLConnections {
         _ = try await adapter.query("PRAGMA temp_store = MEMORY", [])
         _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
         _ = try await adapter.query("PRAGMA foreign_keys = ON", [])
-        return adapter
+        return (adapter, mode == "wal")
     }
 
     /// A connection that only reads the file `sqlite(path:)` opened (already in WAL mode): its
@@ -498,12 +501,12 @@ extension SQLSliceStore {
     public static func openSQLite(path: String?, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow,
                                   logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
-        let connection = try await SQLConnections.sqlite(path: path, logger: logger)
+        let connection = try await SQLConnections.sqlite(path: path, checkpoints: WALCheckpoints.Thresholds(), logger: logger)
         var reader: (any SQLConnection)?
         do {
-            // Only a file in WAL mode can be read beside its writer; a database in memory is
-            // the connection's alone.
-            if let path, try await connection.query("PRAGMA journal_mode", []).first?.text("journal_mode") == "wal" {
+            // Only a file in WAL mode (the one kind that has checkpoints of its own) can be read
+            // beside its writer; a database in memory is the connection's alone.
+            if let path, connection.checkpoints != nil {
                 do {
                     reader = try await SQLConnections.sqliteReader(path: path)
                 } catch {
