@@ -94,10 +94,6 @@ public struct RenewRequest: Codable, Sendable, Hashable {
 
     public init(ttlSeconds: Int64? = nil) { self.ttlSeconds = ttlSeconds }
 
-    /// The body as agents send it, `{}` or `{"ttlSeconds": N}` with any spacing, read without
-    /// `JSONDecoder`: every host sends one each period, and decoding it was 3% of an
-    /// allocator's CPU in `bench alloc`'s renewal round. Nil for any other text, which
-    /// `JSONDecoder` reads (and names what is wrong with).
     /// A renewal's body as the allocator reads it: empty asks for the default lease time, the
     /// plain forms agents send are read by `init(plainJSON:)`, anything else by `JSONDecoder`.
     /// - Throws: the decoder's error for a body that is no renewal.
@@ -111,6 +107,10 @@ public struct RenewRequest: Codable, Sendable, Hashable {
         }
     }
 
+    /// The body as agents send it, `{}` or `{"ttlSeconds": N}` with any spacing, read without
+    /// `JSONDecoder`: every host sends one each period, and decoding it was 3% of an
+    /// allocator's CPU in `bench alloc`'s renewal round. Nil for any other text, which
+    /// `JSONDecoder` reads (and names what is wrong with).
     public init?(plainJSON body: some Collection<UInt8>) {
         var index = body.startIndex
         func skipSpaces() {

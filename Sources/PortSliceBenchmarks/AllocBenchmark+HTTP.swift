@@ -181,7 +181,7 @@ extension AllocBenchmark {
     /// order sent: milliseconds from the start when it was sent, and how long it took.
     private func writeRequestTimes(_ timings: Timings, name: String, request: String) throws {
         guard let requestTimesDirectory else { return }
-        let file = "\(requestTimesDirectory)/\(name.replacingOccurrences(of: ": ", with: "-").replacingOccurrences(of: ", ", with: "-").replacingOccurrences(of: " ", with: "-"))-\(request).csv"
+        let file = "\(requestTimesDirectory)/\(String(name.split { !$0.isLetter && !$0.isNumber }.joined(separator: "-")))-\(request).csv"
         let lines = zip(timings.sent, timings.times).sorted { $0.0 < $1.0 }.map { sent, time in
             String(format: "%.3f,%.3f", sent.seconds * 1000, time.seconds * 1000)
         }

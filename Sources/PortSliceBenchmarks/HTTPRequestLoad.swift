@@ -62,7 +62,7 @@ struct HTTPRequestLoad: Sendable {
         let began = ContinuousClock.now
         let clients = max(1, min(self.clients, requests.count))
         let threads = max(1, min(clients, ProcessInfo.processInfo.activeProcessorCount))
-        let elapsed = try onThreads(threads) { thread in
+        _ = try onThreads(threads) { thread in
             // Clients spread as evenly as they go: 32 over 2 threads is 16 each.
             let share = clients / threads + (thread < clients % threads ? 1 : 0)
             do {
@@ -75,7 +75,7 @@ struct HTTPRequestLoad: Sendable {
         }
         let done = shared.finished.withLock { $0 }.sorted { $0.index < $1.index }
         guard done.count == requests.count else { throw BenchmarkFailure("\(requests.count - done.count) requests were not answered") }
-        return (done.map(\.body), Timings(times: done.map(\.time), elapsed: .seconds(elapsed), sent: done.map { $0.sent - began }))
+        return (done.map(\.body), Timings(times: done.map(\.time), elapsed: ContinuousClock.now - began, sent: done.map { $0.sent - began }))
     }
 
     /// What the threads share: the requests, which one is next, and what was answered.
@@ -99,6 +99,10 @@ struct HTTPRequestLoad: Sendable {
         let shared: Shared
         var clients: [Client]
         var done: [(index: Int, body: [UInt8], sent: ContinuousClock.Instant, time: Duration)] = []
+        /// Where every read lands before it is added to its client's answer.
+        let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 1)
+
+        deinit { readBuffer.deallocate() }
 
         init(load: HTTPRequestLoad, shared: Shared, clients: Int) {
             self.load = load
@@ -144,6 +148,7 @@ struct HTTPRequestLoad: Sendable {
             client.request = index
             client.server = request.server
             client.received = []
+            client.head = nil
             client.sent = ContinuousClock.now
             try client.connections[request.server]!.socket.send(request.bytes)
         }
@@ -151,11 +156,16 @@ struct HTTPRequestLoad: Sendable {
         /// Reads what has arrived for `client`; its answer once the whole of it has.
         private func read(_ client: Client) throws -> (head: AnswerHead, body: [UInt8])? {
             let request = shared.requests[client.request!]
-            // Readable already, so this does not wait.
-            let bytes = try client.connections[client.server]!.socket.receive(upTo: 16 * 1024, timeout: .seconds(1))
-            guard !bytes.isEmpty else { throw BenchmarkFailure("the server closed the connection before answering \(Self.requestLine(request))") }
-            client.received += bytes
-            guard let head = try AnswerHead(of: client.received) else { return nil }
+            // Readable, as `poll` said: one `recv`, which does not wait.
+            switch StreamIO.read(client.descriptor, into: readBuffer) {
+            case .transferred(let count): client.received += readBuffer.prefix(count)
+            case .wouldBlock: return nil
+            case .endOfStream: throw BenchmarkFailure("the server closed the connection before answering \(Self.requestLine(request))")
+            case .failed(let errno): throw BenchmarkFailure("reading the answer to \(Self.requestLine(request)): \(errno)")
+            }
+            // The head is read once, when it is whole; the body's bytes only counted after.
+            if client.head == nil { client.head = try AnswerHead(of: client.received) }
+            guard let head = client.head else { return nil }
             guard client.received.count >= head.length + head.contentLength else { return nil }
             guard client.received.count == head.length + head.contentLength else {
                 throw BenchmarkFailure("the server sent more than its answer to \(Self.requestLine(request))")
@@ -223,6 +233,8 @@ struct HTTPRequestLoad: Sendable {
         var server = 0
         var sent = ContinuousClock.now
         var received: [UInt8] = []
+        /// The answer's head, once it has arrived whole.
+        var head: AnswerHead?
 
         init(servers: Int) {
             connections = Array(repeating: nil, count: servers)

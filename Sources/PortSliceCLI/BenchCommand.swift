@@ -165,6 +165,9 @@ struct BenchAllocCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: requestTimes, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw ValidationError("--request-times \(requestTimes) is not a directory; create it first.")
             }
+            guard FileManager.default.isWritableFile(atPath: requestTimes) else {
+                throw ValidationError("--request-times \(requestTimes) is not writable; give a directory this user may write to.")
+            }
             guard !storeOnly else { throw ValidationError("--request-times records the HTTP rows, which --store-only leaves out.") }
         }
         guard hosts * slicesPerHost <= addresses * 31 else {

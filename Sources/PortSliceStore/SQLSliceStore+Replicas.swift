@@ -54,10 +54,13 @@ extension SQLSliceStore {
     static let addressAnnouncement = "address:"
 
     /// Tells every other replica, when the transaction commits, what to forget; this process
-    /// forgets it at once (a lookup under way then keeps nothing) and again once committed.
+    /// forgets it at once (a lookup under way then keeps nothing) and, with a reading
+    /// connection, again once committed.
     func announce(_ payload: String) async throws {
         heard(payload)
-        announcedInTransaction.withLock { $0.append(payload) }
+        // Only the reading connection can look beside the transaction (on PostgreSQL this
+        // process hears its own announcement again from the listener).
+        if reader != nil { announcedInTransaction.withLock { $0.append(payload) } }
         if connection.dialect == .postgres {
             try await run("SELECT pg_notify('\(Self.notificationChannel)', ?)", [.text(payload)])
         }

@@ -73,11 +73,11 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
             throw StoreError("cannot open the SQLite database \(path ?? ":memory:"): \(message)")
         }
         handle = Mutex(Handle(database: database))
-        thread = SQLiteThread(name: "sqlite-\(role)", yielding: role == .checkpointer)
+        thread = SQLiteThread(name: "sqlite-\(role.rawValue)", yielding: role == .checkpointer)
     }
 
     /// What a connection is for; its thread is named after it.
-    enum Role: String, CustomStringConvertible {
+    enum Role: String {
         /// The store's one connection that writes.
         case writer
         /// Opened read-only: lookups beside the writer.
@@ -85,8 +85,6 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
         /// Copies the writer's log into the file (see `WALCheckpoints`), on a thread that runs
         /// on what the others leave of the cores.
         case checkpointer = "ckpt"
-
-        var description: String { rawValue }
     }
 
     deinit {
@@ -406,8 +404,9 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable {
     /// - Parameter yielding: the thread takes the lowest scheduling weight, for work that may
     ///   wait while the others need the cores.
     init(name: String, yielding: Bool = false) {
-        // The thread holds the executor until it is stopped. It names itself: Foundation's
-        // `Thread.name`, set before the start, never reaches the kernel on Linux.
+        // The thread holds the executor until it is stopped. It names itself through prctl:
+        // Foundation's `Thread.name`, set before the start, never reached the kernel here (and
+        // set from inside, it races; see PortSliceSockets' `CPUAffinity.nameCurrentThread`).
         Thread {
             _ = cportslice_name_current_thread(name)
             if yielding { _ = cportslice_yield_current_thread() }
@@ -458,16 +457,18 @@ public enum SQLConnections {
     static func sqlite(path: String?, checkpoints: WALCheckpoints.Thresholds, logger: Logger) async throws -> SQLiteConnectionAdapter {
         let (adapter, inWAL) = try await sqliteAdapter(path: path)
         if let path, inWAL {
-            await adapter.checkpointElsewhere(try await sqliteAdapter(path: path, role: .checkpointer).0, thresholds: checkpoints, logger: logger)
+            // The checkpointer needs none of the writer's settings: SQLite's default
+            // `synchronous` (FULL) syncs the file before a checkpoint counts as made.
+            await adapter.checkpointElsewhere(try SQLiteConnectionAdapter(path: path, role: .checkpointer), thresholds: checkpoints, logger: logger)
         }
         return adapter
     }
 
-    /// A connection with the store's settings, and whether its file is in WAL mode (SQLite
+    /// A writing connection with the store's settings, and whether its file is in WAL mode (SQLite
     /// answers the mode it is in: "memory" for a database in memory, or the old mode when
     /// the file cannot change).
-    private static func sqliteAdapter(path: String?, role: SQLiteConnectionAdapter.Role = .writer) async throws -> (SQLiteConnectionAdapter, inWAL: Bool) {
-        let adapter = try SQLiteConnectionAdapter(path: path, role: role)
+    private static func sqliteAdapter(path: String?) async throws -> (SQLiteConnectionAdapter, inWAL: Bool) {
+        let adapter = try SQLiteConnectionAdapter(path: path)
         let mode = path == nil ? nil : try await adapter.query("PRAGMA journal_mode = WAL", []).first?.text("journal_mode")
         // Every commit is durable (`fsync` of the log): the default, stated because WAL mode
         // would allow NORMAL, which loses the last commits on a power cut.
