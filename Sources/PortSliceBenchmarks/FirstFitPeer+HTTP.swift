@@ -47,10 +47,9 @@ public enum FirstFitPeerServer {
         let router = Router()
         func on(_ route: APIRoute, _ handle: @escaping @Sendable (Request, BasicRequestContext, String) async throws -> Response) {
             router.on(RouterPath(route.routerPath), method: route.httpMethod) { request, context in
-                guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+                guard let token = ControlAPI.bearerToken(request.headers) else {
                     return try error(.unauthorized, "a bearer token is needed")
                 }
-                let token = String(header.dropFirst("Bearer ".count))
                 let caller: String
                 if route.roles.contains(.admin) {
                     guard HostToken.matches(token, hash: adminTokenHash) else { return try error(.unauthorized, "not the admin token") }
@@ -64,7 +63,7 @@ public enum FirstFitPeerServer {
         }
         on(.addHost) { request, _, _ in
             let body = try await decode(NewHost.self, request)
-            return try json(IssuedToken(name: body.name, token: try await peer.addHost(body.name)), status: .created)
+            return try ControlAPI.json(IssuedToken(name: body.name, token: try await peer.addHost(body.name)), status: .created)
         }
         on(.addAddress) { request, _, _ in
             let body = try await decode(NewAddress.self, request)
@@ -78,14 +77,14 @@ public enum FirstFitPeerServer {
             do {
                 let leases = try await peer.acquire(
                     host: host, count: body.count ?? 1, expires: now + .seconds(body.ttlSeconds ?? 300), now: now)
-                return try json(try leaseList(leases), status: .created)
+                return try ControlAPI.json(try leaseList(leases), status: .created)
             } catch PeerRefusal.noCapacity {
                 return try error(.conflict, "not enough free slices")
             }
         }
         on(.renewAll) { request, _, host in
             let renewed = try await renewal(peer, host: host, try RenewRequest(body: try await request.body.collect(upTo: maximumBodyBytes).readableBytesView))
-            return json(body: renewed)
+            return ControlAPI.json(body: renewed)
         }
         on(.release) { _, context, host in
             guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else { return try error(.badRequest, "the lease id must be a number") }
@@ -100,11 +99,11 @@ public enum FirstFitPeerServer {
     static func directRoutes(_ peer: FirstFitPeer, serverName: String) -> [any RemovableChannelHandler] {
         let route = APIRoute.renewAll
         return [DirectRoute(method: route.httpMethod, path: route.path, serverName: serverName, maximumBodyBytes: maximumBodyBytes) { head, body in
-            guard let header = head.headerFields[.authorization], header.hasPrefix("Bearer "), let request = try? RenewRequest(body: body.readableBytesView) else {
+            guard let token = ControlAPI.bearerToken(head.headerFields), let request = try? RenewRequest(body: body.readableBytesView) else {
                 return nil
             }
             do {
-                guard let host = try await peer.host(authenticatedBy: String(header.dropFirst("Bearer ".count))) else { return nil }
+                guard let host = try await peer.host(authenticatedBy: token) else { return nil }
                 return DirectRoute.Answer(status: .ok, json: try await renewal(peer, host: host, request))
             } catch {
                 return DirectRoute.Answer(status: .internalServerError, json: ByteBuffer(bytes: JSONWriter.encode(ErrorBody(error: "\(error)"))))
@@ -133,15 +132,7 @@ public enum FirstFitPeerServer {
         try JSONDecoder().decode(T.self, from: Data(try await request.body.collect(upTo: maximumBodyBytes).readableBytesView))
     }
 
-    private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        json(body: ByteBuffer(bytes: try JSONEncoder().encode(value)), status: status)
-    }
-
-    private static func json(body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: body))
-    }
-
     private static func error(_ status: HTTPResponse.Status, _ message: String) throws -> Response {
-        try json(ErrorBody(error: message), status: status)
+        try ControlAPI.json(ErrorBody(error: message), status: status)
     }
 }

@@ -91,7 +91,8 @@ extension ControlAPI {
         return try field("network") { try IPv6Prefix(parsing: (network.removingPercentEncoding ?? network) + "/" + length) }
     }
 
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    /// `value` as a JSON answer (also the benchmark's peer server's answers).
+    public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         json(body: ByteBuffer(bytes: try JSONEncoder().encode(value)), status: status)
     }
 
@@ -100,7 +101,7 @@ extension ControlAPI {
         json(body: ByteBuffer(bytes: JSONWriter.encode(value)), status: status)
     }
 
-    static func json(body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+    public static func json(body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: body))
     }
 

@@ -334,7 +334,8 @@ public struct ControlAPI: Sendable {
         return caller
     }
 
-    static func bearerToken(_ headers: HTTPFields) -> String? {
+    /// The token of an `Authorization: Bearer ...` header; nil without one.
+    public static func bearerToken(_ headers: HTTPFields) -> String? {
         guard let header = headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
         return String(header.dropFirst("Bearer ".count))
     }
