@@ -178,6 +178,8 @@ let package = Package(
         .executableTarget(name: "portslice", dependencies: ["PortSliceCLI"]),
         // Test helper: concurrent UDP churn from a slice, run as separate processes.
         .executableTarget(name: "slice-churn", dependencies: ["PortSliceSockets"], path: "Tests/Helpers/SliceChurn"),
+        // Test helper: scratch files and databases that a later run cleans up if this one cannot.
+        .target(name: "PortSliceTestSupport", path: "Tests/Helpers/TestSupport"),
         .testTarget(name: "PortSliceCoreTests", dependencies: ["PortSliceCore"]),
         .testTarget(name: "PortSliceDNSTests", dependencies: ["PortSliceDNS", "PortSliceCore"]),
         .testTarget(name: "PortSliceAPITests", dependencies: ["PortSliceAPI", "PortSliceCore"]),
@@ -210,7 +212,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortSliceStoreTests",
-            dependencies: ["PortSliceStore", "PortSliceCore", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: ["PortSliceStore", "PortSliceCore", "PortSliceTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(
             name: "PortSliceSocketsTests",
@@ -225,6 +227,7 @@ let package = Package(
             name: "PortSliceCLITests",
             dependencies: [
                 "PortSliceCLI", "PortSliceCore", "PortSliceSockets", "PortSliceEdge", "PortSliceLab", "PortSliceStore", "PortSliceAPI",
+                "PortSliceTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import PortSliceTestSupport
 import Testing
 
 /// Runs the built `portslice` executable, as a user or script would.
@@ -100,7 +101,7 @@ final class TemporaryDirectory {
     let url: URL
 
     init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-test-\(UUID().uuidString)")
+        url = URL(fileURLWithPath: ScratchSpace.path("portslice-test"))
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     }
 
@@ -126,7 +127,7 @@ final class RunningCommand: @unchecked Sendable {
     private let errorFile: URL
 
     init(_ arguments: [String], readyPattern: String, environment: [String: String] = [:], directory: URL? = nil, namespace: String? = nil) throws {
-        errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-stderr-\(UUID().uuidString)")
+        errorFile = URL(fileURLWithPath: ScratchSpace.path("portslice-stderr"))
         guard FileManager.default.createFile(atPath: errorFile.path, contents: nil) else {
             throw CommandRunner.RunnerError("cannot create \(errorFile.path) for the command's standard error")
         }

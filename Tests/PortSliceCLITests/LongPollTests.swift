@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PortSliceAPI
 import PortSliceCore
+import PortSliceTestSupport
 import Testing
 
 /// Long polls across replicas: a change through one replica wakes the polls waiting on the
@@ -12,10 +13,7 @@ struct LongPollTests {
 
     /// A fresh database on the test server, and its URL.
     static func database() async throws -> (url: String, name: String) {
-        let base = try #require(TestPostgres.url)
-        let name = "portslice_polls_\(UInt32.random(in: 0...UInt32.max))"
-        try ThrowawayPostgres.shell("psql '\(base)' -At -c 'CREATE DATABASE \(name)'")
-        return (String(base[..<base.lastIndex(of: "/")!]) + "/\(name)", name)
+        try await ScratchSpace.database(on: try #require(TestPostgres.url))
     }
 
     /// Transactions the server has counted for the database (each statement outside a

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import PortSliceTestSupport
 import Synchronization
 import Testing
 
@@ -51,9 +52,7 @@ struct ReplicaTests {
     }
 
     @Test func killingOneReplicaLosesNothing() async throws {
-        let name = "portslice_replicas_\(UInt32.random(in: 0...UInt32.max))"
-        _ = try await psql(Self.base, "CREATE DATABASE \(name)")
-        let url = String(Self.base[..<Self.base.lastIndex(of: "/")!]) + "/\(name)"
+        let (url, _) = try await ScratchSpace.database(on: Self.base)
         let directory = try TemporaryDirectory()
         let environment = ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken, "PORTSLICE_DATABASE": url]
         let replicas = try (0..<2).map { index in

@@ -1,4 +1,5 @@
 import Foundation
+import PortSliceTestSupport
 import Testing
 
 /// A PostgreSQL server of a test's own, which the test may stop and start (a restart, a
@@ -22,7 +23,7 @@ final class ThrowawayPostgres: @unchecked Sendable {
     /// - Parameter tls: a directory holding `server.crt` and `server.key` to serve TLS with.
     init(tls: String? = nil) throws {
         bin = try #require(Self.binaries)
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-pg-\(UUID().uuidString.prefix(8))").path
+        directory = ScratchSpace.path("portslice-pg")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         port = try Self.freePort()
         try Self.shell("chown postgres \(directory)")
@@ -41,7 +42,7 @@ final class ThrowawayPostgres: @unchecked Sendable {
     /// A standby of `primary`, streaming from it (pg_basebackup), on a port of its own.
     init(standbyOf primary: ThrowawayPostgres) throws {
         bin = primary.bin
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-pg-\(UUID().uuidString.prefix(8))").path
+        directory = ScratchSpace.path("portslice-pg")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         port = try Self.freePort()
         try Self.shell("chown postgres \(directory)")
@@ -90,7 +91,7 @@ final class ThrowawayPostgres: @unchecked Sendable {
     /// output goes through files rather than pipes.
     @discardableResult
     static func shell(_ command: String) throws -> String {
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-shell-\(UUID().uuidString)")
+        let outputFile = URL(fileURLWithPath: ScratchSpace.path("portslice-shell"))
         let errorFile = outputFile.appendingPathExtension("err")
         for file in [outputFile, errorFile] where !FileManager.default.createFile(atPath: file.path, contents: nil) {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: file.path])

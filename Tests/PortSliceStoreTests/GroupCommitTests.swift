@@ -1,5 +1,6 @@
 import Foundation
 import PortSliceCore
+import PortSliceTestSupport
 import Testing
 @testable import PortSliceStore
 
@@ -41,7 +42,7 @@ struct GroupCommitTests {
 
     /// A new SQLite file, and its path for a second connection.
     static func sqliteStore() async throws -> (store: SQLSliceStore, path: String) {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-batch-\(UUID().uuidString).sqlite").path
+        let path = ScratchSpace.path("portslice-batch", suffix: ".sqlite")
         return (try await SQLSliceStore.openSQLite(path: path), path)
     }
 
@@ -297,7 +298,7 @@ struct SQLiteConnectionTests {
     /// A kept statement reads the columns its table has now, after another connection
     /// (another process's migration) rebuilt the table with its columns in another order.
     @Test func keptStatementsFollowTheSchema() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-kept-\(UUID().uuidString).sqlite").path
+        let path = ScratchSpace.path("portslice-kept", suffix: ".sqlite")
         let first = try await SQLConnections.sqlite(path: path), second = try await SQLConnections.sqlite(path: path)
         _ = try await first.query("CREATE TABLE t (a INTEGER, b TEXT)", [])
         _ = try await first.query("INSERT INTO t VALUES (1, 'x')", [])

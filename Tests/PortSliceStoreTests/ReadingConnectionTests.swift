@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PortSliceCore
+import PortSliceTestSupport
 import Synchronization
 import Testing
 @testable import PortSliceStore
@@ -163,7 +164,7 @@ struct SQLiteCheckpointTests {
     /// again and again (so the file stays short), every row is still
     /// there once reopened, and the checkpoints' thread has the lowest scheduling weight.
     @Test func theLogIsCopiedElsewhereAndStartedOver() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-checkpoints-\(UUID().uuidString).sqlite").path
+        let path = ScratchSpace.path("portslice-checkpoints", suffix: ".sqlite")
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let thresholds = WALCheckpoints.Thresholds(backgroundFrames: 64, restartFrames: 256, finalFrames: 64)
         let writer = try await SQLConnections.sqlite(path: path, checkpoints: thresholds, logger: Logger(label: "test"))

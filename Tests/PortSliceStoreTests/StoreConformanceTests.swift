@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PortSliceCore
+import PortSliceTestSupport
 import PostgresNIO
 import Testing
 @testable import PortSliceStore
@@ -20,14 +21,11 @@ enum Engine: String, Sendable, CustomTestStringConvertible {
     func makeStore(quarantine: Duration = .seconds(240), renewalWindow: Duration = .zero) async throws -> (store: SQLSliceStore, reopen: @Sendable (Duration) async throws -> SQLSliceStore) {
         switch self {
         case .sqlite:
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-store-\(UUID().uuidString).sqlite").path
+            let path = ScratchSpace.path("portslice-store", suffix: ".sqlite")
             return (try await SQLSliceStore.openSQLite(path: path, quarantine: quarantine, renewalWindow: renewalWindow),
                     { try await SQLSliceStore.openSQLite(path: path, quarantine: $0, renewalWindow: renewalWindow) })
         case .postgres:
-            let base = try #require(Self.postgresURL)
-            let name = "portslice_test_\(UInt32.random(in: 0...UInt32.max))"
-            try await Self.administer(base, "CREATE DATABASE \(name)")
-            let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"
+            let (url, _) = try await ScratchSpace.database(on: try #require(Self.postgresURL))
             // These tests check the rules, not outages: a server busy with every other test may
             // take longer than an allocator's deadline.
             return (try await SQLSliceStore.openPostgres(url: url, quarantine: quarantine, renewalWindow: renewalWindow, operationTimeout: .seconds(30)),
@@ -35,8 +33,7 @@ enum Engine: String, Sendable, CustomTestStringConvertible {
         }
     }
 
-    /// Runs one statement on the server's default database (CREATE DATABASE cannot run in a
-    /// transaction, and the store opens none for it).
+    /// Runs one statement alone on the database `url` names, past the store.
     static func administer(_ url: String, _ statement: String) async throws {
         let components = try #require(URLComponents(string: url))
         let configuration = PostgresConnection.Configuration(
@@ -85,10 +82,7 @@ struct PostgresStoreTests {
     /// inserts them: a row written past the store (here by hand) is refused by the exclusion
     /// constraint, while the same row with ports of its own is accepted.
     @Test func exclusionConstraintRefusesOverlappingPorts() async throws {
-        let base = try #require(Engine.postgresURL)
-        let name = "portslice_test_\(UInt32.random(in: 0...UInt32.max))"
-        try await Engine.administer(base, "CREATE DATABASE \(name)")
-        let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(name)"
+        let (url, _) = try await ScratchSpace.database(on: try #require(Engine.postgresURL))
         let store = try await SQLSliceStore.openPostgres(url: url, operationTimeout: .seconds(30))
         let address = IPv4Address(203, 0, 113, 10)
         let plan = try SlicePlan(range: try PortRange(20000, 23999), layout: .sliceCount(4))
