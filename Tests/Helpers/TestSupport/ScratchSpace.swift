@@ -12,7 +12,7 @@ public enum ScratchSpace {
     public static let directory: URL = {
         let temporary = FileManager.default.temporaryDirectory
         for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? [] {
-            guard let process = processID(in: name, after: directoryPrefix), !isRunning(process) else { continue }
+            guard let process = processID(in: name, after: directoryPrefix, parts: 1), !isRunning(process) else { continue }
             try? FileManager.default.removeItem(at: temporary.appendingPathComponent(name))
         }
         let directory = temporary.appendingPathComponent(directoryPrefix + "\(getpid())")
@@ -45,8 +45,8 @@ public enum ScratchSpace {
     static let directoryPrefix = "portslice-tests-"
     static let databasePrefix = "portslice_test_"
 
-    /// Per server, the dropping of its leftovers, made once per process; every caller waits
-    /// for it, so that no database of this run is made before the look at the server's list.
+    /// Per server, the dropping of its leftovers: once per process, and every caller waits for
+    /// it, so that one it could not make fails the tests rather than passing unseen.
     private static let cleanups = Mutex<[String: Task<Void, any Error>]>([:])
 
     private static func dropLeftovers(on base: String) async throws {
@@ -56,7 +56,7 @@ public enum ScratchSpace {
                 let names = try await psql(base, ["-c", "SELECT datname FROM pg_database WHERE datname LIKE '\(databasePrefix)%'"])
                     .split(separator: "\n").map(String.init)
                 for name in names {
-                    guard let process = processID(in: name, after: databasePrefix), !isRunning(process) else { continue }
+                    guard let process = processID(in: name, after: databasePrefix, parts: 2), !isRunning(process) else { continue }
                     // WITH (FORCE): a server left running by a killed run may still be connected.
                     _ = try await psql(base, ["-c", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"])
                 }
@@ -67,13 +67,16 @@ public enum ScratchSpace {
         try await cleanup.value
     }
 
-    /// The process ID in a name made here: `prefix`, the ID, then `_` and more or nothing.
-    static func processID(in name: String, after prefix: String) -> pid_t? {
+    /// The process ID in a name made here: `prefix`, then `parts` numbers joined by `_`, the
+    /// first of them the ID. Nil for any other name.
+    static func processID(in name: String, after prefix: String, parts: Int) -> pid_t? {
         guard name.hasPrefix(prefix) else { return nil }
-        return pid_t(name.dropFirst(prefix.count).prefix { $0.isNumber })
+        let numbers = name.dropFirst(prefix.count).split(separator: "_", omittingEmptySubsequences: false)
+        guard numbers.count == parts, numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }) else { return nil }
+        return pid_t(numbers[0])
     }
 
-    /// Whether a process with this ID exists (one of another user's counts: it may be a run).
+    /// Whether a process with this ID exists (EPERM says it does, another user's).
     static func isRunning(_ process: pid_t) -> Bool {
         kill(process, 0) == 0 || errno == EPERM
     }
