@@ -24,6 +24,8 @@ public final class SQLSliceStore: SliceStore, Service {
     /// without waiting for the writer, which with many hosts acquiring at once held the one
     /// connection for most of the time (see `principal(authenticatedBy:)`).
     let reader: (any SQLConnection)?
+    /// On SQLite (a file), this process's claim to it, given up on `close`.
+    private let ownership: DatabaseOwnership?
     let gate = TransactionGate()
     private let traitsByText = Mutex<[String: Traits]>([:])
     private let renewals: Coalescer<Renewal, HeldLeases>
@@ -63,10 +65,11 @@ public final class SQLSliceStore: SliceStore, Service {
     /// than one for a single host.
     public static let defaultRenewalWindow = Duration.milliseconds(100)
 
-    init(connection: any SQLConnection, reader: (any SQLConnection)? = nil, quarantine: Duration, renewalWindow: Duration,
-         operationTimeout: Duration = defaultOperationTimeout, logger: Logger) async throws {
+    init(connection: any SQLConnection, reader: (any SQLConnection)? = nil, ownership: DatabaseOwnership? = nil, quarantine: Duration,
+         renewalWindow: Duration, operationTimeout: Duration = defaultOperationTimeout, logger: Logger) async throws {
         self.connection = connection
         self.reader = reader
+        self.ownership = ownership
         self.quarantine = quarantine
         self.operationTimeout = operationTimeout
         self.logger = logger
@@ -81,6 +84,8 @@ public final class SQLSliceStore: SliceStore, Service {
     public func close() async throws {
         var readerFailure: (any Error)?
         do { try await reader?.close() } catch { readerFailure = error }
+        // Given up once the file is closed (whatever closing it said), not before.
+        defer { ownership?.release() }
         try await connection.close()
         if let readerFailure { throw readerFailure }
     }

@@ -496,12 +496,13 @@ public enum SQLConnections {
 }
 
 extension SQLSliceStore {
-    /// The embedded store: one SQLite file (or memory, when `path` is nil), no server to run.
-    /// Changes run in `BEGIN IMMEDIATE` transactions, which also serialise several processes
-    /// sharing the file.
+    /// The embedded store: one SQLite file (or memory, when `path` is nil), no server to run,
+    /// served by this process alone until `close` (see `DatabaseOwnership`).
+    /// - Throws: `StoreError` when another process serves the file, or it cannot be opened.
     public static func openSQLite(path: String?, quarantine: Duration = .seconds(240), renewalWindow: Duration = defaultRenewalWindow,
                                   logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
+        let ownership = try path.map { try DatabaseOwnership(databasePath: $0) }
         let connection = try await SQLConnections.sqlite(path: path, checkpoints: WALCheckpoints.Thresholds(), logger: logger)
         var reader: (any SQLConnection)?
         do {
@@ -514,7 +515,8 @@ extension SQLSliceStore {
                     logger.notice("token lookups wait for the writer: no read-only connection", metadata: ["path": "\(path)", "error": "\(error)"])
                 }
             }
-            return try await SQLSliceStore(connection: connection, reader: reader, quarantine: quarantine, renewalWindow: renewalWindow, logger: logger)
+            return try await SQLSliceStore(
+                connection: connection, reader: reader, ownership: ownership, quarantine: quarantine, renewalWindow: renewalWindow, logger: logger)
         } catch {
             // The writer last, so that it removes the log when it closes.
             try? await reader?.close()

@@ -1,4 +1,5 @@
 import Foundation
+import PortSliceStore
 import Testing
 
 /// `portslice serve` as an operator runs it: starts, answers, stops cleanly on SIGTERM, and
@@ -44,6 +45,24 @@ struct ServeTests {
 
         /// SIGTERM, then the exit status.
         func stop() -> Int32 { command.stop() }
+    }
+
+    /// A second allocator on a data directory that one serves is refused, naming the one that
+    /// does (two on one SQLite file would not hear each other's changes); once that one has
+    /// stopped, the directory serves another.
+    @Test func aSecondAllocatorOnTheSameDataIsRefused() async throws {
+        let directory = try TemporaryDirectory()
+        let dataDir = directory.url.appendingPathComponent("data").path
+        let first = try Server(dataDir: dataDir)
+        let database = "\(dataDir)/portslice.sqlite"
+        let refused = await #expect(throws: StoreError.self) { _ = try await SQLSliceStore.openSQLite(path: database) }
+        #expect(refused?.description == "the SQLite database \(database) is in use by process \(first.process.processIdentifier): "
+            + "a SQLite database serves one allocator. Stop that one, give this one a data directory of its own, or run replicas "
+            + "on PostgreSQL (--database postgres://...)")
+        #expect(first.stop() == 0)
+        let second = try Server(dataDir: dataDir)
+        #expect(try second.request("/healthz") == (200, "ok"))
+        #expect(second.stop() == 0)
     }
 
     @Test func servesStopsCleanlyAndKeepsItsData() throws {
