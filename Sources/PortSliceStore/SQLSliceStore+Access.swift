@@ -80,7 +80,7 @@ extension SQLSliceStore {
     /// own changes, and without a reader it waits for the gate the caller holds.
     func readCommitted(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
         guard let reader else { return try await withDatabase { try await self.query(sql, binds) } }
-        return try await reader.withConnection { try await self.query(sql, binds, on: reader) }
+        return try await query(sql, binds, on: reader)
     }
 
     private func query(_ sql: String, _ binds: [SQLValue], on connection: any SQLConnection) async throws -> [SQLRow] {

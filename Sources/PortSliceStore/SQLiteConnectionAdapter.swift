@@ -204,7 +204,7 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     /// nobody. - Returns: how many frames of the log are now in the file; nil when another
     /// connection was checkpointing (SQLite then copies nothing and says -1).
     func checkpointPassively() async throws -> Int? {
-        let row = try await withConnection { try await self.query("PRAGMA wal_checkpoint(PASSIVE)", []).first }
+        let row = try await query("PRAGMA wal_checkpoint(PASSIVE)", []).first
         guard row?.integer("busy") == 0, let copied = row?.integer("checkpointed"), copied >= 0 else { return nil }
         return Int(copied)
     }
@@ -267,16 +267,16 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
 /// finds every frame of it copied, which a checkpoint racing steady commits never leaves
 /// behind. So once the log is `restartFrames` long, checkpoints follow one another, each
 /// copying what came during the last (less each time), until at most `finalFrames` are left:
-/// the committing connection copies those itself (on the project machine 2-4 ms, a copy of
-/// 2 MiB and an `fsync` of the file: its one wait), and its next transaction writes from the
-/// log's start. Sizes below are for SQLite's 4 KiB pages.
+/// the committing connection copies those itself (on the project machine 2-6 ms, a copy of
+/// up to 2 MiB and an `fsync` of the file: its one wait), and its next transaction writes from
+/// the log's start. Sizes below are for SQLite's 4 KiB pages.
 final class WALCheckpoints: Sendable {
     struct Thresholds: Sendable {
         /// Frames (pages) written since the last checkpoint that start the next: 64 MiB. A
         /// page rewritten many times between checkpoints is copied once.
         var backgroundFrames = 16_384
         /// A log this long (256 MiB) is brought to an end and started over: the wait that
-        /// takes comes once per 4,500 acquires. The file keeps its size, so that the log is
+        /// takes comes once per about 5,200 acquires (12.6 pages each). The file keeps its size, so that the log is
         /// written over rather than extended, which cost the writer a fifth more.
         var restartFrames = 65_536
         /// The most frames the committing connection copies itself.

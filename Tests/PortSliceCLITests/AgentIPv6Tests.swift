@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PortSliceCore
 import PortSliceEdge
+import PortSliceTestSupport
 import Testing
 
 /// `portslice agent` leasing an IPv6 prefix and its proxy sending from it, in two network
@@ -68,7 +69,7 @@ struct AgentIPv6Tests {
         // SIGKILL: a child of the test process may inherit SIGTERM ignored.
         defer { kill(python.processIdentifier, SIGKILL); python.waitUntilExit() }
         // The line comes once the socket listens (or the pipe ends when python fails).
-        let heard = try await CommandRunner.offThePool { String(decoding: pythonOutput.fileHandleForReading.availableData, as: UTF8.self) }
+        let heard = try await offThePool { String(decoding: pythonOutput.fileHandleForReading.availableData, as: UTF8.self) }
         #expect(heard.contains("listening"), "the IPv6 server did not start: \(heard)")
 
         let directory = try TemporaryDirectory()

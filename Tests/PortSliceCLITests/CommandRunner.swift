@@ -65,15 +65,6 @@ struct CommandRunner {
         let done = DispatchSemaphore(value: 0)
     }
 
-    /// Runs blocking work (reading a child's pipes, waiting for it) on a Dispatch thread rather
-    /// than on one of Swift concurrency's few cooperative threads: tests run in parallel, and
-    /// a blocked pool stalls every other test's tasks (a long poll, a load loop) meanwhile.
-    static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Swift.Result { try body() }) }
-        }
-    }
-
     /// curl with `arguments` (silent, at most 10 s; in `namespace`, when given); its exit
     /// status and body.
     static func curl(_ arguments: [String], namespace: String? = nil) async throws -> (status: Int32, body: String) {

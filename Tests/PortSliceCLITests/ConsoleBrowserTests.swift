@@ -1,4 +1,5 @@
 import Foundation
+import PortSliceTestSupport
 import Testing
 
 /// The operator console (`GET /console`) in a headless Chromium against a real
@@ -21,7 +22,7 @@ struct ConsoleBrowserTests {
 
     @Test("shows every address's slices as the table has them, and follows changes without a reload")
     func showsTheTableAndFollowsIt() async throws {
-        try await CommandRunner.offThePool {
+        try await offThePool {
             let directory = try TemporaryDirectory()
             let pool = try directory.write("pool.csv", """
                 192.0.2.10/31,US,US-CA,Los Angeles,,residential,high
@@ -102,7 +103,7 @@ struct ConsoleBrowserTests {
 
     @Test("asks for a token when it has none, a wrong one, or one that cannot read (a host's)")
     func refusesTokensThatCannotRead() async throws {
-        try await CommandRunner.offThePool {
+        try await offThePool {
             let directory = try TemporaryDirectory()
             let server = try ServeTests.Server(
                 dataDir: directory.url.appendingPathComponent("data").path, environment: ["PORTSLICE_ADMIN_TOKEN": ServeTests.adminToken])
@@ -155,7 +156,7 @@ struct ConsoleBrowserTests {
         let thousand = try await CommandRunner.run(["pool", "import", try poolFile(1..<1001, name: "1000.csv")], environment: environment)
         #expect(thousand.output.contains("1000 address(es) added"), "\(thousand.output)\(thousand.errorOutput)")
 
-        try await CommandRunner.offThePool {
+        try await offThePool {
             let browser = try HeadlessBrowser(url: console)
             defer { browser.close() }
             try browser.waitUntil("window.portsliceConsole?.firstRenderMs != null", timeout: .seconds(30))
@@ -168,7 +169,7 @@ struct ConsoleBrowserTests {
         let more = try await CommandRunner.run(["pool", "import", try poolFile(1001..<10001, name: "10000.csv")], environment: environment)
         #expect(more.output.contains("9000 address(es) added"), "\(more.output)\(more.errorOutput)")
 
-        try await CommandRunner.offThePool {
+        try await offThePool {
             let browser = try HeadlessBrowser(url: console)
             defer { browser.close() }
             try browser.waitUntil("window.portsliceConsole?.firstRenderMs != null", timeout: .seconds(60))

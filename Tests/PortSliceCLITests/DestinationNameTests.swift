@@ -1,8 +1,9 @@
 import Foundation
 import Glibc
-import Testing
 import PortSliceCore
 import PortSliceSockets
+import PortSliceTestSupport
+import Testing
 
 /// `portslice proxy` refuses every special-purpose IPv4 range however the destination is
 /// asked for: as an IP literal, as `localhost`, and as a name that resolves into the range.
@@ -62,7 +63,7 @@ struct DestinationNameTests {
     /// Asks `proxy` for `host` by SOCKS5 and by HTTP CONNECT, expecting `address` in `range` refused.
     static func expectRefused(via proxy: ProxyTests.Proxy, host: String, port: UInt16, address: String, range: String,
                               sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        let (reply, answer) = try await CommandRunner.offThePool {
+        let (reply, answer) = try await offThePool {
             (try socksReply(via: proxy, host: host, port: port), try connectAnswer(via: proxy, host: host, port: port))
         }
         #expect(reply == notAllowed, "SOCKS5 \(host): \(reply)", sourceLocation: sourceLocation)

@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
 import Logging
-import Testing
 import PortSliceCore
 import PortSliceEdge
 import PortSliceLab
 import PortSliceSockets
 import PortSliceStore
+import PortSliceTestSupport
+import Testing
 
 enum RootOnly {
     static var isRoot: Bool { geteuid() == 0 }
@@ -120,7 +121,7 @@ struct LabTests {
         func waitFor(_ host: Int?, within limit: Duration) async throws -> Duration? {
             let start = ContinuousClock.now
             while ContinuousClock.now - start < limit {
-                if try await CommandRunner.offThePool({ deliveredTo() }) == host { return ContinuousClock.now - start }
+                if try await offThePool({ deliveredTo() }) == host { return ContinuousClock.now - start }
                 try await Task.sleep(for: .milliseconds(20))
             }
             return nil

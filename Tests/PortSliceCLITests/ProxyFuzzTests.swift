@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import PortSliceCore
 import PortSliceLab
 import PortSliceSockets
+import PortSliceTestSupport
+import Testing
 
 /// Random and mutated bytes against the running proxy's three parsers (SOCKS5 with RFC 1929,
 /// HTTP heads, PROXY v1 and v2), bounded in time: the proxy must neither crash nor keep
@@ -55,7 +56,7 @@ extension ProxyTests {
     /// beside this one, some of which time their answers.
     func fuzz(_ proxy: Proxy, seeds: [[UInt8]], seed: UInt64, until deadline: ContinuousClock.Instant, limit: Int,
               perSecond: Int = 200) async throws -> Int {
-        try await CommandRunner.offThePool {
+        try await offThePool {
             var generator = SplitMix64(seed: seed)
             var sent = 0
             let started = ContinuousClock.now

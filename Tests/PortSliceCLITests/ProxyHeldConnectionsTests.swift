@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import PortSliceCore
 import PortSliceLab
 import PortSliceSockets
+import PortSliceTestSupport
+import Testing
 
 /// Ten thousand client connections held open on the proxy at once, and new clients served
 /// meanwhile.
@@ -74,7 +75,7 @@ extension ProxyTests {
             client.waitUntilExit()
         }
         let lines = LineReader(output.fileHandleForReading)
-        let held = try await CommandRunner.offThePool { lines.next() }
+        let held = try await offThePool { lines.next() }
         #expect(held == "held \(slowCount) \(relayCount) \(relayCount)", "the client said: \(held ?? "nothing")")
         let holding = (kib: try residentKiB(proxy.process), descriptors: proxy.openDescriptors)
         #expect(holding.descriptors - fresh.descriptors == slowCount + 2 * relayCount,
@@ -82,7 +83,7 @@ extension ProxyTests {
 
         // New clients while all of that is held: every one served, and each one timed.
         input.fileHandleForWriting.write(Data("\n".utf8))
-        let timing = try await CommandRunner.offThePool { lines.next() }
+        let timing = try await offThePool { lines.next() }
         let seconds = try #require(timing?.split(separator: " ").dropFirst().compactMap { Double($0) }, "the client said: \(timing ?? "nothing")")
         #expect(seconds.count == 3, "\(timing ?? "")")
         let perConnection = Double(holding.kib - fresh.kib) / Double(slowCount + relayCount)

@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import PortSliceCore
 import PortSliceLab
 import PortSliceSockets
+import PortSliceTestSupport
+import Testing
 
 /// The destination port policy through a running `portslice proxy`: 25 refused by default,
 /// `--allow-port` and `--deny-port`, refusals counted by reason. Nothing needs to listen on a
@@ -11,7 +12,7 @@ extension ProxyTests {
     /// The whole answer the proxy sends to `request` on a new connection, until it closes
     /// (each read waits at most 5 s).
     func answer(from proxy: Proxy, to request: [UInt8], after greeting: [UInt8]? = nil) async throws -> [UInt8] {
-        try await CommandRunner.offThePool {
+        try await offThePool {
             let socket = try UnslicedConnect.tcp(to: proxy.endpoint)
             if let greeting {
                 try socket.send(greeting)

@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import PortSliceCore
 import PortSliceLab
 import PortSliceSockets
+import PortSliceTestSupport
+import Testing
 
 /// What an attacker tries on the proxy: PROXY headers from peers that are not the balancer,
 /// the admin pages through a rebound name, and buffers filled before the relay starts.
@@ -89,7 +90,7 @@ extension ProxyTests {
     /// Sends `prefix`, then `total` bytes of `filler` in 16 KiB writes (stopping when the proxy
     /// hangs up), and returns all the proxy answered.
     func overflow(_ proxy: Proxy, prefix: [UInt8], filler: UInt8, total: Int) async throws -> [UInt8] {
-        try await CommandRunner.offThePool {
+        try await offThePool {
             let socket = try UnslicedConnect.tcp(to: proxy.endpoint)
             try socket.send(prefix)
             let chunk = [UInt8](repeating: filler, count: 16 * 1024)
@@ -124,7 +125,7 @@ extension ProxyTests {
         // SOCKS: greeting, CONNECT to the same destination, then 1 MiB before the reply: reply 1
         // (general failure) once 64 KiB are held.
         let port = [UInt8(blackhole >> 8), UInt8(blackhole & 0xff)]
-        let socksAnswer = try await CommandRunner.offThePool {
+        let socksAnswer = try await offThePool {
             let socket = try UnslicedConnect.tcp(to: proxy.endpoint)
             try socket.send([5, 1, 0])
             #expect(try socket.receive(timeout: .seconds(5)) == [5, 0])

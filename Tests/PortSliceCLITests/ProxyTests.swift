@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import PortSliceCore
 import PortSliceLab
 import PortSliceSockets
+import PortSliceTestSupport
+import Testing
 
 /// `portslice proxy` with real clients: curl through SOCKS5 and HTTP CONNECT, clients from
 /// different geofeed entries, refused destinations and malformed bytes.
@@ -53,7 +54,7 @@ struct ProxyTests {
 
     /// Runs a Python client script with `arguments`; returns its exit status and output.
     func python(_ script: String, _ arguments: String...) async throws -> (Int32, String) {
-        try await CommandRunner.offThePool {
+        try await offThePool {
             let python = Process()
             python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             python.arguments = ["python3", "-c", script] + arguments
@@ -247,7 +248,7 @@ struct ProxyTests {
         let sanJoseV2: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0, 12,
                                   127, 0, 0, 1, 127, 0, 0, 1, 0xc3, 0x50, 0x04, 0x38]
         for (header, slice) in [(berlinV1, de), (sanJoseV2, us), (berlinV1, de)] {
-            let source = try seenSource(try await CommandRunner.offThePool { [self] in try socksGet(via: proxy, prefix: header, target: server.endpoint) })
+            let source = try seenSource(try await offThePool { [self] in try socksGet(via: proxy, prefix: header, target: server.endpoint) })
             #expect(source.address == slice.address && slice.ports.contains(source.port), "left from \(source)")
         }
         // Without a header the connection is closed: the listener trusts nothing else.
@@ -367,7 +368,7 @@ struct ProxyTests {
         listener.standardInput = input
         try listener.run()
         let stop = { try? input.fileHandleForWriting.close(); listener.waitUntilExit() }
-        let line = try await CommandRunner.offThePool { String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
+        let line = try await offThePool { String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
         guard let port = UInt16(line.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             stop()
             throw CommandRunner.RunnerError("the full listener said: \(line)")
@@ -382,7 +383,7 @@ struct ProxyTests {
         let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32", "--connect-timeout", "1"])
         // Timed on the client's own thread, from the request to the reply: a return to the
         // cooperative pool can wait seconds behind other tests, which is not the proxy's time.
-        let (reply, waited) = try await CommandRunner.offThePool { () -> ([UInt8], Duration) in
+        let (reply, waited) = try await offThePool { () -> ([UInt8], Duration) in
             let socks = try UnslicedConnect.tcp(to: proxy.endpoint)
             try socks.send([5, 1, 0])
             _ = try socks.receive(timeout: .seconds(5))

@@ -19,23 +19,6 @@ enum TestPostgres {
 struct ReplicaTests {
     static var base: String { TestPostgres.url ?? "" }
 
-    private func psql(_ url: String, _ sql: String) async throws -> String {
-        try await CommandRunner.offThePool { try Self.runPSQL(url, sql) }
-    }
-
-    private static func runPSQL(_ url: String, _ sql: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["psql", url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw CommandRunner.RunnerError("psql failed on: \(sql)") }
-        return text.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
     /// What the clients saw.
     struct Ledger {
         var granted: Set<Int> = []
@@ -127,16 +110,16 @@ struct ReplicaTests {
 
         let seen = shared.ledger.withLock { $0 }
         #expect(seen.grantedBy[0] >= 10 && seen.grantedBy[1] >= 10, "both replicas granted leases before the kill: \(seen.grantedBy)")
-        let leased = Set(try await psql(url, "SELECT lease_id FROM slices WHERE state = 'leased'").split(separator: "\n").compactMap { Int($0) })
+        let leased = Set(try await PSQL.run(url, "SELECT lease_id FROM slices WHERE state = 'leased'").split(separator: "\n").compactMap { Int($0) })
         let kept = seen.granted.subtracting(seen.released).subtracting(seen.uncertain)
         #expect(kept.isSubset(of: leased), "granted and not released, yet gone: \(kept.subtracting(leased))")
         // Only a request cut off by the kill may have left a lease its client never heard of.
         #expect(leased.subtracting(kept).subtracting(seen.uncertain).count <= tokens.count)
-        #expect(try await psql(url, "SELECT count(*) FROM (SELECT address, slice_index FROM assignments WHERE ended IS NULL GROUP BY 1, 2 HAVING count(*) > 1) AS doubled") == "0")
-        #expect(try await psql(url, "SELECT count(*) FROM slices s LEFT JOIN assignments a ON a.lease_id = s.lease_id AND a.ended IS NULL WHERE s.state = 'leased' AND a.lease_id IS NULL") == "0")
-        let logged = Set(try await psql(url, "SELECT lease_id FROM assignments").split(separator: "\n").compactMap { Int($0) })
+        #expect(try await PSQL.run(url, "SELECT count(*) FROM (SELECT address, slice_index FROM assignments WHERE ended IS NULL GROUP BY 1, 2 HAVING count(*) > 1) AS doubled") == "0")
+        #expect(try await PSQL.run(url, "SELECT count(*) FROM slices s LEFT JOIN assignments a ON a.lease_id = s.lease_id AND a.ended IS NULL WHERE s.state = 'leased' AND a.lease_id IS NULL") == "0")
+        let logged = Set(try await PSQL.run(url, "SELECT lease_id FROM assignments").split(separator: "\n").compactMap { Int($0) })
         #expect(seen.granted.isSubset(of: logged))
-        let closed = Set(try await psql(url, "SELECT lease_id FROM assignments WHERE ended IS NOT NULL").split(separator: "\n").compactMap { Int($0) })
+        let closed = Set(try await PSQL.run(url, "SELECT lease_id FROM assignments WHERE ended IS NOT NULL").split(separator: "\n").compactMap { Int($0) })
         #expect(seen.released.isSubset(of: closed))
         #expect(replicas[0].stop() == 0, "the survivor stops cleanly")
     }

@@ -29,17 +29,12 @@ public enum ScratchSpace {
     /// Makes a new, empty database on the server `base` names (a `postgres://` URL of a
     /// database there to connect to) and returns its URL and name. The first call of a process
     /// for a server first drops the databases that ended test processes left on it.
-    /// - Throws: `Failure` with what `psql` said when it cannot be made.
+    /// - Throws: `PSQL.Failure` with what `psql` said when it cannot be made.
     public static func database(on base: String) async throws -> (url: String, name: String) {
         try await dropLeftovers(on: base)
         let name = databasePrefix + "\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
-        _ = try await psql(base, ["-c", "CREATE DATABASE \(name)"])
+        _ = try await PSQL.run(base, "CREATE DATABASE \(name)")
         return (String(base[..<base.lastIndex(of: "/")!]) + "/\(name)", name)
-    }
-
-    /// What went wrong making a scratch database, in `psql`'s words.
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
     }
 
     static let directoryPrefix = "portslice-tests-"
@@ -53,12 +48,12 @@ public enum ScratchSpace {
         let cleanup = cleanups.withLock { cleanups in
             if let started = cleanups[base] { return started }
             let started = Task {
-                let names = try await psql(base, ["-c", "SELECT datname FROM pg_database WHERE datname LIKE '\(databasePrefix)%'"])
+                let names = try await PSQL.run(base, "SELECT datname FROM pg_database WHERE datname LIKE '\(databasePrefix)%'")
                     .split(separator: "\n").map(String.init)
                 for name in names {
                     guard let process = processID(in: name, after: databasePrefix, parts: 2), !isRunning(process) else { continue }
                     // WITH (FORCE): a server left running by a killed run may still be connected.
-                    _ = try await psql(base, ["-c", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"])
+                    _ = try await PSQL.run(base, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
                 }
             }
             cleanups[base] = started
@@ -79,31 +74,5 @@ public enum ScratchSpace {
     /// Whether a process with this ID exists (EPERM says it does, another user's).
     static func isRunning(_ process: pid_t) -> Bool {
         kill(process, 0) == 0 || errno == EPERM
-    }
-
-    /// Runs `psql` on `url` with `arguments`, unaligned and without headers, on a thread of its
-    /// own (it blocks while psql runs); returns what it printed.
-    private static func psql(_ url: String, _ arguments: [String]) async throws -> String {
-        try await withCheckedThrowingContinuation { answered in
-            Thread {
-                answered.resume(with: Result {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    process.arguments = ["psql", url, "-At", "-v", "ON_ERROR_STOP=1"] + arguments
-                    let output = Pipe(), errors = Pipe()
-                    process.standardOutput = output
-                    process.standardError = errors
-                    try process.run()
-                    // Read before waiting: a full pipe would stop psql (its complaints are short).
-                    let printed = output.fileHandleForReading.readDataToEndOfFile()
-                    let complaint = errors.fileHandleForReading.readDataToEndOfFile()
-                    process.waitUntilExit()
-                    guard process.terminationStatus == 0 else {
-                        throw Failure(description: "psql \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(String(decoding: complaint, as: UTF8.self))")
-                    }
-                    return String(decoding: printed, as: UTF8.self)
-                })
-            }.start()
-        }
     }
 }
