@@ -65,8 +65,12 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
         _ = Self.initialized
         var database: OpaquePointer?
         let access = role == .reader ? SQLITE_OPEN_READONLY : SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE
-        let flags = access | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
-        let opened = sqlite_nio_sqlite3_open_v2(path ?? ":memory:", &database, flags, nil)
+        // No mutex of SQLite's around each call: every call is made under `handle`'s lock
+        // already, and SQLite's own (a lock and an unlock per bind, step and column read)
+        // was 5% of the writer's time in an acquire batch.
+        let flags = access | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
+        // The writer's log appends are gathered into one write per commit (`GatheredLogWrites`).
+        let opened = sqlite_nio_sqlite3_open_v2(path ?? ":memory:", &database, flags, role == .writer ? GatheredLogWrites.register() : nil)
         guard opened == SQLITE_OK, let database else {
             let message = database.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "code \(opened)"
             sqlite_nio_sqlite3_close_v2(database)
@@ -267,23 +271,35 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
 /// finds every frame of it copied, which a checkpoint racing steady commits never leaves
 /// behind. So once the log is `restartFrames` long, checkpoints follow one another, each
 /// copying what came during the last (less each time), until at most `finalFrames` are left:
-/// the committing connection copies those itself (on the project machine 2-6 ms, a copy of
-/// up to 2 MiB and an `fsync` of the file: its one wait), and its next transaction writes from
-/// the log's start. Sizes below are for SQLite's 4 KiB pages.
+/// the committing connection copies those itself (its one wait: a copy of up to 512 KiB and
+/// an `fsync` of the file), and its next transaction writes from the log's start.
 final class WALCheckpoints: Sendable {
     struct Thresholds: Sendable {
-        /// Frames (pages) written since the last checkpoint that start the next: 64 MiB. A
-        /// page rewritten many times between checkpoints is copied once.
-        var backgroundFrames = 16_384
-        /// A log this long (256 MiB) is brought to an end and started over: the wait that
-        /// takes comes once per about 5,200 acquires (12.6 pages each). The file keeps its size, so that the log is
-        /// written over rather than extended, which cost the writer a fifth more.
-        var restartFrames = 65_536
+        /// Frames (pages) written since the last checkpoint that start the next. A page
+        /// rewritten many times between checkpoints is copied once.
+        var backgroundFrames: Int
+        /// A log this long is brought to an end and started over. The file keeps its size, so
+        /// that the log is written over rather than extended, which cost the writer a fifth more.
+        var restartFrames: Int
         /// The most frames the committing connection copies itself.
-        var finalFrames = 512
+        var finalFrames: Int
         /// A log this long is reported: checkpoints are not keeping up (their thread starved
         /// of cores, or a reader holding on to old frames), and the log grows until they do.
         var longFrames: Int { 4 * restartFrames }
+
+        init(backgroundFrames: Int, restartFrames: Int, finalFrames: Int) {
+            (self.backgroundFrames, self.restartFrames, self.finalFrames) = (backgroundFrames, restartFrames, finalFrames)
+        }
+
+        /// For a file of `pageSize`-byte pages: a checkpoint per 64 MiB of log, a start over
+        /// per 256 MiB (about once per 17,000 acquires of 1 KiB pages through HTTP with 32
+        /// clients), and at most 512 KiB copied in a commit. Each checkpoint (its `fsync` of
+        /// the log and of the file) slowed the commits beside it: at a quarter of these sizes,
+        /// two to three times as many requests took over 10 ms (`bench alloc --http-only`).
+        init(pageSize: Int) {
+            let page = max(pageSize, 512)
+            self.init(backgroundFrames: (64 << 20) / page, restartFrames: (256 << 20) / page, finalFrames: (512 << 10) / page)
+        }
     }
 
     /// What has happened, for tests and for the one warning about a long log.
@@ -451,15 +467,19 @@ public enum SQLConnections {
     /// durable append to the log rather than a rollback journal written and removed. A file's
     /// log is copied back into it by a second connection (see `WALCheckpoints`).
     public static func sqlite(path: String?, logger: Logger = Logger(label: "portslice.store")) async throws -> any SQLConnection {
-        try await sqlite(path: path, checkpoints: WALCheckpoints.Thresholds(), logger: logger)
+        try await sqlite(path: path, checkpoints: nil, logger: logger)
     }
 
-    static func sqlite(path: String?, checkpoints: WALCheckpoints.Thresholds, logger: Logger) async throws -> SQLiteConnectionAdapter {
+    /// - Parameter checkpoints: nil for the sizes that suit the file's pages.
+    static func sqlite(path: String?, checkpoints: WALCheckpoints.Thresholds?, logger: Logger) async throws -> SQLiteConnectionAdapter {
         let (adapter, inWAL) = try await sqliteAdapter(path: path)
         if let path, inWAL {
+            let pageSize = try await adapter.query("PRAGMA page_size", []).first?.integer("page_size") ?? 4096
             // The checkpointer needs none of the writer's settings: SQLite's default
             // `synchronous` (FULL) syncs the file before a checkpoint counts as made.
-            await adapter.checkpointElsewhere(try SQLiteConnectionAdapter(path: path, role: .checkpointer), thresholds: checkpoints, logger: logger)
+            await adapter.checkpointElsewhere(
+                try SQLiteConnectionAdapter(path: path, role: .checkpointer),
+                thresholds: checkpoints ?? WALCheckpoints.Thresholds(pageSize: Int(pageSize)), logger: logger)
         }
         return adapter
     }
@@ -469,6 +489,13 @@ public enum SQLConnections {
     /// the file cannot change).
     private static func sqliteAdapter(path: String?) async throws -> (SQLiteConnectionAdapter, inWAL: Bool) {
         let adapter = try SQLiteConnectionAdapter(path: path)
+        // A new file gets 1 KiB pages (an existing file keeps its own): an acquire changes a
+        // row or an index entry on each of a dozen pages, and the log gets each whole page
+        // again. At SQLite's default of 4 KiB, a batch of 32 acquires appended 1.6 MiB, and
+        // writing, summing and syncing it took the writer about a third longer per acquire
+        // (5,200-5,500 acquires/s through HTTP with 32 clients at 1 KiB, 4,200-4,800 at 4 KiB;
+        // 512 and 2 KiB both did worse than 1 KiB).
+        _ = try await adapter.query("PRAGMA page_size = 1024", [])
         let mode = path == nil ? nil : try await adapter.query("PRAGMA journal_mode = WAL", []).first?.text("journal_mode")
         // Every commit is durable (`fsync` of the log): the default, stated because WAL mode
         // would allow NORMAL, which loses the last commits on a power cut.
@@ -476,10 +503,11 @@ public enum SQLConnections {
         // Up to 64 MiB of pages in memory (the default is 2 MiB): a pool of thousands of
         // addresses is read on every acquire and should not come through read(2) each time.
         _ = try await adapter.query("PRAGMA cache_size = -65536", [])
-        // Savepoint journals in memory: each batched acquire has a savepoint, and once its
+        // Statement journals in memory: a statement that changes several rows inside a
+        // transaction journals the pages it touches, so that it can fail alone, and once a
         // journal passed 64 KiB SQLite spilled it to a temporary file, written page by page
-        // and never truncated until the commit (7% of the writer's time, profiled through
-        // HTTP with 32 clients).
+        // and never truncated until the commit (7% of the writer's time with a savepoint per
+        // batched acquire, profiled through HTTP with 32 clients).
         _ = try await adapter.query("PRAGMA temp_store = MEMORY", [])
         _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
         _ = try await adapter.query("PRAGMA foreign_keys = ON", [])
@@ -503,7 +531,7 @@ extension SQLSliceStore {
                                   logger: Logger = Logger(label: "portslice.store")) async throws -> SQLSliceStore {
         try AllocatorModel.validate(quarantine: quarantine)
         let ownership = try path.map { try DatabaseOwnership(databasePath: $0) }
-        let connection = try await SQLConnections.sqlite(path: path, checkpoints: WALCheckpoints.Thresholds(), logger: logger)
+        let connection = try await SQLConnections.sqlite(path: path, checkpoints: nil, logger: logger)
         var reader: (any SQLConnection)?
         do {
             // Only a file in WAL mode (the one kind that has checkpoints of its own) can be read
