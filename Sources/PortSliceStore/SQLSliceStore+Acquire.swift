@@ -11,7 +11,7 @@ extension SQLSliceStore {
         try AllocatorModel.validate(count: count)
         try AllocatorModel.validate(timeToLive: timeToLive)
         guard connection.dialect == .sqlite else {
-            return try await transaction { try await self.place(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now) }
+            return try await transaction { try await self.placeAlone(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now) }
         }
         let request = QueuedAcquire(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now)
         queuedAcquires.withLock { $0.append(request) }
@@ -93,19 +93,25 @@ extension SQLSliceStore {
         do {
             outcomes = try await inTransaction {
                 var outcomes: [Result<[Lease], any Error>] = []
+                var placed = Placed()
                 for request in batch {
                     do {
-                        outcomes.append(.success(try await self.place(request)))
+                        let leases = try await self.place(request, into: &placed)
+                        outcomes.append(.success(leases))
                     } catch let refusal as AllocationError {
                         outcomes.append(.failure(refusal))
                     }
                 }
+                try await self.record(placed)
                 return outcomes
             }
         } catch {
             for request in batch {
                 do {
-                    request.settle(.success(try await inTransaction { try await self.place(request) }))
+                    request.settle(.success(try await inTransaction {
+                        try await self.placeAlone(
+                            host: request.host, traits: request.traits, count: request.count, timeToLive: request.timeToLive, now: request.now)
+                    }))
                 } catch {
                     request.settle(.failure(error))
                 }
@@ -115,14 +121,32 @@ extension SQLSliceStore {
         for (request, outcome) in zip(batch, outcomes) { request.settle(outcome) }
     }
 
-    private func place(_ request: QueuedAcquire) async throws -> [Lease] {
-        try await place(host: request.host, traits: request.traits, count: request.count, timeToLive: request.timeToLive, now: request.now)
+    private func place(_ request: QueuedAcquire, into placed: inout Placed) async throws -> [Lease] {
+        try await place(host: request.host, traits: request.traits, count: request.count, timeToLive: request.timeToLive, now: request.now, into: &placed)
+    }
+
+    /// What acquires granted in one transaction leave to mark once, after the last of them:
+    /// one statement moves the table version by one per grant, rather than one statement per
+    /// acquire.
+    struct Placed {
+        var grants = 0
+    }
+
+    private func placeAlone(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
+        var placed = Placed()
+        let leases = try await place(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now, into: &placed)
+        try await record(placed)
+        return leases
+    }
+
+    private func record(_ placed: Placed) async throws {
+        if placed.grants > 0 { try await bumpVersion(by: placed.grants) }
     }
 
     /// One acquire, inside a write transaction: the steps of `AllocatorModel.acquire`. The
     /// only `AllocationError` it throws (no capacity) comes before its first write; the expiry
     /// step before that is whole by itself, as the model's is.
-    private func place(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
+    private func place(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment, into placed: inout Placed) async throws -> [Lease] {
         let due = try await self.advanceInTransaction(to: now)
         // Placement ranks by trait closeness first, so only the closest trait classes that
         // together have `count` free slices (and any class as close as the last of them)
@@ -217,7 +241,7 @@ extension SQLSliceStore {
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index), .integer($0.id)] }
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index)] })
         if due.map({ expires < $0 }) ?? true { try await self.lowerSliceExpiry(to: expires) }
-        try await self.bumpVersion()
+        placed.grants += 1
         return leases
     }
 }

@@ -400,12 +400,13 @@ public final class SQLSliceStore: SliceStore, Service {
     /// Marks a change edges must learn of: who owns which ports, or which addresses exist.
     /// On PostgreSQL the new version is announced to every replica's listener, which hears it
     /// when the transaction commits (and never if it rolls back).
-    func bumpVersion() async throws {
-        let bump = "UPDATE table_version SET version = version + 1 WHERE id = 1 RETURNING version"
+    func bumpVersion(by changes: Int = 1) async throws {
+        let bump = "UPDATE table_version SET version = version + ? WHERE id = 1 RETURNING version"
         let rows = switch connection.dialect {
-        case .sqlite: try await query(bump)
+        case .sqlite: try await query(bump, [.int(changes)])
         case .postgres:
-            try await query("WITH bumped AS (\(bump)) SELECT version, pg_notify('\(Self.notificationChannel)', CAST(version AS TEXT)) FROM bumped")
+            try await query(
+                "WITH bumped AS (\(bump)) SELECT version, pg_notify('\(Self.notificationChannel)', CAST(version AS TEXT)) FROM bumped", [.int(changes)])
         }
         committedVersion.withLock { $0 = rows.first?.integer("version") }
     }

@@ -511,6 +511,12 @@ public enum SQLConnections {
         _ = try await adapter.query("PRAGMA temp_store = MEMORY", [])
         _ = try await adapter.query("PRAGMA busy_timeout = 5000", [])
         _ = try await adapter.query("PRAGMA foreign_keys = ON", [])
+        // sqlite-nio builds SQLite with deleted content always overwritten, which also writes
+        // pages freed from the B-trees into the log. FAST still zeroes what is deleted from a
+        // page being written anyway, and writes nothing more for it (every acquire deletes
+        // an index entry; 7,150-7,290 acquires/s and p99 8.6-8.9 ms in three runs through
+        // HTTP with 32 clients, 6,830-7,540/s and 9.9-10.9 ms without).
+        _ = try await adapter.query("PRAGMA secure_delete = FAST", [])
         return (adapter, mode == "wal")
     }
 
