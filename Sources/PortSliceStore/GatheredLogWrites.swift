@@ -123,6 +123,29 @@ enum GatheredLogWrites {
         return flush(log, real(logFile))
     }
 
+    /// Calls the default VFS's method on `file`'s own file, first writing what the file
+    /// gathered (nothing, unless it is a log).
+    private static func flushed(_ file: UnsafeMutablePointer<sqlite3_file>?, then call: (UnsafeMutablePointer<sqlite3_file>, sqlite3_io_methods) -> Int32) -> Int32 {
+        guard let file else { return SQLITE_MISUSE }
+        let real = real(file), code = flush(state(file), real)
+        return code == SQLITE_OK ? call(real, real.pointee.pMethods.pointee) : code
+    }
+
+    /// Calls the default VFS's shared-memory method on `file` (a database file), first writing
+    /// what its log gathered.
+    private static func logFlushed(_ file: UnsafeMutablePointer<sqlite3_file>?, then call: (UnsafeMutablePointer<sqlite3_file>, sqlite3_io_methods) -> Int32) -> Int32 {
+        guard let file else { return SQLITE_MISUSE }
+        let real = real(file), code = flushLog(of: file)
+        return code == SQLITE_OK ? call(real, real.pointee.pMethods.pointee) : code
+    }
+
+    /// Calls the default VFS's method on `file`'s own file.
+    private static func passed(_ file: UnsafeMutablePointer<sqlite3_file>?, to call: (UnsafeMutablePointer<sqlite3_file>, sqlite3_io_methods) -> Int32) -> Int32 {
+        guard let file else { return SQLITE_MISUSE }
+        let real = real(file)
+        return call(real, real.pointee.pMethods.pointee)
+    }
+
     /// Each method calls the default VFS's, first writing what is gathered when the call could
     /// read it or publish it.
     nonisolated(unsafe) private static let methods: UnsafePointer<sqlite3_io_methods> = {
@@ -139,13 +162,7 @@ enum GatheredLogWrites {
                 let closed = real.pointee.pMethods.pointee.xClose(real)
                 return flushed == SQLITE_OK ? closed : flushed
             },
-            xRead: { file, buffer, amount, offset in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                let flushed = flush(GatheredLogWrites.state(file), real)
-                guard flushed == SQLITE_OK else { return flushed }
-                return real.pointee.pMethods.pointee.xRead(real, buffer, amount, offset)
-            },
+            xRead: { file, buffer, amount, offset in flushed(file) { $1.xRead($0, buffer, amount, offset) } },
             xWrite: { file, buffer, amount, offset in
                 guard let file, let buffer else { return SQLITE_MISUSE }
                 let state = GatheredLogWrites.state(file), real = GatheredLogWrites.real(file)
@@ -163,49 +180,13 @@ enum GatheredLogWrites {
                 (gathered.offset, gathered.count) = (offset, size)
                 return SQLITE_OK
             },
-            xTruncate: { file, size in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                let flushed = flush(GatheredLogWrites.state(file), real)
-                guard flushed == SQLITE_OK else { return flushed }
-                return real.pointee.pMethods.pointee.xTruncate(real, size)
-            },
-            xSync: { file, flags in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                let flushed = flush(GatheredLogWrites.state(file), real)
-                guard flushed == SQLITE_OK else { return flushed }
-                return real.pointee.pMethods.pointee.xSync(real, flags)
-            },
-            xFileSize: { file, size in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                let flushed = flush(GatheredLogWrites.state(file), real)
-                guard flushed == SQLITE_OK else { return flushed }
-                return real.pointee.pMethods.pointee.xFileSize(real, size)
-            },
-            xLock: { file, lock in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xLock(real, lock)
-            },
-            xUnlock: { file, lock in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xUnlock(real, lock)
-            },
-            xCheckReservedLock: { file, reserved in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xCheckReservedLock(real, reserved)
-            },
-            xFileControl: { file, operation, argument in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                let flushed = flush(GatheredLogWrites.state(file), real)
-                guard flushed == SQLITE_OK else { return flushed }
-                return real.pointee.pMethods.pointee.xFileControl(real, operation, argument)
-            },
+            xTruncate: { file, size in flushed(file) { $1.xTruncate($0, size) } },
+            xSync: { file, flags in flushed(file) { $1.xSync($0, flags) } },
+            xFileSize: { file, size in flushed(file) { $1.xFileSize($0, size) } },
+            xLock: { file, lock in passed(file) { $1.xLock($0, lock) } },
+            xUnlock: { file, lock in passed(file) { $1.xUnlock($0, lock) } },
+            xCheckReservedLock: { file, reserved in passed(file) { $1.xCheckReservedLock($0, reserved) } },
+            xFileControl: { file, operation, argument in flushed(file) { $1.xFileControl($0, operation, argument) } },
             xSectorSize: { file in
                 guard let file else { return 0 }
                 let real = GatheredLogWrites.real(file)
@@ -216,18 +197,8 @@ enum GatheredLogWrites {
                 let real = GatheredLogWrites.real(file)
                 return real.pointee.pMethods.pointee.xDeviceCharacteristics(real)
             },
-            xShmMap: { file, page, pageSize, extend, mapped in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xShmMap(real, page, pageSize, extend, mapped)
-            },
-            xShmLock: { file, offset, count, flags in
-                guard let file else { return SQLITE_MISUSE }
-                let flushed = flushLog(of: file)
-                guard flushed == SQLITE_OK else { return flushed }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xShmLock(real, offset, count, flags)
-            },
+            xShmMap: { file, page, pageSize, extend, mapped in passed(file) { $1.xShmMap($0, page, pageSize, extend, mapped) } },
+            xShmLock: { file, offset, count, flags in logFlushed(file) { $1.xShmLock($0, offset, count, flags) } },
             xShmBarrier: { file in
                 guard let file else { return }
                 // A barrier comes before the header that publishes a commit's frames is
@@ -237,23 +208,9 @@ enum GatheredLogWrites {
                 let real = GatheredLogWrites.real(file)
                 real.pointee.pMethods.pointee.xShmBarrier(real)
             },
-            xShmUnmap: { file, delete in
-                guard let file else { return SQLITE_MISUSE }
-                let flushed = flushLog(of: file)
-                guard flushed == SQLITE_OK else { return flushed }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xShmUnmap(real, delete)
-            },
-            xFetch: { file, offset, amount, page in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xFetch(real, offset, amount, page)
-            },
-            xUnfetch: { file, offset, page in
-                guard let file else { return SQLITE_MISUSE }
-                let real = GatheredLogWrites.real(file)
-                return real.pointee.pMethods.pointee.xUnfetch(real, offset, page)
-            }))
+            xShmUnmap: { file, delete in logFlushed(file) { $1.xShmUnmap($0, delete) } },
+            xFetch: { file, offset, amount, page in passed(file) { $1.xFetch($0, offset, amount, page) } },
+            xUnfetch: { file, offset, page in passed(file) { $1.xUnfetch($0, offset, page) } }))
         return UnsafePointer(methods)
     }()
 }
