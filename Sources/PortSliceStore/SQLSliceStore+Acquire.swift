@@ -93,16 +93,18 @@ extension SQLSliceStore {
         do {
             outcomes = try await inTransaction {
                 var outcomes: [Result<[Lease], any Error>] = []
-                var placed = Placed()
+                var grants = 0
                 for request in batch {
                     do {
-                        let leases = try await self.place(request, into: &placed)
-                        outcomes.append(.success(leases))
+                        outcomes.append(.success(try await self.place(
+                            host: request.host, traits: request.traits, count: request.count, timeToLive: request.timeToLive, now: request.now,
+                            grants: &grants)))
                     } catch let refusal as AllocationError {
                         outcomes.append(.failure(refusal))
                     }
                 }
-                try await self.record(placed)
+                // One statement moves the table version by one per grant.
+                if grants > 0 { try await self.bumpVersion(by: grants) }
                 return outcomes
             }
         } catch {
@@ -121,32 +123,19 @@ extension SQLSliceStore {
         for (request, outcome) in zip(batch, outcomes) { request.settle(outcome) }
     }
 
-    private func place(_ request: QueuedAcquire, into placed: inout Placed) async throws -> [Lease] {
-        try await place(host: request.host, traits: request.traits, count: request.count, timeToLive: request.timeToLive, now: request.now, into: &placed)
-    }
-
-    /// What acquires granted in one transaction leave to mark once, after the last of them:
-    /// one statement moves the table version by one per grant, rather than one statement per
-    /// acquire.
-    struct Placed {
-        var grants = 0
-    }
-
+    /// One acquire in a transaction of its own making.
     private func placeAlone(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
-        var placed = Placed()
-        let leases = try await place(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now, into: &placed)
-        try await record(placed)
+        var grants = 0
+        let leases = try await place(host: host, traits: traits, count: count, timeToLive: timeToLive, now: now, grants: &grants)
+        try await bumpVersion(by: grants)
         return leases
     }
 
-    private func record(_ placed: Placed) async throws {
-        if placed.grants > 0 { try await bumpVersion(by: placed.grants) }
-    }
-
-    /// One acquire, inside a write transaction: the steps of `AllocatorModel.acquire`. The
-    /// only `AllocationError` it throws (no capacity) comes before its first write; the expiry
-    /// step before that is whole by itself, as the model's is.
-    private func place(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment, into placed: inout Placed) async throws -> [Lease] {
+    /// One acquire, inside a write transaction: the steps of `AllocatorModel.acquire`, but for
+    /// moving the table version, which the caller does once for all it made (`grants` counts
+    /// them). The only `AllocationError` it throws (no capacity) comes before its first write;
+    /// the expiry step before that is whole by itself, as the model's is.
+    private func place(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment, grants: inout Int) async throws -> [Lease] {
         let due = try await self.advanceInTransaction(to: now)
         // Placement ranks by trait closeness first, so only the closest trait classes that
         // together have `count` free slices (and any class as close as the last of them)
@@ -241,7 +230,7 @@ extension SQLSliceStore {
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index), .integer($0.id)] }
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index)] })
         if due.map({ expires < $0 }) ?? true { try await self.lowerSliceExpiry(to: expires) }
-        placed.grants += 1
+        grants += 1
         return leases
     }
 }

@@ -69,7 +69,7 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
         // already, and SQLite's own (a lock and an unlock per bind, step and column read)
         // was 5% of the writer's time in an acquire batch.
         let flags = access | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
-        // The writer's log appends are gathered into one write per commit (`GatheredLogWrites`).
+        // The writer's log appends are gathered into a few large writes per commit (`GatheredLogWrites`).
         let opened = sqlite_nio_sqlite3_open_v2(path ?? ":memory:", &database, flags, role == .writer ? GatheredLogWrites.register() : nil)
         guard opened == SQLITE_OK, let database else {
             let message = database.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "code \(opened)"
