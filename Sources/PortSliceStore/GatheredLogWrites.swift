@@ -1,8 +1,8 @@
 import VaporCSQLite
 
 /// A SQLite VFS over the default one ("unix") that gathers what a transaction appends to the
-/// write-ahead log and writes it with one call, where SQLite writes each frame with two (its
-/// header, then its page).
+/// write-ahead log and writes it in 64 KiB pieces, where SQLite writes each frame with two
+/// calls (its header, then its page).
 ///
 /// Written here because SQLite has no such setting. A batch of 32 acquires appends about 500
 /// frames; their thousand `pwrite` calls, each going through ext4's buffered write of the page
@@ -52,8 +52,9 @@ enum GatheredLogWrites {
                 // The database file whose connection writes this log, so that its shared
                 // memory calls write what is gathered first.
                 if let database = sqlite_nio_sqlite3_database_file_object(name), database.pointee.pMethods == methods {
-                    GatheredLogWrites.state(database).log = state
-                    state.database = GatheredLogWrites.state(database)
+                    let databaseState = GatheredLogWrites.state(database)
+                    databaseState.log = state
+                    state.database = databaseState
                 }
             }
             (UnsafeMutableRawPointer(file) + stateOffset).storeBytes(of: Unmanaged.passRetained(state).toOpaque(), as: UnsafeMutableRawPointer.self)

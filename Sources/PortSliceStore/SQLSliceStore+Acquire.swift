@@ -5,7 +5,7 @@ import Synchronization
 /// acquires that queue behind one another made together in one transaction.
 extension SQLSliceStore {
     /// On SQLite, acquires that queue while another is being made are made together, in one
-    /// transaction with a savepoint each (see `acquireTogether`): a commit waits for `fsync`,
+    /// transaction (see `acquireTogether`): a commit waits for `fsync`,
     /// which with many hosts asking at once took more time than the acquires themselves.
     public func acquire(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment) async throws -> [Lease] {
         try AllocatorModel.validate(count: count)
