@@ -180,8 +180,10 @@ struct ProxyTests {
     func exhaustedSliceFallsOver() async throws {
         let listener = try AcceptingListener(Endpoint(IPv4Address(127, 0, 0, 1), 0), holding: true)
         // Two addresses with the same traits, one port each: two flows to one destination fit.
-        // Ports no other test's slice holds: the kernel skips a port in use on the same address.
-        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"], slices: ["127.0.0.2:42600-42600", "127.0.0.3:42601-42601"],
+        // Ports no other test's slice holds, below the local port range: inside it, the kernel's
+        // own choice skips a port that any socket has bound explicitly, on any address, and a
+        // listener of another test given port 0 could take one of these and fill a slice early.
+        let proxy = try Proxy(extra: ["--allow", "127.0.0.1/32"], slices: ["127.0.0.2:22600-22600", "127.0.0.3:22601-22601"],
                               pool: "127.0.0.2/32,US,US-CA,San Jose,,residential,high\n127.0.0.3/32,US,US-CA,San Jose,,residential,high\n")
         let target = listener.endpoint
         let (a, b, c, d) = target.address.octets
