@@ -25,6 +25,8 @@ extension SQLSliceStore {
             return result
         } catch {
             try? await run("ROLLBACK")
+            // What it changed in the free slices kept in memory is undone by reading them again.
+            freeSlices?.forget()
             throw error
         }
     }

@@ -137,13 +137,13 @@ extension SQLSliceStore {
     /// the expiry step before that is whole by itself, as the model's is.
     private func place(host: String, traits: Traits, count: Int, timeToLive: Duration, now: Moment, grants: inout Int) async throws -> [Lease] {
         let due = try await self.advanceInTransaction(to: now)
+        if let freeSlices { try await refresh(freeSlices) }
         // Placement ranks by trait closeness first, so only the closest trait classes that
         // together have `count` free slices (and any class as close as the last of them)
         // can receive a slice: only their addresses are read, with how many slices this
         // host holds on each. Free slices never lie on a draining address.
-        let classes = try await self.query("SELECT traits, free FROM class_free_counts WHERE free > 0")
-            .map { row in (text: row.text("traits") ?? "", closeness: Closeness(of: try self.traits(row.text("traits")), to: traits),
-                           free: Int(row.integer("free") ?? 0)) }
+        let classes = try await freeByClass()
+            .map { entry in (text: entry.traits, closeness: Closeness(of: try self.traits(entry.traits), to: traits), free: entry.free) }
             .sorted { $0.closeness > $1.closeness }
         var wanted: [String] = []
         var freeInWanted = 0
@@ -165,35 +165,18 @@ extension SQLSliceStore {
             held[Self.address(row)] = Int(row.integer("held") ?? 0)
         }
         var candidates: [IPv4Address: Placement.Candidate<IPv4Address>] = [:]
-        for row in wanted.isEmpty ? [] : try await self.query(
-            "SELECT address, traits, free FROM free_counts WHERE free > 0 AND traits IN (\(Self.placeholders(wanted.count)))",
-            wanted.map { .text($0) }) {
-            let address = Self.address(row)
-            candidates[address] = Placement.Candidate(
-                egress: EgressAddress(address: address, traits: try self.traits(row.text("traits"))),
-                free: Int(row.integer("free") ?? 0), heldByHost: held[address, default: 0])
+        for (text, addresses) in try await freeAddresses(in: wanted) {
+            let traits = try self.traits(text)
+            for (address, free) in addresses {
+                candidates[address] = Placement.Candidate(
+                    egress: EgressAddress(address: address, traits: traits), free: free, heldByHost: held[address, default: 0])
+            }
         }
         let picks = Placement.pick(count, for: host, traits: traits, from: candidates)
         guard picks.count == count else { throw AllocationError.noCapacity(wanted: count, granted: picks.count, traits: traits.summary) }
         // Each address's lowest free slices, as many as were picked from it, granted in the
-        // order they were picked, as the model does: one search of the free slices' index per
-        // address (a window over all of them, ranked and sorted, took three times as long).
-        // The counts are written into the statement: bound, SQLite would prepare it again
-        // each time (as it would with the address bound as it is against the partial index).
-        // The order is asked for: a compound statement promises none.
-        let picked = Dictionary(grouping: picks, by: { $0 }).mapValues(\.count).sorted { $0.key.bits < $1.key.bits }
-        var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
-        for row in try await self.query(
-            picked.enumerated().map { index, pick in
-                """
-                SELECT address, slice_index, ports FROM (SELECT address, slice_index, ports FROM slices
-                    WHERE state = 'free' AND address = CAST(? AS BIGINT) ORDER BY slice_index LIMIT \(pick.value)) AS lowest\(index)
-                """
-            }.joined(separator: " UNION ALL ") + " ORDER BY address, slice_index",
-            picked.map { .int($0.key.bits) }) {
-            let address = Self.address(row)
-            lowestFree[address, default: []].append((SliceID(address: address, index: Int(row.integer("slice_index") ?? 0)), try Self.ports(row)))
-        }
+        // order they were picked, as the model does.
+        let lowestFree = try await self.lowestFree(Dictionary(grouping: picks, by: { $0 }).mapValues(\.count))
         var taken: [IPv4Address: Int] = [:]
         let chosen = try picks.map { address in
             let next = taken[address, default: 0]
@@ -220,17 +203,99 @@ extension SQLSliceStore {
             return Lease(id: id, host: host, slice: slice, ports: ports, start: now, expires: expires)
         }
         let slices = leases.map { _ in "(address = ? AND slice_index = ?)" }
-        try await self.run(
+        // Every chosen slice must have been free: with free slices kept in memory, one that
+        // was not would be leased twice, so the statement says which it leased.
+        let leased = try await self.query(
             """
             UPDATE slices SET state = 'leased', host = ?, expires = ?, started = ?, renewed = ?, wanted = ?,
                 lease_id = CASE \(leases.map { _ in "WHEN address = ? AND slice_index = ? THEN ?" }.joined(separator: " ")) END
             WHERE state = 'free' AND (\(slices.joined(separator: " OR ")))
+            RETURNING slice_index
             """,
             [.text(host), .integer(expires.milliseconds), .integer(now.milliseconds), .integer(now.milliseconds), .text(try self.text(of: traits))]
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index), .integer($0.id)] }
                 + leases.flatMap { [.int($0.slice.address.bits), .int($0.slice.index)] })
+        guard leased.count == leases.count else {
+            throw StoreError("\(leases.count - leased.count) of the slices chosen for \(host) were not free; nothing of this acquire was made")
+        }
+        freeSlices?.granted(leases.map(\.slice))
         if due.map({ expires < $0 }) ?? true { try await self.lowerSliceExpiry(to: expires) }
         grants += 1
         return leases
+    }
+
+    // MARK: - What placement reads of the free slices
+
+    /// Reads again what `mirror` lacks: every address, or those whose free slices changed.
+    private func refresh(_ mirror: FreeSliceMirror) async throws {
+        switch mirror.staleness {
+        case .none: return
+        case .everything: mirror.replaceAll(with: try await readFreeSlices(of: nil))
+        case .addresses(let addresses): mirror.replace(addresses, with: try await readFreeSlices(of: addresses))
+        }
+    }
+
+    /// Every address of `addresses` (of the pool when nil) that has a `free_counts` row, with
+    /// its free slices in index order. The addresses are cast where they are compared with a
+    /// partial index's column, as below.
+    private func readFreeSlices(of addresses: [IPv4Address]?) async throws -> [IPv4Address: FreeSliceMirror.Address] {
+        let among = addresses.map { "address IN (\(Array(repeating: "CAST(? AS BIGINT)", count: $0.count).joined(separator: ", ")))" }
+        let binds = addresses?.map { SQLValue.int($0.bits) } ?? []
+        var read: [IPv4Address: FreeSliceMirror.Address] = [:]
+        for row in try await query("SELECT address, traits FROM free_counts" + (among.map { " WHERE " + $0 } ?? ""), binds) {
+            read[Self.address(row)] = FreeSliceMirror.Address(traits: row.text("traits") ?? "", free: [])
+        }
+        let free = "SELECT address, slice_index, ports FROM slices WHERE state = 'free'" + (among.map { " AND " + $0 } ?? "")
+        for row in try await query(free + " ORDER BY address, slice_index", binds) {
+            read[Self.address(row)]?.free.append((Int(row.integer("slice_index") ?? 0), try Self.ports(row)))
+        }
+        return read
+    }
+
+    /// The trait classes that have a free slice, with how many.
+    private func freeByClass() async throws -> [(traits: String, free: Int)] {
+        if let freeSlices { return freeSlices.freeByClass() }
+        return try await query("SELECT traits, free FROM class_free_counts WHERE free > 0").map { row in
+            (row.text("traits") ?? "", Int(row.integer("free") ?? 0))
+        }
+    }
+
+    /// The addresses of `classes` that have a free slice, with how many, by class.
+    private func freeAddresses(in classes: [String]) async throws -> [String: [IPv4Address: Int]] {
+        if let freeSlices { return Dictionary(uniqueKeysWithValues: classes.map { ($0, freeSlices.addresses(in: $0)) }) }
+        guard !classes.isEmpty else { return [:] }
+        var found: [String: [IPv4Address: Int]] = [:]
+        for row in try await query(
+            "SELECT address, traits, free FROM free_counts WHERE free > 0 AND traits IN (\(Self.placeholders(classes.count)))",
+            classes.map { .text($0) }) {
+            found[row.text("traits") ?? "", default: [:]][Self.address(row)] = Int(row.integer("free") ?? 0)
+        }
+        return found
+    }
+
+    /// The lowest free slices of each address of `picked`, as many as it says, in index order.
+    private func lowestFree(_ picked: [IPv4Address: Int]) async throws -> [IPv4Address: [(slice: SliceID, ports: PortSet)]] {
+        if let freeSlices {
+            return Dictionary(uniqueKeysWithValues: picked.map { ($0.key, freeSlices.lowestFree(of: $0.key, count: $0.value)) })
+        }
+        // One search of the free slices' index per address (a window over all of them, ranked
+        // and sorted, took three times as long). The counts are written into the statement:
+        // bound, SQLite would prepare it again each time (as it would with the address bound
+        // as it is against the partial index). The order is asked for: a compound statement
+        // promises none.
+        let ordered = picked.sorted { $0.key.bits < $1.key.bits }
+        var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
+        for row in try await query(
+            ordered.enumerated().map { index, pick in
+                """
+                SELECT address, slice_index, ports FROM (SELECT address, slice_index, ports FROM slices
+                    WHERE state = 'free' AND address = CAST(? AS BIGINT) ORDER BY slice_index LIMIT \(pick.value)) AS lowest\(index)
+                """
+            }.joined(separator: " UNION ALL ") + " ORDER BY address, slice_index",
+            ordered.map { .int($0.key.bits) }) {
+            let address = Self.address(row)
+            lowestFree[address, default: []].append((SliceID(address: address, index: Int(row.integer("slice_index") ?? 0)), try Self.ports(row)))
+        }
+        return lowestFree
     }
 }

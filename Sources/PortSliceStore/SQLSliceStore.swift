@@ -33,6 +33,8 @@ public final class SQLSliceStore: SliceStore, Service {
     private let renewals: Coalescer<Renewal, HeldLeases>
     /// Acquires waiting for the connection (SQLite); see `acquire` (SQLSliceStore+Acquire).
     let queuedAcquires = Mutex<[QueuedAcquire]>([])
+    /// On SQLite, the free slices in memory, which acquires place from (see `FreeSliceMirror`).
+    let freeSlices: FreeSliceMirror?
     let logger: Logger
     public let quarantine: Duration
     public let versions = TableVersionFeed()
@@ -76,6 +78,13 @@ public final class SQLSliceStore: SliceStore, Service {
         self.operationTimeout = operationTimeout
         self.logger = logger
         renewals = Coalescer(window: renewalWindow)
+        if let writer = connection as? SQLiteConnectionAdapter {
+            let mirror = FreeSliceMirror()
+            await writer.watchRows(of: "free_counts") { mirror.rowChanged($0) }
+            freeSlices = mirror
+        } else {
+            freeSlices = nil
+        }
         try await migrate()
         versions.publish(try await withDatabase(timeout: Self.migrationTimeout) { try await self.readVersion() })
         // On PostgreSQL other replicas' changes are heard only once the listener runs.

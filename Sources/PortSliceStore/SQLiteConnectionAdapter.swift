@@ -40,6 +40,19 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
         var prepared: [String: Prepared] = [:]
         /// Who copies this connection's commits from the log into the file; see `checkpointElsewhere`.
         var checkpoints: WALCheckpoints?
+        /// Who is told of rows changed in a table; see `watchRows`.
+        var rowWatch: RowWatch?
+    }
+
+    /// A table whose changed rows are told to `changed`, by their rowid.
+    final class RowWatch: Sendable {
+        let table: [CChar]
+        let changed: @Sendable (Int64) -> Void
+
+        init(table: String, changed: @escaping @Sendable (Int64) -> Void) {
+            self.table = Array(table.utf8CString)
+            self.changed = changed
+        }
     }
 
     private let handle: Mutex<Handle>
@@ -204,6 +217,25 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
         }
     }
 
+    /// Tells `changed` the rowid of every row of `table` that a statement on this connection
+    /// inserts, updates or deletes, triggers' changes included, while the statement runs (on
+    /// the connection's thread, inside the statement's step: `changed` must not use the
+    /// connection). Changes later rolled back are told too. One table per connection.
+    func watchRows(of table: String, _ changed: @escaping @Sendable (Int64) -> Void) async {
+        let watch = RowWatch(table: table, changed: changed)
+        await withTaskExecutorPreference(thread) {
+            handle.withLock { handle in
+                guard let database = handle.database else { return }
+                _ = sqlite_nio_sqlite3_update_hook(database, { context, _, _, table, rowid in
+                    guard let context, let table else { return }
+                    let watch = Unmanaged<RowWatch>.fromOpaque(context).takeUnretainedValue()
+                    if strcmp(table, watch.table) == 0 { watch.changed(rowid) }
+                }, Unmanaged.passUnretained(watch).toOpaque())
+                handle.rowWatch = watch
+            }
+        }
+    }
+
     /// Copies into the database file whatever of the log no reader still needs, waiting for
     /// nobody. - Returns: how many frames of the log are now in the file; nil when another
     /// connection was checkpointing (SQLite then copies nothing and says -1).
@@ -251,10 +283,12 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
         handle.prepared = [:]
         if let database = handle.database {
             sqlite_nio_sqlite3_wal_hook(database, nil, nil)
+            _ = sqlite_nio_sqlite3_update_hook(database, nil, nil)
             sqlite_nio_sqlite3_close_v2(database)
         }
         handle.database = nil
         handle.checkpoints = nil
+        handle.rowWatch = nil
     }
 }
 
