@@ -252,6 +252,9 @@ extension SQLSliceStore {
         return read
     }
 
+    // On SQLite from the free slices kept in memory (its schema keeps no sums per class, see
+    // `sqliteOnly`), on PostgreSQL from the database, where every replica changes them.
+
     /// The trait classes that have a free slice, with how many.
     private func freeByClass() async throws -> [(traits: String, free: Int)] {
         if let freeSlices { return freeSlices.freeByClass() }

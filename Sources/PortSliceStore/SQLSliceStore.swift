@@ -78,11 +78,14 @@ public final class SQLSliceStore: SliceStore, Service {
         self.operationTimeout = operationTimeout
         self.logger = logger
         renewals = Coalescer(window: renewalWindow)
-        if let writer = connection as? SQLiteConnectionAdapter {
+        switch connection.dialect {
+        case .sqlite:
+            // SQLite's schema has no free slices per class (see `sqliteOnly`): placement reads the mirror.
+            guard let writer = connection as? SQLiteConnectionAdapter else { throw StoreError("a SQLite store needs SQLite's own connection") }
             let mirror = FreeSliceMirror()
             await writer.watchRows(of: "free_counts") { mirror.rowChanged($0) }
             freeSlices = mirror
-        } else {
+        case .postgres:
             freeSlices = nil
         }
         try await migrate()

@@ -223,8 +223,10 @@ enum StoreConformance {
     }
 
     /// The free slices kept per trait class (which placement starts from) are the free slices
-    /// of each class's addresses, counted.
+    /// of each class's addresses, counted. PostgreSQL only: on SQLite placement reads the free
+    /// slices kept in memory, which every acquire of these tests checks against the model.
     static func expectClassCountsKept(_ store: SQLSliceStore, _ comment: Comment) async throws {
+        guard store.connection.dialect == .postgres else { return }
         func lines(_ sql: String) async throws -> [String] {
             try await store.withDatabase { try await store.query(sql) }.map { "\($0.text("traits") ?? "?") \($0.integer("free") ?? -1)" }
         }
@@ -251,7 +253,9 @@ enum StoreConformance {
         }
         try await store.remove(egress.address, now: Self.start + .seconds(241))
         try await expectClassCountsKept(store, "after the address is removed")
-        #expect(try await store.withDatabase { try await store.query("SELECT free FROM class_free_counts") }.map { $0.integer("free") } == [0])
+        if engine == .postgres {
+            #expect(try await store.withDatabase { try await store.query("SELECT free FROM class_free_counts") }.map { $0.integer("free") } == [0])
+        }
         // The log keeps the history after the address is gone.
         #expect(try await store.who(address: egress.address, port: lease.ports.runs[0].lower, at: Self.start).map(\.leaseID) == [lease.id])
         await #expect(throws: AllocationError.unknownAddress(egress.address)) { try await store.drain(egress.address, now: Self.start) }
