@@ -140,8 +140,8 @@ extension SQLSliceStore {
         if let freeSlices { try await refresh(freeSlices) }
         // Placement ranks by trait closeness first, so only the closest trait classes that
         // together have `count` free slices (and any class as close as the last of them)
-        // can receive a slice: only their addresses are read, with how many slices this
-        // host holds on each. Free slices never lie on a draining address.
+        // can receive a slice: only their addresses are candidates, with how many slices
+        // this host holds on each. Free slices never lie on a draining address.
         let classes = try await freeByClass()
             .map { entry in (text: entry.traits, closeness: Closeness(of: try self.traits(entry.traits), to: traits), free: entry.free) }
             .sorted { $0.closeness > $1.closeness }
