@@ -35,6 +35,9 @@ let package = Package(
         // Linux definitions that Glibc's Swift overlay does not export (IP_LOCAL_PORT_RANGE,
         // sock_diag structures). Only the socket module may use it.
         .target(name: "CPortSlice"),
+        // SQLite's default page cache behind a wrapper that keeps one temporary page number out
+        // of its keys (see the file for why); C, because `sqlite3_config` is variadic.
+        .target(name: "CSQLitePageCache", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio")]),
         // Pure model: addresses, prefixes, port slices, traits, geofeeds, lookup, egress choice.
         .target(name: "PortSliceCore"),
         // The pure parts of a stub resolver for the proxy's event loop: DNS messages (queries with
@@ -70,6 +73,7 @@ let package = Package(
                 "PortSliceCore",
                 // Naming the SQLite threads (prctl, which Swift cannot call).
                 "CPortSlice",
+                "CSQLitePageCache",
                 // For the SQLite library it builds (its VaporCSQLite module): the store calls
                 // SQLite's C API itself (see SQLiteConnectionAdapter).
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),

@@ -1,4 +1,5 @@
 import CPortSlice
+import CSQLitePageCache
 import Foundation
 import Logging
 import PortSliceCore
@@ -70,8 +71,19 @@ final class SQLiteConnectionAdapter: SQLConnection, @unchecked Sendable {
     static let mostPlaceholdersKept = 64
 
     /// SQLite set up once, before any connection: opens racing to do it race on its global
-    /// configuration (sqlite-nio does the same).
-    private static let initialized: Void = { _ = sqlite_nio_sqlite3_initialize() }()
+    /// configuration (sqlite-nio does the same). Its page cache is chosen first, as it can be
+    /// only before (`CSQLitePageCache`); should anything have set SQLite up earlier, it keeps
+    /// its default cache, which differs only in speed.
+    private static let initialized: Void = {
+        _ = cportslice_sqlite_use_keyed_page_cache()
+        _ = sqlite_nio_sqlite3_initialize()
+    }()
+
+    /// Whether this process's SQLite keeps pages in the wrapped cache (`CSQLitePageCache`).
+    static var keepsPagesInKeyedCache: Bool {
+        _ = initialized
+        return cportslice_sqlite_keyed_page_cache_in_use() != 0
+    }
 
     /// - Throws: `StoreError` when the file cannot be opened.
     init(path: String?, role: Role = .writer) throws {
