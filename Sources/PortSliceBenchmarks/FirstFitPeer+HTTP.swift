@@ -72,15 +72,8 @@ public enum FirstFitPeerServer {
             return Response(status: .created)
         }
         on(.acquire) { request, _, host in
-            let body = try await decode(AcquireRequest.self, request)
-            let now = Moment.current
-            do {
-                let leases = try await peer.acquire(
-                    host: host, count: body.count ?? 1, expires: now + .seconds(body.ttlSeconds ?? 300), now: now)
-                return try ControlAPI.json(try leaseList(leases), status: .created)
-            } catch PeerRefusal.noCapacity {
-                return try error(.conflict, "not enough free slices")
-            }
+            let answer = try await acquisition(peer, host: host, try await decode(AcquireRequest.self, request))
+            return ControlAPI.json(body: answer.json, status: answer.status)
         }
         on(.renewAll) { request, _, host in
             let renewed = try await renewal(peer, host: host, try RenewRequest(body: try await request.body.collect(upTo: maximumBodyBytes).readableBytesView))
@@ -94,24 +87,45 @@ public enum FirstFitPeerServer {
         return router
     }
 
-    /// `POST /v1/leases/renew` answered ahead of the router, as `serve` answers it
-    /// (`ControlAPI.directRoutes`): the same HTTP path for ours and the peer's renewals.
+    /// `POST /v1/leases/renew` and `POST /v1/leases` answered ahead of the router, as `serve`
+    /// answers them (`ControlAPI.directRoutes`): the same HTTP path for ours and the peer's.
     static func directRoutes(_ peer: FirstFitPeer, serverName: String) -> [any RemovableChannelHandler] {
-        let route = APIRoute.renewAll
-        return [DirectRoute(method: route.httpMethod, path: route.path, serverName: serverName, maximumBodyBytes: maximumBodyBytes) { head, body in
-            guard let token = ControlAPI.bearerToken(head.headerFields), let request = try? RenewRequest(body: body.readableBytesView) else {
-                return nil
+        /// A host's request of `route`; declined (for the router) without a host's token.
+        func forHost(_ route: APIRoute, _ answer: @escaping @Sendable (_ host: String, ByteBuffer) async throws -> DirectRoute.Answer?) -> DirectRoute.Route {
+            DirectRoute.Route(method: route.httpMethod, path: route.path) { head, body in
+                guard let token = ControlAPI.bearerToken(head.headerFields) else { return nil }
+                do {
+                    guard let host = try await peer.host(authenticatedBy: token) else { return nil }
+                    return try await answer(host, body)
+                } catch {
+                    return DirectRoute.Answer(status: .internalServerError, json: ByteBuffer(bytes: JSONWriter.encode(ErrorBody(error: "\(error)"))))
+                }
             }
-            do {
-                guard let host = try await peer.host(authenticatedBy: token) else { return nil }
+        }
+        let routes = [
+            forHost(.renewAll) { host, body in
+                guard let request = try? RenewRequest(body: body.readableBytesView) else { return nil }
                 return DirectRoute.Answer(status: .ok, json: try await renewal(peer, host: host, request))
-            } catch {
-                return DirectRoute.Answer(status: .internalServerError, json: ByteBuffer(bytes: JSONWriter.encode(ErrorBody(error: "\(error)"))))
-            }
-        }]
+            },
+            forHost(.acquire) { host, body in
+                guard let request = try? JSONDecoder().decode(AcquireRequest.self, from: Data(body.readableBytesView)) else { return nil }
+                return try await acquisition(peer, host: host, request)
+            },
+        ]
+        return [DirectRoute(routes: routes, serverName: serverName, maximumBodyBytes: maximumBodyBytes)]
     }
 
     private static let maximumBodyBytes = 64 * 1024
+
+    private static func acquisition(_ peer: FirstFitPeer, host: String, _ request: AcquireRequest) async throws -> DirectRoute.Answer {
+        let now = Moment.current
+        do {
+            let leases = try await peer.acquire(host: host, count: request.count ?? 1, expires: now + .seconds(request.ttlSeconds ?? 300), now: now)
+            return DirectRoute.Answer(status: .created, json: ByteBuffer(bytes: JSONWriter.encode(try leaseList(leases))))
+        } catch PeerRefusal.noCapacity {
+            return DirectRoute.Answer(status: .conflict, json: ByteBuffer(bytes: JSONWriter.encode(ErrorBody(error: "not enough free slices"))))
+        }
+    }
 
     private static func renewal(_ peer: FirstFitPeer, host: String, _ request: RenewRequest) async throws -> ByteBuffer {
         let now = Moment.current

@@ -117,11 +117,7 @@ public struct ControlAPI: Sendable {
             return Response(status: .noContent)
         }
         on(router, .acquire) { request, _, caller in
-            let body = try await decode(AcquireRequest.self, request)
-            let leases = try await store.acquire(
-                host: caller.name, traits: body.traits, count: body.count ?? 1,
-                timeToLive: body.ttlSeconds.map { .seconds($0) } ?? defaultTimeToLive, now: now())
-            return Self.json(try await leaseList(HeldLeases(slices: leases)), status: .created)
+            Self.json(try await acquisition(for: caller.name, try await decode(AcquireRequest.self, request)), status: .created)
         }
         on(router, .listLeases) { _, _, caller in
             try await store.advance(to: now())

@@ -5,12 +5,14 @@ import NIOCore
 import NIOHTTPTypes
 import Synchronization
 
-/// Answers one route straight from the channel pipeline, ahead of Hummingbird's router
+/// Answers a few routes straight from the channel pipeline, ahead of Hummingbird's router
 /// (`HTTP1Channel.Configuration.additionalChannelHandlers`); every other request goes on to
 /// the router untouched.
 ///
 /// Why: an agent's renewal comes alone on its connection once a period, so nothing is shared
-/// between requests and each pays the whole per-request cost. Through Hummingbird that is a
+/// between requests and each pays the whole per-request cost; acquires come as fast as the
+/// writer makes them, and the router's part of each was CPU the allocator's threads waited
+/// for. Through Hummingbird that is a
 /// request handed to the connection's task through `NIOAsyncChannel`, a request context, the
 /// middleware and the router, and the answer handed back through an async writer: `GET
 /// /healthz` at 1,000 requests a second cost `serve` 7.9% of a core, the same answer made in a
@@ -48,18 +50,27 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
     /// Makes the answer to a request of the route (its head and whole body), or declines it.
     public typealias Responder = @Sendable (HTTPRequest, ByteBuffer) async -> Answer?
 
-    private let method: HTTPRequest.Method
-    private let path: String
+    /// A method and path answered here, and by what.
+    public struct Route: Sendable {
+        public var method: HTTPRequest.Method
+        public var path: String
+        public var respond: Responder
+
+        public init(method: HTTPRequest.Method, path: String, respond: @escaping Responder) {
+            (self.method, self.path, self.respond) = (method, path, respond)
+        }
+    }
+
+    private let routes: [Route]
     private let serverName: String?
     private let maximumBodyBytes: Int
-    private let respond: Responder
 
     private enum Reading {
         case between
         /// A request passed on to the router, until its end.
         case passing
-        /// A request of the route, read so far.
-        case taking(HTTPRequest, ByteBuffer)
+        /// A request of a route, read so far.
+        case taking(HTTPRequest, ByteBuffer, Responder)
     }
 
     private var reading = Reading.between
@@ -80,12 +91,10 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
     private var quiesceHeld = false
     private var isActive = true
 
-    public init(method: HTTPRequest.Method, path: String, serverName: String?, maximumBodyBytes: Int, respond: @escaping Responder) {
-        self.method = method
-        self.path = path
+    public init(routes: [Route], serverName: String?, maximumBodyBytes: Int) {
+        self.routes = routes
         self.serverName = serverName
         self.maximumBodyBytes = maximumBodyBytes
-        self.respond = respond
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -103,13 +112,15 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
         switch (reading, part) {
-        case (.between, .head(let head)) where withRouter == 0 && takes(head):
-            reading = .taking(head, context.channel.allocator.buffer(capacity: 0))
-        case (.between, .head):
-            withRouter += 1
-            reading = .passing
-            context.fireChannelRead(wrapInboundOut(part))
-        case (.taking(let head, var body), .body(var more)):
+        case (.between, .head(let head)):
+            if withRouter == 0, let respond = responder(for: head) {
+                reading = .taking(head, context.channel.allocator.buffer(capacity: 0), respond)
+            } else {
+                withRouter += 1
+                reading = .passing
+                context.fireChannelRead(wrapInboundOut(part))
+            }
+        case (.taking(let head, var body, let respond), .body(var more)):
             guard body.readableBytes + more.readableBytes <= maximumBodyBytes else {
                 // The router refuses it, with the answer it gives every over-long body.
                 passOn(head, body, context: context)
@@ -120,10 +131,10 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
             }
             reading = .between  // drops the buffer's other reference while it grows
             body.writeBuffer(&more)
-            reading = .taking(head, body)
-        case (.taking(let head, let body), .end):
+            reading = .taking(head, body, respond)
+        case (.taking(let head, let body, let respond), .end):
             reading = .between
-            answer(head, body, context: context)
+            answer(head, body, by: respond, context: context)
         case (.passing, .end):
             reading = .between
             context.fireChannelRead(wrapInboundOut(part))
@@ -132,16 +143,17 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func takes(_ head: HTTPRequest) -> Bool {
-        head.method == method && head.path == path && head.headerFields[.expect] == nil
-            && (head.headerFields[.connection].map { $0.lowercased() == "keep-alive" } ?? true)
+    /// The responder of the route `head` asks for, unless the request asks for more than a
+    /// plain answer.
+    private func responder(for head: HTTPRequest) -> Responder? {
+        guard head.headerFields[.expect] == nil, head.headerFields[.connection].map({ $0.lowercased() == "keep-alive" }) ?? true else { return nil }
+        return routes.first { $0.method == head.method && $0.path == head.path }?.respond
     }
 
-    private func answer(_ head: HTTPRequest, _ body: ByteBuffer, context: ChannelHandlerContext) {
+    private func answer(_ head: HTTPRequest, _ body: ByteBuffer, by respond: @escaping Responder, context: ChannelHandlerContext) {
         answering = true
         let loop = context.eventLoop
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
-        let respond = respond
         Task {
             let answer = await respond(head, body)
             loop.execute {

@@ -241,6 +241,55 @@ struct ControlAPITests {
         }
     }
 
+    /// `serve` answers `POST /v1/leases` ahead of the router too: a grant is the lease list
+    /// the router shows for the host afterwards, a refusal the router's byte for byte, and
+    /// what it declines is what the router refuses before anything changes.
+    @Test func acquiresAnsweredAheadOfTheRouterAreTheRoutersAnswers() async throws {
+        let clock = TestClock()
+        try await withAPI(longPollTimeout: .seconds(2), now: { clock.now }) { client, api, _ in
+            let h1 = try await setUp(client)
+            let edge = try await newToken(client, at: "/v1/edges", name: "e1")
+            func head(_ token: String?) -> HTTPRequest {
+                var fields: HTTPFields = [:]
+                if let token { fields[.authorization] = "Bearer \(token)" }
+                return HTTPRequest(method: .post, scheme: "http", authority: "localhost", path: "/v1/leases", headerFields: fields)
+            }
+            let granted = try #require(await api.directAcquire(head(h1), ByteBuffer(string: #"{"country": "US", "count": 3, "ttlSeconds": 60}"#)))
+            #expect(granted.status == .created)
+            let listed = try await client.execute(uri: "/v1/leases", method: .get, headers: headers(h1)) { String(buffer: $0.body) }
+            #expect(String(buffer: granted.json) == listed)
+            #expect(String(buffer: granted.json).contains(#""ports":"20000-20999""#), "\(String(buffer: granted.json))")
+
+            let cases: [(token: String?, body: String, status: HTTPResponse.Status, declined: Bool)] = [
+                (h1, #"{"count": 2}"#, .serviceUnavailable, false),  // one slice is left
+                (h1, #"{"count": 1, "ttlSeconds": 1}"#, .badRequest, false),  // refused by the store
+                (h1, #"{"count": 0}"#, .badRequest, false),
+                (h1, #"{"count": "two"}"#, .badRequest, true),
+                (h1, "{nope", .badRequest, true),
+                (edge, "{}", .forbidden, true),
+                (Self.adminToken, "{}", .forbidden, true),
+                ("h1.0000", "{}", .unauthorized, true),
+                (nil, "{}", .unauthorized, true),
+            ]
+            for (token, body, status, declined) in cases {
+                let direct = await api.directAcquire(head(token), ByteBuffer(string: body))
+                let (routerStatus, routerBody) = try await client.execute(
+                    uri: "/v1/leases", method: .post, headers: head(token).headerFields, body: ByteBuffer(string: body)
+                ) { ($0.status, String(buffer: $0.body)) }
+                #expect(routerStatus == status, "\(body)")
+                #expect((direct == nil) == declined, "\(body)")
+                if let direct {
+                    #expect(direct.status == routerStatus, "\(body)")
+                    #expect(String(buffer: direct.json) == routerBody, "\(body)")
+                }
+            }
+            let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases",method="POST",status="201"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases",method="POST",status="503"} 2"#), "\(metrics)")
+            #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases",method="POST",status="400"} 6"#), "\(metrics)")
+        }
+    }
+
     @Test(arguments: [
         ("/v1/leases", #"{"count": 0}"#, "count"),
         ("/v1/leases", #"{"ttlSeconds": 1}"#, "ttlSeconds"),

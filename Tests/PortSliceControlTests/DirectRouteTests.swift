@@ -28,13 +28,20 @@ struct DirectRouteTests {
     }
 
     /// Answers `POST /direct` after 100 ms (so anything sent behind it is read meanwhile),
-    /// with the body it got, unless the body is "decline".
+    /// with the body it got, unless the body is "decline"; and `PUT /direct` at once, with
+    /// the body it got.
     static func direct() -> [any RemovableChannelHandler] {
-        [DirectRoute(method: .post, path: "/direct", serverName: "direct-test", maximumBodyBytes: 16) { _, body in
-            guard String(buffer: body) != "decline" else { return nil }
-            try? await Task.sleep(for: .milliseconds(100))
-            return DirectRoute.Answer(status: .accepted, json: ByteBuffer(string: #"{"direct":"\#(String(buffer: body))"}"#))
-        }]
+        let routes = [
+            DirectRoute.Route(method: .post, path: "/direct") { _, body in
+                guard String(buffer: body) != "decline" else { return nil }
+                try? await Task.sleep(for: .milliseconds(100))
+                return DirectRoute.Answer(status: .accepted, json: ByteBuffer(string: #"{"direct":"\#(String(buffer: body))"}"#))
+            },
+            DirectRoute.Route(method: .put, path: "/direct") { _, body in
+                DirectRoute.Answer(status: .ok, json: ByteBuffer(string: #"{"put":"\#(String(buffer: body))"}"#))
+            },
+        ]
+        return [DirectRoute(routes: routes, serverName: "direct-test", maximumBodyBytes: 16)]
     }
 
     func withServer(_ body: @Sendable (Int) async throws -> Void) async throws {
@@ -42,8 +49,8 @@ struct DirectRouteTests {
         try await app.test(.live) { client in try await body(try #require(client.port)) }
     }
 
-    static func post(_ body: String, headers: String = "") -> String {
-        "POST /direct HTTP/1.1\r\nHost: test\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    static func post(_ body: String, headers: String = "", method: String = "POST") -> String {
+        "\(method) /direct HTTP/1.1\r\nHost: test\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
     static let slow = "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -59,6 +66,17 @@ struct DirectRouteTests {
             #expect(answers[0].headers["server"] == "direct-test")
             #expect(answers[0].headers["date"]?.hasSuffix(" GMT") == true)
             #expect(answers[0].headers["content-length"] == "16")
+        }
+    }
+
+    @Test func answersEachRouteByItsOwnResponder() async throws {
+        try await withServer { port in
+            // The slow POST is answered first though the PUT behind it needs no wait; a method
+            // of the path that no route has goes to the router (which has none: 404).
+            let answers = try await Self.exchange(
+                port: port, Self.post("eight") + Self.post("nine", method: "PUT") + Self.post("ten", method: "PATCH"), answers: 3)
+            #expect(answers.map(\.status) == [202, 200, 404])
+            #expect(answers.prefix(2).map(\.body) == [#"{"direct":"eight"}"#, #"{"put":"nine"}"#])
         }
     }
 
