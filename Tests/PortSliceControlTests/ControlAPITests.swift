@@ -197,6 +197,38 @@ struct ControlAPITests {
         }
     }
 
+    /// A request for a route answered ahead of the router: the token it carries, its body,
+    /// the router's status for it, and whether `DirectRoute`'s responder declines it.
+    typealias AnsweredAhead = (token: String?, body: String, status: HTTPResponse.Status, declined: Bool)
+
+    static func directHead(path: String, token: String?) -> HTTPRequest {
+        var fields: HTTPFields = [:]
+        if let token { fields[.authorization] = "Bearer \(token)" }
+        return HTTPRequest(method: .post, scheme: "http", authority: "localhost", path: path, headerFields: fields)
+    }
+
+    /// Sends each case to `POST path` both ways, to the responder ahead of the router
+    /// (`direct`) and then through the router: the router answers with the case's status, the
+    /// responder declines what the case says, and what it answers is the router's answer byte
+    /// for byte.
+    func expectRoutersAnswers(
+        _ cases: [AnsweredAhead], path: String, _ client: any TestClientProtocol, direct: (HTTPRequest, ByteBuffer) async -> DirectRoute.Answer?
+    ) async throws {
+        for (token, body, status, declined) in cases {
+            let head = Self.directHead(path: path, token: token)
+            let answered = await direct(head, ByteBuffer(string: body))
+            let (routerStatus, routerBody) = try await client.execute(
+                uri: path, method: .post, headers: head.headerFields, body: ByteBuffer(string: body)
+            ) { ($0.status, String(buffer: $0.body)) }
+            #expect(routerStatus == status, "\(body)")
+            #expect((answered == nil) == declined, "\(body)")
+            if let answered {
+                #expect(answered.status == routerStatus, "\(body)")
+                #expect(String(buffer: answered.json) == routerBody, "\(body)")
+            }
+        }
+    }
+
     /// `serve` answers `POST /v1/leases/renew` ahead of the router (`DirectRoute`): its
     /// answers are the router's byte for byte, and what it declines is what the router refuses
     /// before anything changes. Both count into the same request metrics.
@@ -208,7 +240,7 @@ struct ControlAPITests {
             let edge = try await newToken(client, at: "/v1/edges", name: "e1")
             #expect(try await call(client, .post, "/v1/leases", token: h1, json: #"{"country": "US", "count": 2, "ttlSeconds": 60}"#).0 == .created)
             clock.advance(.seconds(10))
-            let cases: [(token: String?, body: String, status: HTTPResponse.Status, declined: Bool)] = [
+            let cases: [AnsweredAhead] = [
                 (h1, #"{"ttlSeconds": 120}"#, .ok, false),
                 (h1, "", .ok, false),  // the default lease time
                 (h2, "{}", .ok, false),  // holds nothing
@@ -220,21 +252,7 @@ struct ControlAPITests {
                 ("h1.0000", "{}", .unauthorized, true),
                 (nil, "{}", .unauthorized, true),
             ]
-            for (token, body, status, declined) in cases {
-                var fields: HTTPFields = [:]
-                if let token { fields[.authorization] = "Bearer \(token)" }
-                let head = HTTPRequest(method: .post, scheme: "http", authority: "localhost", path: "/v1/leases/renew", headerFields: fields)
-                let direct = await api.directRenewal(head, ByteBuffer(string: body))
-                let (routerStatus, routerBody) = try await client.execute(
-                    uri: "/v1/leases/renew", method: .post, headers: fields, body: ByteBuffer(string: body)
-                ) { ($0.status, String(buffer: $0.body)) }
-                #expect(routerStatus == status, "\(body)")
-                #expect((direct == nil) == declined, "\(body)")
-                if let direct {
-                    #expect(direct.status == routerStatus, "\(body)")
-                    #expect(String(buffer: direct.json) == routerBody, "\(body)")
-                }
-            }
+            try await expectRoutersAnswers(cases, path: "/v1/leases/renew", client) { await api.directRenewal($0, $1) }
             let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
             #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases/renew",method="POST",status="200"} 6"#), "\(metrics)")
             #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases/renew",method="POST",status="400"} 4"#), "\(metrics)")
@@ -249,18 +267,14 @@ struct ControlAPITests {
         try await withAPI(longPollTimeout: .seconds(2), now: { clock.now }) { client, api, _ in
             let h1 = try await setUp(client)
             let edge = try await newToken(client, at: "/v1/edges", name: "e1")
-            func head(_ token: String?) -> HTTPRequest {
-                var fields: HTTPFields = [:]
-                if let token { fields[.authorization] = "Bearer \(token)" }
-                return HTTPRequest(method: .post, scheme: "http", authority: "localhost", path: "/v1/leases", headerFields: fields)
-            }
-            let granted = try #require(await api.directAcquire(head(h1), ByteBuffer(string: #"{"country": "US", "count": 3, "ttlSeconds": 60}"#)))
+            let granted = try #require(await api.directAcquire(
+                Self.directHead(path: "/v1/leases", token: h1), ByteBuffer(string: #"{"country": "US", "count": 3, "ttlSeconds": 60}"#)))
             #expect(granted.status == .created)
             let listed = try await client.execute(uri: "/v1/leases", method: .get, headers: headers(h1)) { String(buffer: $0.body) }
             #expect(String(buffer: granted.json) == listed)
             #expect(String(buffer: granted.json).contains(#""ports":"20000-20999""#), "\(String(buffer: granted.json))")
 
-            let cases: [(token: String?, body: String, status: HTTPResponse.Status, declined: Bool)] = [
+            let cases: [AnsweredAhead] = [
                 (h1, #"{"count": 2}"#, .serviceUnavailable, false),  // one slice is left
                 (h1, #"{"count": 1, "ttlSeconds": 1}"#, .badRequest, false),  // refused by the store
                 (h1, #"{"count": 0}"#, .badRequest, false),
@@ -271,18 +285,7 @@ struct ControlAPITests {
                 ("h1.0000", "{}", .unauthorized, true),
                 (nil, "{}", .unauthorized, true),
             ]
-            for (token, body, status, declined) in cases {
-                let direct = await api.directAcquire(head(token), ByteBuffer(string: body))
-                let (routerStatus, routerBody) = try await client.execute(
-                    uri: "/v1/leases", method: .post, headers: head(token).headerFields, body: ByteBuffer(string: body)
-                ) { ($0.status, String(buffer: $0.body)) }
-                #expect(routerStatus == status, "\(body)")
-                #expect((direct == nil) == declined, "\(body)")
-                if let direct {
-                    #expect(direct.status == routerStatus, "\(body)")
-                    #expect(String(buffer: direct.json) == routerBody, "\(body)")
-                }
-            }
+            try await expectRoutersAnswers(cases, path: "/v1/leases", client) { await api.directAcquire($0, $1) }
             let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
             #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases",method="POST",status="201"} 1"#), "\(metrics)")
             #expect(metrics.contains(#"portslice_api_requests_total{route="/v1/leases",method="POST",status="503"} 2"#), "\(metrics)")
