@@ -40,7 +40,7 @@ struct RequestMetrics<Context: RequestContext>: RouterMiddleware {
 
 /// The registry's counters and histograms, kept once made: the registry finds one by its
 /// name and labels under a lock of its own, with the labels as new strings each time. The
-/// middleware and the renewals answered ahead of the router (`DirectRoute`) share them.
+/// middleware and the requests answered ahead of the router (`DirectRoute`) share them.
 final class RequestMetricHandles: Sendable {
     private struct Key: Hashable {
         let route: String
