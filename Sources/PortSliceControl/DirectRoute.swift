@@ -52,9 +52,9 @@ public final class DirectRoute: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// A method and path answered here, and by what.
     public struct Route: Sendable {
-        public var method: HTTPRequest.Method
-        public var path: String
-        public var respond: Responder
+        public let method: HTTPRequest.Method
+        public let path: String
+        public let respond: Responder
 
         public init(method: HTTPRequest.Method, path: String, respond: @escaping Responder) {
             (self.method, self.path, self.respond) = (method, path, respond)

@@ -89,3 +89,7 @@ extension SQLConnection {
         try await body()
     }
 }
+
+/// Opens database connections for the store, or for anything else that wants the same
+/// engine with the same settings (the allocation benchmark's plain-SQL peer).
+public enum SQLConnections {}

@@ -236,10 +236,10 @@ extension SQLSliceStore {
     }
 
     /// Every address of `addresses` (of the pool when nil) that has a `free_counts` row, with
-    /// its free slices in index order. The addresses are cast where they are compared with a
-    /// partial index's column, as below.
+    /// its free slices in index order, through the primary keys (SQLite keeps no index of free
+    /// slices, see `sqliteOnly`).
     private func readFreeSlices(of addresses: [IPv4Address]?) async throws -> [IPv4Address: FreeSliceMirror.Address] {
-        let among = addresses.map { "address IN (\(Array(repeating: "CAST(? AS BIGINT)", count: $0.count).joined(separator: ", ")))" }
+        let among = addresses.map { "address IN (\(Self.placeholders($0.count)))" }
         let binds = addresses?.map { SQLValue.int($0.bits) } ?? []
         var read: [IPv4Address: FreeSliceMirror.Address] = [:]
         for row in try await query("SELECT address, traits FROM free_counts" + (among.map { " WHERE " + $0 } ?? ""), binds) {
@@ -281,10 +281,10 @@ extension SQLSliceStore {
         if let freeSlices {
             return Dictionary(uniqueKeysWithValues: picked.map { ($0.key, freeSlices.lowestFree(of: $0.key, count: $0.value)) })
         }
-        // One search of the free slices' index per address (a window over all of them, ranked
-        // and sorted, took three times as long). The counts are written into the statement:
-        // bound, SQLite would prepare it again each time (as it would with the address bound
-        // as it is against the partial index). The order is asked for: a compound statement
+        // PostgreSQL only (SQLite places from memory). One search of the free slices' index per
+        // address (a window over all of them, ranked and sorted, took three times as long). The
+        // counts in the text and the cast addresses date from when SQLite ran it too, which
+        // prepared it again for bound ones. The order is asked for: a compound statement
         // promises none.
         let ordered = picked.sorted { $0.key.bits < $1.key.bits }
         var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
