@@ -191,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "PortSliceProxyTests",
             dependencies: [
-                "PortSliceProxy", "PortSliceCore", "PortSliceSockets",
+                "PortSliceProxy", "PortSliceCore", "PortSliceSockets", "PortSliceTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -208,7 +208,7 @@ let package = Package(
         .testTarget(
             name: "PortSliceControlTests",
             dependencies: [
-                "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceAPI",
+                "PortSliceControl", "PortSliceStore", "PortSliceCore", "PortSliceAPI", "PortSliceTestSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -48,14 +48,14 @@ extension ProxyTests {
     }
 
     /// The proxy's /metrics once every line of `expected` is in it (a line whole, value
-    /// included), or as it is after 5 s.
+    /// included), or as it is when the wait ends.
     func metrics(of proxy: Proxy, showing expected: [String]) async throws -> String {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while true {
-            let text = try await curl([try proxy.adminURL("/metrics")]).body
-            if expected.allSatisfy({ text.contains($0 + "\n") }) || ContinuousClock.now >= deadline { return text }
-            try await Task.sleep(for: .milliseconds(50))
+        var text = ""
+        try await waitUntil(checkingEvery: .milliseconds(50)) {
+            text = try await curl([try proxy.adminURL("/metrics")]).body
+            return expected.allSatisfy { text.contains($0 + "\n") }
         }
+        return text
     }
 
     static let socksRefused: [UInt8] = [5, 2, 0, 1, 0, 0, 0, 0, 0, 0]

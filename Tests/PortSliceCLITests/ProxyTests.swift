@@ -500,8 +500,7 @@ struct ProxyTests {
         }
         #expect(proxy.process.isRunning)
         // Nothing leaks: the proxy's descriptors come back to where they were.
-        let settle = ContinuousClock.now + .seconds(5)
-        while proxy.openDescriptors > descriptorsBefore && ContinuousClock.now < settle { try await Task.sleep(for: .milliseconds(50)) }
+        try await waitUntil(checkingEvery: .milliseconds(50)) { proxy.openDescriptors <= descriptorsBefore }
         #expect(proxy.openDescriptors <= descriptorsBefore, "the proxy holds \(proxy.openDescriptors) descriptors, \(descriptorsBefore) before")
         let (status, body) = try await curl(["--socks5-hostname", "127.0.0.1:\(proxy.port)", "http://127.0.0.1:\(server.endpoint.port)/"])
         #expect(status == 0, "after \(sent) malformed connections")

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import PortSliceAPI
 import PortSliceCore
 import PortSliceStore
+import PortSliceTestSupport
 import Synchronization
 import Testing
 @testable import PortSliceControl
@@ -65,12 +66,6 @@ struct ControlAPITests {
         let (created, body) = try await call(client, .post, "/v1/hosts", token: Self.adminToken, json: #"{"name": "h1"}"#)
         #expect(created == .created)
         return try #require(body["token"] as? String)
-    }
-
-    /// Returns once `condition` holds, or after 10 s (the caller's expectations then fail).
-    static func waitUntil(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
     }
 
     /// Adds an edge or a host (`path`: /v1/edges or /v1/hosts) as the admin; returns its token.
@@ -393,7 +388,7 @@ struct ControlAPITests {
                         try await client.execute(uri: "/v1/slices?since=\(version)", method: .get, headers: headers(edge)) { String(buffer: $0.body) }
                     }
                 }
-                try await Self.waitUntil { store.versions.waiters >= waiters }
+                try await waitUntil(checkingEvery: .milliseconds(5)) { store.versions.waiters >= waiters }
                 #expect(store.versions.waiters == waiters, "every long poll waits before the change")
                 #expect(try await call(client, .post, "/v1/leases", token: host, json: "{}").0 == .created)
                 return try await group.reduce(into: []) { $0.append($1) }
@@ -422,12 +417,12 @@ struct ControlAPITests {
 
             let clock = ContinuousClock()
             async let waited = call(client, .get, "/v1/slices?since=\(version)", token: first)
-            try await Self.waitUntil { store.versions.waiters == 1 }
+            try await waitUntil(checkingEvery: .milliseconds(5)) { store.versions.waiters == 1 }
             #expect(try await call(client, .post, "/v1/leases", token: second, json: "{}").0 == .created)
             let otherChange = store.versions.version
             #expect(otherChange > Int64(version))
             // Woken by h2's lease, h1's poll found its part unchanged and waits again.
-            try await Self.waitUntil { parts.makings == 2 && store.versions.waiters == 1 }
+            try await waitUntil(checkingEvery: .milliseconds(5)) { parts.makings == 2 && store.versions.waiters == 1 }
             #expect(store.versions.waiters == 1, "h1's poll waits on after another host's change")
 
             let started = clock.now

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import PortSliceCore
 import PortSliceSockets
+import PortSliceTestSupport
 import Testing
 @testable import PortSliceProxy
 
@@ -33,8 +34,7 @@ struct FillHintTests {
 
         // Closing the clients closes their flows, and the dialer stops counting them.
         for descriptor in flows { close(descriptor) }
-        let deadline = ContinuousClock.now + .seconds(5)
-        while dialer.flowsHeld(towards: echo.endpoint) > 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await waitUntil { dialer.flowsHeld(towards: echo.endpoint) == 0 }
         #expect(dialer.flowsHeld(towards: echo.endpoint) == 0)
         try await stop()
     }

@@ -5,6 +5,7 @@ import NIOPosix
 import PortSliceCore
 import PortSliceDNS
 import PortSliceSockets
+import PortSliceTestSupport
 import Synchronization
 import Testing
 @testable import PortSliceProxy
@@ -32,10 +33,9 @@ struct HappyEyeballsTests {
         var peers: [String] { log.list.withLock { $0 } }
 
         /// The peers once there are `count` (the server takes a connection a little after the
-        /// client sees it made), waiting at most 5 s.
+        /// client sees it made), or those there are when the wait ends.
         func peers(count: Int) async -> [String] {
-            let deadline = ContinuousClock.now + .seconds(5)
-            while peers.count < count && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+            try? await waitUntil { peers.count >= count }
             return peers
         }
 
@@ -125,11 +125,10 @@ struct HappyEyeballsTests {
 
     static func name(_ text: String) -> [UInt8] { [3, UInt8(text.utf8.count)] + Array(text.utf8) }
 
-    /// The TCP peers `echo` has seen once there are `count`, waiting at most 5 s (a server
-    /// takes a connection a little after the client sees it made).
+    /// The TCP peers `echo` has seen once there are `count`, or those there are when the wait
+    /// ends (a server takes a connection a little after the client sees it made).
     static func tcpPeers(_ echo: EchoServers, count: Int) async -> [Endpoint] {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while echo.peers[.tcp, default: []].count < count && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        try? await waitUntil { echo.peers[.tcp, default: []].count >= count }
         return echo.peers[.tcp, default: []]
     }
 

@@ -3,6 +3,7 @@ import NIOPosix
 import Testing
 import PortSliceCore
 import PortSliceSockets
+import PortSliceTestSupport
 @testable import PortSliceProxy
 
 @Suite("Port policy")
@@ -168,9 +169,8 @@ struct PortPolicyTests {
                 #"portslice_proxy_failures_total{reason="refused_by_policy",protocol="socks-udp"} 1"#,
                 #"portslice_proxy_failures_total{reason="exhausted",protocol="socks"} 1"#,
             ]
-            // The datagram is judged on another thread: wait for its count, at most 5 s.
-            let deadline = ContinuousClock.now + .seconds(5)
-            while !expected.allSatisfy(opener.metrics.text().contains) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            // The datagram is judged on another thread: wait for its count.
+            try await waitUntil { expected.allSatisfy(opener.metrics.text().contains) }
             let metrics = opener.metrics.text()
             for line in expected { #expect(metrics.contains(line + "\n"), "\(line) in \(metrics)") }
             #expect(!metrics.contains(#"reason="special_purpose""#), "\(metrics)")
