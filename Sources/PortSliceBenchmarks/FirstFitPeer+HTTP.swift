@@ -108,7 +108,7 @@ public enum FirstFitPeerServer {
                 return DirectRoute.Answer(status: .ok, json: try await renewal(peer, host: host, request))
             },
             forHost(.acquire) { host, body in
-                guard let request = try? JSONDecoder().decode(AcquireRequest.self, from: Data(body.readableBytesView)) else { return nil }
+                guard let request = try? decode(AcquireRequest.self, from: body) else { return nil }
                 return try await acquisition(peer, host: host, request)
             },
         ]
@@ -143,7 +143,11 @@ public enum FirstFitPeerServer {
     }
 
     private static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(try await request.body.collect(upTo: maximumBodyBytes).readableBytesView))
+        try decode(T.self, from: try await request.body.collect(upTo: maximumBodyBytes))
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
     }
 
     private static func error(_ status: HTTPResponse.Status, _ message: String) throws -> Response {

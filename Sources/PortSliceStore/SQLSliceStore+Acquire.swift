@@ -283,19 +283,17 @@ extension SQLSliceStore {
         }
         // PostgreSQL only (SQLite places from memory). One search of the free slices' index per
         // address (a window over all of them, ranked and sorted, took three times as long). The
-        // counts in the text and the cast addresses date from when SQLite ran it too, which
-        // prepared it again for bound ones. The order is asked for: a compound statement
-        // promises none.
+        // order is asked for: a compound statement promises none.
         let ordered = picked.sorted { $0.key.bits < $1.key.bits }
         var lowestFree: [IPv4Address: [(slice: SliceID, ports: PortSet)]] = [:]
         for row in try await query(
-            ordered.enumerated().map { index, pick in
+            ordered.indices.map { index in
                 """
                 SELECT address, slice_index, ports FROM (SELECT address, slice_index, ports FROM slices
-                    WHERE state = 'free' AND address = CAST(? AS BIGINT) ORDER BY slice_index LIMIT \(pick.value)) AS lowest\(index)
+                    WHERE state = 'free' AND address = ? ORDER BY slice_index LIMIT ?) AS lowest\(index)
                 """
             }.joined(separator: " UNION ALL ") + " ORDER BY address, slice_index",
-            ordered.map { .int($0.key.bits) }) {
+            ordered.flatMap { [.int($0.key.bits), .int($0.value)] }) {
             let address = Self.address(row)
             lowestFree[address, default: []].append((SliceID(address: address, index: Int(row.integer("slice_index") ?? 0)), try Self.ports(row)))
         }

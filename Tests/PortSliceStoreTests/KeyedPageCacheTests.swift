@@ -1,5 +1,5 @@
 import CSQLitePageCache
-import Foundation
+import PortSliceTestSupport
 import Testing
 @testable import PortSliceStore
 
@@ -49,10 +49,7 @@ struct KeyedPageCacheTests {
 
     @Test("a file whose B-trees split thousands of times through the cache reads back whole and passes SQLite's integrity check")
     func splitsKeepTheFileWhole() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("portslice-keyed-cache-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let connection = try await SQLConnections.sqlite(path: directory.appendingPathComponent("split.sqlite").path)
+        let connection = try await SQLConnections.sqlite(path: ScratchSpace.path("portslice-split", suffix: ".sqlite"))
         _ = try await connection.query("CREATE TABLE rows (id INTEGER PRIMARY KEY, key INTEGER NOT NULL, text TEXT NOT NULL)", [])
         _ = try await connection.query("CREATE INDEX rows_by_key ON rows (key, text)", [])
         // Keys in a scattered order (a multiplier prime to the count), so that inserts land
